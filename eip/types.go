@@ -1,0 +1,124 @@
+package eip
+
+import (
+	"errors"
+	"time"
+)
+
+// Tag keys eipd reads and writes. DESIGN.md §2.
+const (
+	TagGroup    = "eipd:group"
+	TagHolder   = "eipd:holder"
+	TagTerm     = "eipd:term"
+	TagRenewed  = "eipd:renewed"
+	TagPriority = "eipd:priority"
+	TagState    = "eipd:state"
+)
+
+// Values of an instance's eipd:state tag.
+const (
+	StateReady     = "ready"
+	StateUnhealthy = "unhealthy"
+	StateDraining  = "draining"
+)
+
+// RenewedLayout is the format of eipd:renewed: RFC 3339 with milliseconds, UTC.
+const RenewedLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// Sentinel errors. Every AWS error is classified into one of these in this
+// package (wrapped, so the original code and message stay in the chain);
+// callers use errors.Is and never look at AWS error codes themselves.
+var (
+	// ErrAlreadyAssociated: AssociateAddress with AllowReassociation=false
+	// found the EIP associated elsewhere (Resource.AlreadyAssociated).
+	// Another instance won the race.
+	ErrAlreadyAssociated = errors.New("address already associated")
+	// ErrStaleAssociation: the association ID we fenced on no longer exists
+	// (InvalidAssociationID.NotFound). Someone moved the EIP first.
+	ErrStaleAssociation = errors.New("association no longer exists")
+	// ErrThrottled: RequestLimitExceeded after the SDK's retries, or the
+	// client-side budget refused the call.
+	ErrThrottled = errors.New("throttled by EC2")
+	// ErrUnauthorized: UnauthorizedOperation or other IAM denial.
+	ErrUnauthorized = errors.New("not authorized")
+	// ErrNotFound: the allocation, instance or ENI does not exist.
+	ErrNotFound = errors.New("resource not found")
+	// ErrInvalidState: the target instance or ENI is not in a state that
+	// allows the operation (pending, stopped, terminated).
+	ErrInvalidState = errors.New("resource in invalid state")
+	// ErrUnavailable: 5xx, network error, timeout: AWS state is unknown.
+	ErrUnavailable = errors.New("EC2 unavailable")
+	// ErrInvalidRequest: any other 4xx: a bug or bad configuration.
+	ErrInvalidRequest = errors.New("invalid request")
+	// ErrDryRun: DryRunOperation, i.e. the call would have succeeded.
+	ErrDryRun = errors.New("dry run would have succeeded")
+	// ErrIMDS: the instance metadata service is unreachable or refused.
+	ErrIMDS = errors.New("instance metadata unavailable")
+)
+
+// Identity is this instance as IMDSv2 describes it.
+type Identity struct {
+	InstanceID         string
+	Region             string
+	AvailabilityZone   string
+	NetworkInterfaceID string // device-index-0 ENI
+	PrivateIP          string // its primary private IPv4
+}
+
+// Lease is the lease recorded in the tags of an EIP allocation.
+// Fields that are absent or do not parse are left zero and listed in Invalid.
+type Lease struct {
+	Holder  string    // eipd:holder; "" when released or absent
+	Term    int64     // eipd:term; 0 when absent
+	Renewed time.Time // eipd:renewed; zero when absent
+	// Invalid names the tags that were present but did not parse,
+	// e.g. ["eipd:term"]. A lease with invalid tags is treated as stale.
+	Invalid []string
+}
+
+// Address is one EIP allocation as DescribeAddresses returns it.
+type Address struct {
+	AllocationID       string
+	PublicIP           string
+	AssociationID      string // "" when unassociated
+	InstanceID         string // "" when unassociated or associated to a bare ENI
+	NetworkInterfaceID string
+	PrivateIP          string // private IP the EIP maps to
+	Group              string // eipd:group tag
+	Lease              Lease
+}
+
+// Associated reports whether the EIP is associated with anything.
+func (a Address) Associated() bool { return a.AssociationID != "" }
+
+// Instance is a member of the group as DescribeInstances returns it.
+type Instance struct {
+	InstanceID         string
+	State              string // EC2 state name: running, stopped, ...
+	AvailabilityZone   string
+	NetworkInterfaceID string // device-index-0 ENI
+	PrivateIP          string // primary private IP of that ENI
+	EIPDState          string // eipd:state tag: ready, unhealthy, draining or ""
+	Priority           int    // eipd:priority; 0 when absent or invalid
+	LaunchTime         time.Time
+}
+
+// Running reports whether EC2 says the instance is running.
+func (i Instance) Running() bool { return i.State == "running" }
+
+// NoticeKind is the kind of a lifecycle notice read from IMDS.
+type NoticeKind string
+
+const (
+	NoticeSpotInterruption NoticeKind = "spot-interruption"
+	NoticeRebalance        NoticeKind = "rebalance"
+	NoticeASGTerminating   NoticeKind = "asg-terminating"
+	NoticeMaintenance      NoticeKind = "maintenance"
+)
+
+// Notice is a planned stop announced through instance metadata.
+type Notice struct {
+	Kind   NoticeKind
+	Time   time.Time // when it takes effect, if known
+	Detail string    // e.g. spot action "terminate", lifecycle state "Terminated"
+}
