@@ -13,6 +13,12 @@ const (
 	TagRenewed  = "eipd:renewed"
 	TagPriority = "eipd:priority"
 	TagState    = "eipd:state"
+	// TagReason and TagDecided record why and when the last change of
+	// holder was decided, so the instance that becomes holder through a
+	// handoff can report the move (reason, decision → association time)
+	// although the old holder made the calls. Operators see them too.
+	TagReason  = "eipd:reason"
+	TagDecided = "eipd:decided"
 )
 
 // Values of an instance's eipd:state tag.
@@ -66,11 +72,14 @@ type Identity struct {
 }
 
 // Lease is the lease recorded in the tags of an EIP allocation.
+// Renew writes holder, term and renewed, plus reason and decided when set.
 // Fields that are absent or do not parse are left zero and listed in Invalid.
 type Lease struct {
 	Holder  string    // eipd:holder; "" when released or absent
 	Term    int64     // eipd:term; 0 when absent
 	Renewed time.Time // eipd:renewed; zero when absent
+	Reason  string    // eipd:reason; written on claim and handoff only
+	Decided time.Time // eipd:decided; when that move was decided
 	// Invalid names the tags that were present but did not parse,
 	// e.g. ["eipd:term"]. A lease with invalid tags is treated as stale.
 	Invalid []string
