@@ -1,0 +1,124 @@
+package health
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// PeerProber answers "is this peer reachable as healthy?" for a standby
+// deciding whether the holder has failed (DESIGN.md §3, takeover condition 3).
+// It runs the peer forms of the local checks against the peer's private IP
+// and asks the peer's eipd for its own view on /status.
+//
+// A peer counts as healthy when every check that can be aimed at it passes
+// and its /status does not say "down". An unreachable /status alone does not
+// condemn a peer whose proxy serves: a holder whose daemon died but whose
+// HAProxy still serves keeps the EIP. When no check can be aimed at a peer
+// (only unix-socket HAProxy checks), /status must answer "up".
+type PeerProber struct {
+	checks     []Checker // templates; aimed at the peer on each Probe
+	statusPort int
+	timeout    time.Duration
+	client     *http.Client
+}
+
+// NewPeerProber returns a prober for checks (the local checks; those that
+// cannot be aimed at a peer are skipped). statusPort is the peer eipd's
+// status listener port; 0 skips /status. timeout bounds a whole Probe.
+func NewPeerProber(checks []Checker, statusPort int, timeout time.Duration) *PeerProber {
+	if timeout <= 0 {
+		timeout = 500 * time.Millisecond
+	}
+	var aimable []Checker
+	for _, c := range checks {
+		if _, ok := ForPeer(c, "127.0.0.1"); ok {
+			aimable = append(aimable, c)
+		}
+	}
+	return &PeerProber{checks: aimable, statusPort: statusPort, timeout: timeout, client: newHTTPClient()}
+}
+
+// peerView is the part of the peer's /status that the prober reads.
+type peerView struct {
+	Health string `json:"health"`
+}
+
+// Probe returns nil when the peer at ip is reachable as healthy, else an
+// error saying why not.
+func (p *PeerProber) Probe(ctx context.Context, ip string) error {
+	if ip == "" {
+		return errors.New("probe peer: no IP")
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+
+	peerChecks := make([]Checker, 0, len(p.checks))
+	for _, c := range p.checks {
+		if pc, ok := ForPeer(c, ip); ok {
+			peerChecks = append(peerChecks, pc)
+		}
+	}
+
+	var (
+		wg        sync.WaitGroup
+		checksErr error
+		health    string
+		statusErr error
+	)
+	wg.Go(func() { checksErr = RunAll(ctx, peerChecks, p.timeout) })
+	if p.statusPort > 0 {
+		wg.Go(func() { health, statusErr = p.status(ctx, ip) })
+	}
+	wg.Wait()
+
+	if checksErr != nil {
+		return fmt.Errorf("probe peer %s: %w", ip, checksErr)
+	}
+	if p.statusPort > 0 && statusErr == nil && health == Down.String() {
+		return fmt.Errorf("probe peer %s: its eipd reports health down", ip)
+	}
+	if len(peerChecks) > 0 {
+		return nil
+	}
+	// Nothing could be checked directly: only the peer's own word counts.
+	switch {
+	case p.statusPort == 0:
+		return fmt.Errorf("probe peer %s: no check can be aimed at a peer and the status port is off", ip)
+	case statusErr != nil:
+		return fmt.Errorf("probe peer %s: %w", ip, statusErr)
+	case health != Up.String():
+		return fmt.Errorf("probe peer %s: its eipd reports health %q, want \"up\"", ip, health)
+	}
+	return nil
+}
+
+// status GETs the peer's /status and returns its "health" field.
+func (p *PeerProber) status(ctx context.Context, ip string) (string, error) {
+	u := "http://" + net.JoinHostPort(ip, strconv.Itoa(p.statusPort)) + "/status"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return "", fmt.Errorf("GET %s: %w", u, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("GET %s: %w", u, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: status %s", u, resp.Status)
+	}
+	var v peerView
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&v); err != nil {
+		return "", fmt.Errorf("GET %s: decode: %w", u, err)
+	}
+	return v.Health, nil
+}
