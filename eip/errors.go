@@ -1,0 +1,196 @@
+package eip
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+)
+
+// PolicyPath is where the minimal IAM policy lives in the repository; the
+// unauthorized error points operators at it.
+const PolicyPath = "deploy/iam/eipd-policy.json"
+
+var errorsIs = errors.Is
+
+// classifiedError carries both the sentinel and the original SDK error, so
+// errors.Is matches the sentinel and errors.As still finds the smithy.APIError.
+type classifiedError struct {
+	kind error
+	err  error
+	hint string
+}
+
+func (e *classifiedError) Error() string {
+	if e.hint != "" {
+		return e.kind.Error() + " (" + e.hint + "): " + e.err.Error()
+	}
+	return e.kind.Error() + ": " + e.err.Error()
+}
+
+func (e *classifiedError) Unwrap() []error { return []error{e.kind, e.err} }
+
+// throttleCodes are the codes the SDK's standard retryer treats as throttling
+// (aws/retry DefaultThrottleErrorCodes), EC2's own among them.
+var throttleCodes = map[string]bool{
+	"RequestLimitExceeded":                   true,
+	"Throttling":                             true,
+	"ThrottlingException":                    true,
+	"ThrottledException":                     true,
+	"RequestThrottledException":              true,
+	"TooManyRequestsException":               true,
+	"ProvisionedThroughputExceededException": true,
+	"TransactionInProgressException":         true,
+	"BandwidthLimitExceeded":                 true,
+	"LimitExceededException":                 true,
+	"RequestThrottled":                       true,
+	"SlowDown":                               true,
+	"PriorRequestNotComplete":                true,
+	"EC2ThrottledException":                  true,
+}
+
+var unauthorizedCodes = map[string]bool{
+	"UnauthorizedOperation": true,
+	"AuthFailure":           true,
+	"Blocked":               true,
+	"OptInRequired":         true,
+}
+
+var serverCodes = map[string]bool{
+	"InternalError":           true,
+	"InternalFailure":         true,
+	"Unavailable":             true,
+	"ServiceUnavailable":      true,
+	"RequestTimeout":          true,
+	"RequestTimeoutException": true,
+}
+
+var invalidStateCodes = map[string]bool{
+	"IncorrectInstanceState": true,
+	"IncorrectState":         true,
+	// Also "multiple interfaces attached": eipd never associates by
+	// instance, so in practice this is the pending/terminated form.
+	"InvalidInstanceID": true,
+}
+
+// Classify wraps an SDK error with the matching sentinel (see types.go).
+// errors.Is works for both the sentinel and the original error. nil → nil.
+// An error that is already classified is returned unchanged.
+func Classify(err error) error {
+	return classify("", err)
+}
+
+// classify is Classify with the operation known to the caller, so an IAM
+// denial can name the action to grant even when the SDK error does not.
+func classify(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if alreadyClassified(err) {
+		return err
+	}
+	if op == "" {
+		var oe *smithy.OperationError
+		if errors.As(err, &oe) {
+			op = oe.OperationName
+		}
+	}
+	kind := kindOf(err)
+	ce := &classifiedError{kind: kind, err: err}
+	if kind == ErrUnauthorized {
+		if op != "" {
+			ce.hint = "grant the IAM action ec2:" + op + " to the instance role; the minimal policy is " + PolicyPath
+		} else {
+			ce.hint = "grant the IAM actions listed in " + PolicyPath + " to the instance role"
+		}
+	}
+	return ce
+}
+
+var sentinels = []error{
+	ErrAlreadyAssociated, ErrStaleAssociation, ErrThrottled, ErrUnauthorized,
+	ErrNotFound, ErrInvalidState, ErrUnavailable, ErrInvalidRequest, ErrDryRun,
+}
+
+func alreadyClassified(err error) bool {
+	for _, s := range sentinels {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func kindOf(err error) error {
+	// The SDK's retry quota ran dry: it gives up without sending, after a
+	// run of retried failures. Back off like a throttle.
+	var qe ratelimit.QuotaExceededError
+	if errors.As(err, &qe) || strings.Contains(err.Error(), "failed to get rate limit token") {
+		return ErrThrottled
+	}
+
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		code := apiErr.ErrorCode()
+		switch {
+		case code == "Resource.AlreadyAssociated":
+			return ErrAlreadyAssociated
+		case code == "InvalidAssociationID.NotFound":
+			return ErrStaleAssociation
+		case code == "DryRunOperation":
+			return ErrDryRun
+		case throttleCodes[code]:
+			return ErrThrottled
+		case unauthorizedCodes[code]:
+			return ErrUnauthorized
+		case invalidStateCodes[code]:
+			return ErrInvalidState
+		case strings.HasSuffix(code, ".NotFound"):
+			return ErrNotFound
+		case serverCodes[code]:
+			return ErrUnavailable
+		}
+		var re *smithyhttp.ResponseError
+		if errors.As(err, &re) && re.HTTPStatusCode() >= 500 {
+			return ErrUnavailable
+		}
+		if apiErr.ErrorFault() == smithy.FaultServer {
+			return ErrUnavailable
+		}
+		return ErrInvalidRequest
+	}
+
+	// No API error: the reply never arrived or was not understood.
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) {
+		if s := re.HTTPStatusCode(); s >= 400 && s < 500 {
+			switch s {
+			case 401, 403:
+				return ErrUnauthorized
+			case 429:
+				return ErrThrottled
+			case 404:
+				return ErrNotFound
+			case 408:
+				return ErrUnavailable
+			}
+			return ErrInvalidRequest
+		}
+		return ErrUnavailable
+	}
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return ErrUnavailable
+	case errors.As(err, &ne):
+		return ErrUnavailable
+	}
+	// Anything else (a reply that did not parse, a transport failure the SDK
+	// wrapped opaquely): AWS state is unknown, which is what ErrUnavailable
+	// means to the caller, and it is the fail-safe reading.
+	return ErrUnavailable
+}
