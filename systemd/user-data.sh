@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# EC2 user-data: install eipd as a systemd service and wait until it is ready.
+# Idempotent: running it again converges (a file is replaced only when its
+# content differs, and the service restarts only then). Needs curl, sha256sum,
+# systemd, and the AWS CLI for s3:// sources. Amazon Linux 2023 has them all.
+set -euo pipefail
+
+# --- settings ---
+# Where the binary comes from: https://… or s3://bucket/key. {arch} becomes
+# amd64 or arm64 to match this instance.
+EIPD_BINARY_URL="https://github.com/eipd/eipd/releases/download/v0.1.0/eipd-linux-{arch}"
+# sha256 of the binary per architecture. Leave empty only when testing: the
+# download is then installed unverified.
+EIPD_BINARY_SHA256_AMD64=""
+EIPD_BINARY_SHA256_ARM64=""
+# Written to /etc/default/eipd; see systemd/eipd.env for every variable.
+EIPD_GROUP="proxy-prod"
+EIPD_ALLOCATION_ID=""
+EIPD_HEALTH_CHECK="tcp://127.0.0.1:80"
+EIPD_LISTEN=":9380"
+# More lines for /etc/default/eipd, one KEY=value per line.
+EIPD_EXTRA_ENV=""
+# Seconds to wait for /readyz (identity known, own health check up).
+EIPD_READY_TIMEOUT=180
+# --- end of settings ---
+
+log() { printf 'eipd user-data: %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "must run as root"
+[ -n "$EIPD_GROUP" ] || die "EIPD_GROUP is empty"
+
+case "$(uname -m)" in
+x86_64) arch=amd64 sha=$EIPD_BINARY_SHA256_AMD64 ;;
+aarch64 | arm64) arch=arm64 sha=$EIPD_BINARY_SHA256_ARM64 ;;
+*) die "unsupported architecture $(uname -m)" ;;
+esac
+url=${EIPD_BINARY_URL//\{arch\}/$arch}
+
+bin=/usr/local/bin/eipd
+unit=/etc/systemd/system/eipd.service
+envfile=/etc/default/eipd
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+changed=0
+
+# install_if_changed SRC DST MODE: replace DST only when its content differs.
+install_if_changed() {
+	if [ -f "$2" ] && cmp -s "$1" "$2"; then
+		return 1
+	fi
+	install -D -m "$3" -o root -g root "$1" "$2"
+	log "installed $2"
+}
+
+# Binary: skip the download when the installed one already has the wanted sum.
+if [ -n "$sha" ] && [ -x "$bin" ] && [ "$(sha256sum "$bin" | cut -d' ' -f1)" = "$sha" ]; then
+	log "$bin is already at $sha"
+else
+	case "$url" in
+	s3://*) aws s3 cp --only-show-errors "$url" "$tmp/eipd" ;;
+	https://*) curl -fsSL --proto '=https' --retry 5 --retry-connrefused -o "$tmp/eipd" "$url" ;;
+	*) die "EIPD_BINARY_URL must be https:// or s3://, got $url" ;;
+	esac
+	got=$(sha256sum "$tmp/eipd" | cut -d' ' -f1)
+	if [ -n "$sha" ]; then
+		[ "$got" = "$sha" ] || die "checksum mismatch for $url: got $got, want $sha"
+	else
+		log "WARNING: no checksum set; installing $url unverified (sha256 $got)"
+	fi
+	if install_if_changed "$tmp/eipd" "$bin" 0755; then changed=1; fi
+fi
+"$bin" version >&2 || die "$bin does not run on this instance"
+
+# The unit joins group haproxy to read HAProxy's stats socket; systemd refuses
+# to start it when the group does not exist (HAProxy not installed yet).
+getent group haproxy >/dev/null || groupadd --system haproxy
+
+cat >"$tmp/eipd.service" <<'UNIT'
+# eipd: keeps this cluster's Elastic IPs on a healthy member.
+# Install: /etc/systemd/system/eipd.service (systemd/user-data.sh does it).
+# Settings: /etc/default/eipd (see systemd/eipd.env); EIPD_GROUP is required.
+[Unit]
+Description=eipd Elastic IP failover daemon
+Documentation=https://github.com/eipd/eipd/blob/main/docs/operations.md
+# IMDS and the EC2 API must be reachable before the first reconcile.
+Wants=network-online.target
+After=network-online.target
+# Health checks probe the local proxy; start after it when it is a unit here.
+After=haproxy.service
+# Give up after 5 crashes in 2 minutes instead of flapping the EIP forever.
+StartLimitIntervalSec=120
+StartLimitBurst=5
+
+[Service]
+# READY=1 is sent after identity and the first reconcile; WATCHDOG=1 from the
+# main loop, so a wedged loop is killed and restarted, and peers take over.
+Type=notify
+NotifyAccess=main
+WatchdogSec=30s
+ExecStart=/usr/local/bin/eipd run
+EnvironmentFile=-/etc/default/eipd
+Restart=on-failure
+RestartSec=2s
+# SIGTERM makes eipd hand its EIPs to a ready peer within --stop-timeout (20s
+# by default). Stop must outlast it, or systemd kills the handoff half-way.
+KillSignal=SIGTERM
+TimeoutStopSec=30s
+TimeoutStartSec=90s
+
+# No state on disk: a fresh uid per start is enough. HAProxy's stats socket is
+# usually group haproxy, mode 660: joining the group lets the haproxy:// check
+# read it (user-data.sh creates the group when HAProxy is not installed yet).
+DynamicUser=yes
+SupplementaryGroups=haproxy
+# For --control=unix:/run/eipd/control.sock.
+RuntimeDirectory=eipd
+RuntimeDirectoryMode=0750
+UMask=0077
+# PrivateUsers= is left off: in a user namespace the haproxy group above is
+# unmapped, and the HAProxy socket check would depend on kernel details.
+
+NoNewPrivileges=yes
+CapabilityBoundingSet=
+AmbientCapabilities=
+ProtectSystem=strict
+ProtectHome=yes
+PrivateMounts=yes
+PrivateTmp=yes
+PrivateDevices=yes
+DevicePolicy=closed
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+ProtectProc=invisible
+ProcSubset=pid
+KeyringMode=private
+# TCP/HTTP to IMDS, EC2 and peers; AF_UNIX for the HAProxy socket and sd_notify.
+RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+MemoryDenyWriteExecute=yes
+RemoveIPC=yes
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallFilter=~@privileged @resources
+SystemCallErrorNumber=EPERM
+MemoryMax=256M
+TasksMax=64
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+if install_if_changed "$tmp/eipd.service" "$unit" 0644; then
+	changed=1
+	systemctl daemon-reload
+fi
+
+{
+	echo "# Written by eipd user-data; see systemd/eipd.env for every variable."
+	echo "EIPD_GROUP=$EIPD_GROUP"
+	[ -z "$EIPD_ALLOCATION_ID" ] || echo "EIPD_ALLOCATION_ID=$EIPD_ALLOCATION_ID"
+	[ -z "$EIPD_HEALTH_CHECK" ] || echo "EIPD_HEALTH_CHECK=$EIPD_HEALTH_CHECK"
+	[ -z "$EIPD_LISTEN" ] || echo "EIPD_LISTEN=$EIPD_LISTEN"
+	[ -z "$EIPD_EXTRA_ENV" ] || printf '%s\n' "$EIPD_EXTRA_ENV"
+} >"$tmp/eipd.env"
+if install_if_changed "$tmp/eipd.env" "$envfile" 0644; then changed=1; fi
+
+# A restart of a holder hands its EIPs to a peer first (SIGTERM), so restart
+# only when something changed.
+if [ "$changed" -eq 1 ] && systemctl is-active --quiet eipd.service; then
+	systemctl restart eipd.service
+fi
+# Type=notify: start returns once eipd has its identity and a first reconcile.
+systemctl enable --now eipd.service
+
+port=${EIPD_LISTEN##*:}
+ready_url="http://127.0.0.1:${port:-9380}/readyz"
+deadline=$((SECONDS + EIPD_READY_TIMEOUT))
+until curl -fsS -o /dev/null --max-time 2 "$ready_url"; do
+	if [ "$SECONDS" -ge "$deadline" ]; then
+		systemctl --no-pager status eipd.service >&2 || true
+		"$bin" status >&2 || true
+		die "eipd not ready after ${EIPD_READY_TIMEOUT}s ($ready_url); see journalctl -u eipd"
+	fi
+	sleep 2
+done
+"$bin" status >&2 || true
+log "eipd is ready"
