@@ -1,0 +1,227 @@
+package metrics
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// startServer serves on 127.0.0.1:0 until the test ends and returns the base URL.
+func startServer(t *testing.T, cfg ServerConfig, m *Metrics, status func() any, ready func() error) string {
+	t.Helper()
+	cfg.Listen = "127.0.0.1:0"
+	ln, err := Listen(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := hclog.New(&hclog.LoggerOptions{Output: io.Discard})
+	s := NewServer(cfg, m, status, ready, logger)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve returned %v after cancel, want nil", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("Serve did not return within 10s of cancel")
+		}
+	})
+	return "http://" + ln.Addr().String()
+}
+
+func get(t *testing.T, method, url string) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read body: %v", method, url, err)
+	}
+	c.CloseIdleConnections()
+	return resp.StatusCode, resp.Header, string(body)
+}
+
+func TestServerRoutes(t *testing.T) {
+	m := newTest()
+	m.SetHolder(testAllocs[0], true)
+	var notReady atomic.Bool
+	ready := func() error {
+		if notReady.Load() {
+			return errors.New("own health check down")
+		}
+		return nil
+	}
+	status := func() any {
+		return map[string]any{"instance_id": "i-0123", "eips": []map[string]any{{"allocation_id": testAllocs[0], "role": "holder", "term": 4}}}
+	}
+	base := startServer(t, ServerConfig{}, m, status, ready)
+
+	code, hdr, body := get(t, "GET", base+"/metrics")
+	if code != 200 || !strings.Contains(body, `eipd_is_holder{allocation_id="eipalloc-0a"} 1`) {
+		t.Errorf("/metrics: %d, body lacks the holder sample:\n%.500s", code, body)
+	}
+	if ct := hdr.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
+		t.Errorf("/metrics Content-Type %q, want text exposition", ct)
+	}
+	if !strings.Contains(body, "go_goroutines") || !strings.Contains(body, "process_") {
+		t.Errorf("/metrics lacks Go or process collector output")
+	}
+
+	if code, _, body := get(t, "GET", base+"/healthz"); code != 200 || body != "ok\n" {
+		t.Errorf("/healthz: %d %q, want 200 ok", code, body)
+	}
+	if code, _, body := get(t, "GET", base+"/readyz"); code != 200 {
+		t.Errorf("/readyz while ready: %d %q, want 200", code, body)
+	}
+	notReady.Store(true)
+	if code, _, body := get(t, "GET", base+"/readyz"); code != 503 || !strings.Contains(body, "own health check down") {
+		t.Errorf("/readyz while not ready: %d %q, want 503 with the reason", code, body)
+	}
+	if code, _, _ := get(t, "GET", base+"/healthz"); code != 200 {
+		t.Errorf("/healthz while not ready: %d, want 200 (alive is not ready)", code)
+	}
+
+	code, hdr, body = get(t, "GET", base+"/status")
+	if code != 200 || hdr.Get("Content-Type") != "application/json" {
+		t.Errorf("/status: %d %q", code, hdr.Get("Content-Type"))
+	}
+	var st struct {
+		InstanceID string `json:"instance_id"`
+		EIPs       []struct {
+			AllocationID string `json:"allocation_id"`
+			Role         string `json:"role"`
+			Term         int    `json:"term"`
+		} `json:"eips"`
+	}
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatalf("/status is not JSON: %v\n%s", err, body)
+	}
+	if st.InstanceID != "i-0123" || len(st.EIPs) != 1 || st.EIPs[0].Role != "holder" || st.EIPs[0].Term != 4 {
+		t.Errorf("/status decoded to %+v", st)
+	}
+
+	if code, _, body := get(t, "HEAD", base+"/healthz"); code != 200 || body != "" {
+		t.Errorf("HEAD /healthz: %d %q, want 200 and no body", code, body)
+	}
+	for _, method := range []string{"POST", "PUT", "DELETE", "PATCH"} {
+		for _, path := range []string{"/metrics", "/status", "/readyz", "/healthz"} {
+			code, hdr, _ := get(t, method, base+path)
+			if code != http.StatusMethodNotAllowed || hdr.Get("Allow") != "GET, HEAD" {
+				t.Errorf("%s %s: %d Allow=%q, want 405 with Allow: GET, HEAD", method, path, code, hdr.Get("Allow"))
+			}
+		}
+	}
+	if code, _, _ := get(t, "GET", base+"/debug/pprof/"); code != 404 {
+		t.Errorf("/debug/pprof/ without EnablePprof: %d, want 404", code)
+	}
+	if code, _, _ := get(t, "GET", base+"/nope"); code != 404 {
+		t.Errorf("/nope: %d, want 404", code)
+	}
+	if code, _, body := get(t, "GET", base+"/"); code != 200 || !strings.Contains(body, "/metrics") {
+		t.Errorf("/: %d %q, want an index", code, body)
+	}
+}
+
+func TestServerNilCallbacks(t *testing.T) {
+	base := startServer(t, ServerConfig{}, newTest(), nil, nil)
+	if code, _, _ := get(t, "GET", base+"/readyz"); code != 200 {
+		t.Errorf("/readyz with nil ready: %d, want 200", code)
+	}
+	if code, _, body := get(t, "GET", base+"/status"); code != 200 || strings.TrimSpace(body) != "{}" {
+		t.Errorf("/status with nil status: %d %q, want 200 {}", code, body)
+	}
+}
+
+func TestServerStatusEncodeError(t *testing.T) {
+	base := startServer(t, ServerConfig{}, newTest(), func() any { return map[string]any{"bad": make(chan int)} }, nil)
+	if code, _, _ := get(t, "GET", base+"/status"); code != 500 {
+		t.Errorf("/status with an unencodable value: %d, want 500", code)
+	}
+}
+
+func TestServerPprof(t *testing.T) {
+	base := startServer(t, ServerConfig{EnablePprof: true}, newTest(), nil, nil)
+	if code, _, body := get(t, "GET", base+"/debug/pprof/"); code != 200 || !strings.Contains(body, "goroutine") {
+		t.Errorf("/debug/pprof/ with EnablePprof: %d, want 200 and the index", code)
+	}
+	if code, _, _ := get(t, "GET", base+"/debug/pprof/cmdline"); code != 200 {
+		t.Errorf("/debug/pprof/cmdline with EnablePprof: %d, want 200", code)
+	}
+}
+
+func TestListenBadAddress(t *testing.T) {
+	if _, err := Listen(ServerConfig{Listen: "127.0.0.1:notaport"}); err == nil || !strings.Contains(err.Error(), "127.0.0.1:notaport") {
+		t.Errorf("Listen on a bad address: %v, want an error naming the address", err)
+	}
+}
+
+func TestRunStopsWithContext(t *testing.T) {
+	s := NewServer(ServerConfig{Listen: "127.0.0.1:0"}, newTest(), nil, nil, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run after cancel: %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10s of cancel")
+	}
+}
+
+// promtool check metrics lints a live scrape, as CI must.
+func TestPromtoolCheckMetrics(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("promtool not installed: %v", err)
+		}
+		t.Skipf("promtool not installed: %v", err)
+	}
+	m := newTest()
+	// Exercise every family, including histograms and the "other" bucket.
+	m.ObserveEC2("DescribeAddresses", OutcomeThrottled, 30*time.Millisecond)
+	m.ObserveEC2("Bogus", "bogus", time.Millisecond)
+	m.ObserveHealthCheck(time.Millisecond, nil)
+	m.SetLease(testAllocs[0], 2, time.Second)
+	m.SetPeerProbeUp(testAllocs[1], true)
+	m.Failover(testAllocs[0], "handoff-shutdown", 1200*time.Millisecond)
+	m.Reconciled(time.Now())
+	base := startServer(t, ServerConfig{}, m, nil, nil)
+	code, _, body := get(t, "GET", base+"/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics: %d", code)
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(body)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out.String())
+	}
+}
