@@ -1,0 +1,155 @@
+package prometheus_test
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+const (
+	rulesFile = "eipd-rules.yml"
+	testsFile = "eipd-rules.test.yml"
+)
+
+func promtool(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("promtool not installed: %v", err)
+		}
+		t.Skipf("promtool not installed: %v", err)
+	}
+	return p
+}
+
+func TestPromtoolCheckRules(t *testing.T) {
+	out, err := exec.Command(promtool(t), "check", "rules", rulesFile).CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool check rules %s: %v\n%s", rulesFile, err, out)
+	}
+}
+
+func TestPromtoolTestRules(t *testing.T) {
+	out, err := exec.Command(promtool(t), "test", "rules", testsFile).CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool test rules %s: %v\n%s", testsFile, err, out)
+	}
+	if !strings.Contains(string(out), "SUCCESS") {
+		t.Fatalf("promtool test rules did not report SUCCESS:\n%s", out)
+	}
+}
+
+// Every alert has at least one unit test where it fires and one where it
+// does not, so a rule that can never fire (or always fires) is caught.
+func TestEveryAlertTestedBothWays(t *testing.T) {
+	alerts := alertNames(t)
+	if len(alerts) < 10 {
+		t.Fatalf("found %d alerts in %s, want at least 10: %v", len(alerts), rulesFile, alerts)
+	}
+	fires, quiet := map[string]bool{}, map[string]bool{}
+	f, err := os.Open(testsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	current := ""
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case strings.HasPrefix(line, "alertname:"):
+			current = strings.TrimSpace(strings.TrimPrefix(line, "alertname:"))
+		case line == "exp_alerts: []":
+			quiet[current] = true
+		case line == "exp_alerts:":
+			fires[current] = true
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range alerts {
+		if !fires[a] {
+			t.Errorf("%s has no unit test where it fires", a)
+		}
+		if !quiet[a] {
+			t.Errorf("%s has no unit test where it stays quiet", a)
+		}
+	}
+}
+
+// Every alert tells the on-call how bad it is and what to do.
+func TestAlertsHaveSeverityAndText(t *testing.T) {
+	b, err := os.ReadFile(rulesFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := strings.Split(string(b), "- alert: ")[1:]
+	for _, blk := range blocks {
+		name := strings.Fields(blk)[0]
+		if !regexp.MustCompile(`severity: (critical|warning)\n`).MatchString(blk) {
+			t.Errorf("%s has no severity label (critical or warning)", name)
+		}
+		for _, want := range []string{"summary: ", "description: "} {
+			if !strings.Contains(blk, want) {
+				t.Errorf("%s has no %q annotation", name, strings.TrimSuffix(want, ": "))
+			}
+		}
+	}
+}
+
+// The rules may only use metrics the daemon exports (metrics/testdata/metrics.golden).
+func TestRulesUseKnownMetrics(t *testing.T) {
+	known := goldenNames(t)
+	b, err := os.ReadFile(rulesFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range regexp.MustCompile(`\beipd_[a-z0-9_]+`).FindAllString(string(b), -1) {
+		if !known[n] {
+			t.Errorf("%s uses %s, which is not in metrics.golden", rulesFile, n)
+		}
+	}
+}
+
+func alertNames(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile(rulesFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, m := range regexp.MustCompile(`(?m)^\s*- alert: (\S+)`).FindAllStringSubmatch(string(b), -1) {
+		names = append(names, m[1])
+	}
+	return names
+}
+
+// goldenNames returns the exported metric names, with the _bucket/_sum/_count
+// series of histograms.
+func goldenNames(t *testing.T) map[string]bool {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "metrics", "testdata", "metrics.golden"))
+	if err != nil {
+		t.Fatalf("read metrics golden file: %v", err)
+	}
+	known := map[string]bool{}
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		known[f[0]] = true
+		if f[1] == "histogram" {
+			for _, s := range []string{"_bucket", "_sum", "_count"} {
+				known[f[0]+s] = true
+			}
+		}
+	}
+	return known
+}
