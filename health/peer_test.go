@@ -1,0 +1,119 @@
+package health
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// statusServer serves /status with the given health, as a peer eipd would.
+func statusServer(t *testing.T, health string) int {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/status" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"instance_id":"i-0abc","health":%q,"eips":[]}`, health)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().(*net.TCPAddr).Port
+}
+
+// proxyListener stands in for the peer's HAProxy port.
+func proxyListener(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acceptLoop(t, l)
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func probe(p *PeerProber, ip string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return p.Probe(ctx, ip)
+}
+
+func TestPeerProber(t *testing.T) {
+	proxyPort := proxyListener(t)
+	closedPort := freePort(t)
+	// The local checks name 127.0.0.2, where nothing listens: a probe of
+	// 127.0.0.1 passes only if the host was swapped and the port kept.
+	tcpCheck := mustParse(t, fmt.Sprintf("tcp://127.0.0.2:%d", proxyPort))
+	deadCheck := mustParse(t, fmt.Sprintf("tcp://127.0.0.2:%d", closedPort))
+	unixOnly := mustParse(t, "haproxy:///run/haproxy/admin.sock?backend=app")
+	if err := checkWithin(tcpCheck, 2*time.Second); err == nil {
+		t.Fatal("test setup: the unswapped check should fail")
+	}
+
+	tests := []struct {
+		name       string
+		checks     []Checker
+		statusPort int
+		wantErr    string // "" healthy
+	}{
+		{"checks pass, status up", []Checker{tcpCheck}, statusServer(t, "up"), ""},
+		{"checks pass, status down", []Checker{tcpCheck}, statusServer(t, "down"), "reports health down"},
+		{"checks pass, status unreachable: daemon dead, proxy serving", []Checker{tcpCheck}, freePort(t), ""},
+		{"checks pass, status unknown", []Checker{tcpCheck}, statusServer(t, "unknown"), ""},
+		{"checks pass, status port off", []Checker{tcpCheck}, 0, ""},
+		{"check fails, status up", []Checker{tcpCheck, deadCheck}, statusServer(t, "up"), fmt.Sprintf("tcp 127.0.0.1:%d", closedPort)},
+		{"unix only, status up", []Checker{unixOnly}, statusServer(t, "up"), ""},
+		{"unix only, status down", []Checker{unixOnly}, statusServer(t, "down"), "reports health down"},
+		{"unix only, status unknown", []Checker{unixOnly}, statusServer(t, "unknown"), `health "unknown"`},
+		{"unix only, status unreachable", []Checker{unixOnly}, freePort(t), "connect"},
+		{"unix only, status port off", []Checker{unixOnly}, 0, "no check can be aimed"},
+		{"unix and tcp, status unreachable", []Checker{unixOnly, tcpCheck}, freePort(t), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := NewPeerProber(tt.checks, tt.statusPort, 5*time.Second)
+			err := probe(p, "127.0.0.1")
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("want healthy, got %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("want error containing %q", tt.wantErr)
+			}
+			if !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "peer 127.0.0.1") {
+				t.Errorf("error %q: want it to name the peer and contain %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestPeerProberTimeout(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	port := srv.Listener.Addr().(*net.TCPAddr).Port
+	p := NewPeerProber([]Checker{mustParse(t, "http://127.0.0.2:"+fmt.Sprint(port)+"/healthz")}, 0, 100*time.Millisecond)
+	start := time.Now()
+	if err := probe(p, "127.0.0.1"); err == nil {
+		t.Fatal("black-hole peer: want error")
+	}
+	if el := time.Since(start); el > 10*time.Second {
+		t.Errorf("probe took %v: its timeout was not honoured", el)
+	}
+	if err := probe(p, ""); err == nil {
+		t.Error("empty IP: want error")
+	}
+}
