@@ -4,6 +4,7 @@ package health
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -174,7 +175,8 @@ func (c *tcpCheck) Check(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("tcp %s: %w", c.addr, dialReason(err))
 	}
-	return conn.Close()
+	_ = conn.Close() // connected is all this check asks
+	return nil
 }
 
 func (c *tcpCheck) forPeer(host string) (Checker, bool) {
@@ -200,6 +202,11 @@ func dialReason(err error) error {
 type httpCheck struct {
 	u      *url.URL
 	client *http.Client
+	// For a peer form whose local URL named a host rather than an IP: the
+	// Host header to send and the TLS name to verify, so the peer's proxy
+	// sees the same request and its certificate is checked against the
+	// same name as the local check.
+	vhost, serverName string
 }
 
 func parseHTTP(u *url.URL) (Checker, error) {
@@ -244,6 +251,9 @@ func (c *httpCheck) Check(ctx context.Context) error {
 		return fmt.Errorf("GET %s: %w", c.String(), err)
 	}
 	req.Header.Set("User-Agent", "eipd-health")
+	if c.vhost != "" {
+		req.Host = c.vhost
+	}
 	resp, err := c.client.Do(req)
 	if err != nil {
 		var ue *url.Error
@@ -270,5 +280,13 @@ func (c *httpCheck) forPeer(host string) (Checker, bool) {
 	} else {
 		cp.Host = host
 	}
-	return newHTTPCheck(&cp), true
+	pc := newHTTPCheck(&cp)
+	pc.vhost, pc.serverName = c.vhost, c.serverName
+	if name := c.u.Hostname(); pc.vhost == "" && net.ParseIP(name) == nil {
+		pc.vhost, pc.serverName = c.u.Host, name
+	}
+	if pc.serverName != "" {
+		pc.client.Transport.(*http.Transport).TLSClientConfig = &tls.Config{ServerName: pc.serverName}
+	}
+	return pc, true
 }

@@ -117,3 +117,35 @@ func TestPeerProberTimeout(t *testing.T) {
 		t.Error("empty IP: want error")
 	}
 }
+
+// A local check that names a host keeps that name as the Host header when
+// aimed at a peer's IP, so name-based HAProxy rules see the same request.
+func TestForPeerHTTPKeepsHostHeader(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.Host, "localhost:") {
+			http.Error(w, "wrong host "+r.Host, http.StatusMisdirectedRequest)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	port := srv.Listener.Addr().(*net.TCPAddr).Port
+	pc, ok := ForPeer(mustParse(t, fmt.Sprintf("http://localhost:%d/healthz", port)), "127.0.0.1")
+	if !ok {
+		t.Fatal("http check not aimable")
+	}
+	if want := fmt.Sprintf("http://127.0.0.1:%d/healthz", port); pc.String() != want {
+		t.Errorf("peer form %q, want %q", pc, want)
+	}
+	if err := checkWithin(pc, 5*time.Second); err != nil {
+		t.Errorf("peer form: %v", err)
+	}
+	// Aiming a peer form again keeps the original name.
+	pc2, _ := ForPeer(pc, "127.0.0.1")
+	if err := checkWithin(pc2, 5*time.Second); err != nil {
+		t.Errorf("peer form of a peer form: %v", err)
+	}
+	// An IP-named check sends the peer IP as Host.
+	pc3, _ := ForPeer(mustParse(t, fmt.Sprintf("http://127.0.0.2:%d/healthz", port)), "127.0.0.1")
+	if err := checkWithin(pc3, 5*time.Second); err == nil || !strings.Contains(err.Error(), "421") {
+		t.Errorf("IP-named peer form: want the server to see the IP as Host (421), got %v", err)
+	}
+}
