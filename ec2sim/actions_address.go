@@ -1,0 +1,458 @@
+package ec2sim
+
+import (
+	"regexp"
+	"strings"
+	"time"
+)
+
+var (
+	instanceIDRE = regexp.MustCompile(`^i-([0-9a-f]{8}|[0-9a-f]{17})$`)
+	allocIDRE    = regexp.MustCompile(`^eipalloc-([0-9a-f]{8}|[0-9a-f]{17})$`)
+	assocIDRE    = regexp.MustCompile(`^eipassoc-([0-9a-f]{8}|[0-9a-f]{17})$`)
+	eniIDRE      = regexp.MustCompile(`^eni-([0-9a-f]{8}|[0-9a-f]{17})$`)
+)
+
+func malformedAlloc(id string) *apiError {
+	return errf(400, "InvalidAllocationID.Malformed", "Invalid id: \"%s\" (expecting \"eipalloc-...\")", id)
+}
+func notFoundAlloc(id string) *apiError {
+	return errf(400, "InvalidAllocationID.NotFound", "The allocation ID '%s' does not exist", id)
+}
+func malformedInstance(id string) *apiError {
+	return errf(400, "InvalidInstanceID.Malformed", "Invalid id: \"%s\"", id)
+}
+func malformedENI(id string) *apiError {
+	return errf(400, "InvalidNetworkInterfaceID.Malformed", "Invalid id: \"%s\" (expecting \"eni-...\")", id)
+}
+func notFoundENI(id string) *apiError {
+	return errf(400, "InvalidNetworkInterfaceID.NotFound", "The networkInterface ID '%s' does not exist", id)
+}
+
+// notFoundInstances is AWS's message for one or several unknown IDs.
+func notFoundInstances(ids []string) *apiError {
+	if len(ids) == 1 {
+		return errf(400, "InvalidInstanceID.NotFound", "The instance ID '%s' does not exist", ids[0])
+	}
+	return errf(400, "InvalidInstanceID.NotFound", "The instance IDs '%s' do not exist", strings.Join(ids, ", "))
+}
+
+// checkFilterNames rejects unknown filter names (InvalidParameterValue).
+func checkFilterNames(fs []filter, known map[string]bool, tags bool) error {
+	for _, f := range fs {
+		if known[f.Name] || (tags && (f.Name == "tag-key" || (strings.HasPrefix(f.Name, "tag:") && len(f.Name) > 4))) {
+			continue
+		}
+		return badParam("The filter '%s' is invalid", f.Name)
+	}
+	return nil
+}
+
+// matchAll applies filters (ANDed; values ORed). get returns the candidate
+// values of a filter for the resource.
+func matchAll(fs []filter, get func(name string) []string) bool {
+	for _, f := range fs {
+		if !anyMatch(f.Values, get(f.Name)...) {
+			return false
+		}
+	}
+	return true
+}
+
+// tagValues answers tag:<k> and tag-key filters.
+func tagValues(w *world, id, name string) ([]string, bool) {
+	if name == "tag-key" {
+		var ks []string
+		for _, kv := range w.sortedTags(id) {
+			ks = append(ks, kv[0])
+		}
+		return ks, true
+	}
+	if k, ok := strings.CutPrefix(name, "tag:"); ok {
+		if v, ok := w.tags[id][k]; ok {
+			return []string{v}, true
+		}
+		return nil, true
+	}
+	return nil, false
+}
+
+var addressFilters = map[string]bool{
+	"allocation-id": true, "association-id": true, "instance-id": true, "network-border-group": true,
+	"network-interface-id": true, "network-interface-owner-id": true, "private-ip-address": true,
+	"public-ip": true, "domain": true, "public-ipv4-pool": true,
+}
+
+func describeAddresses(c *call) error {
+	allocs, err := c.req.list("AllocationId")
+	if err != nil {
+		return err
+	}
+	ips, err := c.req.list("PublicIp")
+	if err != nil {
+		return err
+	}
+	fs, err := c.req.filters()
+	if err != nil {
+		return err
+	}
+	for _, id := range allocs {
+		if !allocIDRE.MatchString(id) {
+			return malformedAlloc(id)
+		}
+	}
+	for _, ip := range ips {
+		if !validIPv4(ip) {
+			return badParam("Invalid value '%s' for PublicIp. Not a valid IPv4 address.", ip)
+		}
+	}
+	if err := checkFilterNames(fs, addressFilters, true); err != nil {
+		return err
+	}
+	if err := c.checkDryRun(); err != nil {
+		return err
+	}
+	w := c.view()
+	for _, id := range allocs {
+		if w.address(id) == nil {
+			return notFoundAlloc(id)
+		}
+	}
+	for _, ip := range ips {
+		if w.addressByIP(ip) == nil {
+			return errf(400, "InvalidAddress.NotFound", "Address '%s' not found.", ip)
+		}
+	}
+	region := c.s.opts.Region
+	c.x.open("addressesSet")
+	for _, a := range w.addresses {
+		if len(allocs) > 0 && !hasString(allocs, a.AllocationID) {
+			continue
+		}
+		if len(ips) > 0 && !hasString(ips, a.PublicIP) {
+			continue
+		}
+		ok := matchAll(fs, func(name string) []string {
+			if v, ok := tagValues(w, a.AllocationID, name); ok {
+				return v
+			}
+			switch name {
+			case "allocation-id":
+				return []string{a.AllocationID}
+			case "association-id":
+				return nonEmpty(a.AssociationID)
+			case "instance-id":
+				return nonEmpty(a.InstanceID)
+			case "network-border-group":
+				return []string{region}
+			case "network-interface-id":
+				return nonEmpty(a.ENIID)
+			case "network-interface-owner-id":
+				if a.ENIID != "" {
+					return []string{simAccountID}
+				}
+			case "private-ip-address":
+				return nonEmpty(a.PrivateIP)
+			case "public-ip":
+				return []string{a.PublicIP}
+			case "domain":
+				return []string{"vpc"}
+			case "public-ipv4-pool":
+				return []string{"amazon"}
+			}
+			return nil
+		})
+		if !ok {
+			continue
+		}
+		c.x.open("item")
+		c.x.el("publicIp", a.PublicIP)
+		c.x.el("allocationId", a.AllocationID)
+		c.x.el("domain", "vpc")
+		c.x.opt("instanceId", a.InstanceID)
+		c.x.opt("associationId", a.AssociationID)
+		c.x.opt("networkInterfaceId", a.ENIID)
+		if a.ENIID != "" {
+			c.x.el("networkInterfaceOwnerId", simAccountID)
+		}
+		c.x.opt("privateIpAddress", a.PrivateIP)
+		c.x.tagSet(w.sortedTags(a.AllocationID))
+		c.x.el("publicIpv4Pool", "amazon")
+		c.x.el("networkBorderGroup", region)
+		c.x.close("item")
+	}
+	c.x.close("addressesSet")
+	return nil
+}
+
+func hasString(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func nonEmpty(v string) []string {
+	if v == "" {
+		return nil
+	}
+	return []string{v}
+}
+
+// parseTagSpecs reads TagSpecification.N.{ResourceType,Tag.M.Key,Tag.M.Value}
+// for the given resource type.
+func parseTagSpecs(req request, resourceType string) ([][2]string, error) {
+	specs, err := req.structs("TagSpecification")
+	if err != nil {
+		return nil, err
+	}
+	var out [][2]string
+	for i, sp := range specs {
+		if rt := sp["ResourceType"]; rt != resourceType {
+			return nil, badParam("'%s' is not a valid taggable resource type for this operation.", rt)
+		}
+		sub := request{Params: map[string]string{}}
+		for k, v := range sp {
+			if rest, ok := strings.CutPrefix(k, "Tag."); ok {
+				sub.Params["Tag."+rest] = v
+			} else if k != "ResourceType" && k != "Tag" {
+				return nil, errf(400, "UnknownParameter", "The parameter TagSpecification.%d.%s is not recognized", i+1, k)
+			}
+		}
+		tags, err := parseTags(sub, true)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range tags {
+			out = append(out, [2]string{t.key, t.value})
+		}
+	}
+	return out, nil
+}
+
+func allocateAddress(c *call) error {
+	if d := c.req.str("Domain"); d != "" && d != "vpc" {
+		return badParam("Invalid value '%s' for domain.", d)
+	}
+	for _, p := range []string{"Address", "PublicIpv4Pool", "CustomerOwnedIpv4Pool", "IpamPoolId"} {
+		if v := c.req.str(p); v != "" && !(p == "PublicIpv4Pool" && v == "amazon") {
+			return badParam("Invalid value '%s' for %s: only Amazon's pool is simulated.", v, p)
+		}
+	}
+	if g := c.req.str("NetworkBorderGroup"); g != "" && g != c.s.opts.Region {
+		return badParam("Invalid value '%s' for NetworkBorderGroup.", g)
+	}
+	tags, err := parseTagSpecs(c.req, "elastic-ip")
+	if err != nil {
+		return err
+	}
+	w := c.s.w
+	if len(w.addresses) >= max(5, c.s.opts.EIPs) {
+		return errf(400, "AddressLimitExceeded", "The maximum number of addresses has been reached.")
+	}
+	if err := c.checkDryRun(); err != nil {
+		return err
+	}
+	ip := c.s.nextPublicIPLocked()
+	if ip == "" {
+		return errf(400, "AddressLimitExceeded", "The maximum number of addresses has been reached.")
+	}
+	a := &addrRec{AllocationID: newResourceID("eipalloc"), PublicIP: ip}
+	if err := c.s.startForwarderLocked(a.AllocationID); err != nil {
+		return err
+	}
+	w.addresses = append(w.addresses, a)
+	for _, t := range tags {
+		w.setTag(a.AllocationID, t[0], t[1])
+	}
+	c.s.commitLocked(c.now)
+	c.x.el("publicIp", a.PublicIP)
+	c.x.el("domain", "vpc")
+	c.x.el("allocationId", a.AllocationID)
+	c.x.el("publicIpv4Pool", "amazon")
+	c.x.el("networkBorderGroup", c.s.opts.Region)
+	return nil
+}
+
+func releaseAddress(c *call) error {
+	id := c.req.str("AllocationId")
+	if id == "" {
+		if c.req.str("PublicIp") != "" {
+			return badParam("You must specify an allocation id when releasing a VPC elastic IP address")
+		}
+		return missingParam("AllocationId")
+	}
+	if !allocIDRE.MatchString(id) {
+		return malformedAlloc(id)
+	}
+	w := c.s.w
+	a := w.address(id)
+	if a == nil {
+		return notFoundAlloc(id)
+	}
+	if a.AssociationID != "" {
+		return errf(400, "InvalidIPAddress.InUse", "Address %s is in use.", a.PublicIP)
+	}
+	if err := c.checkDryRun(); err != nil {
+		return err
+	}
+	for i, x := range w.addresses {
+		if x == a {
+			w.addresses = append(w.addresses[:i:i], w.addresses[i+1:]...)
+			break
+		}
+	}
+	delete(w.tags, id)
+	if f := c.s.fwds[id]; f != nil {
+		f.cancel() // Close waits for its goroutine
+		delete(c.s.fwds, id)
+	}
+	delete(c.s.targets, id)
+	c.s.commitLocked(c.now)
+	c.x.boolean("return", true)
+	return nil
+}
+
+func associateAddress(c *call) error {
+	allocID, publicIP := c.req.str("AllocationId"), c.req.str("PublicIp")
+	instID, eniID, privIP := c.req.str("InstanceId"), c.req.str("NetworkInterfaceId"), c.req.str("PrivateIpAddress")
+	allowReassoc, err := c.req.boolean("AllowReassociation", true)
+	if err != nil {
+		return err
+	}
+	w := c.s.w
+	var a *addrRec
+	switch {
+	case allocID != "":
+		if !allocIDRE.MatchString(allocID) {
+			return malformedAlloc(allocID)
+		}
+		if a = w.address(allocID); a == nil {
+			return notFoundAlloc(allocID)
+		}
+	case publicIP != "":
+		if !validIPv4(publicIP) {
+			return badParam("Invalid value '%s' for PublicIp. Not a valid IPv4 address.", publicIP)
+		}
+		if a = w.addressByIP(publicIP); a == nil {
+			return errf(400, "InvalidAddress.NotFound", "Address '%s' not found.", publicIP)
+		}
+	default:
+		return missingParam("AllocationId")
+	}
+	if instID != "" && eniID != "" {
+		return errf(400, "InvalidParameterCombination", "You may specify either an instance ID or a network interface ID, but not both")
+	}
+	var in *instRec
+	var eni *eniRec
+	switch {
+	case instID != "":
+		if !instanceIDRE.MatchString(instID) {
+			return malformedInstance(instID)
+		}
+		if in = w.instance(instID); in == nil {
+			return notFoundInstances([]string{instID})
+		}
+		switch in.State {
+		case "pending", "shutting-down", "terminated":
+			return errf(400, "InvalidInstanceID", "The %s instance '%s' is not in a valid state for this operation.", in.State, in.ID)
+		}
+		if len(in.ENIs) > 1 {
+			return errf(400, "InvalidInstanceID", "There are multiple interfaces attached to instance '%s'. Please specify an interface ID for the operation instead.", in.ID)
+		}
+		eni = &in.ENIs[0]
+	case eniID != "":
+		if !eniIDRE.MatchString(eniID) {
+			return malformedENI(eniID)
+		}
+		if in, eni = w.eni(eniID); eni == nil {
+			return notFoundENI(eniID)
+		}
+		if in.State == "pending" {
+			return errf(400, "IncorrectInstanceState", "The pending-instance-creation instance to which '%s' is attached is not in a valid state for this operation", eni.ID)
+		}
+	default:
+		return missingParam("InstanceId")
+	}
+	ip := eni.PrivateIPs[0]
+	if privIP != "" {
+		if !hasString(eni.PrivateIPs, privIP) {
+			return badParam("The private IP address %s is not assigned to interface %s", privIP, eni.ID)
+		}
+		ip = privIP
+	}
+	same := a.ENIID == eni.ID && a.PrivateIP == ip
+	if !allowReassoc && a.AssociationID != "" && !same {
+		return errf(400, "Resource.AlreadyAssociated", "resource %s is already associated with associate-id %s", a.AllocationID, a.AssociationID)
+	}
+	if err := c.checkDryRun(); err != nil {
+		return err
+	}
+	if !same {
+		c.s.associateLocked(c.now, a, in, eni, ip, c.caller)
+	}
+	c.x.boolean("return", true)
+	c.x.el("associationId", a.AssociationID)
+	return nil
+}
+
+// associateLocked points a at (in, eni, ip), disassociating whatever EIP
+// was on that private IP, and records the events. A new association ID is
+// minted, so the previous one becomes stale.
+func (s *Sim) associateLocked(now time.Time, a *addrRec, in *instRec, eni *eniRec, ip, caller string) {
+	if old := s.w.addressOn(eni.ID, ip); old != nil && old != a {
+		s.recordEventLocked(Event{Time: now, AllocationID: old.AllocationID, From: old.InstanceID, Caller: caller,
+			Action: "displaced"})
+		old.AssociationID, old.ENIID, old.PrivateIP, old.InstanceID = "", "", "", ""
+	}
+	from := a.InstanceID
+	action := "associate"
+	if a.AssociationID != "" {
+		action = "move"
+	}
+	a.AssociationID, a.ENIID, a.PrivateIP, a.InstanceID = newResourceID("eipassoc"), eni.ID, ip, in.ID
+	s.recordEventLocked(Event{Time: now, AllocationID: a.AllocationID, From: from, To: in.ID, Caller: caller,
+		Action: action, AssociationID: a.AssociationID})
+	s.commitLocked(now)
+}
+
+func disassociateLocked(s *Sim, now time.Time, a *addrRec, caller, action string) {
+	from := a.InstanceID
+	a.AssociationID, a.ENIID, a.PrivateIP, a.InstanceID = "", "", "", ""
+	s.recordEventLocked(Event{Time: now, AllocationID: a.AllocationID, From: from, Caller: caller, Action: action})
+}
+
+func disassociateAddress(c *call) error {
+	assocID, publicIP := c.req.str("AssociationId"), c.req.str("PublicIp")
+	w := c.s.w
+	var a *addrRec
+	switch {
+	case assocID != "":
+		if !assocIDRE.MatchString(assocID) {
+			return errf(400, "InvalidAssociationID.Malformed", "Invalid id: \"%s\" (expecting \"eipassoc-...\")", assocID)
+		}
+		if a = w.addressByAssociation(assocID); a == nil {
+			return errf(400, "InvalidAssociationID.NotFound", "The association ID '%s' does not exist", assocID)
+		}
+	case publicIP != "":
+		if !validIPv4(publicIP) {
+			return badParam("Invalid value '%s' for PublicIp. Not a valid IPv4 address.", publicIP)
+		}
+		if a = w.addressByIP(publicIP); a == nil {
+			return errf(400, "InvalidAddress.NotFound", "Address '%s' not found.", publicIP)
+		}
+	default:
+		return missingParam("AssociationId")
+	}
+	if err := c.checkDryRun(); err != nil {
+		return err
+	}
+	if a.AssociationID != "" {
+		disassociateLocked(c.s, c.now, a, c.caller, "disassociate")
+		c.s.commitLocked(c.now)
+	}
+	c.x.boolean("return", true)
+	return nil
+}

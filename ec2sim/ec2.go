@@ -1,0 +1,250 @@
+package ec2sim
+
+import (
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// call is one EC2 request being served, with the simulator locked.
+type call struct {
+	s      *Sim
+	req    request
+	caller string // instance ID, "" for the operator
+	now    time.Time
+	lag    time.Duration
+	dryRun bool
+	x      xmlw
+}
+
+// view is the (possibly lagged) state Describe* read.
+func (c *call) view() *world { return c.s.viewLocked(c.now, c.lag) }
+
+// checkDryRun is called by each action once its parameters are validated
+// and before any change: AWS validates IDs even on a dry run.
+func (c *call) checkDryRun() error {
+	if c.dryRun {
+		return errf(412, "DryRunOperation", "Request would have succeeded, but DryRun flag is set.")
+	}
+	return nil
+}
+
+type actionSpec struct {
+	params []string // allowed top-level parameter names
+	run    func(c *call) error
+}
+
+func ec2Actions() map[string]actionSpec {
+	return map[string]actionSpec{
+		"DescribeAddresses":      {[]string{"AllocationId", "PublicIp", "Filter", "DryRun"}, describeAddresses},
+		"AllocateAddress":        {[]string{"Domain", "Address", "PublicIpv4Pool", "NetworkBorderGroup", "CustomerOwnedIpv4Pool", "TagSpecification", "IpamPoolId", "DryRun"}, allocateAddress},
+		"ReleaseAddress":         {[]string{"AllocationId", "PublicIp", "NetworkBorderGroup", "DryRun"}, releaseAddress},
+		"AssociateAddress":       {[]string{"AllocationId", "InstanceId", "PublicIp", "NetworkInterfaceId", "PrivateIpAddress", "AllowReassociation", "DryRun"}, associateAddress},
+		"DisassociateAddress":    {[]string{"AssociationId", "PublicIp", "DryRun"}, disassociateAddress},
+		"DescribeInstances":      {[]string{"InstanceId", "Filter", "MaxResults", "NextToken", "DryRun", "IncludeManagedResources"}, describeInstances},
+		"DescribeInstanceStatus": {[]string{"InstanceId", "Filter", "MaxResults", "NextToken", "DryRun", "IncludeAllInstances"}, describeInstanceStatus},
+		"CreateTags":             {[]string{"ResourceId", "Tag", "DryRun"}, createTags},
+		"DeleteTags":             {[]string{"ResourceId", "Tag", "DryRun"}, deleteTags},
+		"DescribeTags":           {[]string{"Filter", "MaxResults", "NextToken", "DryRun"}, describeTags},
+	}
+}
+
+var credentialRE = regexp.MustCompile(`Credential=([^/,\s]+)/([^/]*)/([^/]*)/([^/]*)/aws4_request`)
+
+// callerOf identifies the caller from the SigV4 access key ID. Signatures
+// are not verified. Unknown keys are the operator ("").
+func (s *Sim) callerOf(r *http.Request) (string, *apiError) {
+	auth := r.Header.Get("Authorization")
+	var m []string
+	if auth != "" {
+		m = credentialRE.FindStringSubmatch(auth)
+		if m == nil || !strings.HasPrefix(auth, "AWS4-HMAC-SHA256 ") {
+			return "", errf(401, "AuthFailure", "AWS was not able to validate the provided access credentials")
+		}
+	} else if qc := r.URL.Query().Get("X-Amz-Credential"); qc != "" {
+		m = credentialRE.FindStringSubmatch("Credential=" + qc)
+		if m == nil {
+			return "", errf(401, "AuthFailure", "AWS was not able to validate the provided access credentials")
+		}
+	} else {
+		return "", errf(401, "MissingAuthenticationToken", "Request is missing Authentication Token")
+	}
+	if m[3] != s.opts.Region {
+		return "", errf(401, "AuthFailure", "Credential should be scoped to a valid region. ")
+	}
+	if m[4] != "ec2" {
+		return "", errf(401, "AuthFailure", "Credential should be scoped to correct service: 'ec2'. ")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.akids[m[1]], nil
+}
+
+// serveEC2 is POST / (and GET /?Action=…): the EC2 Query API.
+func (s *Sim) serveEC2(w http.ResponseWriter, r *http.Request) {
+	if !s.enter() {
+		http.Error(w, "simulator closing", http.StatusServiceUnavailable)
+		return
+	}
+	defer s.leave()
+	reqID := newRequestID()
+
+	var req request
+	var perr error
+	switch r.Method {
+	case http.MethodPost:
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
+		if err != nil {
+			return // client went away
+		}
+		req, perr = parseQuery(body)
+	case http.MethodGet:
+		req, perr = requestFromValues(r.URL.Query())
+	default:
+		writeError(w, reqID, errf(405, "InvalidHttpRequest", "The HTTP method %s is not supported.", r.Method))
+		return
+	}
+	actions := ec2Actions()
+	spec, known := actions[req.Action]
+	statAction := req.Action
+	if perr != nil || !known {
+		statAction = "(invalid)"
+	}
+	caller, authErr := s.callerOf(r)
+
+	s.mu.Lock()
+	f := combine(s.faults, s.instFaults[caller])
+	s.mu.Unlock()
+
+	if f.Partition {
+		s.count(statAction, caller, "partitioned")
+		select {
+		case <-r.Context().Done():
+		case <-s.closing:
+		}
+		// Drop the connection without an answer, as a black-holed network
+		// would: net/http would otherwise send an empty 200.
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				_ = conn.Close()
+			}
+		}
+		return
+	}
+	if f.Latency > 0 {
+		t := time.NewTimer(f.Latency)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+		case <-s.closing:
+		}
+		t.Stop()
+	}
+
+	fail := func(e *apiError) {
+		s.count(statAction, caller, e.Code)
+		writeError(w, reqID, e)
+	}
+	if perr != nil {
+		fail(perr.(*apiError))
+		return
+	}
+	if authErr != nil {
+		fail(authErr)
+		return
+	}
+	if !known {
+		fail(errf(400, "InvalidAction", "The action %s is not valid for this web service.", req.Action))
+		return
+	}
+	if err := req.checkParams(spec.params); err != nil {
+		fail(err.(*apiError))
+		return
+	}
+	dryRun, err := req.boolean("DryRun", false)
+	if err != nil {
+		fail(err.(*apiError))
+		return
+	}
+	if f.denies(req.Action) {
+		fail(s.unauthorized(req, caller))
+		return
+	}
+
+	now := time.Now()
+	s.mu.Lock()
+	if e := s.injectLocked(now, req, f); e != nil {
+		s.mu.Unlock()
+		fail(e)
+		return
+	}
+	s.tickLocked(now)
+	c := &call{s: s, req: req, caller: caller, now: now, lag: f.DescribeLag, dryRun: dryRun}
+	runErr := spec.run(c)
+	s.mu.Unlock()
+	if runErr != nil {
+		e, ok := runErr.(*apiError)
+		if !ok {
+			e = errf(500, "InternalError", "An internal error has occurred")
+			s.logger.Error("ec2sim action failed", "action", req.Action, "error", runErr)
+		}
+		fail(e)
+		return
+	}
+	s.count(statAction, caller, "ok")
+	writeSuccess(w, req.Action, reqID, c.x.Bytes())
+}
+
+// injectLocked applies throttling and random server errors.
+func (s *Sim) injectLocked(now time.Time, req request, f Faults) *apiError {
+	if f.Throttle {
+		key, capacity, refill := bucketFor(req)
+		b := s.buckets[key]
+		if b == nil {
+			b = &bucket{capacity: capacity, refill: refill, tokens: capacity, last: now}
+			s.buckets[key] = b
+		}
+		if !b.take(now) {
+			return errf(503, "RequestLimitExceeded", "Request limit exceeded.")
+		}
+	}
+	if f.ThrottleRatio > 0 && s.rnd.Float64() < f.ThrottleRatio {
+		return errf(503, "RequestLimitExceeded", "Request limit exceeded.")
+	}
+	if f.ErrorRatio > 0 && s.rnd.Float64() < f.ErrorRatio {
+		if s.rnd.IntN(2) == 0 {
+			return errf(500, "InternalError", "An internal error has occurred")
+		}
+		return errf(503, "Unavailable", "The service is unavailable. Please try again shortly.")
+	}
+	return nil
+}
+
+func (s *Sim) count(action, caller, outcome string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.countLocked(action, caller, outcome)
+}
+
+// unauthorized builds AWS's UnauthorizedOperation message for a denied call.
+func (s *Sim) unauthorized(req request, caller string) *apiError {
+	user := "arn:aws:iam::" + simAccountID + ":user/operator"
+	if caller != "" {
+		user = "arn:aws:sts::" + simAccountID + ":assumed-role/" + simRoleName + "/" + caller
+	}
+	res := "*"
+	arn := "arn:aws:ec2:" + s.opts.Region + ":" + simAccountID + ":"
+	switch {
+	case req.str("AllocationId") != "":
+		res = arn + "elastic-ip/" + req.str("AllocationId")
+	case req.str("InstanceId") != "":
+		res = arn + "instance/" + req.str("InstanceId")
+	case req.str("ResourceId.1") != "":
+		res = arn + "*/" + req.str("ResourceId.1")
+	}
+	return errf(403, "UnauthorizedOperation",
+		"You are not authorized to perform this operation. User: %s is not authorized to perform: ec2:%s on resource: %s because no identity-based policy allows the ec2:%s action. Encoded authorization failure message: %s",
+		user, req.Action, res, req.Action, randHex(64))
+}

@@ -1,0 +1,237 @@
+package ec2sim
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrNotFound is returned by the operator methods for unknown IDs.
+var ErrNotFound = errors.New("not found")
+
+// ErrInvalidState is returned when an instance cannot make the transition.
+var ErrInvalidState = errors.New("invalid state")
+
+// withInstance runs fn on a live instance with the simulator locked and
+// commits the change.
+func (s *Sim) withInstance(id string, fn func(now time.Time, in *instRec) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	s.tickLocked(now)
+	in := s.w.instance(id)
+	if in == nil {
+		return fmt.Errorf("instance %s: %w", id, ErrNotFound)
+	}
+	if err := fn(now, in); err != nil {
+		return err
+	}
+	s.commitLocked(now)
+	return nil
+}
+
+func transitionReason(now time.Time) string {
+	return "User initiated (" + now.UTC().Format("2006-01-02 15:04:05 GMT") + ")"
+}
+
+// TerminateInstance terminates an instance: its ENIs are deleted, so its
+// EIPs are disassociated (recorded as "terminate" events) and its IMDS
+// stops answering.
+func (s *Sim) TerminateInstance(id string) error {
+	return s.withInstance(id, func(now time.Time, in *instRec) error {
+		if in.State == "terminated" {
+			return nil
+		}
+		for _, a := range s.w.addresses {
+			if a.InstanceID == in.ID {
+				disassociateLocked(s, now, a, "", "terminate")
+			}
+		}
+		for _, e := range in.ENIs {
+			delete(s.w.tags, e.ID)
+		}
+		in.ENIs = nil
+		in.State, in.Reason = "terminated", transitionReason(now)
+		in.Spot, in.Rebalance = nil, nil
+		return nil
+	})
+}
+
+// StopInstance stops a running instance; it keeps its ENIs and EIPs, but
+// EIP traffic to it is refused and its IMDS does not answer.
+func (s *Sim) StopInstance(id string) error {
+	return s.withInstance(id, func(now time.Time, in *instRec) error {
+		switch in.State {
+		case "stopped":
+			return nil
+		case "running", "pending", "stopping":
+			in.State, in.Reason = "stopped", transitionReason(now)
+			in.Spot, in.Rebalance = nil, nil
+			return nil
+		}
+		return fmt.Errorf("stop %s in state %s: %w", id, in.State, ErrInvalidState)
+	})
+}
+
+// StartInstance starts a stopped instance: pending for Options.BootDelay,
+// then running.
+func (s *Sim) StartInstance(id string) error {
+	return s.withInstance(id, func(now time.Time, in *instRec) error {
+		switch in.State {
+		case "running", "pending":
+			return nil
+		case "stopped":
+			in.Reason = ""
+			if s.opts.BootDelay > 0 {
+				in.State, in.ReadyAt = "pending", now.Add(s.opts.BootDelay)
+			} else {
+				in.State = "running"
+			}
+			in.LaunchTime = now.UTC().Truncate(time.Second)
+			return nil
+		}
+		return fmt.Errorf("start %s in state %s: %w", id, in.State, ErrInvalidState)
+	})
+}
+
+// SpotInterruption posts a spot interruption notice (action terminate,
+// stop or hibernate) due in two minutes, as AWS does. The simulator does
+// not carry the action out by itself.
+func (s *Sim) SpotInterruption(id, action string) error {
+	switch action {
+	case "terminate", "stop", "hibernate":
+	default:
+		return fmt.Errorf("spot interruption action %q: want terminate, stop or hibernate", action)
+	}
+	return s.withInstance(id, func(now time.Time, in *instRec) error {
+		if in.State != "running" {
+			return fmt.Errorf("spot interruption for %s in state %s: %w", id, in.State, ErrInvalidState)
+		}
+		in.Spot = &SpotAction{Action: action, Time: now.Add(2 * time.Minute).UTC().Truncate(time.Second)}
+		return nil
+	})
+}
+
+// Rebalance posts a rebalance recommendation (noticeTime now).
+func (s *Sim) Rebalance(id string) error {
+	return s.withInstance(id, func(now time.Time, in *instRec) error {
+		if in.State != "running" {
+			return fmt.Errorf("rebalance for %s in state %s: %w", id, in.State, ErrInvalidState)
+		}
+		t := now.UTC().Truncate(time.Second)
+		in.Rebalance = &t
+		return nil
+	})
+}
+
+var lifecycleStates = map[string]bool{
+	"InService": true, "Terminated": true, "Detached": true, "Standby": true, "Warmed:Hibernated": true,
+	"Warmed:Running": true, "Warmed:Stopped": true, "Warmed:Terminated": true, "": true,
+}
+
+// SetLifecycleState sets autoscaling/target-lifecycle-state ("" removes it).
+func (s *Sim) SetLifecycleState(id, state string) error {
+	if !lifecycleStates[state] {
+		return fmt.Errorf("lifecycle state %q: want InService, Terminated, Detached, Standby or Warmed:*", state)
+	}
+	return s.withInstance(id, func(_ time.Time, in *instRec) error {
+		in.Lifecycle = state
+		return nil
+	})
+}
+
+var maintenanceCodes = map[string]string{
+	"instance-reboot":     "scheduled reboot",
+	"system-reboot":       "scheduled reboot",
+	"system-maintenance":  "scheduled maintenance",
+	"instance-retirement": "The instance is running on degraded hardware",
+	"instance-stop":       "The instance is running on degraded hardware",
+}
+
+// ScheduleMaintenance schedules a maintenance event (e.g. system-reboot)
+// starting in 24 hours; it shows in IMDS events/maintenance/scheduled and in
+// DescribeInstanceStatus.
+func (s *Sim) ScheduleMaintenance(id, code string) error {
+	desc, ok := maintenanceCodes[code]
+	if !ok {
+		return fmt.Errorf("maintenance code %q: want instance-reboot, system-reboot, system-maintenance, instance-retirement or instance-stop", code)
+	}
+	return s.withInstance(id, func(now time.Time, in *instRec) error {
+		if in.State == "terminated" {
+			return fmt.Errorf("maintenance for %s in state %s: %w", id, in.State, ErrInvalidState)
+		}
+		start := now.Add(24 * time.Hour).UTC().Truncate(time.Second)
+		in.Maintenance = append(in.Maintenance, MaintenanceEvent{Code: code, Description: desc,
+			EventID: newResourceID("instance-event"), State: "active", NotBefore: start, NotAfter: start.Add(2 * time.Hour)})
+		return nil
+	})
+}
+
+// Associate moves an EIP to an instance's primary ENI as an operator would
+// by hand (AllowReassociation=true). The event has Caller "".
+func (s *Sim) Associate(allocationID, instanceID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	s.tickLocked(now)
+	a := s.w.address(allocationID)
+	if a == nil {
+		return fmt.Errorf("associate %s to %s: allocation %w", allocationID, instanceID, ErrNotFound)
+	}
+	in := s.w.instance(instanceID)
+	if in == nil {
+		return fmt.Errorf("associate %s to %s: instance %w", allocationID, instanceID, ErrNotFound)
+	}
+	if len(in.ENIs) == 0 || in.State == "pending" {
+		return fmt.Errorf("associate %s to %s in state %s: %w", allocationID, instanceID, in.State, ErrInvalidState)
+	}
+	eni := &in.ENIs[0]
+	if a.ENIID == eni.ID && a.PrivateIP == eni.PrivateIPs[0] {
+		return nil
+	}
+	s.associateLocked(now, a, in, eni, eni.PrivateIPs[0], "")
+	return nil
+}
+
+// SetFaults replaces the global faults.
+func (s *Sim) SetFaults(f Faults) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = f
+	s.faultsChangedLocked()
+}
+
+// SetInstanceFaults replaces the faults of calls made with one instance's
+// credentials.
+func (s *Sim) SetInstanceFaults(id string, f Faults) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.w.instance(id) == nil {
+		return fmt.Errorf("faults for instance %s: %w", id, ErrNotFound)
+	}
+	s.instFaults[id] = f
+	s.faultsChangedLocked()
+	return nil
+}
+
+// ClearFaults removes global and per-instance faults and refills the
+// throttling buckets.
+func (s *Sim) ClearFaults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = Faults{}
+	s.instFaults = map[string]Faults{}
+	s.buckets = map[string]*bucket{}
+	s.faultsChangedLocked()
+}
+
+// faultsChangedLocked starts or stops keeping history for DescribeLag.
+func (s *Sim) faultsChangedLocked() {
+	if s.maxLagLocked() > 0 {
+		if len(s.hist) == 0 {
+			s.hist = []snap{{at: time.Now(), w: s.w.clone()}}
+		}
+	} else {
+		s.hist = nil
+	}
+}

@@ -1,0 +1,666 @@
+// Package ec2sim emulates the parts of EC2 and of the instance metadata
+// service (IMDSv2) that eipd uses, on loopback, faithfully enough that
+// failover times and API costs measured against it mean something. See
+// docs/ec2sim.md.
+package ec2sim
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// Options configure a simulator. Zero values take the documented defaults.
+type Options struct {
+	Instances        int           // default 3
+	EIPs             int           // default 1
+	Group            string        // default "demo"; tag eipd:group=Group on instances and EIPs
+	Listen           string        // EC2 + control HTTP listener; default "127.0.0.1:0"
+	TargetPort       int           // default 80: EIP traffic forwarded to <private ip>:TargetPort
+	Region           string        // default "us-east-1"
+	ENIsPerInstance  int           // default 1
+	FirstIP          string        // default "127.0.0.11": instances get .11, .12, ...
+	PropagationDelay time.Duration // EIP traffic switch delay after an association change
+	// BootDelay is how long a started instance stays pending before it is
+	// running (default 0: StartInstance makes it running at once).
+	BootDelay time.Duration
+	Logger    hclog.Logger // nil → hclog.NewNullLogger()
+}
+
+func (o Options) withDefaults() Options {
+	if o.Instances == 0 {
+		o.Instances = 3
+	}
+	if o.EIPs == 0 {
+		o.EIPs = 1
+	}
+	if o.Group == "" {
+		o.Group = "demo"
+	}
+	if o.Listen == "" {
+		o.Listen = "127.0.0.1:0"
+	}
+	if o.TargetPort == 0 {
+		o.TargetPort = 80
+	}
+	if o.Region == "" {
+		o.Region = "us-east-1"
+	}
+	if o.ENIsPerInstance == 0 {
+		o.ENIsPerInstance = 1
+	}
+	if o.FirstIP == "" {
+		o.FirstIP = "127.0.0.11"
+	}
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+	return o
+}
+
+func (o Options) validate() error {
+	var errs []error
+	if o.Instances < 0 || o.Instances > 1000 {
+		errs = append(errs, fmt.Errorf("instances %d: want 1..1000", o.Instances))
+	}
+	if o.EIPs < 0 || o.EIPs > 200 {
+		errs = append(errs, fmt.Errorf("eips %d: want 1..200", o.EIPs))
+	}
+	if o.ENIsPerInstance < 0 || o.ENIsPerInstance > 15 {
+		errs = append(errs, fmt.Errorf("enis per instance %d: want 1..15", o.ENIsPerInstance))
+	}
+	if o.TargetPort < 0 || o.TargetPort > 65535 {
+		errs = append(errs, fmt.Errorf("target port %d: want 1..65535", o.TargetPort))
+	}
+	if ip := net.ParseIP(o.FirstIP); ip == nil || ip.To4() == nil {
+		errs = append(errs, fmt.Errorf("first ip %q: not an IPv4 address", o.FirstIP))
+	}
+	if o.PropagationDelay < 0 || o.BootDelay < 0 {
+		errs = append(errs, errors.New("propagation and boot delays must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// Info describes a running simulator; its JSON is what `eipd sim` prints.
+type Info struct {
+	EC2Endpoint     string         `json:"ec2_endpoint"`
+	ControlEndpoint string         `json:"control_endpoint"`
+	Region          string         `json:"region"`
+	Group           string         `json:"group"`
+	Instances       []InstanceInfo `json:"instances"`
+	EIPs            []EIPInfo      `json:"eips"`
+}
+
+// InstanceInfo is one simulated instance.
+type InstanceInfo struct {
+	InstanceID   string `json:"instance_id"`
+	PrivateIP    string `json:"private_ip"`
+	AZ           string `json:"az"`
+	ENIID        string `json:"eni_id"`
+	IMDSEndpoint string `json:"imds_endpoint"`
+}
+
+// EIPInfo is one allocated EIP and the loopback address carrying its traffic.
+type EIPInfo struct {
+	AllocationID string `json:"allocation_id"`
+	PublicIP     string `json:"public_ip"`
+	ForwardAddr  string `json:"forward_addr"`
+}
+
+// JSON is Info on one line, without a trailing newline.
+func (i Info) JSON() []byte {
+	b, err := json.Marshal(i)
+	if err != nil { // only plain strings and slices: cannot happen
+		return []byte("{}")
+	}
+	return b
+}
+
+// Event is one association change.
+type Event struct {
+	Time          time.Time `json:"time"`
+	AllocationID  string    `json:"allocation_id"`
+	From          string    `json:"from"` // instance ID, "" for none
+	To            string    `json:"to"`   // instance ID, "" for none
+	Caller        string    `json:"caller"`
+	Action        string    `json:"action"` // associate, move, disassociate, displaced, terminate, release
+	AssociationID string    `json:"association_id,omitempty"`
+}
+
+// Stats counts EC2 API calls. Caller "" is the operator (unknown access
+// keys); action "(invalid)" counts requests that named no known action.
+type Stats struct {
+	Total     int64                       `json:"total"`
+	ByAction  map[string]int64            `json:"by_action"`
+	ByCaller  map[string]map[string]int64 `json:"by_caller"`  // caller → action → calls
+	ByOutcome map[string]map[string]int64 `json:"by_outcome"` // action → "ok" or error code → calls
+}
+
+// AddressView is the true (not lagged) state of one EIP.
+type AddressView struct {
+	AllocationID       string            `json:"allocation_id"`
+	PublicIP           string            `json:"public_ip"`
+	AssociationID      string            `json:"association_id,omitempty"`
+	InstanceID         string            `json:"instance_id,omitempty"`
+	NetworkInterfaceID string            `json:"network_interface_id,omitempty"`
+	PrivateIP          string            `json:"private_ip,omitempty"`
+	Tags               map[string]string `json:"tags"`
+}
+
+type snap struct {
+	at time.Time
+	w  *world
+}
+
+type targetChange struct {
+	at   time.Time
+	addr string // "" = nowhere (unassociated, or instance not running)
+}
+
+type fwdRun struct {
+	addr   string
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Sim is a running simulator.
+type Sim struct {
+	opts   Options
+	logger hclog.Logger
+	start  time.Time
+
+	mu         sync.Mutex
+	w          *world
+	hist       []snap // only kept while some DescribeLag is set
+	events     []Event
+	stats      Stats
+	faults     Faults
+	instFaults map[string]Faults
+	buckets    map[string]*bucket
+	akids      map[string]string // access key ID → instance ID
+	imdsAddr   map[string]string // instance ID → IMDS endpoint
+	targets    map[string][]targetChange
+	fwds       map[string]*fwdRun
+	nextPublic int
+	rnd        *rand.Rand
+
+	ctx     context.Context // ends at Close
+	cancel  context.CancelFunc
+	closing chan struct{}
+	ln      net.Listener
+	servers []*http.Server
+	wg      sync.WaitGroup // server and forwarder goroutines
+
+	reqMu     sync.Mutex
+	reqClosed bool
+	reqWG     sync.WaitGroup // in-flight EC2 requests (partitioned ones hang)
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start builds the simulated account, binds every listener and serves in
+// goroutines it owns. It returns when all listeners are ready. The
+// simulator stops when ctx ends or Close is called.
+func Start(ctx context.Context, opts Options) (*Sim, error) {
+	opts = opts.withDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, fmt.Errorf("ec2sim options: %w", err)
+	}
+	now := time.Now()
+	sctx, cancel := context.WithCancel(context.Background())
+	s := &Sim{
+		opts:       opts,
+		logger:     opts.Logger,
+		start:      now,
+		w:          &world{tags: map[string]map[string]string{}},
+		instFaults: map[string]Faults{},
+		buckets:    map[string]*bucket{},
+		akids:      map[string]string{},
+		imdsAddr:   map[string]string{},
+		targets:    map[string][]targetChange{},
+		fwds:       map[string]*fwdRun{},
+		rnd:        rand.New(rand.NewPCG(uint64(now.UnixNano()), 0x5eed)),
+		ctx:        sctx,
+		cancel:     cancel,
+		closing:    make(chan struct{}),
+	}
+	s.stats = Stats{ByAction: map[string]int64{}, ByCaller: map[string]map[string]int64{}, ByOutcome: map[string]map[string]int64{}}
+	s.buildWorld(now)
+
+	fail := func(err error) (*Sim, error) {
+		_ = s.Close()
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", opts.Listen)
+	if err != nil {
+		return fail(fmt.Errorf("ec2sim listen %s: %w", opts.Listen, err))
+	}
+	s.ln = ln
+	s.serve(ln, s.routes())
+
+	for _, in := range s.w.instances {
+		iln, err := net.Listen("tcp", net.JoinHostPort(in.PrimaryIP, "0"))
+		if err != nil {
+			return fail(fmt.Errorf("ec2sim imds listen for %s on %s: %w", in.ID, in.PrimaryIP, err))
+		}
+		id := in.ID
+		s.imdsAddr[id] = "http://" + iln.Addr().String()
+		s.serve(iln, newIMDSHandler(func() (MetadataSnapshot, bool) { return s.metadata(id) },
+			s.logger.Named("imds").With("instance_id", id)))
+	}
+	s.mu.Lock()
+	for _, a := range s.w.addresses {
+		if err := s.startForwarderLocked(a.AllocationID); err != nil {
+			s.mu.Unlock()
+			return fail(err)
+		}
+	}
+	s.mu.Unlock()
+
+	// Stop with the caller's context. This goroutine is not in wg: Close
+	// waits for wg, and this goroutine may be the one calling Close.
+	go func() {
+		select {
+		case <-ctx.Done():
+			_ = s.Close()
+		case <-s.closing:
+		}
+	}()
+	s.logger.Info("ec2sim ready", "ec2_endpoint", "http://"+ln.Addr().String(),
+		"instances", opts.Instances, "eips", opts.EIPs)
+	return s, nil
+}
+
+func (s *Sim) serve(ln net.Listener, h http.Handler) {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: s.logger.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
+	s.servers = append(s.servers, srv)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.logger.Error("ec2sim server stopped", "addr", ln.Addr().String(), "error", err)
+		}
+	}()
+}
+
+// Close stops every listener and goroutine and waits for them. Requests
+// hanging in a partition are released. Safe to call more than once.
+func (s *Sim) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		s.reqMu.Lock()
+		s.reqClosed = true
+		s.reqMu.Unlock()
+		var errs []error
+		for _, srv := range s.servers {
+			if err := srv.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		s.cancel()
+		s.reqWG.Wait()
+		s.wg.Wait()
+		s.closeErr = errors.Join(errs...)
+	})
+	return s.closeErr
+}
+
+// enter registers an in-flight EC2 request; false once closing.
+func (s *Sim) enter() bool {
+	s.reqMu.Lock()
+	defer s.reqMu.Unlock()
+	if s.reqClosed {
+		return false
+	}
+	s.reqWG.Add(1)
+	return true
+}
+
+func (s *Sim) leave() { s.reqWG.Done() }
+
+func ipAdd(base net.IP, n int) string {
+	v := binary.BigEndian.Uint32(base.To4()) + uint32(n)
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], v)
+	return net.IP(b[:]).String()
+}
+
+// buildWorld creates the instances (running, tagged, ENIs, credentials) and
+// the group's EIPs (unassociated, tagged).
+func (s *Sim) buildWorld(now time.Time) {
+	o := s.opts
+	base := net.ParseIP(o.FirstIP)
+	vpc := newResourceID("vpc")
+	subnets := map[string]string{}
+	launch := now.Add(-time.Hour).UTC().Truncate(time.Second)
+	mac := 0
+	newMAC := func() string {
+		mac++
+		return fmt.Sprintf("02:00:00:%02x:%02x:%02x", (mac>>16)&0xff, (mac>>8)&0xff, mac&0xff)
+	}
+	for i := 0; i < o.Instances; i++ {
+		az := o.Region + string(rune('a'+i%3))
+		if subnets[az] == "" {
+			subnets[az] = newResourceID("subnet")
+		}
+		in := &instRec{
+			ID: newResourceID("i"), ReservationID: newResourceID("r"), AZ: az,
+			SubnetID: subnets[az], VPCID: vpc, State: "running",
+			LaunchTime: launch, Creds: newCredentials(now),
+		}
+		for j := 0; j < o.ENIsPerInstance; j++ {
+			ip := ipAdd(base, i)
+			if j > 0 {
+				ip = ipAdd(base, o.Instances+i*(o.ENIsPerInstance-1)+j-1)
+			}
+			in.ENIs = append(in.ENIs, eniRec{ID: newResourceID("eni"), MAC: newMAC(),
+				AttachmentID: newResourceID("eni-attach"), DeviceIndex: j, PrivateIPs: []string{ip}})
+		}
+		in.PrimaryENI, in.PrimaryIP = in.ENIs[0].ID, in.ENIs[0].PrivateIPs[0]
+		s.w.instances = append(s.w.instances, in)
+		s.w.setTag(in.ID, "eipd:group", o.Group)
+		s.w.setTag(in.ID, "Name", fmt.Sprintf("%s-%d", o.Group, i+1))
+		s.akids[in.Creds.AccessKeyID] = in.ID
+	}
+	for i := 0; i < o.EIPs; i++ {
+		a := &addrRec{AllocationID: newResourceID("eipalloc"), PublicIP: s.nextPublicIPLocked()}
+		s.w.addresses = append(s.w.addresses, a)
+		s.w.setTag(a.AllocationID, "eipd:group", o.Group)
+	}
+}
+
+// nextPublicIPLocked hands out addresses from the documentation ranges
+// (RFC 5737); they are never dialed. "" when exhausted.
+func (s *Sim) nextPublicIPLocked() string {
+	ranges := []string{"198.51.100.", "203.0.113.", "192.0.2."}
+	for {
+		n := s.nextPublic
+		r, host := n/244, n%244+10
+		if r >= len(ranges) {
+			return ""
+		}
+		s.nextPublic++
+		ip := ranges[r] + strconv.Itoa(host)
+		if s.w.addressByIP(ip) == nil {
+			return ip
+		}
+	}
+}
+
+func (s *Sim) startForwarderLocked(allocID string) error {
+	fln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("ec2sim forward listen for %s: %w", allocID, err)
+	}
+	fctx, cancel := context.WithCancel(s.ctx)
+	run := &fwdRun{addr: fln.Addr().String(), cancel: cancel, done: make(chan struct{})}
+	s.fwds[allocID] = run
+	f := newForwarder(fln, func(now time.Time) (string, bool) { return s.resolveTarget(allocID, now) },
+		s.logger.Named("forward").With("allocation_id", allocID))
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(run.done)
+		if err := f.Serve(fctx); err != nil {
+			s.logger.Error("forwarder stopped", "allocation_id", allocID, "error", err)
+		}
+		_ = fln.Close()
+	}()
+	return nil
+}
+
+// resolveTarget is the forwarder's view: the target associated at
+// now - PropagationDelay.
+func (s *Sim) resolveTarget(allocID string, now time.Time) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tickLocked(now)
+	at := now.Add(-s.opts.PropagationDelay)
+	addr := ""
+	for _, tc := range s.targets[allocID] {
+		if tc.at.After(at) {
+			break
+		}
+		addr = tc.addr
+	}
+	return addr, addr != ""
+}
+
+// tickLocked applies time-driven changes: pending instances whose boot
+// delay has passed become running.
+func (s *Sim) tickLocked(now time.Time) {
+	changed := false
+	for _, in := range s.w.instances {
+		if in.State == "pending" && !now.Before(in.ReadyAt) {
+			in.State, in.Reason = "running", ""
+			changed = true
+		}
+	}
+	if changed {
+		s.commitLocked(now)
+	}
+}
+
+// commitLocked records a write: a snapshot for lagged reads (only while a
+// lag is configured) and the forwarding targets.
+func (s *Sim) commitLocked(now time.Time) {
+	if lag := s.maxLagLocked(); lag > 0 {
+		s.hist = append(s.hist, snap{at: now, w: s.w.clone()})
+		cut := now.Add(-lag)
+		for len(s.hist) >= 2 && !s.hist[1].at.After(cut) {
+			s.hist = s.hist[1:]
+		}
+		if len(s.hist) > 100000 {
+			s.hist = s.hist[len(s.hist)-100000:]
+		}
+	} else {
+		s.hist = nil
+	}
+	s.recordTargetsLocked(now)
+}
+
+func (s *Sim) maxLagLocked() time.Duration {
+	lag := s.faults.DescribeLag
+	for _, f := range s.instFaults {
+		lag = max(lag, f.DescribeLag)
+	}
+	return lag
+}
+
+// viewLocked is the state Describe* answer from under the given lag.
+func (s *Sim) viewLocked(now time.Time, lag time.Duration) *world {
+	if lag <= 0 || len(s.hist) == 0 {
+		return s.w
+	}
+	cut := now.Add(-lag)
+	for i := len(s.hist) - 1; i >= 0; i-- {
+		if !s.hist[i].at.After(cut) {
+			return s.hist[i].w
+		}
+	}
+	return s.hist[0].w
+}
+
+func (s *Sim) recordTargetsLocked(now time.Time) {
+	for _, a := range s.w.addresses {
+		want := ""
+		if a.ENIID != "" {
+			if in, _ := s.w.eni(a.ENIID); in != nil && in.State == "running" {
+				want = net.JoinHostPort(a.PrivateIP, strconv.Itoa(s.opts.TargetPort))
+			}
+		}
+		h := s.targets[a.AllocationID]
+		last := ""
+		if len(h) > 0 {
+			last = h[len(h)-1].addr
+		}
+		if len(h) == 0 && want == "" {
+			continue
+		}
+		if want != last {
+			h = append(h, targetChange{at: now, addr: want})
+		}
+		cut := now.Add(-s.opts.PropagationDelay)
+		for len(h) >= 2 && !h[1].at.After(cut) {
+			h = h[1:]
+		}
+		s.targets[a.AllocationID] = h
+	}
+}
+
+func (s *Sim) recordEventLocked(e Event) {
+	s.events = append(s.events, e)
+	s.logger.Info("association change", "action", e.Action, "allocation_id", e.AllocationID,
+		"from", e.From, "to", e.To, "caller", e.Caller, "association_id", e.AssociationID)
+}
+
+// metadata is the IMDS source of one instance.
+func (s *Sim) metadata(id string) (MetadataSnapshot, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tickLocked(time.Now())
+	in := s.w.instance(id)
+	if in == nil || in.State != "running" {
+		return MetadataSnapshot{}, false
+	}
+	snap := MetadataSnapshot{
+		InstanceID: in.ID, AccountID: simAccountID, ImageID: simImageID, InstanceType: simInstanceType,
+		Region: s.opts.Region, AvailabilityZone: in.AZ, AvailabilityZoneID: azID(s.opts.Region, in.AZ),
+		PrivateIP: in.PrimaryIP, PendingTime: in.LaunchTime, Role: simRoleName, Credentials: in.Creds,
+		TargetLifecycleState: in.Lifecycle, Maintenance: append([]MaintenanceEvent(nil), in.Maintenance...),
+	}
+	if in.Spot != nil {
+		sa := *in.Spot
+		snap.SpotAction = &sa
+	}
+	if in.Rebalance != nil {
+		t := *in.Rebalance
+		snap.Rebalance = &t
+	}
+	for _, e := range in.ENIs {
+		im := InterfaceMetadata{MAC: e.MAC, InterfaceID: e.ID, DeviceIndex: e.DeviceIndex,
+			PrivateIPs: append([]string(nil), e.PrivateIPs...), PublicIPs: map[string]string{}}
+		for _, ip := range e.PrivateIPs {
+			if a := s.w.addressOn(e.ID, ip); a != nil {
+				im.PublicIPs[ip] = a.PublicIP
+				if e.DeviceIndex == 0 && ip == in.PrimaryIP {
+					snap.PublicIP = a.PublicIP
+				}
+			}
+		}
+		snap.Interfaces = append(snap.Interfaces, im)
+	}
+	return snap, true
+}
+
+// Info describes the simulator as `eipd sim` prints it.
+func (s *Sim) Info() Info {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	base := ""
+	if s.ln != nil {
+		base = "http://" + s.ln.Addr().String()
+	}
+	info := Info{EC2Endpoint: base, ControlEndpoint: base + "/_sim", Region: s.opts.Region, Group: s.opts.Group,
+		Instances: []InstanceInfo{}, EIPs: []EIPInfo{}}
+	for _, in := range s.w.instances {
+		info.Instances = append(info.Instances, InstanceInfo{InstanceID: in.ID, PrivateIP: in.PrimaryIP,
+			AZ: in.AZ, ENIID: in.PrimaryENI, IMDSEndpoint: s.imdsAddr[in.ID]})
+	}
+	for _, a := range s.w.addresses {
+		fa := ""
+		if f := s.fwds[a.AllocationID]; f != nil {
+			fa = f.addr
+		}
+		info.EIPs = append(info.EIPs, EIPInfo{AllocationID: a.AllocationID, PublicIP: a.PublicIP, ForwardAddr: fa})
+	}
+	return info
+}
+
+// Credentials returns the instance profile credentials an instance's IMDS
+// hands out; calls signed with its access key count as that instance's.
+func (s *Sim) Credentials(instanceID string) (Credentials, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in := s.w.instance(instanceID)
+	if in == nil {
+		return Credentials{}, false
+	}
+	return in.Creds, true
+}
+
+// Events returns the association change log, oldest first.
+func (s *Sim) Events() []Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Event{}, s.events...)
+}
+
+// Stats returns a copy of the API call counters.
+func (s *Sim) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := Stats{Total: s.stats.Total, ByAction: map[string]int64{}, ByCaller: map[string]map[string]int64{},
+		ByOutcome: map[string]map[string]int64{}}
+	for k, v := range s.stats.ByAction {
+		c.ByAction[k] = v
+	}
+	for k, m := range s.stats.ByCaller {
+		c.ByCaller[k] = map[string]int64{}
+		for a, v := range m {
+			c.ByCaller[k][a] = v
+		}
+	}
+	for k, m := range s.stats.ByOutcome {
+		c.ByOutcome[k] = map[string]int64{}
+		for a, v := range m {
+			c.ByOutcome[k][a] = v
+		}
+	}
+	return c
+}
+
+func (s *Sim) countLocked(action, caller, outcome string) {
+	s.stats.Total++
+	s.stats.ByAction[action]++
+	m := s.stats.ByCaller[caller]
+	if m == nil {
+		m = map[string]int64{}
+		s.stats.ByCaller[caller] = m
+	}
+	m[action]++
+	o := s.stats.ByOutcome[action]
+	if o == nil {
+		o = map[string]int64{}
+		s.stats.ByOutcome[action] = o
+	}
+	o[outcome]++
+}
+
+// Address returns the true current state of an EIP.
+func (s *Sim) Address(allocationID string) (AddressView, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.w.address(allocationID)
+	if a == nil {
+		return AddressView{}, false
+	}
+	v := AddressView{AllocationID: a.AllocationID, PublicIP: a.PublicIP, AssociationID: a.AssociationID,
+		InstanceID: a.InstanceID, NetworkInterfaceID: a.ENIID, PrivateIP: a.PrivateIP, Tags: map[string]string{}}
+	for k, val := range s.w.tags[a.AllocationID] {
+		v.Tags[k] = val
+	}
+	return v, true
+}
