@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -65,30 +67,55 @@ func (m *Metadata) get(ctx context.Context, path string) (string, error) {
 }
 
 func isNotFound(err error) bool {
-	var re *smithyhttp.ResponseError
-	return errors.As(err, &re) && re.HTTPStatusCode() == 404
+	status, _ := imdsFailure(err)
+	return status == 404
 }
 
 // imdsError wraps err with ErrIMDS and says what to fix.
 func imdsError(what string, err error) error {
-	var re *smithyhttp.ResponseError
-	var ne net.Error
 	var hint string
-	switch {
-	case errors.As(err, &re) && re.HTTPStatusCode() == 401:
+	switch status, unreachable := imdsFailure(err); {
+	case status == 401:
 		hint = "IMDSv2 token rejected (401): the session token is missing, invalid or expired"
-	case errors.As(err, &re) && re.HTTPStatusCode() == 403:
+	case status == 403:
 		hint = "instance metadata refused (403): the metadata service is disabled on this instance (enable it: HttpEndpoint=enabled) or the request is not allowed"
-	case errors.As(err, &re) && re.HTTPStatusCode() == 404:
+	case status == 404:
 		hint = "metadata item not found (404)"
 	case errors.Is(err, context.Canceled):
 		hint = "canceled"
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne), errors.As(err, new(*net.OpError)):
+	case unreachable:
 		hint = "instance metadata endpoint unreachable: in a bridge-mode container set the instance metadata hop limit to 2 or run with host networking"
 	default:
 		hint = "instance metadata unreadable: if this runs in a bridge-mode container, set the instance metadata hop limit to 2 or run with host networking"
 	}
 	return fmt.Errorf("%s: %w: %s: %w", what, ErrIMDS, hint, err)
+}
+
+var statusRE = regexp.MustCompile(`StatusCode: (\d{3})`)
+
+// imdsFailure finds the HTTP status of a failed IMDS call, or whether the
+// endpoint could not be reached. The token fetch hides its cause behind an
+// error type without Unwrap, so the message is the fallback.
+func imdsFailure(err error) (status int, unreachable bool) {
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) {
+		return re.HTTPStatusCode(), false
+	}
+	msg := err.Error()
+	if m := statusRE.FindStringSubmatch(msg); m != nil {
+		status, _ = strconv.Atoi(m[1])
+		return status, false
+	}
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) {
+		return 0, true
+	}
+	for _, s := range []string{"request send failed", "connection refused", "i/o timeout", "no route to host", "network is unreachable", "dial tcp", "deadline exceeded"} {
+		if strings.Contains(msg, s) {
+			return 0, true
+		}
+	}
+	return 0, false
 }
 
 // Identity reads the instance ID, region and AZ (identity document), and the
