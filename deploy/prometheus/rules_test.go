@@ -103,6 +103,19 @@ func TestAlertsHaveSeverityAndText(t *testing.T) {
 	}
 }
 
+// docs/metrics.md is what the README links for the alerts.
+func TestDocsListEveryAlert(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "metrics.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range alertNames(t) {
+		if !strings.Contains(string(doc), "`"+a+"`") {
+			t.Errorf("docs/metrics.md does not list `%s`", a)
+		}
+	}
+}
+
 // The rules may only use metrics the daemon exports (metrics/testdata/metrics.golden).
 func TestRulesUseKnownMetrics(t *testing.T) {
 	known := goldenNames(t)
