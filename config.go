@@ -1,0 +1,309 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/eipd/eipd/health"
+)
+
+// Config is the configuration of `eipd run`. Every field has a flag and an
+// EIPD_* environment variable (flag > env > default).
+type Config struct {
+	Group          string
+	AllocationIDs  []string
+	HealthChecks   []string
+	Listen         string
+	Control        string
+	HealthInterval time.Duration
+	HealthTimeout  time.Duration
+	HealthRise     int
+	HealthFall     int
+	ProbeInterval  time.Duration
+	ProbeFall      int
+	RenewInterval  time.Duration
+	LeaseDuration  time.Duration
+	MaxClockSkew   time.Duration
+	HolderPoll     time.Duration
+	StandbyPoll    time.Duration
+	LifecyclePoll  time.Duration
+	StopTimeout    time.Duration
+	APIRate        float64
+	APIBurst       int
+	LogLevel       string
+	LogFormat      string
+	DryRun         bool
+	Pprof          bool
+}
+
+// flagSpec is one row of the flag | env | default | description table; the
+// README's table is checked against these rows.
+type flagSpec struct {
+	name  string
+	def   string
+	usage string
+	bind  func(c *Config) any
+}
+
+// envName is the environment variable of a flag: EIPD_ + upper case, - → _.
+func envName(flagName string) string {
+	return "EIPD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+var runFlags = []flagSpec{
+	{"group", "", "cluster name: the eipd:group tag on the instances and EIPs (required)", func(c *Config) any { return &c.Group }},
+	{"allocation-id", "", "EIP allocation ID to manage; repeatable, env comma-separated (default: every EIP tagged eipd:group=<group>)", func(c *Config) any { return &c.AllocationIDs }},
+	{"health-check", "tcp://127.0.0.1:80", "health check URL (tcp://, http(s)://, haproxy://); repeatable, env comma-separated; all must pass", func(c *Config) any { return &c.HealthChecks }},
+	{"listen", ":9380", "status HTTP address (/metrics, /healthz, /readyz, /status); peers probe its port on the private IP", func(c *Config) any { return &c.Listen }},
+	{"control", "127.0.0.1:9381", "control address for eipd status and eipd handoff: a loopback host:port or unix:/path", func(c *Config) any { return &c.Control }},
+	{"health-interval", "1s", "how often the own health checks run", func(c *Config) any { return &c.HealthInterval }},
+	{"health-timeout", "500ms", "timeout of one health check round (and of a peer probe)", func(c *Config) any { return &c.HealthTimeout }},
+	{"health-rise", "2", "consecutive passes before the own health is up", func(c *Config) any { return &c.HealthRise }},
+	{"health-fall", "3", "consecutive failures before the own health is down", func(c *Config) any { return &c.HealthFall }},
+	{"probe-interval", "1s", "how often a standby probes the holder over the network", func(c *Config) any { return &c.ProbeInterval }},
+	{"probe-fall", "3", "consecutive failed probes before the holder counts as unreachable", func(c *Config) any { return &c.ProbeFall }},
+	{"renew-interval", "3s", "how often the holder renews its lease (one CreateTags per EIP)", func(c *Config) any { return &c.RenewInterval }},
+	{"lease-duration", "10s", "how long a lease protects the holder without renewal", func(c *Config) any { return &c.LeaseDuration }},
+	{"max-clock-skew", "1s", "clock difference allowed between instances when judging a lease", func(c *Config) any { return &c.MaxClockSkew }},
+	{"holder-poll", "10s", "how often the holder re-reads its EIPs from the API", func(c *Config) any { return &c.HolderPoll }},
+	{"standby-poll", "60s", "how often a standby re-reads the EIPs from the API while the holder answers probes", func(c *Config) any { return &c.StandbyPoll }},
+	{"lifecycle-poll", "5s", "how often instance metadata is polled for spot, ASG and maintenance notices", func(c *Config) any { return &c.LifecyclePoll }},
+	{"stop-timeout", "20s", "on SIGTERM, how long to try handing held EIPs to a ready member before exiting", func(c *Config) any { return &c.StopTimeout }},
+	{"api-rate", "5", "client-side budget for EC2 calls, calls per second", func(c *Config) any { return &c.APIRate }},
+	{"api-burst", "10", "client-side burst of EC2 calls", func(c *Config) any { return &c.APIBurst }},
+	{"log-level", "info", "trace, debug, info, warn or error", func(c *Config) any { return &c.LogLevel }},
+	{"log-format", "text", "text or json", func(c *Config) any { return &c.LogFormat }},
+	{"dry-run", "false", "decide and log, but make no change: mutating calls are sent with DryRun=true", func(c *Config) any { return &c.DryRun }},
+	{"pprof", "false", "serve /debug/pprof/ on the status listener", func(c *Config) any { return &c.Pprof }},
+}
+
+// listValue is a repeatable flag; the first use on the command line
+// replaces the env/default value instead of appending to it.
+type listValue struct {
+	dst *[]string
+	set bool
+}
+
+func (l *listValue) String() string {
+	if l.dst == nil {
+		return ""
+	}
+	return strings.Join(*l.dst, ",")
+}
+
+func (l *listValue) Set(v string) error {
+	if !l.set {
+		*l.dst, l.set = nil, true
+	}
+	*l.dst = append(*l.dst, splitList(v)...)
+	return nil
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, f := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\t' }) {
+		out = append(out, f)
+	}
+	return out
+}
+
+// parseRunConfig parses flags over env over defaults. Bad env values are
+// reported with the rest by Validate's caller.
+func parseRunConfig(args []string, getenv func(string) string, stderr io.Writer) (*Config, error) {
+	c := &Config{}
+	fs := flag.NewFlagSet("eipd run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var problems []error
+	for _, f := range runFlags {
+		raw, fromEnv := f.def, false
+		if v := getenv(envName(f.name)); v != "" {
+			raw, fromEnv = v, true
+		}
+		if err := setDefault(fs, f, c, raw); err != nil {
+			if fromEnv {
+				problems = append(problems, fmt.Errorf("%s=%q: %v", envName(f.name), raw, err))
+			} else {
+				problems = append(problems, fmt.Errorf("default of --%s: %v", f.name, err))
+			}
+			_ = setDefault(fs, f, c, f.def)
+		}
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: eipd run --group NAME [flags]\n\nEach flag can also be set with its environment variable (flag > env > default).\n\n")
+		for _, f := range runFlags {
+			fmt.Fprintf(stderr, "  --%s (%s, default %q)\n      %s\n", f.name, envName(f.name), f.def, f.usage)
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		problems = append(problems, fmt.Errorf("unexpected arguments: %q", fs.Args()))
+	}
+	if err := errors.Join(append(problems, c.Validate())...); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// setDefault registers flag f on fs with the default raw.
+func setDefault(fs *flag.FlagSet, f flagSpec, c *Config, raw string) error {
+	if fs.Lookup(f.name) != nil {
+		// Re-registering after a bad env value: set the value only.
+		return fs.Set(f.name, raw)
+	}
+	switch p := f.bind(c).(type) {
+	case *string:
+		fs.StringVar(p, f.name, raw, f.usage)
+	case *[]string:
+		*p = splitList(raw)
+		fs.Var(&listValue{dst: p}, f.name, f.usage)
+	case *time.Duration:
+		d, err := time.ParseDuration(raw)
+		fs.DurationVar(p, f.name, d, f.usage)
+		if err != nil {
+			return fmt.Errorf("not a duration (use e.g. 500ms, 3s, 1m)")
+		}
+	case *int:
+		n, err := strconv.Atoi(raw)
+		fs.IntVar(p, f.name, n, f.usage)
+		if err != nil {
+			return fmt.Errorf("not an integer")
+		}
+	case *float64:
+		n, err := strconv.ParseFloat(raw, 64)
+		fs.Float64Var(p, f.name, n, f.usage)
+		if err != nil {
+			return fmt.Errorf("not a number")
+		}
+	case *bool:
+		b, err := strconv.ParseBool(raw)
+		fs.BoolVar(p, f.name, b, f.usage)
+		if err != nil {
+			return fmt.Errorf("not a boolean (true or false)")
+		}
+	}
+	return nil
+}
+
+var (
+	allocationIDPattern = regexp.MustCompile(`^eipalloc-([0-9a-f]{8}|[0-9a-f]{17})$`)
+	// Tag values allow letters, digits, spaces and + - = . _ : / @.
+	groupPattern = regexp.MustCompile(`^[\p{L}\p{N} +\-=._:/@]{1,256}$`)
+)
+
+// Validate returns every problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	switch {
+	case c.Group == "":
+		bad("--group (EIPD_GROUP) is required: the value of the eipd:group tag on this cluster's instances and EIPs")
+	case !groupPattern.MatchString(c.Group):
+		bad("--group %q is not a valid EC2 tag value (letters, digits, spaces and + - = . _ : / @, at most 256)", c.Group)
+	}
+	for _, id := range c.AllocationIDs {
+		if !allocationIDPattern.MatchString(id) {
+			bad("--allocation-id %q is not an allocation ID (eipalloc- followed by 8 or 17 hex digits; not a public IP)", id)
+		}
+	}
+	if len(c.HealthChecks) == 0 {
+		bad("--health-check: at least one check is needed, e.g. tcp://127.0.0.1:80")
+	} else if _, err := health.ParseAll(c.HealthChecks); err != nil {
+		errs = append(errs, fmt.Errorf("--health-check: %w", err))
+	}
+	if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" || port == "0" {
+		bad("--listen %q must be host:port with a fixed port (peers probe that port), e.g. :9380", c.Listen)
+	}
+	if err := validateControl(c.Control); err != nil {
+		errs = append(errs, err)
+	}
+	positive := []struct {
+		name string
+		d    time.Duration
+	}{
+		{"health-interval", c.HealthInterval}, {"health-timeout", c.HealthTimeout}, {"probe-interval", c.ProbeInterval},
+		{"renew-interval", c.RenewInterval}, {"lease-duration", c.LeaseDuration}, {"holder-poll", c.HolderPoll},
+		{"standby-poll", c.StandbyPoll}, {"lifecycle-poll", c.LifecyclePoll}, {"stop-timeout", c.StopTimeout},
+	}
+	for _, p := range positive {
+		if p.d <= 0 {
+			bad("--%s must be positive, got %s", p.name, p.d)
+		}
+	}
+	if c.MaxClockSkew < 0 {
+		bad("--max-clock-skew must not be negative, got %s", c.MaxClockSkew)
+	}
+	if c.HealthTimeout > 0 && c.HealthInterval > 0 && c.HealthTimeout > c.HealthInterval {
+		bad("--health-timeout (%s) must not exceed --health-interval (%s)", c.HealthTimeout, c.HealthInterval)
+	}
+	if c.RenewInterval > 0 && c.LeaseDuration > 0 && c.LeaseDuration < 2*c.RenewInterval {
+		bad("--lease-duration (%s) must be at least twice --renew-interval (%s), or one late renewal loses the lease", c.LeaseDuration, c.RenewInterval)
+	}
+	for _, n := range []struct {
+		name string
+		v    int
+	}{{"health-rise", c.HealthRise}, {"health-fall", c.HealthFall}, {"probe-fall", c.ProbeFall}, {"api-burst", c.APIBurst}} {
+		if n.v < 1 {
+			bad("--%s must be at least 1, got %d", n.name, n.v)
+		}
+	}
+	if c.APIRate <= 0 {
+		bad("--api-rate must be positive, got %g", c.APIRate)
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "trace", "debug", "info", "warn", "error":
+	default:
+		bad("--log-level %q: use trace, debug, info, warn or error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		bad("--log-format %q: use text or json", c.LogFormat)
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: invalid configuration:\n  %w", errUsage, joinIndented(errs))
+}
+
+// validateControl accepts only loopback TCP or a unix socket: the control
+// endpoint moves EIPs and must not be reachable from the network.
+func validateControl(addr string) error {
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		if !strings.HasPrefix(path, "/") {
+			return fmt.Errorf("--control %q: a unix socket needs an absolute path, e.g. unix:/run/eipd/control.sock", addr)
+		}
+		return nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "" {
+		return fmt.Errorf("--control %q must be a loopback host:port (e.g. 127.0.0.1:9381) or unix:/path", addr)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("--control %q must listen on loopback (127.0.0.1, ::1 or localhost) or a unix socket: it can move EIPs", addr)
+	}
+	return nil
+}
+
+// joinIndented joins errors one per line so the operator sees every problem.
+func joinIndented(errs []error) error {
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return errors.New(strings.Join(msgs, "\n  "))
+}

@@ -1,0 +1,269 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/eipd/eipd/leader"
+)
+
+// The control endpoint serves the local operator: `eipd status` reads the
+// daemon's view and `eipd handoff` asks for a planned move. It listens on
+// loopback or a unix socket only (validateControl), since it moves EIPs.
+
+const handoffWait = 60 * time.Second
+
+func listenControl(addr string) (net.Listener, error) {
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		_ = os.Remove(path) // a stale socket from a previous run
+		ln, err := net.Listen("unix", path)
+		if err != nil {
+			return nil, fmt.Errorf("control socket %s: %w", path, err)
+		}
+		_ = os.Chmod(path, 0o660)
+		return ln, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("control listener %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+type controlServer struct {
+	loop *leader.Loop
+	log  hclog.Logger
+}
+
+func newControlServer(loop *leader.Loop, log hclog.Logger) *controlServer {
+	return &controlServer{loop: loop, log: log}
+}
+
+func (c *controlServer) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(c.loop.Status())
+	})
+	mux.HandleFunc("POST /handoff", func(w http.ResponseWriter, r *http.Request) {
+		to := r.URL.Query().Get("to")
+		c.log.Info("handoff requested through the control endpoint", "to", to)
+		ctx, cancel := context.WithTimeout(r.Context(), handoffWait)
+		defer cancel()
+		w.Header().Set("Content-Type", "application/json")
+		if err := c.loop.RequestHandoff(ctx, to); err != nil {
+			w.WriteHeader(http.StatusConflict)
+			_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+			return
+		}
+		_ = json.NewEncoder(w).Encode(c.loop.Status())
+	})
+	return mux
+}
+
+// Serve serves on ln until ctx ends.
+func (c *controlServer) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: c.handler(), ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		<-done
+		return nil
+	case err := <-done:
+		return err
+	}
+}
+
+// controlClient talks to the control endpoint at addr (host:port or unix:/path).
+func controlClient(addr string) (*http.Client, string) {
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		}}
+		return &http.Client{Transport: tr}, "http://eipd"
+	}
+	return &http.Client{}, "http://" + addr
+}
+
+func controlFlags(name string, getenv func(string) string, stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("eipd "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	def := getenv(envName("control"))
+	if def == "" {
+		def = "127.0.0.1:9381"
+	}
+	addr := fs.String("control", def, "control address of the local daemon (EIPD_CONTROL)")
+	return fs, addr
+}
+
+func cmdStatus(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs, addr := controlFlags("status", getenv, stderr)
+	asJSON := fs.Bool("json", false, "print the JSON document (the same as /status)")
+	if err := fs.Parse(args); err != nil {
+		return usageErr(err)
+	}
+	client, base := controlClient(*addr)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/status", nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the local daemon at %s (is eipd running? is --control the same as the daemon's?): %w", *addr, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("read status: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	if *asJSON {
+		_, err := stdout.Write(body)
+		return err
+	}
+	var s leader.Status
+	if err := json.Unmarshal(body, &s); err != nil {
+		return fmt.Errorf("decode status: %w", err)
+	}
+	printStatus(stdout, s)
+	return nil
+}
+
+func printStatus(w io.Writer, s leader.Status) {
+	fmt.Fprintf(w, "instance %s (%s, %s)  health %s", s.InstanceID, s.AvailabilityZone, s.PrivateIP, s.Health)
+	if s.Draining != "" {
+		fmt.Fprintf(w, "  draining (%s)", s.Draining)
+	}
+	if !s.AWSStateKnown {
+		fmt.Fprint(w, "  AWS state unknown")
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ALLOCATION\tPUBLIC IP\tROLE\tHOLDER\tTERM\tLEASE AGE\tPEER PROBE\tWHY")
+	for _, e := range s.EIPs {
+		age := "-"
+		if e.LeaseAgeSeconds != nil {
+			age = fmt.Sprintf("%.1fs", *e.LeaseAgeSeconds)
+		}
+		holder := e.Holder
+		if holder == "" {
+			holder = "-"
+		}
+		probe := e.PeerProbe
+		if probe == "" {
+			probe = "-"
+		}
+		why := e.Why
+		if e.HandoffBlocked {
+			why = "HANDOFF BLOCKED: " + why
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", e.AllocationID, e.PublicIP, e.Role, holder, e.Term, age, probe, why)
+	}
+	_ = tw.Flush()
+	for _, e := range s.EIPs {
+		if f := e.LastFailover; f != nil {
+			fmt.Fprintf(w, "last move of %s: %s %s → %s at %s (%.2fs)\n", e.AllocationID, f.Reason, dash(f.From), f.To,
+				f.Time.Format(time.RFC3339), f.DurationSeconds)
+		}
+	}
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func cmdHandoff(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs, addr := controlFlags("handoff", getenv, stderr)
+	to := fs.String("to", "", "instance ID to hand off to (default: the best ready member)")
+	if err := fs.Parse(args); err != nil {
+		return usageErr(err)
+	}
+	if *to != "" && !strings.HasPrefix(*to, "i-") {
+		return fmt.Errorf("%w: --to %q is not an instance ID (i-…)", errUsage, *to)
+	}
+	client, base := controlClient(*addr)
+	ctx, cancel := context.WithTimeout(ctx, handoffWait+5*time.Second)
+	defer cancel()
+	u := base + "/handoff"
+	if *to != "" {
+		u += "?to=" + url.QueryEscape(*to)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the local daemon at %s: %w", *addr, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			return fmt.Errorf("handoff refused: %s", e.Error)
+		}
+		return fmt.Errorf("handoff: %s", resp.Status)
+	}
+	var s leader.Status
+	if err := json.Unmarshal(body, &s); err != nil {
+		return fmt.Errorf("decode status: %w", err)
+	}
+	fmt.Fprintln(stdout, "handoff done")
+	printStatus(stdout, s)
+	return nil
+}
+
+// cmdHealthcheck is for container health checks: the image has no shell
+// or curl, so the binary checks its own /healthz.
+func cmdHealthcheck(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("eipd healthcheck", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	u := fs.String("url", "http://127.0.0.1:9380/healthz", "URL to GET; 2xx means healthy")
+	if err := fs.Parse(args); err != nil {
+		return usageErr(err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, *u, nil)
+	if err != nil {
+		return fmt.Errorf("%w: --url %q: %v", errUsage, *u, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck %s: %w", *u, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("healthcheck %s: %s", *u, resp.Status)
+	}
+	return nil
+}
+
+func usageErr(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return fmt.Errorf("%w: %v", errUsage, err)
+}

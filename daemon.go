@@ -1,0 +1,242 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/eipd/eipd/eip"
+	"github.com/eipd/eipd/health"
+	"github.com/eipd/eipd/leader"
+	"github.com/eipd/eipd/metrics"
+)
+
+// callTimeout bounds every AWS call made by the daemon, so that one hung
+// call cannot wedge the loop for longer than the watchdog allows.
+const callTimeout = 5 * time.Second
+
+func newLogger(level, format string, w io.Writer) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name: "eipd", Level: hclog.LevelFromString(level), Output: w,
+		JSONFormat: format == "json", TimeFormat: "2006-01-02T15:04:05.000Z07:00",
+	})
+}
+
+// loadAWS builds the SDK config and the IMDS client from the standard
+// chain: AWS_ENDPOINT_URL_EC2, AWS_EC2_METADATA_SERVICE_ENDPOINT, the
+// default credential chain (instance profile through IMDS in production).
+func loadAWS(ctx context.Context) (aws.Config, *imds.Client, error) {
+	cfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		return aws.Config{}, nil, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	// IMDSv2 only: a token failure must be an error, not a silent v1 call.
+	meta := imds.NewFromConfig(cfg, func(o *imds.Options) { o.EnableFallback = aws.FalseTernary })
+	return cfg, meta, nil
+}
+
+// identify reads the instance identity, retrying with capped backoff: at
+// boot IMDS may answer late, and without identity nothing can be decided.
+func identify(ctx context.Context, md *eip.Metadata, log hclog.Logger) (eip.Identity, error) {
+	delay := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		id, err := md.Identity(cctx)
+		cancel()
+		if err == nil {
+			return id, nil
+		}
+		if attempt == 1 || attempt%10 == 0 {
+			log.Error("cannot read instance identity from IMDS; retrying", "attempt", attempt, "error", err)
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return eip.Identity{}, fmt.Errorf("instance identity: %w", err)
+		case <-t.C:
+		}
+		delay = min(2*delay, 15*time.Second)
+	}
+}
+
+func cmdRun(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := parseRunConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.LogLevel, cfg.LogFormat, stderr)
+	log.Info("starting", "version", version, "revision", revision, "config", fmt.Sprintf("%+v", *cfg))
+
+	awsCfg, imdsClient, err := loadAWS(ctx)
+	if err != nil {
+		return err
+	}
+	m := metrics.New(metrics.BuildInfo{Version: version, Revision: revision, GoVersion: runtime.Version()},
+		cfg.AllocationIDs, eip.Operations, eip.Outcomes, eip.IMDSOutcomes, nil)
+	md := eip.NewMetadata(imdsClient, log.Named("imds"), m)
+	self, err := identify(ctx, md, log)
+	if err != nil {
+		return err
+	}
+	if awsCfg.Region == "" {
+		awsCfg.Region = self.Region
+	}
+	log = log.With("instance_id", self.InstanceID)
+	log.Info("identity", "region", awsCfg.Region, "az", self.AvailabilityZone, "eni", self.NetworkInterfaceID, "private_ip", self.PrivateIP)
+
+	cloud := eip.New(eip.Config{Group: cfg.Group, DryRun: cfg.DryRun, Rate: cfg.APIRate, Burst: cfg.APIBurst},
+		ec2.NewFromConfig(awsCfg), log.Named("eip"), m)
+
+	checks, err := health.ParseAll(cfg.HealthChecks)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	monitor := health.NewMonitor(health.Config{Interval: cfg.HealthInterval, Timeout: cfg.HealthTimeout, Rise: cfg.HealthRise, Fall: cfg.HealthFall},
+		checks, log.Named("health"), func(d time.Duration, err error) {
+			m.ObserveHealthCheck(d, err)
+		})
+	_, portStr, _ := net.SplitHostPort(cfg.Listen)
+	statusPort, _ := strconv.Atoi(portStr)
+	prober := health.NewPeerProber(checks, statusPort, cfg.HealthTimeout)
+
+	loop := leader.New(leader.Config{
+		Timing: leader.Timing{
+			RenewInterval: cfg.RenewInterval, LeaseDuration: cfg.LeaseDuration, MaxClockSkew: cfg.MaxClockSkew,
+			HolderPoll: cfg.HolderPoll, StandbyPoll: cfg.StandbyPoll, ProbeInterval: cfg.ProbeInterval,
+		},
+		AllocationIDs: cfg.AllocationIDs, ProbeFall: cfg.ProbeFall, ProbeTimeout: cfg.HealthTimeout,
+		LifecyclePoll: cfg.LifecyclePoll, StopTimeout: cfg.StopTimeout, CallTimeout: callTimeout,
+	}, self, cloud, md, monitor, prober, m, log.Named("leader"))
+
+	statusLn, err := metrics.Listen(metrics.ServerConfig{Listen: cfg.Listen})
+	if err != nil {
+		return fmt.Errorf("status listener %s: %w", cfg.Listen, err)
+	}
+	ready := func() error {
+		if s := monitor.Status(); s != health.Up {
+			if e := monitor.LastError(); e != nil {
+				return fmt.Errorf("own health is %s: %w", s, e)
+			}
+			return fmt.Errorf("own health is %s", s)
+		}
+		return nil
+	}
+	server := metrics.NewServer(metrics.ServerConfig{Listen: cfg.Listen, EnablePprof: cfg.Pprof}, m,
+		func() any { return loop.Status() }, ready, log.Named("http"))
+	ctrlLn, err := listenControl(cfg.Control)
+	if err != nil {
+		statusLn.Close()
+		return err
+	}
+	control := newControlServer(loop, log.Named("control"))
+
+	// Everything below is owned here and ends with runCtx; the loop ends
+	// last because it hands off after ctx is cancelled.
+	runCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	goOwned := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(runCtx); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error(name+" stopped", "error", err)
+			}
+		}()
+	}
+	goOwned("health monitor", func(c context.Context) error {
+		err := monitor.Run(c)
+		return err
+	})
+	goOwned("health gauge", func(c context.Context) error { return followHealth(c, monitor, m) })
+	goOwned("status server", func(c context.Context) error { return server.Serve(c, statusLn) })
+	goOwned("control server", func(c context.Context) error { return control.Serve(c, ctrlLn) })
+	notify := newNotifier(getenv)
+	goOwned("systemd notify", func(c context.Context) error { return feedSystemd(c, notify, loop, log) })
+
+	// The loop runs on the signal context: cancelling it starts the handoff.
+	loopErr := loop.Run(ctx)
+	_ = notify.Stopping()
+	cancel()
+	wg.Wait()
+	log.Info("stopped")
+	return loopErr
+}
+
+// followHealth mirrors the monitor's status into eipd_health_up.
+func followHealth(ctx context.Context, mon *health.Monitor, m *metrics.Metrics) error {
+	for {
+		m.SetHealthUp(mon.Status() == health.Up)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-mon.Changed():
+		}
+	}
+}
+
+// feedSystemd sends READY=1 after the first reconcile, STATUS= on role
+// changes, and WATCHDOG=1 only while the loop makes progress, so systemd
+// restarts a wedged daemon.
+func feedSystemd(ctx context.Context, n *notifier, loop *leader.Loop, log hclog.Logger) error {
+	if !n.Enabled() {
+		return nil
+	}
+	period := time.Second
+	if wd := n.WatchdogInterval(); wd > 0 {
+		period = min(period, wd)
+	}
+	t := time.NewTicker(period)
+	defer t.Stop()
+	readySent, lastStatus := false, ""
+	for {
+		last := loop.LastReconcile()
+		if !last.IsZero() {
+			if !readySent {
+				if err := n.Ready(); err != nil {
+					log.Warn("cannot notify systemd", "error", err)
+				}
+				readySent = true
+			}
+			if s := roleSummary(loop.Status()); s != lastStatus {
+				_ = n.Status(s)
+				lastStatus = s
+			}
+			// A pass can take a few call timeouts; beyond the watchdog
+			// period without one the loop is wedged: stop feeding.
+			if wd := n.WatchdogInterval(); wd > 0 && time.Since(last) < 2*wd {
+				_ = n.Watchdog()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func roleSummary(s leader.Status) string {
+	held := s.Holding()
+	if len(held) > 0 {
+		return "holder of " + strings.Join(held, ", ") + " (health " + s.Health + ")"
+	}
+	if s.Draining != "" {
+		return "draining (" + s.Draining + ")"
+	}
+	return fmt.Sprintf("standby for %d EIP(s) (health %s)", len(s.EIPs), s.Health)
+}
