@@ -59,8 +59,8 @@ func parseQuery(body []byte) (request, error) {
 func requestFromValues(vals url.Values) (request, error) {
 	req := request{Params: make(map[string]string, len(vals))}
 	for k, v := range vals {
-		if len(v) == 0 {
-			continue
+		if len(v) == 0 || strings.HasPrefix(k, "X-Amz-") {
+			continue // presigned-request auth parameters
 		}
 		switch k {
 		case "Action":
