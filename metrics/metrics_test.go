@@ -24,8 +24,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // passed in by main, these only need to be representative.
 var (
 	testOps          = []string{"DescribeAddresses", "AssociateAddress", "DisassociateAddress", "DescribeInstances", "CreateTags"}
-	testOutcomes     = []string{"success", "throttled", "unauthorized", "already-associated", "stale-association", "error"}
-	testIMDSOutcomes = []string{"success", "error"}
+	testOutcomes     = []string{"success", "throttled", "unauthorized", "conflict", "not_found", "client_error", "server_error", "dry_run"}
+	testIMDSOutcomes = []string{"success", "not_found", "error"}
 	testAllocs       = []string{"eipalloc-0a", "eipalloc-0b"}
 )
 
