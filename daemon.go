@@ -177,10 +177,13 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stde
 	return loopErr
 }
 
-// followHealth mirrors the monitor's status into eipd_health_up.
+// followHealth mirrors the monitor's status into eipd_health_up and
+// eipd_ready (identity is known by the time this runs).
 func followHealth(ctx context.Context, mon *health.Monitor, m *metrics.Metrics) error {
 	for {
-		m.SetHealthUp(mon.Status() == health.Up)
+		up := mon.Status() == health.Up
+		m.SetHealthUp(up)
+		m.SetReady(up)
 		select {
 		case <-ctx.Done():
 			return nil

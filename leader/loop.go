@@ -210,10 +210,22 @@ func (l *Loop) Run(ctx context.Context) error {
 	defer tick.Stop()
 	probe := time.NewTicker(l.cfg.ProbeInterval)
 	defer probe.Stop()
-	lifecycle := time.NewTicker(l.cfg.LifecyclePoll)
-	defer lifecycle.Stop()
 
-	l.pollMetadata(ctx)
+	// Instance metadata is polled on its own goroutine: an unreachable
+	// IMDS costs timeouts that must not stall the election.
+	metaCh := make(chan metadataReport)
+	mctx, stopMeta := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stopMeta()
+	if l.meta != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.watchMetadata(mctx, metaCh)
+		}()
+	}
+
 	for {
 		l.reconcile(ctx)
 		select {
@@ -223,8 +235,8 @@ func (l *Loop) Run(ctx context.Context) error {
 		case <-l.health.Changed():
 		case <-probe.C:
 			l.probePeers(ctx)
-		case <-lifecycle.C:
-			l.pollMetadata(ctx)
+		case r := <-metaCh:
+			l.applyMetadata(r)
 		case req := <-l.requests:
 			l.startManual(req)
 		}
@@ -666,17 +678,50 @@ func (st *eipState) peerResult(err error) {
 	st.peerErr = err
 }
 
-func (l *Loop) pollMetadata(ctx context.Context) {
-	if l.meta == nil {
-		return
+// metadataReport is one poll of instance metadata.
+type metadataReport struct {
+	notices   []eip.Notice
+	publicIPs []string
+	ipsKnown  bool
+}
+
+// watchMetadata polls lifecycle notices and the primary ENI's public IPs
+// every LifecyclePoll and reports them to the loop.
+func (l *Loop) watchMetadata(ctx context.Context, out chan<- metadataReport) {
+	t := time.NewTicker(l.cfg.LifecyclePoll)
+	defer t.Stop()
+	for {
+		var r metadataReport
+		cctx, cancel := context.WithTimeout(ctx, l.cfg.LifecyclePoll)
+		notices, err := l.meta.Notices(cctx)
+		if err != nil && ctx.Err() == nil {
+			l.log.Debug("cannot read lifecycle notices", "error", err)
+		}
+		r.notices = notices
+		ips, err := l.meta.PublicIPs(cctx)
+		cancel()
+		if err == nil {
+			r.publicIPs, r.ipsKnown = ips, true
+		} else if ctx.Err() == nil {
+			l.log.Debug("cannot read own public IPs", "error", err)
+		}
+		select {
+		case out <- r:
+		case <-ctx.Done():
+			return
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
 	}
-	cctx, cancel := l.callCtx(ctx)
-	defer cancel()
-	notices, err := l.meta.Notices(cctx)
-	if err != nil {
-		l.log.Debug("cannot read lifecycle notices", "error", err)
-	}
-	for _, n := range notices {
+}
+
+// applyMetadata turns notices into draining and notices an EIP that
+// appeared on this instance (a handoff to us) so it is read at once.
+func (l *Loop) applyMetadata(r metadataReport) {
+	for _, n := range r.notices {
 		if l.notices[n.Kind] {
 			continue
 		}
@@ -686,7 +731,7 @@ func (l *Loop) pollMetadata(ctx context.Context) {
 		}
 		if n.Kind == eip.NoticeRebalance {
 			// A rebalance recommendation is early and not a stop: stay,
-			// but stop being preferred as a target.
+			// but stop being offered as a handoff target.
 			l.log.Info("rebalance recommendation received", "detail", n.Detail)
 			continue
 		}
@@ -695,13 +740,11 @@ func (l *Loop) pollMetadata(ctx context.Context) {
 			l.drain = ReasonHandoffDraining
 		}
 	}
-	ips, err := l.meta.PublicIPs(cctx)
-	if err != nil {
-		l.log.Debug("cannot read own public IPs", "error", err)
+	if !r.ipsKnown {
 		return
 	}
 	for _, st := range l.eips {
-		if !st.holding && st.addr.PublicIP != "" && slices.Contains(ips, st.addr.PublicIP) {
+		if !st.holding && st.addr.PublicIP != "" && slices.Contains(r.publicIPs, st.addr.PublicIP) {
 			l.log.Debug("an EIP appeared on this instance; reading addresses", "allocation_id", st.addr.AllocationID)
 			l.refreshNow = true
 		}
