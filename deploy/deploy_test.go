@@ -600,15 +600,7 @@ func codeOperations(t *testing.T) []string {
 	client := reflect.TypeOf(&ec2.Client{})
 	var ops []string
 	for _, f := range goFiles(t, path("eip")) {
-		name := ""
-		for _, imp := range f.Imports {
-			if imp.Path.Value == `"github.com/aws/aws-sdk-go-v2/service/ec2"` {
-				name = "ec2"
-				if imp.Name != nil {
-					name = imp.Name.Name
-				}
-			}
-		}
+		name := importName(f, "github.com/aws/aws-sdk-go-v2/service/ec2")
 		if name == "" {
 			continue
 		}
@@ -670,9 +662,124 @@ func TestIAMPolicyCoversCode(t *testing.T) {
 	}
 }
 
+// importName is the name file f uses for the package at importPath, or "".
+func importName(f *ast.File, importPath string) string {
+	for _, imp := range f.Imports {
+		if imp.Path.Value == strconv.Quote(importPath) {
+			if imp.Name != nil {
+				return imp.Name.Name
+			}
+			return importPath[strings.LastIndex(importPath, "/")+1:]
+		}
+	}
+	return ""
+}
+
+// eipTagKeys reads package eip: the values of its Tag* constants, and the keys
+// of every ec2 types.Tag it builds (the tags it writes). A key that is not a
+// Tag* constant cannot be checked against the policy, so it is an error.
+func eipTagKeys(t *testing.T) (declared map[string]string, written []string) {
+	t.Helper()
+	files := goFiles(t, path("eip"))
+	declared = map[string]string{}
+	for _, f := range files {
+		for _, d := range f.Decls {
+			g, ok := d.(*ast.GenDecl)
+			if !ok || g.Tok != token.CONST {
+				continue
+			}
+			for _, spec := range g.Specs {
+				vs := spec.(*ast.ValueSpec)
+				for i, n := range vs.Names {
+					if i < len(vs.Values) && strings.HasPrefix(n.Name, "Tag") {
+						if lit, ok := vs.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+							declared[n.Name], _ = strconv.Unquote(lit.Value)
+						}
+					}
+				}
+			}
+		}
+	}
+	for _, f := range files {
+		types := importName(f, "github.com/aws/aws-sdk-go-v2/service/ec2/types")
+		if types == "" {
+			continue
+		}
+		isTag := func(e ast.Expr) bool {
+			sel, ok := e.(*ast.SelectorExpr)
+			return ok && sel.Sel.Name == "Tag" && fmt.Sprint(sel.X) == types
+		}
+		var tagLits []*ast.CompositeLit
+		ast.Inspect(f, func(n ast.Node) bool {
+			lit, ok := n.(*ast.CompositeLit)
+			if !ok {
+				return true
+			}
+			if isTag(lit.Type) {
+				tagLits = append(tagLits, lit)
+			}
+			// []types.Tag{{Key: …}}: the elements' type is elided.
+			if arr, ok := lit.Type.(*ast.ArrayType); ok && isTag(arr.Elt) {
+				for _, e := range lit.Elts {
+					if el, ok := e.(*ast.CompositeLit); ok && el.Type == nil {
+						tagLits = append(tagLits, el)
+					}
+				}
+			}
+			return true
+		})
+		for _, lit := range tagLits {
+			for _, e := range lit.Elts {
+				kv, ok := e.(*ast.KeyValueExpr)
+				if !ok || fmt.Sprint(kv.Key) != "Key" {
+					continue
+				}
+				// Key: aws.String(TagX)
+				name := ""
+				if call, ok := kv.Value.(*ast.CallExpr); ok && len(call.Args) == 1 {
+					if id, ok := call.Args[0].(*ast.Ident); ok {
+						name = id.Name
+					}
+				}
+				v, ok := declared[name]
+				if !ok {
+					t.Errorf("eip writes a tag whose key is not a Tag* constant: %s", types+".Tag at "+fmt.Sprint(kv.Value))
+					continue
+				}
+				if !slices.Contains(written, v) {
+					written = append(written, v)
+				}
+			}
+		}
+	}
+	slices.Sort(written)
+	return declared, written
+}
+
 func TestIAMPolicyScopesMutations(t *testing.T) {
 	groupCond := "aws:ResourceTag/" + eip.TagGroup
-	written := []string{eip.TagHolder, eip.TagTerm, eip.TagRenewed, eip.TagState}
+	// The policy allows the keys eipd owns: every eip Tag* constant except the
+	// operator's (DESIGN.md §2). Each key the code writes must be among them,
+	// and the group tag never: the policy's scoping relies on it.
+	declared, written := eipTagKeys(t)
+	if len(written) == 0 {
+		t.Fatal("found no tag writes in eip/*.go")
+	}
+	var owned []string
+	for name, v := range declared {
+		if name != "TagGroup" && name != "TagPriority" {
+			owned = append(owned, v)
+		}
+	}
+	slices.Sort(owned)
+	for _, k := range written {
+		if k == eip.TagGroup || k == eip.TagPriority {
+			t.Errorf("eip writes the operator's tag %s", k)
+		} else if !slices.Contains(owned, k) {
+			t.Errorf("eip writes %s, not an eipd-owned tag", k)
+		}
+	}
+	t.Logf("tags eip writes now: %v; eipd-owned: %v", written, owned)
 	for _, s := range loadPolicy(t).Statement {
 		mutating := slices.ContainsFunc(s.Action, func(a string) bool { return !strings.HasPrefix(a, "ec2:Describe") })
 		if !mutating {
@@ -691,8 +798,8 @@ func TestIAMPolicyScopesMutations(t *testing.T) {
 		}
 		if slices.Contains(s.Action, "ec2:CreateTags") {
 			keys := slices.Sorted(slices.Values(s.Condition["ForAllValues:StringEquals"]["aws:TagKeys"]))
-			if !slices.Equal(keys, slices.Sorted(slices.Values(written))) {
-				t.Errorf("%s: aws:TagKeys %v, want exactly %v", s.Sid, keys, written)
+			if !slices.Equal(keys, owned) {
+				t.Errorf("%s: aws:TagKeys %v, want exactly the eipd-owned keys %v", s.Sid, keys, owned)
 			}
 			if !slices.Equal(s.Condition["Null"]["aws:TagKeys"], []string{"false"}) {
 				t.Errorf("%s: want Null aws:TagKeys false, or an empty key set passes ForAllValues", s.Sid)
