@@ -332,6 +332,7 @@ func (c *Client) Claim(ctx context.Context, observed Address, self Identity, lea
 	} else {
 		c.log.Info("claimed address", "allocation_id", alloc, "association_id", assoc, "public_ip", observed.PublicIP, "instance_id", self.InstanceID, "term", lease.Term)
 	}
+	lease.Renewed = time.Now() // when the association was confirmed
 	if err := c.Renew(ctx, alloc, lease); err != nil {
 		return assoc, fmt.Errorf("claim %s: associated as %s but lease not written: %w", alloc, assoc, err)
 	}
@@ -367,6 +368,9 @@ func (c *Client) Handoff(ctx context.Context, addr Address, target Instance, lea
 	} else {
 		c.log.Info("handed off address", "allocation_id", alloc, "association_id", assoc, "public_ip", addr.PublicIP, "instance_id", target.InstanceID, "term", lease.Term)
 	}
+	// renewed is when the association was confirmed, so renewed − decided
+	// is the move's duration for whoever reads the lease (the new holder).
+	lease.Renewed = time.Now()
 	if err := c.Renew(ctx, alloc, lease); err != nil {
 		return assoc, fmt.Errorf("hand off %s to %s: associated as %s but lease not written: %w", alloc, target.InstanceID, assoc, err)
 	}

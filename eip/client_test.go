@@ -38,8 +38,9 @@ func TestClaimFenceOrder(t *testing.T) {
 	f := &fakeEC2{}
 	c, obs := newTestClient(f, Config{})
 	observed := Address{AllocationID: "eipalloc-1", PublicIP: "203.0.113.1", AssociationID: "eipassoc-old", InstanceID: "i-dead"}
-	lease := Lease{Holder: "i-self", Term: 8, Renewed: renewedAt}
+	lease := Lease{Holder: "i-self", Term: 8, Renewed: renewedAt, Reason: "takeover-stale", Decided: renewedAt}
 
+	start := time.Now()
 	assoc, err := c.Claim(context.Background(), observed, self, lease)
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +63,7 @@ func TestClaimFenceOrder(t *testing.T) {
 		as.InstanceId != nil || as.PublicIp != nil || as.DryRun != nil {
 		t.Errorf("associate input %+v", as)
 	}
-	checkLeaseTags(t, f.call(2).(*ec2.CreateTagsInput), "eipalloc-1", lease)
+	checkMoveTags(t, f.call(2).(*ec2.CreateTagsInput), "eipalloc-1", lease, start)
 	want := []string{"DisassociateAddress success", "AssociateAddress success", "CreateTags success"}
 	if got := obs.ec2Calls(); !reflect.DeepEqual(got, want) {
 		t.Errorf("observed %v, want %v", got, want)
@@ -144,7 +145,8 @@ func TestHandoff(t *testing.T) {
 	c, _ := newTestClient(f, Config{})
 	addr := Address{AllocationID: "eipalloc-1", AssociationID: "eipassoc-mine", PublicIP: "203.0.113.1"}
 	target := Instance{InstanceID: "i-target", State: "running", NetworkInterfaceID: "eni-target", PrivateIP: "10.0.1.7"}
-	lease := Lease{Holder: "i-target", Term: 4, Renewed: renewedAt}
+	lease := Lease{Holder: "i-target", Term: 4, Renewed: renewedAt, Reason: "handoff-unhealthy", Decided: renewedAt}
+	start := time.Now()
 	assoc, err := c.Handoff(context.Background(), addr, target, lease)
 	if err != nil || assoc != "eipassoc-new" {
 		t.Fatalf("assoc %q err %v", assoc, err)
@@ -157,7 +159,7 @@ func TestHandoff(t *testing.T) {
 		aws.ToString(as.PrivateIpAddress) != "10.0.1.7" || !aws.ToBool(as.AllowReassociation) || as.InstanceId != nil {
 		t.Errorf("associate input %+v", as)
 	}
-	checkLeaseTags(t, f.call(1).(*ec2.CreateTagsInput), "eipalloc-1", lease)
+	checkMoveTags(t, f.call(1).(*ec2.CreateTagsInput), "eipalloc-1", lease, start)
 
 	// The lease must name the target.
 	f2 := &fakeEC2{}
@@ -171,6 +173,20 @@ func TestHandoff(t *testing.T) {
 	}
 }
 
+// checkMoveTags checks the lease written by Claim or Handoff: renewed is
+// when the association was confirmed (not before the call started), so the
+// new holder can measure the move; reason and decided are carried over.
+func checkMoveTags(t *testing.T, in *ec2.CreateTagsInput, alloc string, lease Lease, start time.Time) {
+	t.Helper()
+	got := tagMap(in.Tags)
+	renewed, err := time.Parse(time.RFC3339Nano, got[TagRenewed])
+	if err != nil || renewed.Before(start.Truncate(time.Millisecond)) {
+		t.Errorf("renewed %q: want the confirmation time, not before %s (err %v)", got[TagRenewed], start, err)
+	}
+	lease.Renewed = renewed
+	checkLeaseTags(t, in, alloc, lease)
+}
+
 func checkLeaseTags(t *testing.T, in *ec2.CreateTagsInput, alloc string, lease Lease) {
 	t.Helper()
 	if !reflect.DeepEqual(in.Resources, []string{alloc}) {
@@ -182,7 +198,13 @@ func checkLeaseTags(t *testing.T, in *ec2.CreateTagsInput, alloc string, lease L
 		TagTerm:    fmt.Sprint(lease.Term),
 		TagRenewed: lease.Renewed.UTC().Format(RenewedLayout),
 	}
-	if len(in.Tags) != 3 || !reflect.DeepEqual(got, want) {
+	if lease.Reason != "" {
+		want[TagReason] = lease.Reason
+	}
+	if !lease.Decided.IsZero() {
+		want[TagDecided] = lease.Decided.UTC().Format(RenewedLayout)
+	}
+	if len(in.Tags) != len(want) || !reflect.DeepEqual(got, want) {
 		t.Errorf("CreateTags tags %v, want %v", got, want)
 	}
 }

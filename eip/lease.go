@@ -29,6 +29,12 @@ func ParseLease(tags map[string]string) Lease {
 			l.Invalid = append(l.Invalid, TagRenewed)
 		}
 	}
+	// Reason and decided only describe the last move; a bad value there
+	// protects nothing, so it is dropped rather than invalidating the lease.
+	l.Reason = tags[TagReason]
+	if t, err := time.Parse(time.RFC3339Nano, tags[TagDecided]); err == nil {
+		l.Decided = t.UTC()
+	}
 	return l
 }
 
@@ -47,13 +53,21 @@ func parseTerm(v string) (int64, bool) {
 	return t, true
 }
 
-// leaseTags are the three tags Renew writes.
+// leaseTags are the tags Renew writes: holder, term and renewed always,
+// reason and decided when the lease records a move.
 func leaseTags(l Lease) []types.Tag {
-	return []types.Tag{
+	tags := []types.Tag{
 		{Key: aws.String(TagHolder), Value: aws.String(l.Holder)},
 		{Key: aws.String(TagTerm), Value: aws.String(strconv.FormatInt(l.Term, 10))},
 		{Key: aws.String(TagRenewed), Value: aws.String(l.Renewed.UTC().Format(RenewedLayout))},
 	}
+	if l.Reason != "" {
+		tags = append(tags, types.Tag{Key: aws.String(TagReason), Value: aws.String(l.Reason)})
+	}
+	if !l.Decided.IsZero() {
+		tags = append(tags, types.Tag{Key: aws.String(TagDecided), Value: aws.String(l.Decided.UTC().Format(RenewedLayout))})
+	}
+	return tags
 }
 
 func tagMap(tags []types.Tag) map[string]string {

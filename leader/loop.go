@@ -836,6 +836,12 @@ func (l *Loop) act(ctx context.Context, st *eipState, d Decision) {
 		assoc, err := l.cloud.Claim(cctx, st.addr, l.self, d.Lease)
 		st.rankSince = time.Time{}
 		l.refreshNow = true
+		if err != nil && assoc != "" {
+			// Associated, but the lease was not written: we hold the EIP
+			// and the next renewal writes the lease.
+			log.Warn("claimed the EIP but could not write the lease; renewing soon", "association_id", assoc, "error", err)
+			err = nil
+		}
 		if err != nil {
 			switch {
 			case errors.Is(err, eip.ErrAlreadyAssociated), errors.Is(err, eip.ErrStaleAssociation):
@@ -856,6 +862,12 @@ func (l *Loop) act(ctx context.Context, st *eipState, d Decision) {
 		log.Info("handing off the EIP", "reason", d.Reason, "to", d.Target.InstanceID, "term", d.Lease.Term)
 		assoc, err := l.cloud.Handoff(cctx, st.addr, d.Target.Instance, d.Lease)
 		st.targetsAt = time.Time{}
+		if err != nil && assoc != "" {
+			// The EIP moved but the lease names us still; the target
+			// adopts it with a new term when it reads the address.
+			log.Warn("handed off the EIP but could not write the lease", "association_id", assoc, "error", err)
+			err = nil
+		}
 		if err != nil {
 			log.Warn("handoff failed; still holding", "to", d.Target.InstanceID, "error", err)
 			return
