@@ -171,8 +171,9 @@ func TestSystemdUnitDirectives(t *testing.T) {
 }
 
 // envNames is the `eipd run` environment from the daemon's interface, plus
-// every EIPD_* literal found in package main, so a variable added in code
-// but not documented fails here.
+// what package main declares: every EIPD_* literal, and EIPD_<NAME> for each
+// row of its flag table ({"flag-name", default, usage, func…}), so a flag
+// added in code but not documented fails here.
 func envNames(t *testing.T) []string {
 	names := []string{"EIPD_GROUP", "EIPD_ALLOCATION_ID", "EIPD_HEALTH_CHECK", "EIPD_LISTEN",
 		"EIPD_CONTROL", "EIPD_HEALTH_INTERVAL", "EIPD_HEALTH_TIMEOUT", "EIPD_HEALTH_RISE",
@@ -181,11 +182,29 @@ func envNames(t *testing.T) []string {
 		"EIPD_LIFECYCLE_POLL", "EIPD_STOP_TIMEOUT", "EIPD_API_RATE", "EIPD_API_BURST",
 		"EIPD_LOG_LEVEL", "EIPD_LOG_FORMAT", "EIPD_DRY_RUN", "EIPD_PPROF"}
 	lit := regexp.MustCompile(`^"(EIPD_[A-Z0-9_]+)"$`)
+	flagName := regexp.MustCompile(`^"([a-z][a-z0-9]*(-[a-z0-9]+)*)"$`)
+	add := func(n string) {
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
 	for _, f := range goFiles(t, root) {
 		ast.Inspect(f, func(n ast.Node) bool {
-			if b, ok := n.(*ast.BasicLit); ok && b.Kind == token.STRING {
-				if m := lit.FindStringSubmatch(b.Value); m != nil && !slices.Contains(names, m[1]) {
-					names = append(names, m[1])
+			switch n := n.(type) {
+			case *ast.BasicLit:
+				if m := lit.FindStringSubmatch(n.Value); n.Kind == token.STRING && m != nil {
+					add(m[1])
+				}
+			case *ast.CompositeLit:
+				if len(n.Elts) < 3 {
+					break
+				}
+				first, ok := n.Elts[0].(*ast.BasicLit)
+				if _, fn := n.Elts[len(n.Elts)-1].(*ast.FuncLit); !ok || !fn {
+					break
+				}
+				if m := flagName.FindStringSubmatch(first.Value); m != nil {
+					add("EIPD_" + strings.ToUpper(strings.ReplaceAll(m[1], "-", "_")))
 				}
 			}
 			return true
