@@ -192,10 +192,16 @@ func followHealth(ctx context.Context, mon *health.Monitor, m *metrics.Metrics) 
 	}
 }
 
+// progress is what feedSystemd watches; *leader.Loop satisfies it.
+type progress interface {
+	LastReconcile() time.Time
+	Status() leader.Status
+}
+
 // feedSystemd sends READY=1 after the first reconcile, STATUS= on role
 // changes, and WATCHDOG=1 only while the loop makes progress, so systemd
 // restarts a wedged daemon.
-func feedSystemd(ctx context.Context, n *notifier, loop *leader.Loop, log hclog.Logger) error {
+func feedSystemd(ctx context.Context, n *notifier, loop progress, log hclog.Logger) error {
 	if !n.Enabled() {
 		return nil
 	}
