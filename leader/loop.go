@@ -130,6 +130,10 @@ type eipState struct {
 	blocked     bool
 	why         string
 	last        *FailoverRecord
+	// prevInstance is the instance the EIP pointed at before the read
+	// that showed it where it is now: the "from" of a handoff this
+	// instance adopts (the lease names only the new holder).
+	prevInstance string
 }
 
 type handoffRequest struct {
@@ -498,6 +502,9 @@ func (l *Loop) readAddresses(ctx context.Context) {
 		if len(a.Lease.Invalid) > 0 && !slices.Equal(a.Lease.Invalid, st.addr.Lease.Invalid) {
 			l.log.Warn("lease tags do not parse; treating the lease as stale", "allocation_id", a.AllocationID, "tags", a.Lease.Invalid)
 		}
+		if a.InstanceID != st.addr.InstanceID {
+			st.prevInstance = st.addr.InstanceID
+		}
 		st.addr, st.addrAt = a, now
 		l.watchPeer(st)
 		if l.obs != nil {
@@ -829,7 +836,11 @@ func (l *Loop) act(ctx context.Context, st *eipState, d Decision) {
 		log.Info("holding the EIP found on this instance", "term", d.Lease.Term, "association_id", st.addr.AssociationID)
 		if d.Lease.Reason != "" && d.Lease.Decided.After(l.started) {
 			dur := max(0, st.addr.Lease.Renewed.Sub(d.Lease.Decided))
-			l.recordFailover(st, d.Lease.Reason, st.addr.InstanceID, dur)
+			from := st.prevInstance
+			if from == l.self.InstanceID {
+				from = ""
+			}
+			l.recordFailover(st, d.Lease.Reason, from, dur)
 		}
 	case Claim:
 		log.Info("claiming the EIP", "why", d.Why, "term", d.Lease.Term, "association_id", st.addr.AssociationID)
