@@ -1,0 +1,967 @@
+// Package e2e runs the real eipd binary, real HAProxy and the EC2 emulator
+// (`eipd sim`) as separate processes on loopback, injects failures, and
+// asserts on what the emulator recorded (association history, API calls)
+// and on what a client sees through the EIP.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// eipdBin is the binary built once by TestMain.
+var eipdBin string
+
+// children is every process started by this package, so TestMain can
+// prove that none outlives the run.
+var children struct {
+	sync.Mutex
+	procs []*proc
+}
+
+func TestMain(m *testing.M) { os.Exit(testMain(m)) }
+
+func testMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "eipd-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: temp dir:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	root, err := moduleRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	eipdBin = filepath.Join(dir, "eipd")
+	build := exec.Command("go", "build", "-o", eipdBin, "github.com/eipd/eipd")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: go build github.com/eipd/eipd failed: %v\n%s", err, out)
+		return 1
+	}
+	code := m.Run()
+	if left := unreaped(); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "e2e: %d child processes were not reaped: %s\n", len(left), strings.Join(left, ", "))
+		code = 1
+	}
+	return code
+}
+
+// moduleRoot is the directory of go.mod, found with `go env GOMOD`.
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("go env GOMOD: not inside the module")
+	}
+	return filepath.Dir(gomod), nil
+}
+
+// unreaped names the children still running (killing them), if any.
+func unreaped() []string {
+	children.Lock()
+	defer children.Unlock()
+	var left []string
+	for _, p := range children.procs {
+		if !p.exited() {
+			left = append(left, fmt.Sprintf("%s (pid %d)", p.name, p.cmd.Process.Pid))
+			_ = p.cmd.Process.Kill()
+		}
+	}
+	return left
+}
+
+// needHAProxy fails under CI and skips elsewhere when haproxy is missing.
+func needHAProxy(t testing.TB) string {
+	t.Helper()
+	path, err := exec.LookPath("haproxy")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("haproxy is required under CI: %v", err)
+		}
+		t.Skipf("haproxy not installed: %v", err)
+	}
+	return path
+}
+
+// proc is one child process with its output in a log file.
+type proc struct {
+	name    string
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{}
+	err     error // valid after done
+	exitAt  time.Time
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// startProc starts bin with exactly env (nothing inherited), output in
+// dir/name.log. Cleanup kills it, reaps it and, when the test failed,
+// logs the tail of its output.
+func startProc(t testing.TB, dir, name string, env []string, bin string, args ...string) *proc {
+	t.Helper()
+	logPath := filepath.Join(dir, name+".log")
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatalf("log file for %s: %v", name, err)
+	}
+	fmt.Fprintf(f, "=== %s %s %s\n", time.Now().Format(time.RFC3339Nano), bin, strings.Join(args, " "))
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Dir = dir
+	// Own process group: a Ctrl-C on the test run is not delivered twice.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		t.Fatalf("start %s: %v", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	children.Lock()
+	children.procs = append(children.procs, p)
+	children.Unlock()
+	go func() {
+		p.err = cmd.Wait()
+		p.exitAt = time.Now()
+		f.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.kill()
+		if !p.waitExit(15 * time.Second) {
+			t.Errorf("%s (pid %d) did not exit after SIGKILL", name, cmd.Process.Pid)
+		}
+		if t.Failed() {
+			t.Logf("--- tail of %s ---\n%s", name, tail(logPath, 60))
+		}
+	})
+	return p
+}
+
+func (p *proc) signal(sig syscall.Signal) {
+	if !p.exited() {
+		_ = p.cmd.Process.Signal(sig)
+	}
+}
+
+func (p *proc) kill()    { p.signal(syscall.SIGKILL) }
+func (p *proc) term()    { p.signal(syscall.SIGTERM) }
+func (p *proc) stop()    { p.signal(syscall.SIGSTOP) }
+func (p *proc) cont()    { p.signal(syscall.SIGCONT) }
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+// waitExit waits up to d for the process to exit.
+func (p *proc) waitExit(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-p.done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// killWait kills the process and waits until it is reaped.
+func (p *proc) killWait(t testing.TB) {
+	t.Helper()
+	p.kill()
+	if !p.waitExit(15 * time.Second) {
+		t.Fatalf("%s did not exit after SIGKILL", p.name)
+	}
+}
+
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// waitFor polls cond every 50ms until it holds or timeout passes. Timeouts
+// are generous: a slow machine must not fail a test.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// during checks that cond holds at every poll for d (a "nothing happens"
+// assertion); it fails at the first poll where it does not.
+func during(t testing.TB, d time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if err := cond(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := cond(); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// freePort returns a TCP port that was free on 127.0.0.1 a moment ago.
+// Instances bind their own 127.0.0.x addresses, on which it is free too
+// unless something binds 0.0.0.0 on it in between.
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// fastFlags are the daemon timings of the tests: failures are seen in
+// hundreds of milliseconds, leases last one second.
+var fastFlags = []string{
+	"--health-interval", "100ms", "--health-timeout", "100ms", "--health-rise", "2", "--health-fall", "3",
+	"--probe-interval", "100ms", "--probe-fall", "3",
+	"--renew-interval", "300ms", "--lease-duration", "1s", "--max-clock-skew", "100ms",
+	"--holder-poll", "1s", "--standby-poll", "3s", "--lifecycle-poll", "500ms", "--stop-timeout", "5s",
+}
+
+// fastLease is --lease-duration + --max-clock-skew of fastFlags.
+const fastLease = 1100 * time.Millisecond
+
+// ---- emulator ----
+
+type simInfo struct {
+	EC2Endpoint     string     `json:"ec2_endpoint"`
+	ControlEndpoint string     `json:"control_endpoint"`
+	Region          string     `json:"region"`
+	Group           string     `json:"group"`
+	Instances       []instInfo `json:"instances"`
+	EIPs            []eipInfo  `json:"eips"`
+}
+
+type instInfo struct {
+	InstanceID   string `json:"instance_id"`
+	PrivateIP    string `json:"private_ip"`
+	AZ           string `json:"az"`
+	ENIID        string `json:"eni_id"`
+	IMDSEndpoint string `json:"imds_endpoint"`
+}
+
+type eipInfo struct {
+	AllocationID string `json:"allocation_id"`
+	PublicIP     string `json:"public_ip"`
+	ForwardAddr  string `json:"forward_addr"`
+}
+
+type simEvent struct {
+	Time         time.Time `json:"time"`
+	AllocationID string    `json:"allocation_id"`
+	From         string    `json:"from"`
+	To           string    `json:"to"`
+	Caller       string    `json:"caller"`
+	Action       string    `json:"action"`
+}
+
+func (e simEvent) String() string {
+	return fmt.Sprintf("%s %s %s %q→%q by %q", e.Time.Format("15:04:05.000"), e.AllocationID, e.Action, e.From, e.To, e.Caller)
+}
+
+type simStats struct {
+	Total    int64                       `json:"total"`
+	ByAction map[string]int64            `json:"by_action"`
+	ByCaller map[string]map[string]int64 `json:"by_caller"`
+}
+
+type simAddress struct {
+	AllocationID  string            `json:"allocation_id"`
+	AssociationID string            `json:"association_id"`
+	InstanceID    string            `json:"instance_id"`
+	PrivateIP     string            `json:"private_ip"`
+	Tags          map[string]string `json:"tags"`
+}
+
+// minimalEnv is the whole environment of a child: no credentials, no
+// profile, nothing that could reach real AWS or 169.254.169.254.
+func minimalEnv(home string, extra ...string) []string {
+	empty := filepath.Join(home, "empty")
+	_ = os.WriteFile(empty, nil, 0o600)
+	return append([]string{
+		"PATH=" + os.Getenv("PATH"), "HOME=" + home,
+		"AWS_CONFIG_FILE=" + empty, "AWS_SHARED_CREDENTIALS_FILE=" + empty,
+	}, extra...)
+}
+
+// simOpts configure startSim.
+type simOpts struct {
+	instances, eips, targetPort int
+	group                       string
+}
+
+// startSim runs `eipd sim` and reads the JSON line it prints.
+func startSim(t testing.TB, dir string, o simOpts) (*proc, simInfo) {
+	t.Helper()
+	if o.group == "" {
+		o.group = "e2e"
+	}
+	// stdout goes to the log with stderr; the first line starting with {
+	// is the info line.
+	p := startProc(t, dir, "sim", minimalEnv(dir), eipdBin, "sim",
+		"--instances", strconv.Itoa(o.instances), "--eips", strconv.Itoa(o.eips),
+		"--group", o.group, "--target-port", strconv.Itoa(o.targetPort), "--log-level", "info")
+	var info simInfo
+	waitFor(t, 20*time.Second, "eipd sim to print its endpoints", func() bool {
+		if p.exited() {
+			t.Fatalf("eipd sim exited early: %v\n%s", p.err, tail(p.logPath, 30))
+		}
+		f, err := os.Open(p.logPath)
+		if err != nil {
+			return false
+		}
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			if line := sc.Bytes(); bytes.HasPrefix(line, []byte("{")) {
+				return json.Unmarshal(line, &info) == nil
+			}
+		}
+		return false
+	})
+	if len(info.Instances) != o.instances || len(info.EIPs) != o.eips {
+		t.Fatalf("sim info: %d instances and %d EIPs, want %d and %d", len(info.Instances), len(info.EIPs), o.instances, o.eips)
+	}
+	return p, info
+}
+
+// httpc is used for every control and status request; no keep-alives, so
+// nothing lingers between tests.
+var httpc = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
+func doJSON(method, url string, body any, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return err
+	}
+	resp, err := httpc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, bytes.TrimSpace(b))
+	}
+	if out != nil {
+		return json.Unmarshal(b, out)
+	}
+	return nil
+}
+
+// ---- cluster ----
+
+// clusterOpts configure newCluster.
+type clusterOpts struct {
+	instances, eips int
+	// flags are the daemon's timing flags; nil = fastFlags.
+	flags []string
+	// tcpTarget: each instance's health target is a plain TCP listener
+	// (tcp://ip:port) instead of HAProxy, to spare a 2-core machine when
+	// many instances run.
+	tcpTarget bool
+	// alt marks instances that use the alternate HAProxy and status ports
+	// (the partition scenario).
+	alt func(i int) bool
+}
+
+type cluster struct {
+	t     testing.TB
+	dir   string
+	sim   *proc
+	info  simInfo
+	flags []string
+	nodes []*node
+}
+
+// node is one simulated instance: backend web server, HAProxy (or plain
+// TCP target), eipd.
+type node struct {
+	c           *cluster
+	idx         int
+	inst        instInfo
+	hapPort     int
+	statusPort  int
+	backendPort int
+	controlAddr string
+	tcpTarget   bool
+
+	backend  *http.Server
+	tcpLn    net.Listener
+	haproxy  *proc
+	eipd     *proc
+	restarts int
+}
+
+func (n *node) id() string { return n.inst.InstanceID }
+
+func (n *node) healthURL() string {
+	if n.tcpTarget {
+		return fmt.Sprintf("tcp://%s:%d", n.inst.PrivateIP, n.hapPort)
+	}
+	return fmt.Sprintf("http://%s:%d/healthz", n.inst.PrivateIP, n.hapPort)
+}
+
+// newCluster starts the emulator and, for every instance, its backend and
+// HAProxy (or TCP target). Daemons are started by the caller.
+func newCluster(t testing.TB, o clusterOpts) *cluster {
+	t.Helper()
+	if !o.tcpTarget {
+		needHAProxy(t)
+	}
+	if o.eips == 0 {
+		o.eips = 1
+	}
+	dir := t.TempDir()
+	hap, hapAlt := freePort(t), freePort(t)
+	status, statusAlt := freePort(t), freePort(t)
+	backendPort := freePort(t)
+	sim, info := startSim(t, dir, simOpts{instances: o.instances, eips: o.eips, targetPort: hap})
+	c := &cluster{t: t, dir: dir, sim: sim, info: info, flags: o.flags}
+	if c.flags == nil {
+		c.flags = fastFlags
+	}
+	for i, in := range info.Instances {
+		n := &node{c: c, idx: i, inst: in, hapPort: hap, statusPort: status, backendPort: backendPort,
+			controlAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), tcpTarget: o.tcpTarget}
+		if o.alt != nil && o.alt(i) {
+			n.hapPort, n.statusPort = hapAlt, statusAlt
+		}
+		c.nodes = append(c.nodes, n)
+		if o.tcpTarget {
+			n.startTCPTarget()
+		} else {
+			n.startBackend()
+			n.startHAProxy()
+		}
+	}
+	for _, n := range c.nodes {
+		if !o.tcpTarget {
+			n.waitHAProxy()
+		}
+	}
+	return c
+}
+
+// startBackend runs the web server behind this instance's HAProxy; it
+// answers with the instance ID so a client can tell who served it.
+func (n *node) startBackend() {
+	t := n.c.t
+	ln, err := net.Listen("tcp", net.JoinHostPort(n.inst.PrivateIP, strconv.Itoa(n.backendPort)))
+	if err != nil {
+		t.Fatalf("backend of %s: %v", n.id(), err)
+	}
+	id := n.id()
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, id)
+	})}
+	n.backend = srv
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		_ = srv.Close()
+		<-done
+	})
+}
+
+// startTCPTarget is the cheap health target: accept and close.
+func (n *node) startTCPTarget() {
+	t := n.c.t
+	ln, err := net.Listen("tcp", net.JoinHostPort(n.inst.PrivateIP, strconv.Itoa(n.hapPort)))
+	if err != nil {
+		t.Fatalf("tcp target of %s: %v", n.id(), err)
+	}
+	n.tcpLn = ln
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conn.Close()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
+}
+
+const haproxyConfig = `global
+    maxconn 200
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 10s
+    timeout server 10s
+frontend fe
+    bind %[1]s:%[2]d
+    monitor-uri /healthz
+    monitor fail if { nbsrv(be) lt 1 }
+    default_backend be
+backend be
+    option httpchk GET /
+    server app %[1]s:%[3]d check inter 100ms rise 1 fall 2
+`
+
+// startHAProxy runs a real HAProxy in the foreground on the instance's IP.
+func (n *node) startHAProxy() {
+	t := n.c.t
+	cfg := filepath.Join(n.c.dir, fmt.Sprintf("haproxy-%d.cfg", n.idx))
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(haproxyConfig, n.inst.PrivateIP, n.hapPort, n.backendPort)), 0o644); err != nil {
+		t.Fatalf("haproxy config: %v", err)
+	}
+	n.haproxy = startProc(t, n.c.dir, fmt.Sprintf("haproxy-%d", n.idx), minimalEnv(n.c.dir), needHAProxy(t), "-f", cfg, "-db")
+}
+
+// waitHAProxy waits until the instance's /healthz answers 200.
+func (n *node) waitHAProxy() {
+	url := n.healthURL()
+	waitFor(n.c.t, 20*time.Second, "haproxy of "+n.id()+" to answer "+url, func() bool {
+		if n.haproxy.exited() {
+			n.c.t.Fatalf("haproxy of %s exited: %v\n%s", n.id(), n.haproxy.err, tail(n.haproxy.logPath, 20))
+		}
+		return doJSON("GET", url, nil, nil) == nil
+	})
+}
+
+// killHAProxy kills the instance's health target (SIGKILL) and waits
+// until it is gone.
+func (n *node) killHAProxy() {
+	if n.tcpTarget {
+		n.tcpLn.Close()
+		return
+	}
+	n.haproxy.killWait(n.c.t)
+}
+
+func (n *node) restartHAProxy() {
+	n.startHAProxy()
+	n.waitHAProxy()
+}
+
+// startDaemon starts eipd for this instance with the cluster's timings and
+// extra flags, and waits until its status listener answers.
+func (n *node) startDaemon(extra ...string) {
+	t := n.c.t
+	args := append([]string{"run", "--group", n.c.info.Group, "--health-check", n.healthURL(),
+		"--listen", fmt.Sprintf("%s:%d", n.inst.PrivateIP, n.statusPort), "--control", n.controlAddr},
+		n.c.flags...)
+	args = append(args, extra...)
+	env := minimalEnv(n.c.dir, "AWS_ENDPOINT_URL_EC2="+n.c.info.EC2Endpoint,
+		"AWS_EC2_METADATA_SERVICE_ENDPOINT="+n.inst.IMDSEndpoint, "AWS_REGION="+n.c.info.Region)
+	name := fmt.Sprintf("eipd-%d", n.idx)
+	if n.restarts > 0 {
+		name = fmt.Sprintf("eipd-%d.%d", n.idx, n.restarts)
+	}
+	n.restarts++
+	n.eipd = startProc(t, n.c.dir, name, env, eipdBin, args...)
+}
+
+// waitUp waits until the daemon's /status answers.
+func (n *node) waitUp() {
+	waitFor(n.c.t, 30*time.Second, "eipd of "+n.id()+" to serve /status", func() bool {
+		if n.eipd.exited() {
+			n.c.t.Fatalf("eipd of %s exited: %v\n%s", n.id(), n.eipd.err, tail(n.eipd.logPath, 30))
+		}
+		_, err := n.status()
+		return err == nil
+	})
+}
+
+func (c *cluster) startAll() {
+	for _, n := range c.nodes {
+		n.startDaemon()
+	}
+	for _, n := range c.nodes {
+		n.waitUp()
+	}
+}
+
+// daemonStatus is the part of /status the tests read.
+type daemonStatus struct {
+	InstanceID    string `json:"instance_id"`
+	Health        string `json:"health"`
+	AWSStateKnown bool   `json:"aws_state_known"`
+	EIPs          []struct {
+		AllocationID   string `json:"allocation_id"`
+		Role           string `json:"role"`
+		Holder         string `json:"holder"`
+		Term           int64  `json:"term"`
+		HandoffBlocked bool   `json:"handoff_blocked"`
+		Why            string `json:"why"`
+	} `json:"eips"`
+}
+
+func (n *node) status() (daemonStatus, error) {
+	var s daemonStatus
+	err := doJSON("GET", fmt.Sprintf("http://%s:%d/status", n.inst.PrivateIP, n.statusPort), nil, &s)
+	return s, err
+}
+
+// role is the daemon's role for alloc, "" when unknown.
+func (n *node) role(alloc string) string {
+	s, err := n.status()
+	if err != nil {
+		return ""
+	}
+	for _, e := range s.EIPs {
+		if e.AllocationID == alloc {
+			return e.Role
+		}
+	}
+	return ""
+}
+
+func (c *cluster) node(id string) *node {
+	for _, n := range c.nodes {
+		if n.id() == id {
+			return n
+		}
+	}
+	return nil
+}
+
+func (c *cluster) alloc(i int) string { return c.info.EIPs[i].AllocationID }
+
+// address is the true state of an EIP in the emulator.
+func (c *cluster) address(alloc string) simAddress {
+	var a simAddress
+	if err := doJSON("GET", c.info.ControlEndpoint+"/addresses/"+alloc, nil, &a); err != nil {
+		c.t.Fatalf("read address %s: %v", alloc, err)
+	}
+	return a
+}
+
+func (c *cluster) holder(alloc string) string { return c.address(alloc).InstanceID }
+
+func (c *cluster) events() []simEvent {
+	var ev []simEvent
+	if err := doJSON("GET", c.info.ControlEndpoint+"/events", nil, &ev); err != nil {
+		c.t.Fatalf("read events: %v", err)
+	}
+	return ev
+}
+
+func (c *cluster) stats() simStats {
+	var s simStats
+	if err := doJSON("GET", c.info.ControlEndpoint+"/stats", nil, &s); err != nil {
+		c.t.Fatalf("read stats: %v", err)
+	}
+	return s
+}
+
+// mark is a position in the association history.
+func (c *cluster) mark() int { return len(c.events()) }
+
+// assocsSince lists the events since mark that associated alloc with an
+// instance: the moves.
+func (c *cluster) assocsSince(mark int, alloc string) []simEvent {
+	var out []simEvent
+	for _, e := range c.events()[mark:] {
+		if e.AllocationID == alloc && e.To != "" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func (c *cluster) eventsSince(mark int) string {
+	var b strings.Builder
+	for _, e := range c.events()[mark:] {
+		b.WriteString("\n  " + e.String())
+	}
+	return b.String()
+}
+
+// noMoves is a during() condition: alloc was not associated anywhere new
+// since mark.
+func (c *cluster) noMoves(mark int, alloc string) func() error {
+	return func() error {
+		if m := c.assocsSince(mark, alloc); len(m) > 0 {
+			return fmt.Errorf("%d unexpected move(s):%s", len(m), c.eventsSince(mark))
+		}
+		return nil
+	}
+}
+
+// steady waits until alloc is associated, the instance it points at
+// reports itself holder, and every other running daemon is a standby with
+// its health up. It returns the holder's node.
+func (c *cluster) steady(alloc string) *node {
+	c.t.Helper()
+	var h *node
+	waitFor(c.t, 45*time.Second, "a steady holder of "+alloc, func() bool {
+		h = c.node(c.holder(alloc))
+		if h == nil || h.eipd == nil || h.eipd.exited() || h.role(alloc) != "holder" {
+			return false
+		}
+		for _, n := range c.nodes {
+			if n == h || n.eipd == nil || n.eipd.exited() {
+				continue
+			}
+			s, err := n.status()
+			if err != nil || s.Health != "up" || n.role(alloc) != "standby" {
+				return false
+			}
+		}
+		return true
+	})
+	return h
+}
+
+// others are the nodes other than n.
+func (c *cluster) others(n *node) []*node {
+	var out []*node
+	for _, o := range c.nodes {
+		if o != n {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+func (c *cluster) setFaults(f map[string]any) {
+	c.t.Helper()
+	if err := doJSON("PUT", c.info.ControlEndpoint+"/faults", f, nil); err != nil {
+		c.t.Fatalf("set faults: %v", err)
+	}
+}
+
+func (c *cluster) clearFaults() {
+	c.t.Helper()
+	if err := doJSON("DELETE", c.info.ControlEndpoint+"/faults", nil, nil); err != nil {
+		c.t.Fatalf("clear faults: %v", err)
+	}
+}
+
+func (c *cluster) setInstanceFaults(id string, f map[string]any) {
+	c.t.Helper()
+	if err := doJSON("PUT", c.info.ControlEndpoint+"/instances/"+id+"/faults", f, nil); err != nil {
+		c.t.Fatalf("set faults of %s: %v", id, err)
+	}
+}
+
+func (c *cluster) clearInstanceFaults(id string) {
+	c.t.Helper()
+	if err := doJSON("DELETE", c.info.ControlEndpoint+"/instances/"+id+"/faults", nil, nil); err != nil {
+		c.t.Fatalf("clear faults of %s: %v", id, err)
+	}
+}
+
+func (c *cluster) instanceOp(id, op string) {
+	c.t.Helper()
+	if err := doJSON("POST", c.info.ControlEndpoint+"/instances/"+id+"/"+op, nil, nil); err != nil {
+		c.t.Fatalf("%s %s: %v", op, id, err)
+	}
+}
+
+// viaEIP fetches / through the EIP's forwarder: the instance ID of the
+// backend that answered, or an error.
+func (c *cluster) viaEIP(i int) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+c.info.EIPs[i].ForwardAddr+"/", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := httpc.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != 200 {
+		return "", fmt.Errorf("status %s: %s", resp.Status, b)
+	}
+	return string(b), nil
+}
+
+// ---- metrics ----
+
+// sample is one line of the Prometheus text format.
+type sample struct {
+	name   string
+	labels map[string]string
+	value  float64
+}
+
+// scrape reads the daemon's /metrics and parses the text format.
+func (n *node) scrape() ([]sample, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("http://%s:%d/metrics", n.inst.PrivateIP, n.statusPort), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := httpc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return nil, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
+	return parseMetrics(resp.Body)
+}
+
+// parseMetrics parses the Prometheus text exposition format (no escapes
+// in label values are needed for eipd's labels beyond \" and \\).
+func parseMetrics(r io.Reader) ([]sample, error) {
+	var out []sample
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		s := sample{labels: map[string]string{}}
+		rest := line
+		if i := strings.IndexAny(line, "{ "); i >= 0 && line[i] == '{' {
+			s.name = line[:i]
+			j := strings.LastIndex(line, "}")
+			if j < i {
+				return nil, fmt.Errorf("metrics line %q: unterminated labels", line)
+			}
+			for _, kv := range splitLabels(line[i+1 : j]) {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok {
+					return nil, fmt.Errorf("metrics line %q: bad label %q", line, kv)
+				}
+				uq, err := strconv.Unquote(v)
+				if err != nil {
+					return nil, fmt.Errorf("metrics line %q: label %q: %v", line, kv, err)
+				}
+				s.labels[k] = uq
+			}
+			rest = strings.TrimSpace(line[j+1:])
+		} else {
+			name, v, _ := strings.Cut(line, " ")
+			s.name, rest = name, v
+		}
+		fields := strings.Fields(rest)
+		if len(fields) == 0 {
+			return nil, fmt.Errorf("metrics line %q: no value", line)
+		}
+		v, err := strconv.ParseFloat(fields[0], 64)
+		if err != nil {
+			return nil, fmt.Errorf("metrics line %q: value: %v", line, err)
+		}
+		s.value = v
+		out = append(out, s)
+	}
+	return out, sc.Err()
+}
+
+func splitLabels(s string) []string {
+	var out []string
+	inQ, esc, start := false, false, 0
+	for i, r := range s {
+		switch {
+		case esc:
+			esc = false
+		case r == '\\':
+			esc = true
+		case r == '"':
+			inQ = !inQ
+		case r == ',' && !inQ:
+			out = append(out, strings.TrimSpace(s[start:i]))
+			start = i + 1
+		}
+	}
+	if last := strings.TrimSpace(s[start:]); last != "" {
+		out = append(out, last)
+	}
+	return out
+}
+
+// metricSum adds the samples named name whose labels include want.
+func metricSum(ss []sample, name string, want map[string]string) float64 {
+	sum := 0.0
+	for _, s := range ss {
+		if s.name != name {
+			continue
+		}
+		ok := true
+		for k, v := range want {
+			if s.labels[k] != v {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			sum += s.value
+		}
+	}
+	return sum
+}
