@@ -5,7 +5,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 GO       ?= go
 BIN      := eipd
 
-.PHONY: build test test-e2e check lint bench dist docker clean
+.PHONY: build test check lint bench dist docker demo clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) .
@@ -35,3 +35,7 @@ docker:
 
 clean:
 	rm -rf $(BIN) dist
+
+# A three-instance cluster against the emulator, on loopback.
+demo:
+	./scripts/demo.sh

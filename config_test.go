@@ -1,0 +1,162 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestDefaultsMatchDesign(t *testing.T) {
+	c, err := parseRunConfig([]string{"--group", "web"}, envOf(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// DESIGN.md §5.
+	want := Config{
+		Group: "web", HealthChecks: []string{"tcp://127.0.0.1:80"}, Listen: ":9380", Control: "127.0.0.1:9381",
+		HealthInterval: time.Second, HealthTimeout: 500 * time.Millisecond, HealthRise: 2, HealthFall: 3,
+		ProbeInterval: time.Second, ProbeFall: 3, RenewInterval: 3 * time.Second, LeaseDuration: 10 * time.Second,
+		MaxClockSkew: time.Second, HolderPoll: 10 * time.Second, StandbyPoll: 60 * time.Second, LifecyclePoll: 5 * time.Second,
+		StopTimeout: 20 * time.Second, APIRate: 5, APIBurst: 10, LogLevel: "info", LogFormat: "text",
+	}
+	if fmt.Sprintf("%+v", *c) != fmt.Sprintf("%+v", want) {
+		t.Errorf("defaults\n got %+v\nwant %+v", *c, want)
+	}
+}
+
+func TestFlagOverEnvOverDefault(t *testing.T) {
+	env := envOf(map[string]string{
+		"EIPD_GROUP": "from-env", "EIPD_RENEW_INTERVAL": "2s", "EIPD_LEASE_DURATION": "9s",
+		"EIPD_ALLOCATION_ID": "eipalloc-0123456789abcdef0, eipalloc-0123456789abcdef1",
+		"EIPD_HEALTH_CHECK":  "tcp://127.0.0.1:80,http://127.0.0.1:8080/healthz", "EIPD_DRY_RUN": "true",
+	})
+	c, err := parseRunConfig([]string{"--renew-interval", "4s", "--allocation-id", "eipalloc-0123456789abcdef2"}, env, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Group != "from-env" || c.RenewInterval != 4*time.Second || c.LeaseDuration != 9*time.Second || !c.DryRun {
+		t.Errorf("precedence wrong: %+v", *c)
+	}
+	// A flag replaces the env list rather than appending to it.
+	if !slices.Equal(c.AllocationIDs, []string{"eipalloc-0123456789abcdef2"}) {
+		t.Errorf("allocation IDs %v", c.AllocationIDs)
+	}
+	if !slices.Equal(c.HealthChecks, []string{"tcp://127.0.0.1:80", "http://127.0.0.1:8080/healthz"}) {
+		t.Errorf("health checks from env %v", c.HealthChecks)
+	}
+	c, err = parseRunConfig([]string{"--group", "g", "--allocation-id", "eipalloc-0123456789abcdef0", "--allocation-id", "eipalloc-0123456789abcdef1"}, envOf(nil), &bytes.Buffer{})
+	if err != nil || len(c.AllocationIDs) != 2 {
+		t.Errorf("repeatable flag: %v %v", c.AllocationIDs, err)
+	}
+}
+
+func TestInvalidConfigListsEveryProblem(t *testing.T) {
+	env := envOf(map[string]string{"EIPD_HEALTH_FALL": "three", "EIPD_STANDBY_POLL": "soon"})
+	_, err := parseRunConfig([]string{
+		"--allocation-id", "203.0.113.7", "--health-check", "ftp://x:1", "--listen", "127.0.0.1",
+		"--control", "0.0.0.0:9381", "--renew-interval", "5s", "--lease-duration", "6s",
+		"--health-timeout", "2s", "--log-level", "loud", "--log-format", "xml", "--api-rate", "0",
+	}, env, &bytes.Buffer{})
+	if !errors.Is(err, errUsage) {
+		t.Fatalf("want a usage error, got %v", err)
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		"--group (EIPD_GROUP) is required", `EIPD_HEALTH_FALL="three": not an integer`, `EIPD_STANDBY_POLL="soon": not a duration`,
+		`--allocation-id "203.0.113.7"`, "--health-check", `--listen "127.0.0.1"`, "--control \"0.0.0.0:9381\" must listen on loopback",
+		"--lease-duration (6s) must be at least twice --renew-interval (5s)", "--health-timeout (2s) must not exceed",
+		`--log-level "loud"`, `--log-format "xml"`, "--api-rate must be positive",
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error does not mention %q:\n%s", want, msg)
+		}
+	}
+	var stderr bytes.Buffer
+	if code := exitCode(err, &stderr); code != 2 {
+		t.Errorf("exit code %d, want 2", code)
+	}
+}
+
+func TestControlMustBeLocal(t *testing.T) {
+	for addr, ok := range map[string]bool{
+		"127.0.0.1:9381": true, "[::1]:9381": true, "localhost:9381": true, "unix:/run/eipd/control.sock": true,
+		"0.0.0.0:9381": false, ":9381": false, "10.0.0.5:9381": false, "unix:relative.sock": false, "nonsense": false,
+	} {
+		if err := validateControl(addr); (err == nil) != ok {
+			t.Errorf("validateControl(%q) = %v, want ok=%v", addr, err, ok)
+		}
+	}
+}
+
+func TestRunSubcommands(t *testing.T) {
+	var out, errb bytes.Buffer
+	if err := run(context.Background(), []string{"version"}, envOf(nil), &out, &errb); err != nil || !strings.Contains(out.String(), "eipd dev (revision unknown, go") {
+		t.Errorf("version: %q %v", out.String(), err)
+	}
+	if err := run(context.Background(), []string{"frobnicate"}, envOf(nil), &out, &errb); exitCode(err, &errb) != 2 {
+		t.Errorf("unknown command should exit 2, got %v", err)
+	}
+	// Bad config exits 2 before touching AWS.
+	if err := run(context.Background(), []string{"run"}, envOf(nil), &out, &errb); exitCode(err, &errb) != 2 {
+		t.Errorf("run without --group should exit 2, got %v", err)
+	}
+	if err := run(context.Background(), []string{"run", "-h"}, envOf(nil), &out, &errb); !errors.Is(err, flag.ErrHelp) || exitCode(err, &errb) != 0 {
+		t.Errorf("run -h: %v", err)
+	}
+}
+
+// helpRow matches one flag of `eipd run -h`: "  --name (ENV, default "x")" then the usage line.
+var helpRow = regexp.MustCompile(`(?m)^  --([a-z-]+) \((EIPD_[A-Z_]+), default "(.*)"\)\n      (.+)$`)
+
+// TestREADMEFlagsTableMatchesHelp compares the README's flag table with
+// what `eipd run -h` prints, row by row.
+func TestREADMEFlagsTableMatchesHelp(t *testing.T) {
+	var out, help bytes.Buffer
+	_ = run(context.Background(), []string{"run", "-h"}, envOf(nil), &out, &help)
+	var want []string
+	for _, m := range helpRow.FindAllStringSubmatch(help.String(), -1) {
+		def := m[3]
+		if def == "" {
+			def = "—"
+		}
+		want = append(want, fmt.Sprintf("| `--%s` | `%s` | %s | %s |", m[1], m[2], mdCode(def), m[4]))
+	}
+	if len(want) != len(runFlags) {
+		t.Fatalf("parsed %d flags from -h, want %d:\n%s", len(want), len(runFlags), help.String())
+	}
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	section := string(readme)
+	begin, end := strings.Index(section, "<!-- flags:begin -->"), strings.Index(section, "<!-- flags:end -->")
+	if begin < 0 || end < begin {
+		t.Fatal("README.md has no <!-- flags:begin --> … <!-- flags:end --> table")
+	}
+	var got []string
+	for _, line := range strings.Split(section[begin:end], "\n") {
+		if strings.HasPrefix(line, "| `--") {
+			got = append(got, line)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("README flags table differs from `eipd run -h`; expected rows:\n%s", strings.Join(want, "\n"))
+	}
+}
+
+func mdCode(s string) string {
+	if s == "—" {
+		return s
+	}
+	return "`" + s + "`"
+}
