@@ -106,12 +106,9 @@ func (l *listValue) Set(v string) error {
 	return nil
 }
 
+// splitList splits a list given in one value: commas or white space.
 func splitList(v string) []string {
-	var out []string
-	for _, f := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\t' }) {
-		out = append(out, f)
-	}
-	return out
+	return strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\t' })
 }
 
 // parseRunConfig parses flags over env over defaults. Bad env values are
