@@ -119,7 +119,7 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stde
 			HolderPoll: cfg.HolderPoll, StandbyPoll: cfg.StandbyPoll, ProbeInterval: cfg.ProbeInterval,
 		},
 		AllocationIDs: cfg.AllocationIDs, ProbeFall: cfg.ProbeFall, ProbeTimeout: cfg.HealthTimeout,
-		LifecyclePoll: cfg.LifecyclePoll, StopTimeout: cfg.StopTimeout, CallTimeout: callTimeout,
+		LifecyclePoll: cfg.LifecyclePoll, StopTimeout: cfg.StopTimeout, CallTimeout: callTimeout, DryRun: cfg.DryRun,
 	}, self, cloud, md, monitor, prober, m, log.Named("leader"))
 
 	statusLn, err := metrics.Listen(metrics.ServerConfig{Listen: cfg.Listen})

@@ -75,6 +75,10 @@ type Config struct {
 	Tick time.Duration
 	// Now is the clock; nil = time.Now.
 	Now func() time.Time
+	// DryRun: Cloud changes nothing (it sends DryRun=true), so a claim or
+	// handoff must not change this instance's role; each would-be move is
+	// logged once per HolderPoll instead of retried every tick.
+	DryRun bool
 }
 
 // Loop runs the election for this instance.
@@ -125,6 +129,7 @@ type eipState struct {
 	peerWasDown bool
 	peerErr     error
 	rankSince   time.Time
+	dryRunQuiet time.Time // dry run: no would-be move logged again before this
 	targets     []Target
 	targetsAt   time.Time
 	blocked     bool
@@ -816,6 +821,10 @@ func (l *Loop) act(ctx context.Context, st *eipState, d Decision) {
 	cctx, cancel := l.callCtx(ctx)
 	defer cancel()
 	log := l.log.With("allocation_id", id, "public_ip", st.addr.PublicIP)
+	if l.cfg.DryRun && (d.Action == Claim || d.Action == Handoff) {
+		l.dryRunMove(cctx, st, d, log)
+		return
+	}
 	switch d.Action {
 	case Wait, Hold:
 	case Renew:
@@ -925,4 +934,30 @@ func (l *Loop) recordFailover(st *eipState, reason, from string, d time.Duration
 	if l.obs != nil {
 		l.obs.Failover(st.addr.AllocationID, reason, d)
 	}
+}
+
+// dryRunMove sends the move with DryRun=true (proving the permissions) and
+// logs what would have happened, without changing any state.
+func (l *Loop) dryRunMove(ctx context.Context, st *eipState, d Decision, log hclog.Logger) {
+	now := l.cfg.Now()
+	if now.Before(st.dryRunQuiet) {
+		return
+	}
+	st.dryRunQuiet = now.Add(l.cfg.HolderPoll)
+	st.rankSince = time.Time{}
+	var err error
+	if d.Action == Claim {
+		_, err = l.cloud.Claim(ctx, st.addr, l.self, d.Lease)
+	} else {
+		_, err = l.cloud.Handoff(ctx, st.addr, d.Target.Instance, d.Lease)
+	}
+	to := l.self.InstanceID
+	if d.Target != nil {
+		to = d.Target.InstanceID
+	}
+	if err != nil {
+		log.Warn("dry-run: the move would fail", "action", d.Action, "to", to, "reason", d.Reason, "error", err)
+		return
+	}
+	log.Info("dry-run: would move the EIP", "action", d.Action, "to", to, "reason", d.Reason, "why", d.Why, "term", d.Lease.Term)
 }
