@@ -857,29 +857,30 @@ func TestLoopNoTakeoverWhileHolderServes(t *testing.T) {
 
 func TestLoopNoClaimWhenReadsFail(t *testing.T) {
 	c := newCluster(t, false, alloc1)
-	// A holder from before, not running eipd, whose lease is fresh for now
-	// and whose proxy does not answer.
+	// A holder from before, not running eipd, whose lease ran out and
+	// whose proxy does not answer.
 	c.cloud.addInstance(eip.Instance{InstanceID: "i-old", State: "running", NetworkInterfaceID: "eni-old", PrivateIP: "10.0.9.9"})
 	c.cloud.setAddress(alloc1, func(a *eip.Address) {
 		a.AssociationID, a.InstanceID, a.NetworkInterfaceID, a.PrivateIP = "eipassoc-old", "i-old", "eni-old", "10.0.9.9"
-		a.Lease = eip.Lease{Holder: "i-old", Term: 7, Renewed: time.Now().Add(time.Hour)}
+		a.Lease = eip.Lease{Holder: "i-old", Term: 7, Renewed: time.Now().Add(-time.Hour)}
 	})
 	c.prober.setDown("10.0.9.9", true)
 	for _, id := range []string{"i-a", "i-b", "i-c"} {
-		c.add(id)
+		c.add(id).health.set(health.Down)
 	}
+	// Every loop sees the stale lease but is unfit to claim.
 	c.start("i-a", "i-b", "i-c")
 	eventually(t, 5*time.Second, func() bool {
 		for _, nd := range c.nodes {
 			st := nd.loop.Status()
-			if !st.AWSStateKnown || st.EIPs[0].PeerProbe != health.Down.String() {
+			if !st.AWSStateKnown || st.EIPs[0].PeerProbe != health.Down.String() || !strings.Contains(st.EIPs[0].Why, "stale") {
 				return false
 			}
 		}
 		return true
-	}, func() string { return "loops never read the address and saw the holder down" })
+	}, func() string { return "loops never saw the stale lease and the holder down" })
 
-	// The API starts failing reads, then the lease runs out.
+	// The API starts failing reads; then the loops become fit.
 	for _, nd := range c.nodes {
 		nd.view.set(true, false)
 	}
@@ -891,10 +892,17 @@ func TestLoopNoClaimWhenReadsFail(t *testing.T) {
 		}
 		return true
 	}, func() string { return "loops never noticed failing reads" })
-	c.cloud.setAddress(alloc1, func(a *eip.Address) { a.Lease.Renewed = time.Now().Add(-time.Hour) })
+	for _, nd := range c.nodes {
+		nd.health.set(health.Up)
+	}
 	time.Sleep(800 * time.Millisecond)
 	if m := c.cloud.history(alloc1); len(m) != 0 {
 		t.Fatalf("claimed while AWS state was unknown: %+v", m)
+	}
+	for id, nd := range c.nodes {
+		if e := nd.loop.Status().EIPs[0]; !strings.Contains(e.Why, "unknown") {
+			t.Errorf("%s why %q", id, e.Why)
+		}
 	}
 	// Reads work again: exactly one takes over.
 	for _, nd := range c.nodes {
@@ -1004,8 +1012,12 @@ func TestLoopSpreadsTwoEIPs(t *testing.T) {
 		return fmt.Sprintf("not spread: %s on %q %v, %s on %q %v", alloc1, c.cloud.holderOf(alloc1), c.holders(alloc1),
 			alloc2, c.cloud.holderOf(alloc2), c.holders(alloc2))
 	})
+	moves := len(c.cloud.history(alloc1)) + len(c.cloud.history(alloc2))
 	deadline := time.Now().Add(500 * time.Millisecond)
 	for time.Now().Before(deadline) {
+		if n := len(c.cloud.history(alloc1)) + len(c.cloud.history(alloc2)); n != moves {
+			t.Fatalf("EIPs still moving after spreading: %+v %+v", c.cloud.history(alloc1), c.cloud.history(alloc2))
+		}
 		for _, nd := range c.nodes {
 			if n := len(nd.loop.Status().Holding()); n > 1 {
 				t.Fatalf("%s holds %d EIPs", nd.id, n)
