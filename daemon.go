@@ -95,8 +95,10 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stde
 	if awsCfg.Region == "" {
 		awsCfg.Region = self.Region
 	}
-	log = log.With("instance_id", self.InstanceID)
-	log.Info("identity", "region", awsCfg.Region, "az", self.AvailabilityZone, "eni", self.NetworkInterfaceID, "private_ip", self.PrivateIP)
+	// The identity is logged once here rather than on every line: eip logs
+	// instance_id for the instance an action concerns (a target, a holder).
+	log.Info("identity", "instance_id", self.InstanceID, "region", awsCfg.Region, "az", self.AvailabilityZone,
+		"eni", self.NetworkInterfaceID, "private_ip", self.PrivateIP)
 
 	cloud := eip.New(eip.Config{Group: cfg.Group, DryRun: cfg.DryRun, Rate: cfg.APIRate, Burst: cfg.APIBurst},
 		ec2.NewFromConfig(awsCfg), log.Named("eip"), m)
