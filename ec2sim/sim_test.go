@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
@@ -45,7 +46,25 @@ func simClient(t *testing.T, s *Sim, akid string, mods ...func(*ec2.Options)) *e
 	return ec2.NewFromConfig(cfg, append([]func(*ec2.Options){func(o *ec2.Options) {
 		o.BaseEndpoint = aws.String(s.Info().EC2Endpoint)
 		o.RetryMaxAttempts = 1
+		o.HTTPClient = &http.Client{Transport: simBodyRT{awshttp.NewBuildableClient().GetTransport()}}
 	}}, mods...)...)
+}
+
+// simBodyRT works around a client-side race in this SDK version: smithy
+// closes the request body as soon as client.Do returns, while net/http's
+// write loop may still do its final read of it; the body's WriteTo then
+// returns io.EOF, which io.Copy passes on, the transport closes the
+// connection and a response larger than one read buffer (~4 KiB) fails with
+// "use of closed network connection". Hiding WriteTo makes io.Copy treat
+// that EOF as the end of the body. Reproduced against a bare httptest
+// server too, so it is not the simulator's doing.
+type simBodyRT struct{ rt http.RoundTripper }
+
+func (b simBodyRT) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = struct{ io.ReadCloser }{r.Body}
+	}
+	return b.rt.RoundTrip(r)
 }
 
 // simInstanceClient signs with an instance's own credentials.
