@@ -253,7 +253,9 @@ func TestFiltersAndPaging(t *testing.T) {
 		simOK(t, err)
 		return len(out.Reservations)
 	}
-	f := func(name string, vals ...string) types.Filter { return types.Filter{Name: aws.String(name), Values: vals} }
+	f := func(name string, vals ...string) types.Filter {
+		return types.Filter{Name: aws.String(name), Values: vals}
+	}
 	checks := []struct {
 		name string
 		got  int
