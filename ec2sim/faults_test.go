@@ -1,0 +1,231 @@
+package ec2sim
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+)
+
+func TestFaultsJSON(t *testing.T) {
+	var f Faults
+	in := `{"throttle":true,"throttle_ratio":0.5,"latency":"100ms","error_ratio":0.1,"describe_lag":"2s","partition":true,"deny":["AssociateAddress"]}`
+	simOK(t, json.Unmarshal([]byte(in), &f))
+	want := Faults{Throttle: true, ThrottleRatio: 0.5, Latency: 100 * time.Millisecond, ErrorRatio: 0.1,
+		DescribeLag: 2 * time.Second, Partition: true, Deny: []string{"AssociateAddress"}}
+	if f.Throttle != want.Throttle || f.ThrottleRatio != want.ThrottleRatio || f.Latency != want.Latency ||
+		f.ErrorRatio != want.ErrorRatio || f.DescribeLag != want.DescribeLag || !f.Partition || len(f.Deny) != 1 {
+		t.Fatalf("parsed %+v", f)
+	}
+	b, err := json.Marshal(f)
+	simOK(t, err)
+	if !strings.Contains(string(b), `"latency":"100ms"`) || !strings.Contains(string(b), `"describe_lag":"2s"`) {
+		t.Fatalf("marshal = %s", b)
+	}
+	for _, bad := range []string{`{"error_ratio":2}`, `{"latency":"soon"}`, `{"nope":true}`, `{"latency":"-1s"}`} {
+		if err := json.Unmarshal([]byte(bad), &f); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}
+
+func TestFaultDeny(t *testing.T) {
+	ctx := context.Background()
+	s := simStart(t, Options{Instances: 2})
+	info := s.Info()
+	alloc, i1, i2 := info.EIPs[0].AllocationID, info.Instances[0].InstanceID, info.Instances[1].InstanceID
+	simOK(t, s.SetInstanceFaults(i1, Faults{Deny: []string{"AssociateAddress"}}))
+	c1 := simInstanceClient(t, s, i1)
+	_, err := c1.AssociateAddress(ctx, &ec2.AssociateAddressInput{AllocationId: aws.String(alloc), InstanceId: aws.String(i1)})
+	simWantCode(t, err, "UnauthorizedOperation")
+	if !strings.Contains(err.Error(), "assumed-role/"+simRoleName+"/"+i1) || !strings.Contains(err.Error(), "ec2:AssociateAddress") {
+		t.Fatalf("message: %v", err)
+	}
+	_, err = c1.AssociateAddress(ctx, &ec2.AssociateAddressInput{AllocationId: aws.String(alloc), InstanceId: aws.String(i1), DryRun: aws.Bool(true)})
+	simWantCode(t, err, "UnauthorizedOperation")
+	_, err = c1.DescribeAddresses(ctx, &ec2.DescribeAddressesInput{})
+	simOK(t, err)
+	_, err = simInstanceClient(t, s, i2).AssociateAddress(ctx, &ec2.AssociateAddressInput{AllocationId: aws.String(alloc), InstanceId: aws.String(i2)})
+	simOK(t, err)
+	s.ClearFaults()
+	_, err = c1.AssociateAddress(ctx, &ec2.AssociateAddressInput{AllocationId: aws.String(alloc), InstanceId: aws.String(i1)})
+	simOK(t, err)
+	if st := s.Stats(); st.ByOutcome["AssociateAddress"]["UnauthorizedOperation"] != 2 {
+		t.Fatalf("stats = %+v", st.ByOutcome)
+	}
+}
+
+func TestFaultPartition(t *testing.T) {
+	s := simStart(t, Options{Instances: 2})
+	info := s.Info()
+	i1, i2 := info.Instances[0].InstanceID, info.Instances[1].InstanceID
+	simOK(t, s.SetInstanceFaults(i1, Faults{Partition: true}))
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := simInstanceClient(t, s, i1).DescribeAddresses(ctx, &ec2.DescribeAddressesInput{})
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("partitioned call: %v", err)
+	}
+	if time.Since(start) < 300*time.Millisecond {
+		t.Fatal("partitioned call returned before the client gave up")
+	}
+	_, err = simInstanceClient(t, s, i2).DescribeAddresses(context.Background(), &ec2.DescribeAddressesInput{})
+	simOK(t, err)
+
+	// A call hanging without a deadline is released by Close.
+	done := make(chan error, 1)
+	hung := simInstanceClient(t, s, i1)
+	go func() {
+		_, err := hung.DescribeAddresses(context.Background(), &ec2.DescribeAddressesInput{})
+		done <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Stats().ByOutcome["DescribeAddresses"]["partitioned"] < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("second partitioned call never arrived")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	simOK(t, s.Close())
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("partitioned call succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not release a partitioned call")
+	}
+}
+
+func TestFaultDescribeLag(t *testing.T) {
+	ctx := context.Background()
+	s := simStart(t, Options{Instances: 2})
+	info := s.Info()
+	alloc, i1 := info.EIPs[0].AllocationID, info.Instances[0].InstanceID
+	c := simClient(t, s, "AKIDOPERATOR")
+	s.SetFaults(Faults{DescribeLag: time.Second})
+	_, err := c.AssociateAddress(ctx, &ec2.AssociateAddressInput{AllocationId: aws.String(alloc), InstanceId: aws.String(i1)})
+	simOK(t, err)
+	start := time.Now()
+	if v, _ := s.Address(alloc); v.InstanceID != i1 {
+		t.Fatalf("true state not updated: %+v", v)
+	}
+	if a := simAddr(t, c, alloc); a.InstanceId != nil {
+		t.Fatalf("lagged read already shows the association: %+v", a)
+	}
+	// A second write is validated against the true state, not the lag.
+	_, err = c.AssociateAddress(ctx, &ec2.AssociateAddressInput{AllocationId: aws.String(alloc), InstanceId: aws.String(info.Instances[1].InstanceID), AllowReassociation: aws.Bool(false)})
+	simWantCode(t, err, "Resource.AlreadyAssociated")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if a := simAddr(t, c, alloc); aws.ToString(a.InstanceId) == i1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("lagged read never caught up")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if el := time.Since(start); el < 900*time.Millisecond {
+		t.Fatalf("association visible after %v, lag is 1s", el)
+	}
+	s.ClearFaults()
+	simOK(t, s.Associate(alloc, info.Instances[1].InstanceID))
+	if a := simAddr(t, c, alloc); aws.ToString(a.InstanceId) != info.Instances[1].InstanceID {
+		t.Fatalf("no lag after ClearFaults: %+v", a)
+	}
+}
+
+func TestFaultThrottleBuckets(t *testing.T) {
+	ctx := context.Background()
+	s := simStart(t, Options{Instances: 2})
+	c := simClient(t, s, "AKIDOPERATOR")
+	s.SetFaults(Faults{Throttle: true})
+	ok, throttled := 0, 0
+	for i := 0; i < 1000 && throttled == 0; i++ {
+		_, err := c.DescribeInstances(ctx, &ec2.DescribeInstancesInput{})
+		switch simCode(err) {
+		case "":
+			ok++
+		case "RequestLimitExceeded":
+			throttled++
+		default:
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	// Unfiltered, unpaginated DescribeInstances has a 50-token bucket.
+	if throttled == 0 || ok < 50 {
+		t.Fatalf("ok=%d throttled=%d", ok, throttled)
+	}
+	// A filtered call uses another bucket, as does another action.
+	_, err := c.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []types.Filter{{Name: aws.String("instance-state-name"), Values: []string{"running"}}}})
+	simOK(t, err)
+	_, err = c.DescribeAddresses(ctx, &ec2.DescribeAddressesInput{})
+	simOK(t, err)
+	// The bucket refills (10/s).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := c.DescribeInstances(ctx, &ec2.DescribeInstancesInput{})
+		if err == nil {
+			break
+		}
+		simWantCode(t, err, "RequestLimitExceeded")
+		if time.Now().After(deadline) {
+			t.Fatal("bucket never refilled")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st := s.Stats(); st.ByOutcome["DescribeInstances"]["RequestLimitExceeded"] < 1 {
+		t.Fatalf("stats = %+v", st.ByOutcome)
+	}
+}
+
+func TestFaultRetryerBacksOff(t *testing.T) {
+	s := simStart(t, Options{Instances: 1})
+	c := simClient(t, s, "AKIDOPERATOR", func(o *ec2.Options) {
+		o.RetryMaxAttempts = 0
+		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
+			so.MaxAttempts = 3
+			so.MaxBackoff = 20 * time.Millisecond
+		})
+	})
+	s.SetFaults(Faults{ThrottleRatio: 1})
+	_, err := c.DescribeAddresses(context.Background(), &ec2.DescribeAddressesInput{})
+	simWantCode(t, err, "RequestLimitExceeded")
+	if n := s.Stats().ByOutcome["DescribeAddresses"]["RequestLimitExceeded"]; n != 3 {
+		t.Fatalf("server saw %d throttled attempts, want 3 (the SDK retries throttling)", n)
+	}
+	s.SetFaults(Faults{ErrorRatio: 1})
+	_, err = c.DescribeAddresses(context.Background(), &ec2.DescribeAddressesInput{})
+	if code := simCode(err); code != "InternalError" && code != "Unavailable" {
+		t.Fatalf("error ratio 1: %v", err)
+	}
+	out := s.Stats().ByOutcome["DescribeAddresses"]
+	if out["InternalError"]+out["Unavailable"] != 3 {
+		t.Fatalf("server errors retried %d times, want 3 attempts: %v", out["InternalError"]+out["Unavailable"], out)
+	}
+}
+
+func TestFaultLatency(t *testing.T) {
+	s := simStart(t, Options{Instances: 2})
+	info := s.Info()
+	c := simInstanceClient(t, s, info.Instances[0].InstanceID)
+	simOK(t, s.SetInstanceFaults(info.Instances[0].InstanceID, Faults{Latency: 200 * time.Millisecond}))
+	start := time.Now()
+	_, err := c.DescribeAddresses(context.Background(), &ec2.DescribeAddressesInput{})
+	simOK(t, err)
+	if el := time.Since(start); el < 200*time.Millisecond {
+		t.Fatalf("call took %v with 200ms latency", el)
+	}
+	if err := s.SetInstanceFaults("i-0123456789abcdef0", Faults{}); err == nil {
+		t.Fatal("faults for an unknown instance accepted")
+	}
+}
