@@ -1,0 +1,198 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+)
+
+// operatorEC2 is an EC2 client against the emulator with keys it does not
+// know: its calls count as the operator's.
+func (c *cluster) operatorEC2() *ec2.Client {
+	return ec2.New(ec2.Options{
+		Region:       c.info.Region,
+		BaseEndpoint: aws.String(c.info.EC2Endpoint),
+		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+			return aws.Credentials{AccessKeyID: "AKIAOPERATOREXAMPLE", SecretAccessKey: "operator-secret", Source: "e2e"}, nil
+		}),
+	})
+}
+
+func (c *cluster) writeGarbageLease(alloc string) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := c.operatorEC2().CreateTags(ctx, &ec2.CreateTagsInput{
+		Resources: []string{alloc},
+		Tags: []types.Tag{
+			{Key: aws.String("eipd:term"), Value: aws.String("banana")},
+			{Key: aws.String("eipd:renewed"), Value: aws.String("yesterday at noon")},
+		},
+	})
+	if err != nil {
+		c.t.Fatalf("write garbage lease tags on %s: %v", alloc, err)
+	}
+	tags := c.address(alloc).Tags
+	if tags["eipd:term"] != "banana" && tags["eipd:renewed"] != "yesterday at noon" {
+		// Already rewritten by the holder: fine, but say so.
+		c.t.Logf("garbage already overwritten: %v", tags)
+	}
+}
+
+// validLease reports whether alloc carries a parseable, fresh lease held
+// by holder.
+func (c *cluster) validLease(alloc, holder string) error {
+	tags := c.address(alloc).Tags
+	term, err := strconv.ParseInt(tags["eipd:term"], 10, 64)
+	if err != nil || term < 1 {
+		return fmt.Errorf("eipd:term %q", tags["eipd:term"])
+	}
+	r, err := time.Parse(time.RFC3339Nano, tags["eipd:renewed"])
+	if err != nil || time.Since(r) > 3*time.Second {
+		return fmt.Errorf("eipd:renewed %q", tags["eipd:renewed"])
+	}
+	if tags["eipd:holder"] != holder {
+		return fmt.Errorf("eipd:holder %q, want %s", tags["eipd:holder"], holder)
+	}
+	return nil
+}
+
+// TestGarbageLeaseRecovers: an operator writes garbage into eipd:term and
+// eipd:renewed, once while the holder runs and once while its daemon is
+// down (so the restarted daemon must read and parse it): the holder
+// rewrites a valid lease each time; at most one move in all.
+func TestGarbageLeaseRecovers(t *testing.T) {
+	c := newCluster(t, clusterOpts{instances: 3})
+	alloc := c.alloc(0)
+	c.startAll()
+	h := c.steady(alloc)
+	mark := c.mark()
+
+	c.writeGarbageLease(alloc)
+	waitFor(t, 15*time.Second, "a valid lease again", func() bool {
+		h2 := c.holder(alloc)
+		return h2 != "" && c.validLease(alloc, h2) == nil
+	})
+
+	h = c.steady(alloc)
+	h.eipd.killWait(t)
+	c.writeGarbageLease(alloc)
+	h.startDaemon()
+	h.waitUp()
+	waitFor(t, 15*time.Second, "a valid lease after the restart over garbage", func() bool {
+		h2 := c.holder(alloc)
+		return h2 != "" && c.validLease(alloc, h2) == nil && c.node(h2).role(alloc) == "holder"
+	})
+	during(t, 3*fastLease, "after garbage lease tags", func() error {
+		if m := c.assocsSince(mark, alloc); len(m) > 1 {
+			return fmt.Errorf("want at most one move, got:%s", c.eventsSince(mark))
+		}
+		return nil
+	})
+	if s := c.stats(); s.ByCaller[""]["CreateTags"] < 2 {
+		t.Fatalf("the operator's CreateTags did not reach the emulator: %v", s.ByCaller[""])
+	}
+}
+
+// scrapeAll scrapes every running daemon.
+func (c *cluster) scrapeAll() map[string][]sample {
+	out := map[string][]sample{}
+	for _, n := range c.nodes {
+		if n.eipd == nil || n.eipd.exited() {
+			continue
+		}
+		ss, err := n.scrape()
+		if err != nil {
+			c.t.Fatalf("scrape %s: %v", n.id(), err)
+		}
+		out[n.id()] = ss
+	}
+	return out
+}
+
+func sumOver(all map[string][]sample, name string, labels map[string]string) float64 {
+	s := 0.0
+	for _, ss := range all {
+		s += metricSum(ss, name, labels)
+	}
+	return s
+}
+
+// TestMetricsThreeDaemons (issue 4): one eipd_is_holder per EIP across
+// the cluster; a failover shows on the new holder with its reason and
+// duration; injected throttling shows in eipd_ec2_throttled_total.
+func TestMetricsThreeDaemons(t *testing.T) {
+	c := newCluster(t, clusterOpts{instances: 3})
+	alloc := c.alloc(0)
+	c.startAll()
+	h := c.steady(alloc)
+	isHolder := map[string]string{"allocation_id": alloc}
+	waitFor(t, 10*time.Second, "sum of eipd_is_holder to be 1", func() bool {
+		return sumOver(c.scrapeAll(), "eipd_is_holder", isHolder) == 1
+	})
+	during(t, 2*time.Second, "steady state", func() error {
+		all := c.scrapeAll()
+		if s := sumOver(all, "eipd_is_holder", isHolder); s != 1 {
+			return fmt.Errorf("sum of eipd_is_holder{allocation_id=%q} = %v", alloc, s)
+		}
+		if v := metricSum(all[h.id()], "eipd_is_holder", isHolder); v != 1 {
+			return fmt.Errorf("the holder %s reports eipd_is_holder %v", h.id(), v)
+		}
+		return nil
+	})
+
+	reason := map[string]string{"allocation_id": alloc, "reason": "handoff-unhealthy"}
+	durReason := map[string]string{"reason": "handoff-unhealthy"}
+	before := c.scrapeAll()
+	mark := c.mark()
+	h.killHAProxy()
+	waitFor(t, 20*time.Second, "the handoff", func() bool { return len(c.assocsSince(mark, alloc)) > 0 })
+	to := c.node(c.assocsSince(mark, alloc)[0].To)
+	waitFor(t, 15*time.Second, "the new holder's failover metrics", func() bool {
+		ss, err := to.scrape()
+		if err != nil {
+			return false
+		}
+		return metricSum(ss, "eipd_failovers_total", reason) == metricSum(before[to.id()], "eipd_failovers_total", reason)+1 &&
+			metricSum(ss, "eipd_failover_duration_seconds_count", durReason) == metricSum(before[to.id()], "eipd_failover_duration_seconds_count", durReason)+1
+	})
+	waitFor(t, 10*time.Second, "sum of eipd_is_holder to be 1 on the new holder", func() bool {
+		all := c.scrapeAll()
+		return sumOver(all, "eipd_is_holder", isHolder) == 1 && metricSum(all[to.id()], "eipd_is_holder", isHolder) == 1
+	})
+
+	thrBefore := sumOver(c.scrapeAll(), "eipd_ec2_throttled_total", nil)
+	// Every call is throttled until the metric shows it: the counter
+	// counts calls that ended throttled after the SDK's retries, so a
+	// window shorter than one call's retries could end in a success.
+	c.setFaults(map[string]any{"throttle_ratio": 1})
+	waitFor(t, 30*time.Second, "eipd_ec2_throttled_total to count the throttling", func() bool {
+		return sumOver(c.scrapeAll(), "eipd_ec2_throttled_total", nil) > thrBefore
+	})
+	c.clearFaults()
+	if s := c.stats(); s.ByAction["CreateTags"]+s.ByAction["DescribeAddresses"] == 0 {
+		t.Fatal("no EC2 calls reached the emulator")
+	}
+}
+
+func TestParseMetrics(t *testing.T) {
+	in := "# HELP x y\n# TYPE x counter\nx_total{a=\"1\",b=\"q\\\"x,y\"} 3\nplain 4.5\nh_bucket{le=\"+Inf\"} 2\n"
+	ss, err := parseMetrics(stringsReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ss) != 3 || ss[0].labels["b"] != "q\"x,y" || ss[0].value != 3 || ss[1].name != "plain" || ss[1].value != 4.5 || ss[2].labels["le"] != "+Inf" {
+		t.Fatalf("parsed %+v", ss)
+	}
+	if metricSum(ss, "x_total", map[string]string{"a": "1"}) != 3 || metricSum(ss, "x_total", map[string]string{"a": "2"}) != 0 {
+		t.Fatal("metricSum")
+	}
+}
+func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }
