@@ -606,6 +606,15 @@ var knownMotoDeviations = []motoDeviation{
 		},
 	},
 	{
+		ID:   "multi-eni-instance-association",
+		Moto: "AssociateAddress by InstanceId on an instance with several ENIs succeeds and picks the first ENI",
+		AWS:  "InstanceId \"must have exactly one attached network interface\"; otherwise InvalidInstanceID: \"There are multiple interfaces attached to instance 'i-…'. Please specify an interface ID for the operation instead.\" (botocore ec2 AssociateAddressRequest.InstanceId; cilium#39654)",
+		Match: func(d confDiff) bool {
+			return d.c.Op == "AssociateAddress" && !d.c.ByENI && d.c.Inst >= 0 && len(d.sw.instances[d.c.Inst].ENIs) > 1 &&
+				d.sim.Code == "InvalidInstanceID" && d.moto.Code == ""
+		},
+	},
+	{
 		ID:   "instance-eni-filter-not-implemented",
 		Moto: "DescribeInstances with the filter network-interface.network-interface-id answers HTTP 500 with a non-XML body (FilterNotImplementedError)",
 		AWS:  "network-interface.network-interface-id is a documented DescribeInstances filter (botocore ec2 DescribeInstancesRequest.Filters)",
@@ -699,7 +708,13 @@ func confDifferential(t *testing.T, endpoint string, newSim func(ctx context.Con
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			ctx := confCtx(t)
 			confResetMoto(t, endpoint)
-			const nInst, nENI, nEIP = 3, 1, 3
+			// The last seed gives every instance two ENIs, where
+			// association by instance ID must be refused.
+			const nInst, nEIP = 3, 3
+			nENI := 1
+			if seed == seeds[len(seeds)-1] {
+				nENI = 2
+			}
 			sw := newSim(ctx, t, nInst, nENI, nEIP)
 			mw := confSeedMoto(ctx, t, endpoint, "conf", nInst, nENI, nEIP)
 			r := rand.New(rand.NewSource(seed))
