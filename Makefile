@@ -4,6 +4,7 @@ REVISION ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 GO       ?= go
 BIN      := eipd
+DIST     ?= dist
 
 .PHONY: build test check lint bench dist docker demo clean
 
@@ -25,9 +26,9 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./e2e/
 
 dist:
-	@mkdir -p dist
+	@mkdir -p $(DIST)
 	for arch in amd64 arm64; do \
-		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o dist/eipd-linux-$$arch . || exit 1; \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(DIST)/eipd-linux-$$arch . || exit 1; \
 	done
 
 docker:
