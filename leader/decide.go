@@ -180,6 +180,23 @@ func decideHolder(t Timing, o Observation) Decision {
 	}
 
 	if reason := leaveReason(o); reason != "" {
+		// A handoff re-associates with AllowReassociation=true, which
+		// fences on nothing: move only what a fresh read shows is still
+		// here, or a holder cut off from the API could move an EIP that
+		// another member already took.
+		if o.ReadError || o.Now.Sub(o.AddressAt) >= t.RenewInterval {
+			if readDue(t, o, t.ProbeInterval) {
+				return Decision{Action: Refresh, Why: "checking the EIP is still here before handing it off", Reason: reason}
+			}
+			d := holderRoutine(t, o)
+			d.Why = "AWS state unknown; cannot hand off (" + reason + ")"
+			return d
+		}
+		if !ownsAssociation(o) {
+			d := holderRoutine(t, o)
+			d.Why = "waiting for a read that shows the EIP here before handing it off (" + reason + ")"
+			return d
+		}
 		if tgt := pickTarget(o); tgt != nil {
 			return Decision{
 				Action: Handoff, Why: "handing off to a ready member", Reason: reason, Target: tgt,

@@ -198,6 +198,12 @@ func TestDecideProperties(t *testing.T) {
 			if d.Reason == "" || d.Reason != leaveReason(o) {
 				t.Fatalf("handoff reason %q, leave reason %q", d.Reason, leaveReason(o))
 			}
+			// A handoff has no fence: only what a fresh, successful read
+			// shows on this ENI may be moved.
+			if o.ReadError || o.Now.Sub(o.AddressAt) >= testTiming.RenewInterval || !ownsAssociation(o) {
+				t.Fatalf("handoff without a fresh read showing the EIP here (read error %v, read age %s, on %s)",
+					o.ReadError, o.Now.Sub(o.AddressAt), o.Address.NetworkInterfaceID)
+			}
 			if d.Lease.Holder != tg || d.Lease.Term != o.Term+1 || d.Lease.Reason != d.Reason {
 				t.Fatalf("handoff lease %+v to %s from term %d", d.Lease, tg, o.Term)
 			}

@@ -554,3 +554,37 @@ func TestActionString(t *testing.T) {
 		t.Error("out-of-range action has a name")
 	}
 }
+
+// TestDecideHandoffOnlyWhatAFreshReadShowsHere: a handoff re-associates
+// without a fence, so a holder hands off only an EIP that a fresh,
+// successful read shows on its own ENI.
+func TestDecideHandoffOnlyWhatAFreshReadShowsHere(t *testing.T) {
+	leaving := func(f func(*Observation)) Observation {
+		return with(holderObs(), func(o *Observation) {
+			o.Health = health.Down
+			o.Targets, o.TargetsAt = []Target{target("i-a", 0)}, ago(100*time.Millisecond)
+			f(o)
+		})
+	}
+	runDecideCases(t, []decideCase{
+		{name: "fresh read showing the EIP here hands off", o: leaving(func(o *Observation) {}), want: Handoff},
+		{name: "old read is refreshed first", o: leaving(func(o *Observation) {
+			o.AddressAt, o.ReadTriedAt = ago(5*time.Second), ago(5*time.Second)
+		}), want: Refresh},
+		{name: "failed read is retried, not acted on", o: leaving(func(o *Observation) {
+			o.ReadError, o.ReadTriedAt = true, ago(2*time.Second)
+		}), want: Refresh},
+		{name: "failed read just now: keep holding, no handoff", o: leaving(func(o *Observation) {
+			o.ReadError, o.ReadTriedAt = true, ago(100*time.Millisecond)
+		}), want: Hold, check: func(t *testing.T, d Decision) {
+			if !strings.Contains(d.Why, "cannot hand off") {
+				t.Errorf("why %q should say it cannot hand off", d.Why)
+			}
+		}},
+		{name: "lagged read showing the EIP elsewhere with an older term: no handoff", o: leaving(func(o *Observation) {
+			o.HolderSince = ago(3 * time.Second)
+			o.Address.AssociationID, o.Address.NetworkInterfaceID, o.Address.InstanceID = "eipassoc-old", "eni-a", "i-a"
+			o.Address.Lease.Term = 4
+		}), want: Hold},
+	})
+}

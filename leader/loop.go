@@ -151,6 +151,14 @@ func New(cfg Config, self eip.Identity, cloud Cloud, meta Metadata, h Health, pr
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	// Validation in main keeps these positive; defaults keep a zero value
+	// from reaching time.NewTicker, which panics on it.
+	if cfg.ProbeInterval <= 0 {
+		cfg.ProbeInterval = time.Second
+	}
+	if cfg.LifecyclePoll <= 0 {
+		cfg.LifecyclePoll = 5 * time.Second
+	}
 	if cfg.Tick <= 0 {
 		cfg.Tick = min(cfg.ProbeInterval, 250*time.Millisecond)
 	}
