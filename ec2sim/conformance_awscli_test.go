@@ -323,7 +323,7 @@ func TestAWSCLIInstancesAndTags(t *testing.T) {
 
 	// Tags: create, then each DeleteTags form.
 	cli.fails("DryRunOperation", "create-tags", "--resources", e0, "--tags", "Key=k1,Value=v1", "--dry-run")
-	cli.ok(nil, "create-tags", "--resources", e0, i0, "--tags", `[{"Key":"k1","Value":"v1"},{"Key":"k2","Value":""},{"Key":"k3","Value":"x"}]`)
+	cli.ok(nil, "create-tags", "--resources", e0, i0, "--tags", `[{"Key":"k1","Value":"v1"},{"Key":"k2","Value":""},{"Key":"k3","Value":"x"},{"Key":"k4","Value":"y"}]`)
 	type tagDesc struct {
 		Tags []struct{ ResourceId, ResourceType, Key, Value string }
 	}
@@ -336,18 +336,22 @@ func TestAWSCLIInstancesAndTags(t *testing.T) {
 		}
 		got[tg.Key] = tg.Value
 	}
-	if len(got) != 4 || got["k1"] != "v1" || got["k2"] != "" || got["k3"] != "x" || got["eipd:group"] != "conf" {
+	if len(got) != 5 || got["k4"] != "y" || got["k1"] != "v1" || got["k2"] != "" || got["k3"] != "x" || got["eipd:group"] != "conf" {
 		t.Fatalf("describe-tags on %s: got %v", e0, got)
 	}
-	cli.ok(nil, "delete-tags", "--resources", e0, "--tags", "Key=k1")                         // key only: any value
-	cli.ok(nil, "delete-tags", "--resources", e0, "--tags", `[{"Key":"k2","Value":""}]`)      // empty value matches ""
-	cli.ok(nil, "delete-tags", "--resources", e0, "--tags", `[{"Key":"k3","Value":"not-x"}]`) // wrong value: kept
+	cli.ok(nil, "delete-tags", "--resources", e0, "--tags", "Key=k1")                    // key only: any value
+	cli.ok(nil, "delete-tags", "--resources", e0, "--tags", `[{"Key":"k2","Value":""}]`) // empty value matches ""
+	// Key and value: deleted only when the value matches.
+	cli.ok(nil, "delete-tags", "--resources", e0, "--tags", `[{"Key":"k3","Value":"not-x"},{"Key":"k4","Value":"y"}]`)
 	v, _ := s.Address(e0)
 	if _, ok := v.Tags["k1"]; ok {
 		t.Errorf("delete-tags Key=k1 left it: %v", v.Tags)
 	}
 	if _, ok := v.Tags["k2"]; ok {
 		t.Errorf("delete-tags Key=k2,Value=\"\" left it: %v", v.Tags)
+	}
+	if _, ok := v.Tags["k4"]; ok {
+		t.Errorf("delete-tags Key=k4,Value=y left it: %v", v.Tags)
 	}
 	if v.Tags["k3"] != "x" {
 		t.Errorf("delete-tags Key=k3,Value=not-x must keep k3=x: %v", v.Tags)

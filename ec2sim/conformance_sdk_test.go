@@ -445,6 +445,10 @@ func TestSDKErrorCodes(t *testing.T) {
 			_, err := c.DescribeAddresses(ctx, &ec2.DescribeAddressesInput{Filters: []types.Filter{{Name: aws.String("no-such-filter"), Values: []string{"x"}}}})
 			return err
 		}},
+		{"MissingParameter", 400, func() error {
+			_, err := c.DescribeAddresses(ctx, &ec2.DescribeAddressesInput{Filters: []types.Filter{{Name: aws.String(""), Values: []string{"x"}}}})
+			return err
+		}},
 		{"InvalidID", 400, func() error {
 			_, err := c.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{"not-an-id"}, Tags: []types.Tag{{Key: aws.String("k"), Value: aws.String("v")}}})
 			return err
