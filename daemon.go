@@ -101,7 +101,7 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stde
 		"eni", self.NetworkInterfaceID, "private_ip", self.PrivateIP)
 
 	cloud := eip.New(eip.Config{Group: cfg.Group, DryRun: cfg.DryRun, Rate: cfg.APIRate, Burst: cfg.APIBurst},
-		ec2.NewFromConfig(awsCfg), log.Named("eip"), m)
+		ec2.NewFromConfig(awsCfg, eip.GuardRequestBody), log.Named("eip"), m)
 
 	checks, err := health.ParseAll(cfg.HealthChecks)
 	if err != nil {

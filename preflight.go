@@ -57,8 +57,8 @@ func cmdPreflight(ctx context.Context, args []string, getenv func(string) string
 	cancel()
 	report(err, "credentials from "+creds.Source, "attach an instance profile (or ECS task role) with deploy/iam/eipd-policy.json")
 
-	cloud := eip.New(eip.Config{Group: cfg.Group, Rate: cfg.APIRate, Burst: cfg.APIBurst}, ec2.NewFromConfig(awsCfg), log, nil)
-	dry := eip.New(eip.Config{Group: cfg.Group, DryRun: true, Rate: cfg.APIRate, Burst: cfg.APIBurst}, ec2.NewFromConfig(awsCfg), log, nil)
+	cloud := eip.New(eip.Config{Group: cfg.Group, Rate: cfg.APIRate, Burst: cfg.APIBurst}, ec2.NewFromConfig(awsCfg, eip.GuardRequestBody), log, nil)
+	dry := eip.New(eip.Config{Group: cfg.Group, DryRun: true, Rate: cfg.APIRate, Burst: cfg.APIBurst}, ec2.NewFromConfig(awsCfg, eip.GuardRequestBody), log, nil)
 
 	cctx, cancel = context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
