@@ -355,36 +355,42 @@ func (l *Loop) reconcile(ctx context.Context) {
 		l.readAddresses(ctx)
 	}
 	ids := l.sortedIDs()
-	// At most three rounds: the first may ask for a read, the second for
-	// targets; nothing asks twice for the same thing in one pass.
-	read, sought := false, map[string]bool{}
+	// A decision may ask for a fresh read or for handoff targets; the loop
+	// gets it and decides again. Each is fetched at most once a pass, so
+	// three rounds always suffice.
+	readDone, sought := false, map[string]bool{}
 	for round := 0; round < 3; round++ {
-		again := false
+		wantRead, again := false, false
 		for _, id := range ids {
 			if ctx.Err() != nil && l.drain != ReasonHandoffShutdown {
 				return
 			}
-			st := l.eips[id]
+			st, ok := l.eips[id]
+			if !ok {
+				continue // forgotten by the read: no longer tagged for the group
+			}
 			d := Decide(l.cfg.Timing, l.observe(st))
 			st.why = d.Why
 			switch {
-			case d.Action == Refresh && !read:
-				read, again = true, true
-			case d.Action == SeekTargets && !sought[id]:
-				sought[id], again = true, true
-				l.seekTargets(ctx, st)
-			case d.Action == Refresh || d.Action == SeekTargets:
+			case d.Action == Refresh:
+				if !readDone {
+					wantRead, again = true, true
+				}
+			case d.Action == SeekTargets:
+				if !sought[id] {
+					sought[id], again = true, true
+					l.seekTargets(ctx, st)
+				}
 			default:
 				l.act(ctx, st, d)
 			}
 		}
+		if wantRead {
+			l.readAddresses(ctx)
+			readDone = true
+		}
 		if !again {
 			break
-		}
-		if read {
-			if round == 0 {
-				l.readAddresses(ctx)
-			}
 		}
 	}
 	if l.manual != nil {
