@@ -49,13 +49,42 @@ func NewPeerProber(checks []Checker, statusPort int, timeout time.Duration) *Pee
 // peerView is the part of the peer's /status that the prober reads.
 type peerView struct {
 	Health string `json:"health"`
+	EIPs   []struct {
+		AllocationID string `json:"allocation_id"`
+		Role         string `json:"role"`
+		Term         int64  `json:"term"`
+	} `json:"eips"`
+}
+
+// PeerReport is what a peer's eipd said about itself on /status, when it
+// answered: a standby that sees the instance an EIP points at report it as
+// holder, healthy, needs no API read to know the same (DESIGN.md §4).
+type PeerReport struct {
+	// Answered: /status answered with a document the prober could read.
+	Answered bool
+	Health   string
+	// Roles maps allocation ID to the peer's role for it ("holder", …).
+	Roles map[string]string
+	// Terms maps allocation ID to the term the peer reports.
+	Terms map[string]int64
+}
+
+// Holds reports whether the peer said it holds allocationID.
+func (r PeerReport) Holds(allocationID string) bool {
+	return r.Answered && r.Roles[allocationID] == "holder"
 }
 
 // Probe returns nil when the peer at ip is reachable as healthy, else an
 // error saying why not.
 func (p *PeerProber) Probe(ctx context.Context, ip string) error {
+	_, err := p.Check(ctx, ip)
+	return err
+}
+
+// Check is Probe that also returns what the peer's /status said.
+func (p *PeerProber) Check(ctx context.Context, ip string) (PeerReport, error) {
 	if ip == "" {
-		return errors.New("probe peer: no IP")
+		return PeerReport{}, errors.New("probe peer: no IP")
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
@@ -70,55 +99,61 @@ func (p *PeerProber) Probe(ctx context.Context, ip string) error {
 	var (
 		wg        sync.WaitGroup
 		checksErr error
-		health    string
+		report    PeerReport
 		statusErr error
 	)
 	wg.Go(func() { checksErr = RunAll(ctx, peerChecks, p.timeout) })
 	if p.statusPort > 0 {
-		wg.Go(func() { health, statusErr = p.status(ctx, ip) })
+		wg.Go(func() { report, statusErr = p.status(ctx, ip) })
 	}
 	wg.Wait()
+	health := report.Health
 
 	if checksErr != nil {
-		return fmt.Errorf("probe peer %s: %w", ip, checksErr)
+		return report, fmt.Errorf("probe peer %s: %w", ip, checksErr)
 	}
 	if p.statusPort > 0 && statusErr == nil && health == Down.String() {
-		return fmt.Errorf("probe peer %s: its eipd reports health down", ip)
+		return report, fmt.Errorf("probe peer %s: its eipd reports health down", ip)
 	}
 	if len(peerChecks) > 0 {
-		return nil
+		return report, nil
 	}
 	// Nothing could be checked directly: only the peer's own word counts.
 	switch {
 	case p.statusPort == 0:
-		return fmt.Errorf("probe peer %s: no check can be aimed at a peer and the status port is off", ip)
+		return report, fmt.Errorf("probe peer %s: no check can be aimed at a peer and the status port is off", ip)
 	case statusErr != nil:
-		return fmt.Errorf("probe peer %s: %w", ip, statusErr)
+		return report, fmt.Errorf("probe peer %s: %w", ip, statusErr)
 	case health != Up.String():
-		return fmt.Errorf("probe peer %s: its eipd reports health %q, want \"up\"", ip, health)
+		return report, fmt.Errorf("probe peer %s: its eipd reports health %q, want \"up\"", ip, health)
 	}
-	return nil
+	return report, nil
 }
 
-// status GETs the peer's /status and returns its "health" field.
-func (p *PeerProber) status(ctx context.Context, ip string) (string, error) {
+// status GETs the peer's /status and returns what it says.
+func (p *PeerProber) status(ctx context.Context, ip string) (PeerReport, error) {
 	u := "http://" + net.JoinHostPort(ip, strconv.Itoa(p.statusPort)) + "/status"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return "", fmt.Errorf("GET %s: %w", u, err)
+		return PeerReport{}, fmt.Errorf("GET %s: %w", u, err)
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("GET %s: %w", u, err)
+		return PeerReport{}, fmt.Errorf("GET %s: %w", u, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("GET %s: status %s", u, resp.Status)
+		return PeerReport{}, fmt.Errorf("GET %s: status %s", u, resp.Status)
 	}
 	var v peerView
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&v); err != nil {
-		return "", fmt.Errorf("GET %s: decode: %w", u, err)
+		return PeerReport{}, fmt.Errorf("GET %s: decode: %w", u, err)
 	}
-	return v.Health, nil
+	r := PeerReport{Answered: true, Health: v.Health, Roles: map[string]string{}, Terms: map[string]int64{}}
+	for _, e := range v.EIPs {
+		r.Roles[e.AllocationID] = e.Role
+		r.Terms[e.AllocationID] = e.Term
+	}
+	return r, nil
 }

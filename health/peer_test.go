@@ -149,3 +149,54 @@ func TestForPeerHTTPKeepsHostHeader(t *testing.T) {
 		t.Errorf("IP-named peer form: want the server to see the IP as Host (421), got %v", err)
 	}
 }
+
+// TestPeerProberReport: Check returns what the peer's /status says it
+// holds, and nothing when /status does not answer or the probe fails.
+func TestPeerProberReport(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"instance_id":"i-0abc","health":"up","eips":[
+			{"allocation_id":"eipalloc-1","role":"holder","term":7},
+			{"allocation_id":"eipalloc-2","role":"standby","term":3}]}`)
+	}))
+	t.Cleanup(srv.Close)
+	port := srv.Listener.Addr().(*net.TCPAddr).Port
+	proxy := proxyListener(t)
+	checks, err := ParseAll([]string{fmt.Sprintf("tcp://127.0.0.1:%d", proxy)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	r, err := NewPeerProber(checks, port, time.Second).Check(ctx, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Answered || r.Health != "up" || !r.Holds("eipalloc-1") || r.Holds("eipalloc-2") || r.Holds("eipalloc-3") ||
+		r.Terms["eipalloc-1"] != 7 {
+		t.Errorf("report %+v", r)
+	}
+
+	// /status off: checks pass, nothing said.
+	r, err = NewPeerProber(checks, 0, time.Second).Check(ctx, "127.0.0.1")
+	if err != nil || r.Answered || r.Holds("eipalloc-1") {
+		t.Errorf("without /status: report %+v, err %v", r, err)
+	}
+	// /status unreachable: checks pass, nothing said.
+	r, err = NewPeerProber(checks, closedPort(t), time.Second).Check(ctx, "127.0.0.1")
+	if err != nil || r.Answered {
+		t.Errorf("unreachable /status: report %+v, err %v", r, err)
+	}
+}
+
+func closedPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	return port
+}

@@ -115,6 +115,14 @@ type Observation struct {
 
 	// Standby-side memory.
 	PeerDown      bool      // probe of the address's private IP has failed fall times (true when there is nothing to probe)
+	// HolderConfirmed: the last probe of the instance the EIP points at
+	// passed and its eipd's /status says it holds this EIP, so an API read
+	// would tell nothing new (DESIGN.md §4: watch the holder over the
+	// network, poll the API as a fallback).
+	HolderConfirmed bool
+	// HolderDenies: that instance's eipd answered and says it does not hold
+	// this EIP: the cached address is out of date.
+	HolderDenies bool
 	HolderStopped bool      // the holder instance is known not to be running
 	RankSince     time.Time // when this standby became eligible to claim; zero = not yet
 
@@ -251,6 +259,12 @@ func pickTarget(o Observation) *Target {
 }
 
 func holderRoutine(t Timing, o Observation) Decision {
+	// After a gap longer than a lease (a paused or partitioned process),
+	// look before writing: the EIP may have moved, and renewing a lease
+	// that is no longer ours would name the wrong holder with an old term.
+	if readDue(t, o, t.LeaseDuration) {
+		return Decision{Action: Refresh, Why: "no read for a lease duration; checking before renewing"}
+	}
 	// A failed write is retried after a probe interval, not every tick.
 	renewDue := o.Now.Sub(o.LastRenew) >= t.RenewInterval &&
 		(!o.RenewTried.After(o.LastRenew) || o.Now.Sub(o.RenewTried) >= t.ProbeInterval)
@@ -337,8 +351,14 @@ func decideStandby(t Timing, o Observation) Decision {
 			}
 			return Decision{Action: Wait, Why: "holder unreachable but its lease is fresh"}
 		}
+		if o.HolderDenies && readDue(t, o, t.RenewInterval) {
+			return Decision{Action: Refresh, Why: "the instance the EIP points at says it does not hold it"}
+		}
+		if o.HolderConfirmed {
+			return Decision{Action: Wait, Why: "standby; the holder confirms it holds the EIP"}
+		}
 		if age >= t.StandbyPoll {
-			return Decision{Action: Refresh, Why: "standby poll"}
+			return Decision{Action: Refresh, Why: "standby poll (the holder's /status does not confirm it)"}
 		}
 		return Decision{Action: Wait, Why: "standby"}
 	}
@@ -350,6 +370,10 @@ func decideStandby(t Timing, o Observation) Decision {
 		return standbyWait(t, o, "lease stale ("+why+") but own health is "+o.Health.String())
 	case o.Drain != "":
 		return standbyWait(t, o, "lease stale ("+why+") but draining")
+	case !o.PeerDown && o.HolderConfirmed:
+		// Our copy of the lease is old, but the holder itself says it
+		// holds the EIP: a read would only confirm it.
+		return Decision{Action: Wait, Why: "standby; the holder confirms it holds the EIP"}
 	case !o.PeerDown:
 		return standbyWait(t, o, "lease stale ("+why+") but the holder answers as healthy")
 	case o.MaxHold > 0 && o.Held >= o.MaxHold:

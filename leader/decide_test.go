@@ -588,3 +588,48 @@ func TestDecideHandoffOnlyWhatAFreshReadShowsHere(t *testing.T) {
 		}), want: Hold},
 	})
 }
+
+// TestDecideStandbyTrustsTheHolder: the holder's own /status stands in for
+// the standby's API poll; a denial from the instance the EIP points at
+// makes the standby read.
+func TestDecideStandbyTrustsTheHolder(t *testing.T) {
+	runDecideCases(t, []decideCase{
+		{name: "poll due but the holder confirms: no read", o: with(standbyObs(), func(o *Observation) {
+			o.AddressAt, o.ReadTriedAt = ago(2*time.Minute), ago(2*time.Minute)
+			o.Address.Lease.Renewed = ago(2 * time.Minute) // our copy looks expired
+			o.HolderConfirmed = true
+		}), want: Wait},
+		{name: "poll due and no confirmation: read", o: with(standbyObs(), func(o *Observation) {
+			o.AddressAt, o.ReadTriedAt = ago(2*time.Minute), ago(2*time.Minute)
+		}), want: Refresh},
+		{name: "the instance the EIP points at denies holding it: read", o: with(standbyObs(), func(o *Observation) {
+			o.AddressAt, o.ReadTriedAt = ago(5*time.Second), ago(5*time.Second)
+			o.HolderDenies = true
+		}), want: Refresh},
+		{name: "denial just after a read: wait (paced)", o: with(standbyObs(), func(o *Observation) {
+			o.HolderDenies = true
+		}), want: Wait},
+		{name: "confirmed holder but the probe has fallen: the claim path decides", o: with(claimReady(), func(o *Observation) {
+			o.HolderConfirmed = true
+		}), want: Claim},
+	})
+}
+
+// TestDecideHolderReadsBeforeRenewingAfterAGap: a holder that was paused
+// longer than a lease looks before it writes.
+func TestDecideHolderReadsBeforeRenewingAfterAGap(t *testing.T) {
+	runDecideCases(t, []decideCase{
+		{name: "paused past a lease: read first", o: with(holderObs(), func(o *Observation) {
+			o.AddressAt, o.ReadTriedAt = ago(30*time.Second), ago(30*time.Second)
+			o.LastRenew, o.RenewTried = ago(30*time.Second), ago(30*time.Second)
+		}), want: Refresh},
+		{name: "read just now: renew", o: with(holderObs(), func(o *Observation) {
+			o.LastRenew, o.RenewTried = ago(30*time.Second), ago(30*time.Second)
+		}), want: Renew},
+		{name: "reads failing: still renews between attempts", o: with(holderObs(), func(o *Observation) {
+			o.AddressAt = ago(30 * time.Second)
+			o.ReadTriedAt, o.ReadError = ago(time.Second), true
+			o.LastRenew, o.RenewTried = ago(4*time.Second), ago(4*time.Second)
+		}), want: Renew},
+	})
+}

@@ -43,10 +43,10 @@ type Health interface {
 	Changed() <-chan struct{}
 }
 
-// Prober tells whether a peer is reachable as healthy; *health.PeerProber
-// satisfies it.
+// Prober tells whether a peer is reachable as healthy, and what its eipd
+// said about itself; *health.PeerProber satisfies it.
 type Prober interface {
-	Probe(ctx context.Context, ip string) error
+	Check(ctx context.Context, ip string) (health.PeerReport, error)
 }
 
 // Observer receives what the loop decides and sees (metrics implements it).
@@ -128,6 +128,9 @@ type eipState struct {
 	peerChanged bool
 	peerWasDown bool
 	peerErr     error
+	peerReport  health.PeerReport // from the last probe; zero when it failed
+	peerAt      time.Time         // when that probe completed
+	peerSilent  bool              // the holder's /status did not answer (logged once)
 	rankSince   time.Time
 	dryRunQuiet time.Time // dry run: no would-be move logged again before this
 	targets     []Target
@@ -447,6 +450,14 @@ func (l *Loop) observe(st *eipState) Observation {
 	if !st.holding {
 		o.PeerDown = !st.addr.Associated() || st.peer.Status() == health.Down
 		o.HolderStopped = l.holderStopped(st.addr)
+		// A report stands in for a poll when it is about the IP the EIP
+		// points at now (watchPeer clears it when that changes) and came
+		// within one standby poll; a failed probe clears it.
+		if r := st.peerReport; r.Answered && st.peerIP != "" && o.Now.Sub(st.peerAt) < l.cfg.StandbyPoll {
+			id := st.addr.AllocationID
+			o.HolderConfirmed = r.Holds(id) && r.Health == health.Up.String()
+			o.HolderDenies = !r.Holds(id)
+		}
 	}
 	return o
 }
@@ -557,6 +568,7 @@ func (l *Loop) watchPeer(st *eipState) {
 	if ip != st.peerIP {
 		st.peerIP = ip
 		st.peer = health.NewHysteresis(1, max(1, l.cfg.ProbeFall))
+		st.peerReport, st.peerAt, st.peerSilent = health.PeerReport{}, time.Time{}, false
 	}
 }
 
@@ -643,7 +655,7 @@ func (l *Loop) seekTargets(ctx context.Context, st *eipState) {
 			defer wg.Done()
 			pctx, cancel := context.WithTimeout(ctx, l.cfg.ProbeTimeout)
 			defer cancel()
-			if err := l.prober.Probe(pctx, cands[i].PrivateIP); err != nil {
+			if _, err := l.prober.Check(pctx, cands[i].PrivateIP); err != nil {
 				l.log.Debug("handoff target failed its probe", "instance_id", cands[i].InstanceID, "error", err)
 				return
 			}
@@ -672,15 +684,22 @@ func (l *Loop) probePeers(ctx context.Context) {
 			defer wg.Done()
 			pctx, cancel := context.WithTimeout(ctx, l.cfg.ProbeTimeout)
 			defer cancel()
-			err := l.prober.Probe(pctx, st.peerIP)
+			report, err := l.prober.Check(pctx, st.peerIP)
 			if ctx.Err() != nil {
 				return
 			}
-			st.peerResult(err)
+			st.peerResult(report, err, l.cfg.Now())
 		}()
 	}
 	wg.Wait()
 	for id, st := range l.eips {
+		if silent := st.peerIP != "" && st.peerErr == nil && !st.peerReport.Answered; silent != st.peerSilent {
+			st.peerSilent = silent
+			if silent {
+				l.log.Warn("the holder's proxy answers but its eipd /status does not; falling back to reading the API every standby poll (allow the status port between members)",
+					"allocation_id", id, "peer_ip", st.peerIP, "standby_poll", l.cfg.StandbyPoll)
+			}
+		}
 		if st.peerChanged {
 			st.peerChanged = false
 			up := st.peer.Status() != health.Down
@@ -697,11 +716,15 @@ func (l *Loop) probePeers(ctx context.Context) {
 	}
 }
 
-func (st *eipState) peerResult(err error) {
+func (st *eipState) peerResult(report health.PeerReport, err error, now time.Time) {
 	if _, changed := st.peer.Observe(err == nil); changed {
 		st.peerChanged = true
 	}
 	st.peerErr = err
+	st.peerReport, st.peerAt = report, now
+	if err != nil {
+		st.peerReport = health.PeerReport{}
+	}
 }
 
 // metadataReport is one poll of instance metadata.

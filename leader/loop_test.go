@@ -114,6 +114,13 @@ type cloudView struct {
 	mu       sync.Mutex
 	readFail bool // DescribeAddresses fails
 	dead     bool // every call fails
+	reads    int  // DescribeAddresses calls made
+}
+
+func (v *cloudView) readCount() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.reads
 }
 
 func (v *cloudView) set(readFail, dead bool) {
@@ -138,6 +145,9 @@ func (v *cloudView) fault(read bool) error {
 }
 
 func (v *cloudView) Addresses(ctx context.Context, ids []string) ([]eip.Address, error) {
+	v.mu.Lock()
+	v.reads++
+	v.mu.Unlock()
 	if err := v.fault(true); err != nil {
 		return nil, fmt.Errorf("describe addresses %v: %w", ids, err)
 	}
@@ -153,6 +163,9 @@ func (v *cloudView) Addresses(ctx context.Context, ids []string) ([]eip.Address,
 }
 
 func (v *cloudView) GroupAddresses(ctx context.Context) ([]eip.Address, error) {
+	v.mu.Lock()
+	v.reads++
+	v.mu.Unlock()
 	if err := v.fault(true); err != nil {
 		return nil, fmt.Errorf("describe group addresses: %w", err)
 	}
@@ -287,10 +300,13 @@ func (h *fakeHealth) Status() health.Status {
 
 func (h *fakeHealth) Changed() <-chan struct{} { return h.changed }
 
-// fakeProber answers per IP; unknown IPs are healthy.
+// fakeProber answers per IP; unknown IPs are healthy. With status set it
+// also answers for the peer's eipd the way health.PeerProber reads
+// /status: from that loop's own Status().
 type fakeProber struct {
-	mu   sync.Mutex
-	down map[string]bool
+	mu     sync.Mutex
+	down   map[string]bool
+	status func(ip string) (Status, bool)
 }
 
 func (p *fakeProber) setDown(ip string, down bool) {
@@ -299,13 +315,25 @@ func (p *fakeProber) setDown(ip string, down bool) {
 	p.down[ip] = down
 }
 
-func (p *fakeProber) Probe(ctx context.Context, ip string) error {
+func (p *fakeProber) Check(ctx context.Context, ip string) (health.PeerReport, error) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.down[ip] {
-		return fmt.Errorf("probe %s: connection refused", ip)
+	down, status := p.down[ip], p.status
+	p.mu.Unlock()
+	if down {
+		return health.PeerReport{}, fmt.Errorf("probe %s: connection refused", ip)
 	}
-	return nil
+	if status == nil {
+		return health.PeerReport{}, nil
+	}
+	st, ok := status(ip)
+	if !ok {
+		return health.PeerReport{}, nil
+	}
+	r := health.PeerReport{Answered: true, Health: st.Health, Roles: map[string]string{}, Terms: map[string]int64{}}
+	for _, e := range st.EIPs {
+		r.Roles[e.AllocationID], r.Terms[e.AllocationID] = e.Role, e.Term
+	}
+	return r, nil
 }
 
 // fakeMetadata lists lifecycle notices set by the test and the public IPs
@@ -410,6 +438,23 @@ type cluster struct {
 	nodes  map[string]*node
 	// stopTimeout overrides Config.StopTimeout for loops added after.
 	stopTimeout time.Duration
+	// standbyPoll overrides Timing.StandbyPoll for loops added after.
+	standbyPoll time.Duration
+}
+
+// answerStatus makes the prober answer for each node's eipd from that
+// loop's own Status(), as /status would.
+func (c *cluster) answerStatus() {
+	c.prober.mu.Lock()
+	defer c.prober.mu.Unlock()
+	c.prober.status = func(ip string) (Status, bool) {
+		for _, nd := range c.nodes {
+			if nd.ip == ip {
+				return nd.loop.Status(), true
+			}
+		}
+		return Status{}, false
+	}
 }
 
 type node struct {
@@ -474,6 +519,9 @@ func (c *cluster) add(id string) *node {
 	cfg := loopConfig(c.allocs)
 	if c.stopTimeout > 0 {
 		cfg.StopTimeout = c.stopTimeout
+	}
+	if c.standbyPoll > 0 {
+		cfg.StandbyPoll = c.standbyPoll
 	}
 	nd.loop = New(cfg, self, nd.view, nd.meta, nd.health, c.prober, nd.obs, logger)
 	c.nodes[id] = nd
@@ -1039,4 +1087,67 @@ func TestRequestHandoffHonoursContext(t *testing.T) {
 	if err := nd.loop.RequestHandoff(ctx, ""); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("RequestHandoff without a loop = %v", err)
 	}
+}
+
+// TestLoopStandbysTrustTheHolderStatus: when the holder's eipd answers
+// /status and says it holds the EIP, standbys skip their API polls (the
+// cluster's read cost stays flat as it grows, DESIGN.md §4); without that
+// answer they poll. When the instance the EIP pointed at says it no longer
+// holds it, standbys read at once, long before their poll.
+func TestLoopStandbysTrustTheHolderStatus(t *testing.T) {
+	standbyReads := func(answer bool) int {
+		c := newCluster(t, false, alloc1)
+		for _, id := range []string{"i-a", "i-b", "i-c"} {
+			c.add(id)
+		}
+		if answer {
+			c.answerStatus()
+		}
+		h := func() string { startWithHolder(c, "i-a", "i-b", "i-c"); return "i-a" }()
+		time.Sleep(300 * time.Millisecond) // past the first reads of the standbys
+		before := 0
+		for id, nd := range c.nodes {
+			if id != h {
+				before += nd.view.readCount()
+			}
+		}
+		c.steady(alloc1, 1200*time.Millisecond) // six standby polls of 200ms
+		after := 0
+		for id, nd := range c.nodes {
+			if id != h {
+				after += nd.view.readCount()
+			}
+		}
+		c.stopAll()
+		return after - before
+	}
+	polled, trusted := standbyReads(false), standbyReads(true)
+	if polled < 6 {
+		t.Errorf("without /status answers two standbys made %d reads in six poll intervals, want them to poll", polled)
+	}
+	if trusted > 1 {
+		t.Errorf("with the holder confirming, two standbys still made %d reads in six poll intervals", trusted)
+	}
+
+	// A standby learns of a handoff from the old holder's /status, not
+	// from its poll (an hour here).
+	c := newCluster(t, false, alloc1)
+	c.standbyPoll = time.Hour
+	for _, id := range []string{"i-a", "i-b", "i-c"} {
+		c.add(id)
+	}
+	c.answerStatus()
+	startWithHolder(c, "i-a", "i-b", "i-c")
+	c.nodes["i-a"].health.set(health.Down)
+	nh := c.waitSettled(alloc1, "i-a")
+	other := "i-b"
+	if nh == "i-b" {
+		other = "i-c"
+	}
+	eventually(t, 3*time.Second, func() bool {
+		e := c.nodes[other].loop.Status().EIPs[0]
+		return e.Holder == nh && e.AssociatedTo == nh
+	}, func() string {
+		return fmt.Sprintf("%s still sees %+v after the handoff to %s", other, c.nodes[other].loop.Status().EIPs[0], nh)
+	})
 }
