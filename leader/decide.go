@@ -114,7 +114,7 @@ type Observation struct {
 	RenewTried  time.Time // last lease write attempt
 
 	// Standby-side memory.
-	PeerDown      bool      // probe of the address's private IP has failed fall times (true when there is nothing to probe)
+	PeerDown bool // probe of the address's private IP has failed fall times (true when there is nothing to probe)
 	// HolderConfirmed: the last probe of the instance the EIP points at
 	// passed and its eipd's /status says it holds this EIP, so an API read
 	// would tell nothing new (DESIGN.md §4: watch the holder over the
@@ -122,7 +122,7 @@ type Observation struct {
 	HolderConfirmed bool
 	// HolderDenies: that instance's eipd answered and says it does not hold
 	// this EIP: the cached address is out of date.
-	HolderDenies bool
+	HolderDenies  bool
 	HolderStopped bool      // the holder instance is known not to be running
 	RankSince     time.Time // when this standby became eligible to claim; zero = not yet
 
