@@ -73,7 +73,7 @@ var runFlags = []flagSpec{
 	{"lease-duration", "10s", "how long a lease protects the holder without renewal", func(c *Config) any { return &c.LeaseDuration }},
 	{"max-clock-skew", "1s", "clock difference allowed between instances when judging a lease", func(c *Config) any { return &c.MaxClockSkew }},
 	{"holder-poll", "10s", "how often the holder re-reads its EIPs from the API", func(c *Config) any { return &c.HolderPoll }},
-	{"standby-poll", "60s", "how often a standby re-reads the EIPs from the API while the holder answers probes", func(c *Config) any { return &c.StandbyPoll }},
+	{"standby-poll", "60s", "how often a standby re-reads the EIPs from the API when the holder's /status does not confirm it holds them", func(c *Config) any { return &c.StandbyPoll }},
 	{"lifecycle-poll", "5s", "how often instance metadata is polled for spot, ASG and maintenance notices", func(c *Config) any { return &c.LifecyclePoll }},
 	{"stop-timeout", "20s", "on SIGTERM, how long to try handing held EIPs to a ready member before exiting", func(c *Config) any { return &c.StopTimeout }},
 	{"api-rate", "5", "client-side budget for EC2 calls, calls per second", func(c *Config) any { return &c.APIRate }},
