@@ -139,10 +139,12 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stde
 	}
 	server := metrics.NewServer(metrics.ServerConfig{Listen: cfg.Listen, EnablePprof: cfg.Pprof}, m,
 		func() any { return loop.Status() }, ready, log.Named("http"))
+	// The control endpoint only serves the local operator (eipd status,
+	// eipd handoff): failing to bind it must not take the election down.
 	ctrlLn, err := listenControl(cfg.Control)
 	if err != nil {
-		statusLn.Close()
-		return err
+		log.Error("control endpoint unavailable: eipd status and eipd handoff will not reach this daemon; the election runs without it",
+			"control", cfg.Control, "error", err)
 	}
 	control := newControlServer(loop, log.Named("control"))
 
@@ -166,7 +168,9 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stde
 	})
 	goOwned("health gauge", func(c context.Context) error { return followHealth(c, monitor, m) })
 	goOwned("status server", func(c context.Context) error { return server.Serve(c, statusLn) })
-	goOwned("control server", func(c context.Context) error { return control.Serve(c, ctrlLn) })
+	if ctrlLn != nil {
+		goOwned("control server", func(c context.Context) error { return control.Serve(c, ctrlLn) })
+	}
 	notify := newNotifier(getenv)
 	goOwned("systemd notify", func(c context.Context) error { return feedSystemd(c, notify, loop, log) })
 
