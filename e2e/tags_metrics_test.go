@@ -72,7 +72,7 @@ func TestGarbageLeaseRecovers(t *testing.T) {
 	c := newCluster(t, clusterOpts{instances: 3})
 	alloc := c.alloc(0)
 	c.startAll()
-	h := c.steady(alloc)
+	c.steady(alloc)
 	mark := c.mark()
 
 	c.writeGarbageLease(alloc)
@@ -81,7 +81,7 @@ func TestGarbageLeaseRecovers(t *testing.T) {
 		return h2 != "" && c.validLease(alloc, h2) == nil
 	})
 
-	h = c.steady(alloc)
+	h := c.steady(alloc)
 	h.eipd.killWait(t)
 	c.writeGarbageLease(alloc)
 	h.startDaemon()
