@@ -37,6 +37,9 @@ type EIPStatus struct {
 	AssociatedTo    string          `json:"associated_to,omitempty"`
 	LeaseAgeSeconds *float64        `json:"lease_age_seconds,omitempty"`
 	PeerProbe       string          `json:"peer_probe,omitempty"`
+	// HolderConfirmed: on a standby, the holder's own /status says it holds
+	// this EIP, so the standby does not read it from the API.
+	HolderConfirmed bool `json:"holder_confirmed,omitempty"`
 	HandoffBlocked  bool            `json:"handoff_blocked"`
 	Why             string          `json:"why"`
 	LastFailover    *FailoverRecord `json:"last_failover,omitempty"`
@@ -79,11 +82,23 @@ func (l *Loop) publish() {
 			e.Term = st.term
 			e.Holder = l.self.InstanceID
 		}
-		if r := st.addr.Lease.Renewed; !r.IsZero() {
-			age := now.Sub(r).Seconds()
-			if st.holding && !st.lastRenew.IsZero() {
-				age = now.Sub(st.lastRenew).Seconds()
+		confirmed := !st.holding && st.peerReport.Holds(id) && st.peerIP != ""
+		switch {
+		case st.holding && !st.lastRenew.IsZero():
+			age := now.Sub(st.lastRenew).Seconds()
+			e.LeaseAgeSeconds = &age
+			if l.obs != nil {
+				l.obs.SetLease(id, st.term, now.Sub(st.lastRenew))
 			}
+		case confirmed:
+			// Our copy of the lease is as old as our last read; the
+			// holder vouches for the lease itself.
+			e.HolderConfirmed = true
+			if t, ok := st.peerReport.Terms[id]; ok {
+				e.Term = t
+			}
+		case !st.addr.Lease.Renewed.IsZero():
+			age := now.Sub(st.addr.Lease.Renewed).Seconds()
 			e.LeaseAgeSeconds = &age
 		}
 		switch {
