@@ -455,8 +455,12 @@ func (l *Loop) observe(st *eipState) Observation {
 		// within one standby poll; a failed probe clears it.
 		if r := st.peerReport; r.Answered && st.peerIP != "" && o.Now.Sub(st.peerAt) < l.cfg.StandbyPoll {
 			id := st.addr.AllocationID
+			role, listed := r.Roles[id]
 			o.HolderConfirmed = r.Holds(id) && r.Health == health.Up.String()
-			o.HolderDenies = !r.Holds(id)
+			// Only a peer that manages this EIP and names another role
+			// denies; one that does not list it (other --allocation-id)
+			// says nothing, and the standby poll covers it.
+			o.HolderDenies = listed && role != RoleHolder
 		}
 	}
 	return o
