@@ -28,18 +28,18 @@ type Status struct {
 
 // EIPStatus is the view of one EIP.
 type EIPStatus struct {
-	AllocationID    string          `json:"allocation_id"`
-	PublicIP        string          `json:"public_ip,omitempty"`
-	Role            string          `json:"role"`
-	Holder          string          `json:"holder,omitempty"`
-	Term            int64           `json:"term"`
-	AssociationID   string          `json:"association_id,omitempty"`
-	AssociatedTo    string          `json:"associated_to,omitempty"`
-	LeaseAgeSeconds *float64        `json:"lease_age_seconds,omitempty"`
-	PeerProbe       string          `json:"peer_probe,omitempty"`
+	AllocationID    string   `json:"allocation_id"`
+	PublicIP        string   `json:"public_ip,omitempty"`
+	Role            string   `json:"role"`
+	Holder          string   `json:"holder,omitempty"`
+	Term            int64    `json:"term"`
+	AssociationID   string   `json:"association_id,omitempty"`
+	AssociatedTo    string   `json:"associated_to,omitempty"`
+	LeaseAgeSeconds *float64 `json:"lease_age_seconds,omitempty"`
+	PeerProbe       string   `json:"peer_probe,omitempty"`
 	// HolderConfirmed: on a standby, the holder's own /status says it holds
 	// this EIP, so the standby does not read it from the API.
-	HolderConfirmed bool `json:"holder_confirmed,omitempty"`
+	HolderConfirmed bool            `json:"holder_confirmed,omitempty"`
 	HandoffBlocked  bool            `json:"handoff_blocked"`
 	Why             string          `json:"why"`
 	LastFailover    *FailoverRecord `json:"last_failover,omitempty"`
