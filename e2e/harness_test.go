@@ -751,6 +751,17 @@ func (c *cluster) noMoves(mark int, alloc string) func() error {
 	}
 }
 
+// onlyMoveTo checks that exactly one association change of alloc happened
+// since mark, and that it went to the instance to.
+func (c *cluster) onlyMoveTo(mark int, alloc, to, what string) func() error {
+	return func() error {
+		if m := c.assocsSince(mark, alloc); len(m) != 1 || m[0].To != to {
+			return fmt.Errorf("want one move to %s (%s), got:%s", to, what, c.eventsSince(mark))
+		}
+		return nil
+	}
+}
+
 // steady waits until alloc is associated, the instance it points at
 // reports itself holder, and every other running daemon is a standby with
 // its health up. It returns the holder's node.

@@ -286,12 +286,7 @@ func TestMovedByHandAdopted(t *testing.T) {
 	}
 	waitFor(t, 15*time.Second, "the instance it was moved to to adopt it", func() bool { return to.role(alloc) == "holder" })
 	waitFor(t, 15*time.Second, "the old holder to step down", func() bool { return h.role(alloc) == "standby" })
-	during(t, 4*fastLease, "after the move by hand", func() error {
-		if m := c.assocsSince(mark, alloc); len(m) != 1 || m[0].To != to.id() {
-			return fmt.Errorf("want only the operator's move, got:%s", c.eventsSince(mark))
-		}
-		return nil
-	})
+	during(t, 4*fastLease, "after the move by hand", c.onlyMoveTo(mark, alloc, to.id(), "the operator's"))
 }
 
 // TestAllUnhealthyStaysThenMoves: every HAProxy dies → the EIP stays put;
@@ -314,12 +309,7 @@ func TestAllUnhealthyStaysThenMoves(t *testing.T) {
 	r.restartHAProxy()
 	waitFor(t, 20*time.Second, "the EIP to move to the recovered standby", func() bool { return len(c.assocsSince(mark, alloc)) > 0 })
 	waitFor(t, 15*time.Second, "the recovered standby to report itself holder", func() bool { return r.role(alloc) == "holder" })
-	during(t, 3*fastLease, "after the recovery", func() error {
-		if m := c.assocsSince(mark, alloc); len(m) != 1 || m[0].To != r.id() {
-			return fmt.Errorf("want one move to the recovered %s, got:%s", r.id(), c.eventsSince(mark))
-		}
-		return nil
-	})
+	during(t, 3*fastLease, "after the recovery", c.onlyMoveTo(mark, alloc, r.id(), "the recovered standby"))
 }
 
 // TestTwoEIPsSpread: two EIPs over three instances end on two different
@@ -337,13 +327,10 @@ func TestTwoEIPsSpread(t *testing.T) {
 		if ha, hb := c.holder(a), c.holder(b); ha == hb {
 			return fmt.Errorf("one instance %s holds both", ha)
 		}
-		if m := c.assocsSince(mark, a); len(m) > 0 {
-			return fmt.Errorf("unexpected moves:%s", c.eventsSince(mark))
+		if err := c.noMoves(mark, a)(); err != nil {
+			return err
 		}
-		if m := c.assocsSince(mark, b); len(m) > 0 {
-			return fmt.Errorf("unexpected moves:%s", c.eventsSince(mark))
-		}
-		return nil
+		return c.noMoves(mark, b)()
 	})
 }
 

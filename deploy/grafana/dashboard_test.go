@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/eipd/eipd/internal/golden"
 )
 
 type target struct {
@@ -277,22 +279,9 @@ func queries(v any) []string {
 
 func goldenNames(t *testing.T) map[string]bool {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "metrics", "testdata", "metrics.golden"))
+	known, err := golden.MetricNames()
 	if err != nil {
-		t.Fatalf("read metrics golden file: %v", err)
-	}
-	known := map[string]bool{}
-	for line := range strings.Lines(string(b)) {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		known[f[0]] = true
-		if f[1] == "histogram" {
-			for _, s := range []string{"_bucket", "_sum", "_count"} {
-				known[f[0]+s] = true
-			}
-		}
+		t.Fatal(err)
 	}
 	return known
 }
