@@ -163,10 +163,14 @@ func New(cfg Config, self eip.Identity, cloud Cloud, meta Metadata, h Health, pr
 		cfg.LifecyclePoll = 5 * time.Second
 	}
 	if cfg.Tick <= 0 {
-		cfg.Tick = min(cfg.ProbeInterval, 250*time.Millisecond)
+		// A standby waiting for a lease to run out notices it at the next
+		// tick; a pass costs microseconds when nothing is due.
+		cfg.Tick = min(cfg.ProbeInterval, 100*time.Millisecond)
 	}
 	if cfg.RankStep <= 0 {
-		cfg.RankStep = 300 * time.Millisecond
+		// Long enough to order claimants over an API round trip (~100 ms
+		// in a region), short enough not to weigh on the takeover time.
+		cfg.RankStep = 200 * time.Millisecond
 	}
 	if cfg.TargetRetry <= 0 {
 		cfg.TargetRetry = cfg.RenewInterval
