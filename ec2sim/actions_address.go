@@ -333,11 +333,9 @@ func associateAddress(c *call) error {
 			return notFoundAlloc(allocID)
 		}
 	case publicIP != "":
-		if !validIPv4(publicIP) {
-			return badParam("Invalid value '%s' for PublicIp. Not a valid IPv4 address.", publicIP)
-		}
-		if a = w.addressByIP(publicIP); a == nil {
-			return errf(400, "InvalidAddress.NotFound", "Address '%s' not found.", publicIP)
+		var err error
+		if a, err = addressByPublicIP(w, publicIP); err != nil {
+			return err
 		}
 	default:
 		return missingParam("AllocationId")
@@ -437,11 +435,9 @@ func disassociateAddress(c *call) error {
 			return errf(400, "InvalidAssociationID.NotFound", "The association ID '%s' does not exist", assocID)
 		}
 	case publicIP != "":
-		if !validIPv4(publicIP) {
-			return badParam("Invalid value '%s' for PublicIp. Not a valid IPv4 address.", publicIP)
-		}
-		if a = w.addressByIP(publicIP); a == nil {
-			return errf(400, "InvalidAddress.NotFound", "Address '%s' not found.", publicIP)
+		var err error
+		if a, err = addressByPublicIP(w, publicIP); err != nil {
+			return err
 		}
 	default:
 		return missingParam("AssociationId")
@@ -455,4 +451,17 @@ func disassociateAddress(c *call) error {
 	}
 	c.x.boolean("return", true)
 	return nil
+}
+
+// addressByPublicIP finds an address by the deprecated PublicIp parameter
+// of AssociateAddress and DisassociateAddress.
+func addressByPublicIP(w *world, publicIP string) (*addrRec, error) {
+	if !validIPv4(publicIP) {
+		return nil, badParam("Invalid value '%s' for PublicIp. Not a valid IPv4 address.", publicIP)
+	}
+	a := w.addressByIP(publicIP)
+	if a == nil {
+		return nil, errf(400, "InvalidAddress.NotFound", "Address '%s' not found.", publicIP)
+	}
+	return a, nil
 }

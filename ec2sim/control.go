@@ -113,25 +113,11 @@ func (s *Sim) controlInstanceOp(w http.ResponseWriter, r *http.Request) {
 	case "start":
 		err = s.StartInstance(id)
 	case "spot-interruption":
-		action := body.Action
-		if action == "" {
-			action = r.URL.Query().Get("action")
-		}
-		if action == "" {
-			action = "terminate"
-		}
-		err = s.SpotInterruption(id, action)
+		err = s.SpotInterruption(id, firstSet(body.Action, r.URL.Query().Get("action"), "terminate"))
 	case "rebalance":
 		err = s.Rebalance(id)
 	case "maintenance":
-		code := body.Code
-		if code == "" {
-			code = r.URL.Query().Get("code")
-		}
-		if code == "" {
-			code = "system-reboot"
-		}
-		err = s.ScheduleMaintenance(id, code)
+		err = s.ScheduleMaintenance(id, firstSet(body.Code, r.URL.Query().Get("code"), "system-reboot"))
 	default:
 		writeJSONError(w, 404, fmt.Errorf("unknown instance operation %q", op))
 		return
@@ -214,4 +200,15 @@ func writeOpError(w http.ResponseWriter, err error) {
 	default:
 		writeJSONError(w, 400, err)
 	}
+}
+
+// firstSet returns the first non-empty value: the JSON body, then the
+// query string, then the default.
+func firstSet(values ...string) string {
+	for _, v := range values {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
 }
