@@ -38,8 +38,10 @@ func newLogger(level, format string, w io.Writer) hclog.Logger {
 // loadAWS builds the SDK config and the IMDS client from the standard
 // chain: AWS_ENDPOINT_URL_EC2, AWS_EC2_METADATA_SERVICE_ENDPOINT, the
 // default credential chain (instance profile through IMDS in production).
+// The app ID puts "app/eipd-<version>" (the SDK turns / into -) in every request's User-Agent, so
+// eipd's calls are recognisable in CloudTrail (userAgent field).
 func loadAWS(ctx context.Context) (aws.Config, *imds.Client, error) {
-	cfg, err := awsconfig.LoadDefaultConfig(ctx)
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithAppID(appID()))
 	if err != nil {
 		return aws.Config{}, nil, fmt.Errorf("load AWS configuration: %w", err)
 	}
@@ -47,6 +49,9 @@ func loadAWS(ctx context.Context) (aws.Config, *imds.Client, error) {
 	meta := imds.NewFromConfig(cfg, func(o *imds.Options) { o.EnableFallback = aws.FalseTernary })
 	return cfg, meta, nil
 }
+
+// appID is the SDK application ID: "eipd/" and the version.
+func appID() string { return "eipd/" + version }
 
 // identify reads the instance identity, retrying with capped backoff: at
 // boot IMDS may answer late, and without identity nothing can be decided.

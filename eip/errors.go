@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
@@ -34,23 +35,12 @@ func (e *classifiedError) Error() string {
 
 func (e *classifiedError) Unwrap() []error { return []error{e.kind, e.err} }
 
-// throttleCodes are the codes the SDK's standard retryer treats as throttling
-// (aws/retry DefaultThrottleErrorCodes), EC2's own among them.
-var throttleCodes = map[string]bool{
-	"RequestLimitExceeded":                   true,
-	"Throttling":                             true,
-	"ThrottlingException":                    true,
-	"ThrottledException":                     true,
-	"RequestThrottledException":              true,
-	"TooManyRequestsException":               true,
-	"ProvisionedThroughputExceededException": true,
-	"TransactionInProgressException":         true,
-	"BandwidthLimitExceeded":                 true,
-	"LimitExceededException":                 true,
-	"RequestThrottled":                       true,
-	"SlowDown":                               true,
-	"PriorRequestNotComplete":                true,
-	"EC2ThrottledException":                  true,
+// isThrottleCode: the codes the SDK's standard retryer treats as throttling,
+// EC2's RequestLimitExceeded among them. Using the SDK's own table keeps the
+// classification in step with the retryer when the SDK learns a new code.
+func isThrottleCode(code string) bool {
+	_, ok := retry.DefaultThrottleErrorCodes[code]
+	return ok
 }
 
 var unauthorizedCodes = map[string]bool{
@@ -143,7 +133,7 @@ func kindOf(err error) error {
 			return ErrStaleAssociation
 		case code == "DryRunOperation":
 			return ErrDryRun
-		case throttleCodes[code]:
+		case isThrottleCode(code):
 			return ErrThrottled
 		case unauthorizedCodes[code]:
 			return ErrUnauthorized

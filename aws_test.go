@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+)
+
+// TestSDKCallsCarryAppID: every EC2 call's User-Agent names eipd and its
+// version, which is what CloudTrail records as userAgent.
+func TestSDKCallsCarryAppID(t *testing.T) {
+	var mu sync.Mutex
+	var ua string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		ua = r.Header.Get("User-Agent")
+		mu.Unlock()
+		w.Header().Set("Content-Type", "text/xml")
+		_, _ = w.Write([]byte(`<DescribeAddressesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r</requestId><addressesSet/></DescribeAddressesResponse>`))
+	}))
+	defer srv.Close()
+	empty := filepath.Join(t.TempDir(), "empty")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{
+		"AWS_ENDPOINT_URL_EC2": srv.URL, "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "AKIDTEST", "AWS_SECRET_ACCESS_KEY": "secret",
+		"AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": empty, "AWS_SHARED_CREDENTIALS_FILE": empty, "AWS_PROFILE": "",
+	} {
+		t.Setenv(k, v)
+	}
+	cfg, _, err := loadAWS(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ec2.NewFromConfig(cfg).DescribeAddresses(context.Background(), &ec2.DescribeAddressesInput{}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// The SDK replaces "/" in the app ID with "-" in the header.
+	if !strings.Contains(ua, "app/eipd-"+version) {
+		t.Errorf("User-Agent %q does not carry app/eipd-%s", ua, version)
+	}
+}
