@@ -127,7 +127,8 @@ func sumOver(all map[string][]sample, name string, labels map[string]string) flo
 
 // TestMetricsThreeDaemons (issue 4): one eipd_is_holder per EIP across
 // the cluster; a failover shows on the new holder with its reason and
-// duration; injected throttling shows in eipd_ec2_throttled_total.
+// duration; injected throttling shows in
+// eipd_ec2_requests_total{outcome="throttled"}.
 func TestMetricsThreeDaemons(t *testing.T) {
 	c := newCluster(t, clusterOpts{instances: 3})
 	alloc := c.alloc(0)
@@ -168,13 +169,14 @@ func TestMetricsThreeDaemons(t *testing.T) {
 		return sumOver(all, "eipd_is_holder", isHolder) == 1 && metricSum(all[to.id()], "eipd_is_holder", isHolder) == 1
 	})
 
-	thrBefore := sumOver(c.scrapeAll(), "eipd_ec2_throttled_total", nil)
+	throttled := map[string]string{"outcome": "throttled"}
+	thrBefore := sumOver(c.scrapeAll(), "eipd_ec2_requests_total", throttled)
 	// Every call is throttled until the metric shows it: the counter
 	// counts calls that ended throttled after the SDK's retries, so a
 	// window shorter than one call's retries could end in a success.
 	c.setFaults(map[string]any{"throttle_ratio": 1})
-	waitFor(t, 30*time.Second, "eipd_ec2_throttled_total to count the throttling", func() bool {
-		return sumOver(c.scrapeAll(), "eipd_ec2_throttled_total", nil) > thrBefore
+	waitFor(t, 30*time.Second, "eipd_ec2_requests_total{outcome=throttled} to count the throttling", func() bool {
+		return sumOver(c.scrapeAll(), "eipd_ec2_requests_total", throttled) > thrBefore
 	})
 	c.clearFaults()
 	if s := c.stats(); s.ByAction["CreateTags"]+s.ByAction["DescribeAddresses"] == 0 {

@@ -80,7 +80,6 @@ type Metrics struct {
 	failoverSeconds *prometheus.HistogramVec
 	ec2Requests     *prometheus.CounterVec
 	ec2Duration     *prometheus.HistogramVec
-	ec2Throttled    *prometheus.CounterVec
 	imdsRequests    *prometheus.CounterVec
 	notices         *prometheus.CounterVec
 	lastReconcile   prometheus.Gauge
@@ -161,10 +160,6 @@ func New(build BuildInfo, allocationIDs []string, operations, outcomes, imdsOutc
 			Help:    "Duration of EC2 API calls including the SDK's retries and the client-side limiter's wait, by operation.",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"operation"}),
-		ec2Throttled: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "eipd_ec2_throttled_total",
-			Help: "EC2 API calls that ended throttled (RequestLimitExceeded or refused by the client-side budget), by operation.",
-		}, []string{"operation"}),
 		imdsRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "eipd_imds_requests_total",
 			Help: "Instance metadata (IMDSv2) requests by outcome.",
@@ -197,12 +192,11 @@ func New(build BuildInfo, allocationIDs []string, operations, outcomes, imdsOutc
 		m.ready, m.healthUp, m.healthDuration, m.healthFailures, m.peerProbeUp,
 		m.isHolder, m.handoffBlocked, m.term, m.leaseAge,
 		m.failovers, m.failoverSeconds,
-		m.ec2Requests, m.ec2Duration, m.ec2Throttled, m.imdsRequests,
+		m.ec2Requests, m.ec2Duration, m.imdsRequests,
 		m.notices, m.lastReconcile,
 	)
 
 	for _, op := range m.operations {
-		m.ec2Throttled.WithLabelValues(op)
 		m.ec2Duration.WithLabelValues(op)
 		for _, out := range m.outcomes {
 			m.ec2Requests.WithLabelValues(op, out)
@@ -267,9 +261,6 @@ func (m *Metrics) ObserveEC2(operation, outcome string, d time.Duration) {
 	out := known(m.outcomes, outcome)
 	m.ec2Requests.WithLabelValues(op, out).Inc()
 	m.ec2Duration.WithLabelValues(op).Observe(d.Seconds())
-	if outcome == OutcomeThrottled {
-		m.ec2Throttled.WithLabelValues(op).Inc()
-	}
 }
 
 // ObserveIMDS records one IMDS request (part of eip.Observer).

@@ -153,7 +153,6 @@ func TestRequiredMetrics(t *testing.T) {
 		"eipd_failover_duration_seconds":        "histogram",
 		"eipd_ec2_requests_total":               "counter",
 		"eipd_ec2_request_duration_seconds":     "histogram",
-		"eipd_ec2_throttled_total":              "counter",
 		"eipd_imds_requests_total":              "counter",
 		"eipd_lifecycle_notices_total":          "counter",
 		"eipd_last_reconcile_timestamp_seconds": "gauge",
@@ -197,7 +196,6 @@ func TestCountersInitialised(t *testing.T) {
 		}
 	}
 	for _, op := range testOps {
-		check("eipd_ec2_throttled_total", map[string]string{"operation": op})
 		check("eipd_ec2_request_duration_seconds", map[string]string{"operation": op})
 		for _, out := range testOutcomes {
 			check("eipd_ec2_requests_total", map[string]string{"operation": op, "outcome": out})
@@ -258,8 +256,7 @@ func TestObservations(t *testing.T) {
 	}{
 		{"eipd_ec2_requests_total", map[string]string{"operation": "AssociateAddress", "outcome": "success"}, 1},
 		{"eipd_ec2_requests_total", map[string]string{"operation": "DescribeAddresses", "outcome": "throttled"}, 2},
-		{"eipd_ec2_throttled_total", map[string]string{"operation": "DescribeAddresses"}, 2},
-		{"eipd_ec2_throttled_total", map[string]string{"operation": "AssociateAddress"}, 0},
+		{"eipd_ec2_requests_total", map[string]string{"operation": "AssociateAddress", "outcome": "throttled"}, 0},
 		{"eipd_ec2_request_duration_seconds", map[string]string{"operation": "DescribeAddresses"}, 2},
 		{"eipd_imds_requests_total", map[string]string{"outcome": "error"}, 1},
 		{"eipd_health_check_duration_seconds", map[string]string{}, 2},
@@ -312,7 +309,6 @@ func TestUnknownLabelValues(t *testing.T) {
 	}{
 		{"eipd_ec2_requests_total", map[string]string{"operation": Other, "outcome": Other}, 2},
 		{"eipd_ec2_requests_total", map[string]string{"operation": Other, "outcome": "throttled"}, 1},
-		{"eipd_ec2_throttled_total", map[string]string{"operation": Other}, 1},
 		{"eipd_imds_requests_total", map[string]string{"outcome": Other}, 1},
 		{"eipd_lifecycle_notices_total", map[string]string{"kind": Other}, 1},
 		{"eipd_failovers_total", map[string]string{"allocation_id": testAllocs[0], "reason": Other}, 1},

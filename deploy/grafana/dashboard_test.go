@@ -170,7 +170,7 @@ func TestDashboardCoversTheQuestions(t *testing.T) {
 		"eipd_failovers_total", "by (allocation_id, reason)",
 		"eipd_failover_duration_seconds_bucket", "histogram_quantile(0.95",
 		"eipd_health_up", "eipd_peer_probe_up",
-		"eipd_ec2_requests_total", "eipd_ec2_throttled_total",
+		"eipd_ec2_requests_total", `outcome="throttled"`,
 		"eipd_lease_age_seconds", "eipd_handoff_blocked",
 	} {
 		if !strings.Contains(exprs, want) {
