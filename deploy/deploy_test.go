@@ -150,6 +150,11 @@ func TestSystemdUnitDirectives(t *testing.T) {
 	if !slices.Contains(d["After"], "network-online.target") {
 		t.Errorf("After=%v lacks network-online.target", d["After"])
 	}
+	// ProcSubset=pid hides /proc/stat: the process collector then drops
+	// process_start_time_seconds, and the dashboard loses restarts.
+	if slices.Contains(d["ProcSubset"], "pid") {
+		t.Error("ProcSubset=pid hides /proc/stat, which process_start_time_seconds needs")
+	}
 	if len(d["WatchdogSec"]) != 1 {
 		t.Errorf("WatchdogSec=%v, want one value", d["WatchdogSec"])
 	}

@@ -136,7 +136,9 @@ ProtectControlGroups=yes
 ProtectClock=yes
 ProtectHostname=yes
 ProtectProc=invisible
-ProcSubset=pid
+# No ProcSubset=pid: it hides /proc/stat, which the process collector needs
+# for the boot time behind process_start_time_seconds (restarts on the
+# dashboard). ProtectProc=invisible still hides other users' processes.
 KeyringMode=private
 # TCP/HTTP to IMDS, EC2 and peers; AF_UNIX for the HAProxy socket and sd_notify.
 RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX

@@ -172,6 +172,9 @@ func TestDashboardCoversTheQuestions(t *testing.T) {
 		"eipd_health_up", "eipd_peer_probe_up",
 		"eipd_ec2_requests_total", `outcome="throttled"`,
 		"eipd_lease_age_seconds", "eipd_handoff_blocked",
+		// Issue 11: redundancy per group, restarts, memory and CPU.
+		"sum by (group) (eipd_ready", "changes(process_start_time_seconds",
+		"process_resident_memory_bytes", "rate(process_cpu_seconds_total",
 	} {
 		if !strings.Contains(exprs, want) {
 			t.Errorf("no panel query contains %q", want)

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/eipd/eipd/internal/golden"
 )
@@ -103,6 +104,75 @@ func TestAlertsHaveSeverityAndText(t *testing.T) {
 			}
 		}
 	}
+}
+
+// runbookBase is where every alert's runbook_url points: a section of
+// docs/operations.md, as GitHub renders it.
+const runbookBase = "https://github.com/eipd/eipd/blob/main/docs/operations.md#"
+
+// Every alert links its runbook: a heading of docs/operations.md whose anchor
+// (GitHub's rule: lower case, punctuation dropped, spaces to dashes) is the
+// fragment of runbook_url.
+func TestAlertsHaveRunbooks(t *testing.T) {
+	b, err := os.ReadFile(rulesFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchors := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^#{1,6} (.+)$`).FindAllStringSubmatch(string(doc), -1) {
+		anchors[githubAnchor(m[1])] = true
+	}
+	url := regexp.MustCompile(`\n\s*runbook_url: "([^"]*)"\n`)
+	for _, blk := range strings.Split(string(b), "- alert: ")[1:] {
+		name := strings.Fields(blk)[0]
+		m := url.FindStringSubmatch(blk)
+		if m == nil {
+			t.Errorf("%s has no runbook_url annotation", name)
+			continue
+		}
+		frag, ok := strings.CutPrefix(m[1], runbookBase)
+		if !ok {
+			t.Errorf("%s: runbook_url %q is not under %s", name, m[1], runbookBase)
+			continue
+		}
+		if !anchors[frag] {
+			t.Errorf("%s: runbook_url anchor #%s is no heading of docs/operations.md", name, frag)
+		}
+		if frag != strings.ToLower(name) {
+			t.Errorf("%s: runbook_url anchor #%s, want #%s (a heading named after the alert)", name, frag, strings.ToLower(name))
+		}
+	}
+}
+
+func TestGithubAnchor(t *testing.T) {
+	for in, want := range map[string]string{
+		"EIPDNoHolder":                             "eipdnoholder",
+		"Reading `/status`":                        "reading-status",
+		"Throttling (RequestLimitExceeded)":        "throttling-requestlimitexceeded",
+		"The service does not start under systemd": "the-service-does-not-start-under-systemd",
+	} {
+		if got := githubAnchor(in); got != want {
+			t.Errorf("githubAnchor(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// githubAnchor is the id GitHub gives a Markdown heading.
+func githubAnchor(heading string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(strings.TrimSpace(heading)) {
+		switch {
+		case r == ' ':
+			b.WriteRune('-')
+		case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // docs/metrics.md is what the README links for the alerts.
