@@ -113,10 +113,10 @@ func splitList(v string) []string {
 
 // parseRunConfig parses flags over env over defaults. Bad env values are
 // reported with the rest by Validate's caller.
-func parseRunConfig(args []string, getenv func(string) string, stderr io.Writer) (*Config, error) {
+// cmd is the subcommand (run, preflight): both take the daemon's flags.
+func parseRunConfig(cmd string, args []string, getenv func(string) string, stderr io.Writer) (*Config, error) {
 	c := &Config{}
-	fs := flag.NewFlagSet("eipd run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := flag.NewFlagSet("eipd "+cmd, flag.ContinueOnError)
 	var problems []error
 	for _, f := range runFlags {
 		raw, fromEnv := f.def, false
@@ -132,23 +132,20 @@ func parseRunConfig(args []string, getenv func(string) string, stderr io.Writer)
 			_ = setDefault(fs, f, c, f.def)
 		}
 	}
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: eipd run --group NAME [flags]\n\nEach flag can also be set with its environment variable (flag > env > default).\n\n")
+	err := parseFlags(fs, args, stderr, func(w io.Writer) {
+		fmt.Fprintf(w, "Usage: eipd %s --group NAME [flags]\n\nEach flag can also be set with its environment variable (flag > env > default).\n\n", cmd)
 		for _, f := range runFlags {
-			fmt.Fprintf(stderr, "  --%s (%s, default %q)\n      %s\n", f.name, envName(f.name), f.def, f.usage)
+			fmt.Fprintf(w, "  --%s (%s, default %q)\n      %s\n", f.name, envName(f.name), f.def, f.usage)
 		}
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("%w: %v", errUsage, err)
+	})
+	if err != nil {
+		return nil, err
 	}
 	if fs.NArg() > 0 {
 		problems = append(problems, fmt.Errorf("unexpected arguments: %q", fs.Args()))
 	}
-	if err := errors.Join(append(problems, c.Validate())...); err != nil {
-		return c, err
+	if all := append(problems, c.problems()...); len(all) > 0 {
+		return c, usageError{configError(all)}
 	}
 	return c, nil
 }
@@ -166,11 +163,8 @@ func setDefault(fs *flag.FlagSet, f flagSpec, c *Config, raw string) error {
 		*p = splitList(raw)
 		fs.Var(&listValue{dst: p}, f.name, f.usage)
 	case *time.Duration:
-		d, err := time.ParseDuration(raw)
-		fs.DurationVar(p, f.name, d, f.usage)
-		if err != nil {
-			return fmt.Errorf("not a duration (use e.g. 500ms, 3s, 1m)")
-		}
+		fs.Var((*durationValue)(p), f.name, f.usage)
+		return fs.Set(f.name, raw)
 	case *int:
 		n, err := strconv.Atoi(raw)
 		fs.IntVar(p, f.name, n, f.usage)
@@ -193,6 +187,24 @@ func setDefault(fs *flag.FlagSet, f flagSpec, c *Config, raw string) error {
 	return nil
 }
 
+// errNotDuration is the one message for a duration that does not parse.
+var errNotDuration = errors.New("not a duration (use e.g. 500ms, 3s, 1m)")
+
+// durationValue is a time.Duration flag whose parse error says what a
+// duration looks like (the flag package's says only "parse error").
+type durationValue time.Duration
+
+func (d *durationValue) String() string { return (*time.Duration)(d).String() }
+
+func (d *durationValue) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return errNotDuration
+	}
+	*d = durationValue(v)
+	return nil
+}
+
 var (
 	allocationIDPattern = regexp.MustCompile(`^eipalloc-([0-9a-f]{8}|[0-9a-f]{17})$`)
 	// Tag values allow letters, digits, spaces and + - = . _ : / @.
@@ -201,6 +213,14 @@ var (
 
 // Validate returns every problem at once.
 func (c *Config) Validate() error {
+	if errs := c.problems(); len(errs) > 0 {
+		return usageError{configError(errs)}
+	}
+	return nil
+}
+
+// problems lists what is wrong with c, empty when nothing is.
+func (c *Config) problems() []error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	switch {
@@ -268,10 +288,7 @@ func (c *Config) Validate() error {
 	default:
 		bad("--log-format %q: use text or json", c.LogFormat)
 	}
-	if len(errs) == 0 {
-		return nil
-	}
-	return fmt.Errorf("%w: invalid configuration:\n  %w", errUsage, joinIndented(errs))
+	return errs
 }
 
 // validateControl accepts only loopback TCP or a unix socket: the control
@@ -296,11 +313,16 @@ func validateControl(addr string) error {
 	return nil
 }
 
-// joinIndented joins errors one per line so the operator sees every problem.
-func joinIndented(errs []error) error {
-	msgs := make([]string, len(errs))
-	for i, e := range errs {
-		msgs[i] = e.Error()
+// configError lists every configuration problem, one per line, so the
+// operator sees them all; Problems gives them one by one (preflight).
+type configError []error
+
+func (e configError) Error() string {
+	msgs := make([]string, len(e))
+	for i, p := range e {
+		msgs[i] = p.Error()
 	}
-	return errors.New(strings.Join(msgs, "\n  "))
+	return "invalid configuration:\n  " + strings.Join(msgs, "\n  ")
 }
+
+func (e configError) Unwrap() []error { return e }

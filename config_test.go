@@ -17,7 +17,7 @@ import (
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
 func TestDefaultsMatchDesign(t *testing.T) {
-	c, err := parseRunConfig([]string{"--group", "web"}, envOf(nil), &bytes.Buffer{})
+	c, err := parseRunConfig("run", []string{"--group", "web"}, envOf(nil), &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func TestFlagOverEnvOverDefault(t *testing.T) {
 		"EIPD_ALLOCATION_ID": "eipalloc-0123456789abcdef0, eipalloc-0123456789abcdef1",
 		"EIPD_HEALTH_CHECK":  "tcp://127.0.0.1:80,http://127.0.0.1:8080/healthz", "EIPD_DRY_RUN": "true",
 	})
-	c, err := parseRunConfig([]string{"--renew-interval", "4s", "--allocation-id", "eipalloc-0123456789abcdef2"}, env, &bytes.Buffer{})
+	c, err := parseRunConfig("run", []string{"--renew-interval", "4s", "--allocation-id", "eipalloc-0123456789abcdef2"}, env, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestFlagOverEnvOverDefault(t *testing.T) {
 	if !slices.Equal(c.HealthChecks, []string{"tcp://127.0.0.1:80", "http://127.0.0.1:8080/healthz"}) {
 		t.Errorf("health checks from env %v", c.HealthChecks)
 	}
-	c, err = parseRunConfig([]string{"--group", "g", "--allocation-id", "eipalloc-0123456789abcdef0", "--allocation-id", "eipalloc-0123456789abcdef1"}, envOf(nil), &bytes.Buffer{})
+	c, err = parseRunConfig("run", []string{"--group", "g", "--allocation-id", "eipalloc-0123456789abcdef0", "--allocation-id", "eipalloc-0123456789abcdef1"}, envOf(nil), &bytes.Buffer{})
 	if err != nil || len(c.AllocationIDs) != 2 {
 		t.Errorf("repeatable flag: %v %v", c.AllocationIDs, err)
 	}
@@ -62,7 +62,7 @@ func TestFlagOverEnvOverDefault(t *testing.T) {
 
 func TestInvalidConfigListsEveryProblem(t *testing.T) {
 	env := envOf(map[string]string{"EIPD_HEALTH_FALL": "three", "EIPD_STANDBY_POLL": "soon"})
-	_, err := parseRunConfig([]string{
+	_, err := parseRunConfig("run", []string{
 		"--allocation-id", "203.0.113.7", "--health-check", "ftp://x:1", "--listen", "127.0.0.1",
 		"--control", "0.0.0.0:9381", "--renew-interval", "5s", "--lease-duration", "6s",
 		"--health-timeout", "2s", "--log-level", "loud", "--log-format", "xml", "--api-rate", "0",

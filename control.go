@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -103,22 +102,44 @@ func controlClient(addr string) (*http.Client, string) {
 	return &http.Client{}, "http://" + addr
 }
 
-func controlFlags(name string, getenv func(string) string, stderr io.Writer) (*flag.FlagSet, *string) {
+func controlFlags(name string, getenv func(string) string) (*flag.FlagSet, *string) {
 	fs := flag.NewFlagSet("eipd "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	def := getenv(envName("control"))
-	if def == "" {
-		def = "127.0.0.1:9381"
-	}
-	addr := fs.String("control", def, "control address of the local daemon (EIPD_CONTROL)")
+	addr := fs.String("control", envOr(getenv, "control"), "control address of the local daemon, host:port or unix:/path (EIPD_CONTROL)")
 	return fs, addr
 }
 
+// envOr is the value of a run flag's EIPD_* variable, else its default:
+// the client commands find the daemon the way it was configured.
+func envOr(getenv func(string) string, flagName string) string {
+	if v := getenv(envName(flagName)); v != "" {
+		return v
+	}
+	for _, f := range runFlags {
+		if f.name == flagName {
+			return f.def
+		}
+	}
+	return ""
+}
+
+// unreachable explains a failed request to the local daemon.
+func unreachable(addr string, err error) error {
+	return fmt.Errorf("cannot reach the local daemon at %s (is eipd running? is --control the same as the daemon's?): %w", addr, err)
+}
+
+// flagUsage prints a one-line synopsis and the flags of fs.
+func flagUsage(fs *flag.FlagSet, synopsis string) func(io.Writer) {
+	return func(w io.Writer) {
+		fmt.Fprintf(w, "Usage: %s\n\n", synopsis)
+		fs.PrintDefaults()
+	}
+}
+
 func cmdStatus(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs, addr := controlFlags("status", getenv, stderr)
+	fs, addr := controlFlags("status", getenv)
 	asJSON := fs.Bool("json", false, "print the JSON document (the same as /status)")
-	if err := fs.Parse(args); err != nil {
-		return usageErr(err)
+	if err := parseFlags(fs, args, stderr, flagUsage(fs, "eipd status [--json] [--control ADDR]")); err != nil {
+		return err
 	}
 	client, base := controlClient(*addr)
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -126,7 +147,7 @@ func cmdStatus(ctx context.Context, args []string, getenv func(string) string, s
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/status", nil)
 	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach the local daemon at %s (is eipd running? is --control the same as the daemon's?): %w", *addr, err)
+		return unreachable(*addr, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -195,13 +216,16 @@ func dash(s string) string {
 }
 
 func cmdHandoff(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs, addr := controlFlags("handoff", getenv, stderr)
+	fs, addr := controlFlags("handoff", getenv)
 	to := fs.String("to", "", "instance ID to hand off to (default: the best ready member)")
-	if err := fs.Parse(args); err != nil {
-		return usageErr(err)
+	if err := parseFlags(fs, args, stderr, flagUsage(fs, "eipd handoff [--to INSTANCE-ID] [--control ADDR]")); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected arguments %q (see 'eipd handoff -h')", fs.Args())
 	}
 	if *to != "" && !strings.HasPrefix(*to, "i-") {
-		return fmt.Errorf("%w: --to %q is not an instance ID (i-…)", errUsage, *to)
+		return usagef("--to %q is not an instance ID (i-…)", *to)
 	}
 	client, base := controlClient(*addr)
 	ctx, cancel := context.WithTimeout(ctx, handoffWait+5*time.Second)
@@ -213,7 +237,7 @@ func cmdHandoff(ctx context.Context, args []string, getenv func(string) string, 
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
 	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach the local daemon at %s: %w", *addr, err)
+		return unreachable(*addr, err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -236,34 +260,53 @@ func cmdHandoff(ctx context.Context, args []string, getenv func(string) string, 
 }
 
 // cmdHealthcheck is for container health checks: the image has no shell
-// or curl, so the binary checks its own /healthz.
-func cmdHealthcheck(ctx context.Context, args []string, stderr io.Writer) error {
+// or curl, so the binary checks its own /healthz, at the address the
+// daemon listens on (--listen / EIPD_LISTEN, as for eipd run).
+func cmdHealthcheck(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("eipd healthcheck", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	u := fs.String("url", "http://127.0.0.1:9380/healthz", "URL to GET; 2xx means healthy")
-	if err := fs.Parse(args); err != nil {
-		return usageErr(err)
+	listen := fs.String("listen", envOr(getenv, "listen"), "the daemon's status address (EIPD_LISTEN); /healthz is read on it, over loopback when it listens on all addresses")
+	u := fs.String("url", "", "URL to GET instead of the one --listen gives; 2xx means healthy")
+	if err := parseFlags(fs, args, stderr, flagUsage(fs, "eipd healthcheck [--listen ADDR | --url URL]")); err != nil {
+		return err
+	}
+	target := *u
+	if target == "" {
+		var err error
+		if target, err = healthzURL(*listen); err != nil {
+			return err
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, *u, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
-		return fmt.Errorf("%w: --url %q: %v", errUsage, *u, err)
+		return usagef("--url %q: %v", target, err)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("healthcheck %s: %w", *u, err)
+		return fmt.Errorf("healthcheck %s: %w", target, err)
 	}
-	resp.Body.Close()
+	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("healthcheck %s: %s", *u, resp.Status)
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return fmt.Errorf("healthcheck %s: %s: %s", target, resp.Status, strings.TrimSpace(string(body)))
 	}
 	return nil
 }
 
-func usageErr(err error) error {
-	if errors.Is(err, flag.ErrHelp) {
-		return err
+// healthzURL is the /healthz URL of a daemon listening on listen: a
+// wildcard address (":9380", "0.0.0.0:9380", "[::]:9380") is reached over
+// loopback, a specific address (the private IP) on itself.
+func healthzURL(listen string) (string, error) {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil || port == "" {
+		return "", usagef("--listen %q must be host:port, e.g. :9380", listen)
 	}
-	return fmt.Errorf("%w: %v", errUsage, err)
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+		if ip != nil && ip.To4() == nil {
+			host = "::1"
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/healthz", nil
 }

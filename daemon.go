@@ -79,7 +79,7 @@ func identify(ctx context.Context, md *eip.Metadata, log hclog.Logger) (eip.Iden
 }
 
 func cmdRun(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	cfg, err := parseRunConfig(args, getenv, stderr)
+	cfg, err := parseRunConfig("run", args, getenv, stderr)
 	if err != nil {
 		return err
 	}
@@ -110,7 +110,7 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stde
 
 	checks, err := health.ParseAll(cfg.HealthChecks)
 	if err != nil {
-		return fmt.Errorf("%w: %w", errUsage, err)
+		return usageError{err}
 	}
 	monitor := health.NewMonitor(health.Config{Interval: cfg.HealthInterval, Timeout: cfg.HealthTimeout, Rise: cfg.HealthRise, Fall: cfg.HealthFall},
 		checks, log.Named("health"), func(d time.Duration, err error) {

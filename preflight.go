@@ -29,7 +29,7 @@ func cmdPreflight(ctx context.Context, args []string, getenv func(string) string
 		fmt.Fprintf(stdout, "ok    %s\n", ok)
 		return true
 	}
-	cfg, err := parseRunConfig(args, getenv, stderr)
+	cfg, err := parseRunConfig("preflight", args, getenv, stderr)
 	if errors.Is(err, errUsage) && cfg == nil {
 		return err
 	}

@@ -10,12 +10,21 @@ import (
 	"github.com/eipd/eipd/ec2sim"
 )
 
+const simUsage = `Usage: eipd sim [flags]
+
+Runs the EC2 + IMDS emulator on loopback for tests and demos: instances,
+EIPs, IMDSv2 per instance, fault injection and a control API. It prints one
+JSON line with its endpoints, then serves until interrupted. Point eipd at it
+with AWS_ENDPOINT_URL_EC2 and AWS_EC2_METADATA_SERVICE_ENDPOINT.
+Reference: docs/ec2sim.md (https://github.com/eipd/eipd/blob/main/docs/ec2sim.md).
+
+`
+
 // cmdSim runs the EC2 + IMDS emulator on loopback. It prints exactly one
 // JSON line with the endpoints on stdout when ready, then logs on stderr
 // only, and serves until SIGINT or SIGTERM.
 func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("eipd sim", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	instances := fs.Int("instances", 3, "number of simulated instances")
 	eips := fs.Int("eips", 1, "number of Elastic IPs")
 	group := fs.String("group", "demo", "eipd:group tag of the instances and EIPs")
@@ -24,18 +33,26 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	enis := fs.Int("enis", 1, "network interfaces per instance")
 	propagation := fs.Duration("propagation-delay", 0, "how long a new association takes to carry traffic")
 	logLevel := fs.String("log-level", "info", "trace, debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
-		return usageErr(err)
+	usage := func(w io.Writer) {
+		fmt.Fprint(w, simUsage)
+		fs.PrintDefaults()
 	}
+	if err := parseFlags(fs, args, stderr, usage); err != nil {
+		return err
+	}
+	// The emulator always allocates at least one EIP (ec2sim.Options
+	// treats 0 as the default, 1), so 0 is refused rather than ignored.
 	switch {
+	case fs.NArg() > 0:
+		return usagef("unexpected arguments %q (see 'eipd sim -h')", fs.Args())
 	case *instances < 1 || *instances > 200:
-		return fmt.Errorf("%w: --instances must be between 1 and 200", errUsage)
-	case *eips < 0 || *eips > 100:
-		return fmt.Errorf("%w: --eips must be between 0 and 100", errUsage)
+		return usagef("--instances %d: must be between 1 and 200", *instances)
+	case *eips < 1 || *eips > 100:
+		return usagef("--eips %d: must be between 1 and 100 (more can be allocated with AllocateAddress)", *eips)
 	case *targetPort < 1 || *targetPort > 65535:
-		return fmt.Errorf("%w: --target-port must be a TCP port", errUsage)
+		return usagef("--target-port %d: must be a TCP port", *targetPort)
 	case *enis < 1 || *enis > 8:
-		return fmt.Errorf("%w: --enis must be between 1 and 8", errUsage)
+		return usagef("--enis %d: must be between 1 and 8", *enis)
 	}
 	log := newLogger(*logLevel, "text", stderr).Named("ec2sim")
 	sim, err := ec2sim.Start(ctx, ec2sim.Options{
