@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -205,12 +204,6 @@ func (d *durationValue) Set(s string) error {
 	return nil
 }
 
-var (
-	allocationIDPattern = regexp.MustCompile(`^eipalloc-([0-9a-f]{8}|[0-9a-f]{17})$`)
-	// Tag values allow letters, digits, spaces and + - = . _ : / @.
-	groupPattern = regexp.MustCompile(`^[\p{L}\p{N} +\-=._:/@]{1,256}$`)
-)
-
 // Validate returns every problem at once.
 func (c *Config) Validate() error {
 	if errs := c.problems(); len(errs) > 0 {
@@ -226,11 +219,11 @@ func (c *Config) problems() []error {
 	switch {
 	case c.Group == "":
 		bad("--group (EIPD_GROUP) is required: the value of the eipd:group tag on this cluster's instances and EIPs")
-	case !groupPattern.MatchString(c.Group):
+	case !validTagValue(c.Group):
 		bad("--group %q is not a valid EC2 tag value (letters, digits, spaces and + - = . _ : / @, at most 256)", c.Group)
 	}
 	for _, id := range c.AllocationIDs {
-		if !allocationIDPattern.MatchString(id) {
+		if !validAllocationID(id) {
 			bad("--allocation-id %q is not an allocation ID (eipalloc- followed by 8 or 17 hex digits; not a public IP)", id)
 		}
 	}
