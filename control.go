@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -16,7 +17,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/eipd/eipd/leader"
 )
 
 // The control endpoint serves the local operator: `eipd status` reads the
@@ -43,19 +43,19 @@ func listenControl(addr string) (net.Listener, error) {
 }
 
 type controlServer struct {
-	loop *leader.Loop
+	view *daemonView
 	log  hclog.Logger
 }
 
-func newControlServer(loop *leader.Loop, log hclog.Logger) *controlServer {
-	return &controlServer{loop: loop, log: log}
+func newControlServer(view *daemonView, log hclog.Logger) *controlServer {
+	return &controlServer{view: view, log: log}
 }
 
 func (c *controlServer) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(c.loop.Status())
+		_ = json.NewEncoder(w).Encode(c.view.status())
 	})
 	mux.HandleFunc("POST /handoff", func(w http.ResponseWriter, r *http.Request) {
 		to := r.URL.Query().Get("to")
@@ -63,19 +63,28 @@ func (c *controlServer) handler() http.Handler {
 		ctx, cancel := context.WithTimeout(r.Context(), handoffWait)
 		defer cancel()
 		w.Header().Set("Content-Type", "application/json")
-		if err := c.loop.RequestHandoff(ctx, to); err != nil {
-			w.WriteHeader(http.StatusConflict)
+		if err := c.view.handoff(ctx, to); err != nil {
+			code := http.StatusConflict
+			switch {
+			case errors.Is(err, errNotRunning):
+				code = http.StatusServiceUnavailable
+			case errors.Is(err, errUnknownTarget):
+				code = http.StatusBadRequest
+			}
+			c.log.Warn("handoff refused", "to", to, "error", err)
+			w.WriteHeader(code)
 			_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
 			return
 		}
-		_ = json.NewEncoder(w).Encode(c.loop.Status())
+		_ = json.NewEncoder(w).Encode(c.view.status())
 	})
 	return mux
 }
 
 // Serve serves on ln until ctx ends.
 func (c *controlServer) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: c.handler(), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: c.handler(), ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog: c.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	select {
@@ -161,7 +170,7 @@ func cmdStatus(ctx context.Context, args []string, getenv func(string) string, s
 		_, err := stdout.Write(body)
 		return err
 	}
-	var s leader.Status
+	var s statusDoc
 	if err := json.Unmarshal(body, &s); err != nil {
 		return fmt.Errorf("decode status: %w", err)
 	}
@@ -169,7 +178,15 @@ func cmdStatus(ctx context.Context, args []string, getenv func(string) string, s
 	return nil
 }
 
-func printStatus(w io.Writer, s leader.Status) {
+func printStatus(w io.Writer, s statusDoc) {
+	if s.Waiting != "" {
+		fmt.Fprintf(w, "%s  health %s", s.Waiting, s.Health)
+		if s.WaitingAttempts > 0 {
+			fmt.Fprintf(w, "  (%d attempt(s) failed; last: %s)", s.WaitingAttempts, s.WaitingError)
+		}
+		fmt.Fprintln(w)
+		return
+	}
 	fmt.Fprintf(w, "instance %s (%s, %s)  health %s", s.InstanceID, s.AvailabilityZone, s.PrivateIP, s.Health)
 	if s.Draining != "" {
 		fmt.Fprintf(w, "  draining (%s)", s.Draining)
@@ -250,7 +267,7 @@ func cmdHandoff(ctx context.Context, args []string, getenv func(string) string, 
 		}
 		return fmt.Errorf("handoff: %s", resp.Status)
 	}
-	var s leader.Status
+	var s statusDoc
 	if err := json.Unmarshal(body, &s); err != nil {
 		return fmt.Errorf("decode status: %w", err)
 	}

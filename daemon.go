@@ -53,28 +53,39 @@ func loadAWS(ctx context.Context) (aws.Config, *imds.Client, error) {
 // appID is the SDK application ID: "eipd/" and the version.
 func appID() string { return "eipd/" + version }
 
+// imdsRetryMax caps the delay between two attempts at the identity: each
+// failed attempt is logged, so this is also the pace of those lines.
+const imdsRetryMax = 10 * time.Second
+
 // identify reads the instance identity, retrying with capped backoff: at
 // boot IMDS may answer late, and without identity nothing can be decided.
-func identify(ctx context.Context, md *eip.Metadata, log hclog.Logger) (eip.Identity, error) {
+// Every failed attempt is logged (at a steady pace once the backoff is
+// capped) and shown on /status and /readyz through view.
+func identify(ctx context.Context, md *eip.Metadata, view *daemonView, log hclog.Logger) (eip.Identity, error) {
 	delay := 500 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
 		id, err := md.Identity(cctx)
 		cancel()
 		if err == nil {
+			if attempt > 1 {
+				log.Info("instance metadata answered", "attempt", attempt)
+			}
 			return id, nil
 		}
-		if attempt == 1 || attempt%10 == 0 {
-			log.Error("cannot read instance identity from IMDS; retrying", "attempt", attempt, "error", err)
+		if ctx.Err() != nil {
+			return eip.Identity{}, ctx.Err()
 		}
+		view.waitFailed(attempt, err)
+		log.Warn("cannot read the instance identity from instance metadata (IMDS); retrying", "attempt", attempt, "retry_in", delay, "error", err)
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return eip.Identity{}, fmt.Errorf("instance identity: %w", err)
+			return eip.Identity{}, ctx.Err()
 		case <-t.C:
 		}
-		delay = min(2*delay, 15*time.Second)
+		delay = min(2*delay, imdsRetryMax)
 	}
 }
 
@@ -92,9 +103,65 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stde
 	}
 	m := metrics.New(metrics.BuildInfo{Version: version, Revision: revision, GoVersion: runtime.Version()},
 		cfg.AllocationIDs, eip.Operations, eip.Outcomes, eip.IMDSOutcomes, nil)
-	md := eip.NewMetadata(imdsClient, log.Named("imds"), m)
-	self, err := identify(ctx, md, log)
+	checks, err := health.ParseAll(cfg.HealthChecks)
 	if err != nil {
+		return usageError{err}
+	}
+	monitor := health.NewMonitor(health.Config{Interval: cfg.HealthInterval, Timeout: cfg.HealthTimeout, Rise: cfg.HealthRise, Fall: cfg.HealthFall},
+		checks, log.Named("health"), func(d time.Duration, err error) {
+			m.ObserveHealthCheck(d, err)
+		})
+	notify := newNotifier(getenv)
+
+	// The listeners open before the identity is known: while IMDS does not
+	// answer, /readyz says so (and EIPDNotReconciling fires, not EIPDDown)
+	// and eipd status shows it instead of "is eipd running?".
+	view := newDaemonView(watchdogFor(notify), monitor)
+	statusLn, err := metrics.Listen(metrics.ServerConfig{Listen: cfg.Listen})
+	if err != nil {
+		return fmt.Errorf("status listener %s: %w", cfg.Listen, err)
+	}
+	server := metrics.NewServer(metrics.ServerConfig{Listen: cfg.Listen, EnablePprof: cfg.Pprof, Live: view.live}, m,
+		func() any { return view.status() }, view.ready, log.Named("http"))
+	// The control endpoint only serves the local operator (eipd status,
+	// eipd handoff): failing to bind it must not take the election down.
+	ctrlLn, err := listenControl(cfg.Control)
+	if err != nil {
+		log.Error("control endpoint unavailable: eipd status and eipd handoff will not reach this daemon; the election runs without it",
+			"control", cfg.Control, "error", err)
+	}
+	control := newControlServer(view, log.Named("control"))
+
+	// Everything below is owned here and ends with runCtx; the loop ends
+	// last because it hands off after ctx is cancelled.
+	runCtx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	goOwned := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(runCtx); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error(name+" stopped", "error", err)
+			}
+		}()
+	}
+	goOwned("status server", func(c context.Context) error { return server.Serve(c, statusLn) })
+	if ctrlLn != nil {
+		goOwned("control server", func(c context.Context) error { return control.Serve(c, ctrlLn) })
+	}
+	goOwned("health monitor", monitor.Run)
+
+	md := eip.NewMetadata(imdsClient, log.Named("imds"), m)
+	self, err := identify(ctx, md, view, log)
+	if err != nil {
+		if ctx.Err() != nil {
+			log.Info("stopped before the instance identity was known")
+			return nil
+		}
 		return err
 	}
 	if awsCfg.Region == "" {
@@ -108,14 +175,6 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stde
 	cloud := eip.New(eip.Config{Group: cfg.Group, DryRun: cfg.DryRun, Rate: cfg.APIRate, Burst: cfg.APIBurst},
 		ec2.NewFromConfig(awsCfg, eip.GuardRequestBody), log.Named("eip"), m)
 
-	checks, err := health.ParseAll(cfg.HealthChecks)
-	if err != nil {
-		return usageError{err}
-	}
-	monitor := health.NewMonitor(health.Config{Interval: cfg.HealthInterval, Timeout: cfg.HealthTimeout, Rise: cfg.HealthRise, Fall: cfg.HealthFall},
-		checks, log.Named("health"), func(d time.Duration, err error) {
-			m.ObserveHealthCheck(d, err)
-		})
 	_, portStr, _ := net.SplitHostPort(cfg.Listen)
 	statusPort, _ := strconv.Atoi(portStr)
 	prober := health.NewPeerProber(checks, statusPort, cfg.HealthTimeout)
@@ -129,55 +188,13 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stde
 		LifecyclePoll: cfg.LifecyclePoll, StopTimeout: cfg.StopTimeout, CallTimeout: callTimeout, DryRun: cfg.DryRun,
 	}, self, cloud, md, monitor, prober, m, log.Named("leader"))
 
-	statusLn, err := metrics.Listen(metrics.ServerConfig{Listen: cfg.Listen})
-	if err != nil {
-		return fmt.Errorf("status listener %s: %w", cfg.Listen, err)
-	}
-	ready := func() error {
-		if s := monitor.Status(); s != health.Up {
-			if e := monitor.LastError(); e != nil {
-				return fmt.Errorf("own health is %s: %w", s, e)
-			}
-			return fmt.Errorf("own health is %s", s)
-		}
-		return nil
-	}
-	server := metrics.NewServer(metrics.ServerConfig{Listen: cfg.Listen, EnablePprof: cfg.Pprof}, m,
-		func() any { return loop.Status() }, ready, log.Named("http"))
-	// The control endpoint only serves the local operator (eipd status,
-	// eipd handoff): failing to bind it must not take the election down.
-	ctrlLn, err := listenControl(cfg.Control)
-	if err != nil {
-		log.Error("control endpoint unavailable: eipd status and eipd handoff will not reach this daemon; the election runs without it",
-			"control", cfg.Control, "error", err)
-	}
-	control := newControlServer(loop, log.Named("control"))
-
-	// Everything below is owned here and ends with runCtx; the loop ends
-	// last because it hands off after ctx is cancelled.
-	runCtx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var wg sync.WaitGroup
-	goOwned := func(name string, f func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(runCtx); err != nil && !errors.Is(err, context.Canceled) {
-				log.Error(name+" stopped", "error", err)
-			}
-		}()
-	}
-	goOwned("health monitor", func(c context.Context) error {
-		err := monitor.Run(c)
-		return err
-	})
 	goOwned("health gauge", func(c context.Context) error { return followHealth(c, monitor, m) })
-	goOwned("status server", func(c context.Context) error { return server.Serve(c, statusLn) })
-	if ctrlLn != nil {
-		goOwned("control server", func(c context.Context) error { return control.Serve(c, ctrlLn) })
-	}
-	notify := newNotifier(getenv)
 	goOwned("systemd notify", func(c context.Context) error { return feedSystemd(c, notify, loop, log) })
+	view.started(loop, self.InstanceID, func(ctx context.Context) ([]eip.Instance, error) {
+		ctx, cancel := context.WithTimeout(ctx, callTimeout)
+		defer cancel()
+		return cloud.Members(ctx)
+	})
 
 	// The loop runs on the signal context: cancelling it starts the handoff.
 	loopErr := loop.Run(ctx)

@@ -23,6 +23,11 @@ type ServerConfig struct {
 	// EnablePprof serves /debug/pprof/. Off by default: profiles expose
 	// internals and a CPU profile costs CPU on a proxy box.
 	EnablePprof bool
+	// Live returns nil while the daemon makes progress, or why it does not
+	// (a wedged main loop); /healthz then answers 503 with the reason, so a
+	// container health check restarts the daemon as systemd's watchdog
+	// would. nil: /healthz always answers 200.
+	Live func() error
 }
 
 // shutdownTimeout bounds how long Serve waits for in-flight requests once
@@ -124,6 +129,12 @@ func (s *Server) handler(m *Metrics, status func() any, ready func() error) http
 		Timeout:             10 * time.Second,
 	}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if s.cfg.Live != nil {
+			if err := s.cfg.Live(); err != nil {
+				writeText(w, http.StatusServiceUnavailable, "not live: "+err.Error()+"\n")
+				return
+			}
+		}
 		writeText(w, http.StatusOK, "ok\n")
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {

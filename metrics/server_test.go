@@ -64,6 +64,33 @@ func get(t *testing.T, method, url string) (int, http.Header, string) {
 	return resp.StatusCode, resp.Header, string(body)
 }
 
+// TestHealthzFollowsLive: /healthz answers 503 with the reason while Live
+// reports no progress, and 200 again once it does.
+func TestHealthzFollowsLive(t *testing.T) {
+	var wedged atomic.Bool
+	live := func() error {
+		if wedged.Load() {
+			return errors.New("no reconcile for 45s (watchdog 30s)")
+		}
+		return nil
+	}
+	base := startServer(t, ServerConfig{Live: live}, newTest(), nil, nil)
+	if code, _, body := get(t, "GET", base+"/healthz"); code != 200 || body != "ok\n" {
+		t.Errorf("/healthz while live: %d %q", code, body)
+	}
+	wedged.Store(true)
+	if code, _, body := get(t, "GET", base+"/healthz"); code != 503 || body != "not live: no reconcile for 45s (watchdog 30s)\n" {
+		t.Errorf("/healthz while wedged: %d %q, want 503 with the reason", code, body)
+	}
+	if code, _, _ := get(t, "GET", base+"/readyz"); code != 200 {
+		t.Errorf("/readyz follows ready, not live: %d", code)
+	}
+	wedged.Store(false)
+	if code, _, _ := get(t, "GET", base+"/healthz"); code != 200 {
+		t.Errorf("/healthz after recovery: %d", code)
+	}
+}
+
 func TestServerRoutes(t *testing.T) {
 	m := newTest()
 	m.SetHolder(testAllocs[0], true)

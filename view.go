@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/eipd/eipd/eip"
+	"github.com/eipd/eipd/health"
+	"github.com/eipd/eipd/leader"
+)
+
+// defaultWatchdog is how long the main loop may go without completing a
+// pass before /healthz fails, when systemd gives no WATCHDOG_USEC: the
+// WatchdogSec= of systemd/eipd.service. A pass makes a few AWS calls of at
+// most callTimeout each, so this leaves room for several slow calls.
+const defaultWatchdog = 30 * time.Second
+
+// watchdogFor is the stall limit of /healthz: systemd's own watchdog
+// (WATCHDOG_USEC) when it set one, so both judge the loop alike.
+func watchdogFor(n *notifier) time.Duration {
+	if wd := n.WatchdogInterval(); wd > 0 {
+		return 2 * wd
+	}
+	return defaultWatchdog
+}
+
+// waitingForIMDS is what /status and /readyz say until the instance
+// identity is known.
+const waitingForIMDS = "waiting for instance metadata"
+
+// runningLoop is what the listeners use of the leader loop; *leader.Loop
+// satisfies it.
+type runningLoop interface {
+	progress
+	RequestHandoff(ctx context.Context, to string) error
+}
+
+// healthView is the own health check; *health.Monitor satisfies it.
+type healthView interface {
+	Status() health.Status
+	LastError() error
+}
+
+// statusDoc is /status and `eipd status --json`: the loop's view, and,
+// until the loop runs, what the daemon waits for.
+type statusDoc struct {
+	leader.Status
+	// Waiting is what the daemon waits for before it takes part ("waiting
+	// for instance metadata"); absent once the loop runs.
+	Waiting string `json:"waiting,omitempty"`
+	// WaitingAttempts and WaitingError: how many tries failed so far, and
+	// the last error.
+	WaitingAttempts int    `json:"waiting_attempts,omitempty"`
+	WaitingError    string `json:"waiting_error,omitempty"`
+}
+
+// daemonView is what the status and control listeners show of the daemon.
+// They open before the instance identity is known, so that /readyz and
+// `eipd status` say why the daemon is not ready instead of refusing
+// connections; until the loop runs they report what it waits for.
+type daemonView struct {
+	watchdog time.Duration
+	now      func() time.Time
+	health   healthView // nil: health unknown
+
+	mu        sync.Mutex
+	waiting   string
+	attempts  int
+	waitErr   error
+	loop      runningLoop
+	loopSince time.Time
+	self      string
+	members   func(context.Context) ([]eip.Instance, error)
+}
+
+func newDaemonView(watchdog time.Duration, h healthView) *daemonView {
+	return &daemonView{watchdog: watchdog, now: time.Now, health: h, waiting: waitingForIMDS}
+}
+
+// waitFailed records a failed attempt at what the daemon waits for.
+func (v *daemonView) waitFailed(attempt int, err error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.attempts, v.waitErr = attempt, err
+}
+
+// started hands the listeners the running loop; members lists the group's
+// running instances (to check a handoff target), self is this instance.
+func (v *daemonView) started(loop runningLoop, self string, members func(context.Context) ([]eip.Instance, error)) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.loop, v.loopSince, v.self, v.members = loop, v.now(), self, members
+	v.waiting, v.attempts, v.waitErr = "", 0, nil
+}
+
+func (v *daemonView) running() (runningLoop, time.Time) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.loop, v.loopSince
+}
+
+func (v *daemonView) healthStatus() health.Status {
+	if v.health == nil {
+		return health.Unknown
+	}
+	return v.health.Status()
+}
+
+// status is the /status document.
+func (v *daemonView) status() statusDoc {
+	if loop, _ := v.running(); loop != nil {
+		return statusDoc{Status: loop.Status()}
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	d := statusDoc{Status: leader.Status{Health: v.healthStatus().String(), EIPs: []leader.EIPStatus{}},
+		Waiting: v.waiting, WaitingAttempts: v.attempts}
+	if v.waitErr != nil {
+		d.WaitingError = v.waitErr.Error()
+	}
+	return d
+}
+
+// ready is nil when the identity is known and the own check is up, else
+// why not (/readyz).
+func (v *daemonView) ready() error {
+	v.mu.Lock()
+	waiting, attempts, waitErr := v.waiting, v.attempts, v.waitErr
+	v.mu.Unlock()
+	if waiting != "" {
+		if waitErr != nil {
+			return fmt.Errorf("%s (attempt %d failed: %v)", waiting, attempts, waitErr)
+		}
+		return errors.New(waiting)
+	}
+	if s := v.healthStatus(); s != health.Up {
+		if v.health == nil {
+			return fmt.Errorf("own health is %s", s)
+		}
+		if e := v.health.LastError(); e != nil {
+			return fmt.Errorf("own health is %s: %w", s, e)
+		}
+		return fmt.Errorf("own health is %s", s)
+	}
+	return nil
+}
+
+// live is nil while the main loop completes passes (/healthz). Waiting for
+// the identity is not a stall: the retries are bounded and logged, and
+// /readyz says so.
+func (v *daemonView) live() error {
+	loop, since := v.running()
+	if loop == nil {
+		return nil
+	}
+	last := loop.LastReconcile()
+	if last.Before(since) {
+		last = since
+	}
+	if idle := v.now().Sub(last); idle > v.watchdog {
+		return fmt.Errorf("the main loop has completed no pass for %s (watchdog %s): it is stuck; restart eipd", idle.Round(time.Millisecond), v.watchdog)
+	}
+	return nil
+}
+
+// Handoff refusals, mapped to HTTP status codes by the control server.
+var (
+	errNotRunning    = errors.New(waitingForIMDS + ": nothing to hand off yet")
+	errUnknownTarget = errors.New("unknown instance")
+)
+
+// handoff checks the target and asks the loop for a planned move.
+func (v *daemonView) handoff(ctx context.Context, to string) error {
+	v.mu.Lock()
+	loop, self, members := v.loop, v.self, v.members
+	v.mu.Unlock()
+	if loop == nil {
+		return errNotRunning
+	}
+	if to != "" {
+		if to == self {
+			return fmt.Errorf("%w %s: that is this instance; name another member", errUnknownTarget, to)
+		}
+		ms, err := members(ctx)
+		if err != nil {
+			return fmt.Errorf("cannot check %s against the group's members: %w", to, err)
+		}
+		var ids []string
+		for _, m := range ms {
+			if m.InstanceID == to {
+				return loop.RequestHandoff(ctx, to)
+			}
+			if m.InstanceID != self {
+				ids = append(ids, m.InstanceID)
+			}
+		}
+		slices.Sort(ids)
+		others := "none"
+		if len(ids) > 0 {
+			others = strings.Join(ids, ", ")
+		}
+		return fmt.Errorf("%w %s: not a running member of this group (other members: %s)", errUnknownTarget, to, others)
+	}
+	return loop.RequestHandoff(ctx, to)
+}
