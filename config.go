@@ -22,6 +22,7 @@ type Config struct {
 	Listen         string
 	Control        string
 	HealthInterval time.Duration
+	HealthFast     time.Duration
 	HealthTimeout  time.Duration
 	HealthRise     int
 	HealthFall     int
@@ -63,6 +64,7 @@ var runFlags = []flagSpec{
 	{"listen", ":9380", "status HTTP address (/metrics, /healthz, /readyz, /status); peers probe its port on the private IP", func(c *Config) any { return &c.Listen }},
 	{"control", "127.0.0.1:9381", "control address for eipd status and eipd handoff: a loopback host:port or unix:/path", func(c *Config) any { return &c.Control }},
 	{"health-interval", "1s", "how often the own health checks run", func(c *Config) any { return &c.HealthInterval }},
+	{"health-fast-interval", "200ms", "how often they run after a failure, until the health is down or a check passes (at most --health-interval)", func(c *Config) any { return &c.HealthFast }},
 	{"health-timeout", "500ms", "timeout of one health check round (and of a peer probe)", func(c *Config) any { return &c.HealthTimeout }},
 	{"health-rise", "2", "consecutive passes before the own health is up", func(c *Config) any { return &c.HealthRise }},
 	{"health-fall", "3", "consecutive failures before the own health is down", func(c *Config) any { return &c.HealthFall }},
@@ -242,7 +244,7 @@ func (c *Config) problems() []error {
 		name string
 		d    time.Duration
 	}{
-		{"health-interval", c.HealthInterval}, {"health-timeout", c.HealthTimeout}, {"probe-interval", c.ProbeInterval},
+		{"health-interval", c.HealthInterval}, {"health-fast-interval", c.HealthFast}, {"health-timeout", c.HealthTimeout}, {"probe-interval", c.ProbeInterval},
 		{"renew-interval", c.RenewInterval}, {"lease-duration", c.LeaseDuration}, {"holder-poll", c.HolderPoll},
 		{"standby-poll", c.StandbyPoll}, {"lifecycle-poll", c.LifecyclePoll}, {"stop-timeout", c.StopTimeout},
 	}

@@ -24,7 +24,7 @@ func TestDefaultsMatchDesign(t *testing.T) {
 	// DESIGN.md §5.
 	want := Config{
 		Group: "web", HealthChecks: []string{"tcp://127.0.0.1:80"}, Listen: ":9380", Control: "127.0.0.1:9381",
-		HealthInterval: time.Second, HealthTimeout: 500 * time.Millisecond, HealthRise: 2, HealthFall: 3,
+		HealthInterval: time.Second, HealthFast: 200 * time.Millisecond, HealthTimeout: 500 * time.Millisecond, HealthRise: 2, HealthFall: 3,
 		ProbeInterval: time.Second, ProbeFall: 3, RenewInterval: 3 * time.Second, LeaseDuration: 10 * time.Second,
 		MaxClockSkew: time.Second, HolderPoll: 10 * time.Second, StandbyPoll: 60 * time.Second, LifecyclePoll: 5 * time.Second,
 		StopTimeout: 20 * time.Second, APIRate: 5, APIBurst: 10, LogLevel: "info", LogFormat: "text",

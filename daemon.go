@@ -107,7 +107,7 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stde
 	if err != nil {
 		return usageError{err}
 	}
-	monitor := health.NewMonitor(health.Config{Interval: cfg.HealthInterval, Timeout: cfg.HealthTimeout, Rise: cfg.HealthRise, Fall: cfg.HealthFall},
+	monitor := health.NewMonitor(health.Config{Interval: cfg.HealthInterval, FastInterval: cfg.HealthFast, Timeout: cfg.HealthTimeout, Rise: cfg.HealthRise, Fall: cfg.HealthFall},
 		checks, log.Named("health"), func(d time.Duration, err error) {
 			m.ObserveHealthCheck(d, err)
 		})
@@ -208,6 +208,8 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stde
 // followHealth mirrors the monitor's status into eipd_health_up and
 // eipd_ready (identity is known by the time this runs).
 func followHealth(ctx context.Context, mon *health.Monitor, m *metrics.Metrics) error {
+	// Its own subscription: Changed() is the election loop's.
+	changed := mon.Subscribe()
 	for {
 		up := mon.Status() == health.Up
 		m.SetHealthUp(up)
@@ -215,7 +217,7 @@ func followHealth(ctx context.Context, mon *health.Monitor, m *metrics.Metrics) 
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-mon.Changed():
+		case <-changed:
 		}
 	}
 }

@@ -62,3 +62,10 @@ func (h *Hysteresis) Observe(ok bool) (s Status, changed bool) {
 
 // Status returns the current status.
 func (h *Hysteresis) Status() Status { return h.status }
+
+// Settling reports whether a failure streak is under way that has not yet
+// reached fall: the last result failed and the status is not Down. This is
+// when a monitor re-checks at its fast interval, so that fall failures in a
+// row cost (fall-1) fast intervals instead of (fall-1) intervals. It changes
+// no count: whether the status changes still depends only on the results.
+func (h *Hysteresis) Settling() bool { return h.failRun > 0 && h.status != Down }

@@ -103,3 +103,21 @@ func TestHysteresisProperty(t *testing.T) {
 		}
 	})
 }
+
+// Settling is true exactly while a failure streak has not reached fall.
+func TestHysteresisSettling(t *testing.T) {
+	h := NewHysteresis(2, 3)
+	for i, step := range []struct {
+		ok   bool
+		want bool
+	}{
+		{false, true}, {false, true}, {false, false}, // unknown → down: settled at fall
+		{false, false}, {true, false}, {true, false}, // down stays settled; rise at the normal pace
+		{false, true}, {true, false}, {false, true}, {false, true}, {false, false},
+	} {
+		h.Observe(step.ok)
+		if got := h.Settling(); got != step.want {
+			t.Errorf("step %d (ok=%v, %v): Settling() = %v, want %v", i, step.ok, h.Status(), got, step.want)
+		}
+	}
+}

@@ -11,16 +11,28 @@ import (
 
 // Config times the local checks. Zero fields take the defaults of DESIGN.md §5.
 type Config struct {
-	Interval time.Duration // between rounds; default 1s
-	Timeout  time.Duration // per check; default 500ms
-	Rise     int           // consecutive good rounds to become Up; default 2
-	Fall     int           // consecutive bad rounds to become Down; default 3
+	Interval time.Duration // between rounds while the status is settled; default 1s
+	// FastInterval is between rounds while a failure streak has not yet
+	// reached Fall (HAProxy's fastinter): a failing proxy is declared down
+	// after (Fall-1) fast intervals instead of (Fall-1) intervals. Rise is
+	// not hurried: passes are counted at Interval. Default 200ms; never
+	// longer than Interval.
+	FastInterval time.Duration
+	Timeout      time.Duration // per check; default 500ms
+	Rise         int           // consecutive good rounds to become Up; default 2
+	Fall         int           // consecutive bad rounds to become Down; default 3
 }
 
 func (c Config) withDefaults() Config {
 	if c.Interval <= 0 {
 		c.Interval = time.Second
 	}
+	if c.FastInterval <= 0 {
+		c.FastInterval = 200 * time.Millisecond
+	}
+	// A "fast" interval longer than the interval would slow failure
+	// detection down (e.g. the 100 ms interval of tests).
+	c.FastInterval = min(c.FastInterval, c.Interval)
 	if c.Timeout <= 0 {
 		c.Timeout = 500 * time.Millisecond
 	}
@@ -33,19 +45,21 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Monitor runs the local checks every Interval and keeps their hysteresis.
-// A round passes only when every check passes.
+// Monitor runs the local checks every Interval (every FastInterval while a
+// failure streak is under way) and keeps their hysteresis. A round passes
+// only when every check passes.
 type Monitor struct {
 	cfg     Config
 	checks  []Checker
 	logger  hclog.Logger
 	observe func(time.Duration, error)
-	changed chan struct{}
+	clock   clock
 
 	mu      sync.Mutex
 	hyst    *Hysteresis
 	lastErr error
 	rounds  uint64
+	subs    []chan struct{} // subs[0] is Changed()
 }
 
 // NewMonitor returns a Monitor in status Unknown. observe, if not nil, is
@@ -61,48 +75,70 @@ func NewMonitor(cfg Config, checks []Checker, logger hclog.Logger, observe func(
 		checks:  checks,
 		logger:  logger,
 		observe: observe,
-		changed: make(chan struct{}, 1),
+		clock:   realClock{},
 		hyst:    NewHysteresis(cfg.Rise, cfg.Fall),
+		subs:    []chan struct{}{make(chan struct{}, 1)},
 	}
 }
 
-// Run checks at once, then every Interval, until ctx ends; it returns ctx.Err().
+// Run checks at once, then again Interval after the start of each round
+// (FastInterval while settling, see Config), until ctx ends; it returns
+// ctx.Err(). A round that takes longer than the wait is followed at once.
 func (m *Monitor) Run(ctx context.Context) error {
 	checks := make([]string, len(m.checks))
 	for i, c := range m.checks {
 		checks[i] = c.String()
 	}
 	m.logger.Info("health checks starting", "checks", checks, "interval", m.cfg.Interval,
-		"timeout", m.cfg.Timeout, "rise", m.cfg.Rise, "fall", m.cfg.Fall)
-	t := time.NewTicker(m.cfg.Interval)
+		"fast_interval", m.cfg.FastInterval, "timeout", m.cfg.Timeout, "rise", m.cfg.Rise, "fall", m.cfg.Fall)
+	t := m.clock.NewTimer(time.Hour)
 	defer t.Stop()
 	for {
-		m.round(ctx)
+		start := m.clock.Now()
+		next := m.cfg.Interval
+		if m.round(ctx) {
+			next = m.cfg.FastInterval
+		}
+		t.Reset(max(0, next-m.clock.Now().Sub(start)))
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-t.C:
+		case <-t.C():
 		}
 	}
 }
 
-func (m *Monitor) round(ctx context.Context) {
+// round runs the checks once and records the result; it reports whether
+// the next round is due at the fast interval.
+func (m *Monitor) round(ctx context.Context) (settling bool) {
 	start := time.Now()
 	err := RunAll(ctx, m.checks, m.cfg.Timeout)
 	d := time.Since(start)
 	if ctx.Err() != nil {
 		// Shutting down: a check cut short says nothing about the proxy.
-		return
+		return false
 	}
 
 	m.mu.Lock()
 	prev := m.hyst.Status()
 	s, changed := m.hyst.Observe(err == nil)
+	settling = m.hyst.Settling()
 	prevErr := m.lastErr
 	m.lastErr = err
 	m.rounds++
+	subs := m.subs
 	m.mu.Unlock()
 
+	// Signal first: the election reacts to a change at once; logs and
+	// metrics can wait a few microseconds.
+	if changed {
+		for _, c := range subs {
+			select {
+			case c <- struct{}{}:
+			default:
+			}
+		}
+	}
 	if m.observe != nil {
 		m.observe(d, err)
 	}
@@ -118,12 +154,7 @@ func (m *Monitor) round(ctx context.Context) {
 	default:
 		m.logger.Trace("health round", "status", s, "duration", d, "error", err)
 	}
-	if changed {
-		select {
-		case m.changed <- struct{}{}:
-		default:
-		}
-	}
+	return settling
 }
 
 // RunAll runs checks concurrently, each bounded by timeout, and joins their
@@ -159,4 +190,36 @@ func (m *Monitor) LastError() error {
 // Changed receives a value (buffered 1, never blocking the monitor) after the
 // status changed, so a consumer can react at once instead of on its next tick.
 // Read Status after receiving; several changes may coalesce into one signal.
-func (m *Monitor) Changed() <-chan struct{} { return m.changed }
+// A signal reaches one receiver only: every other consumer must Subscribe.
+func (m *Monitor) Changed() <-chan struct{} { return m.subs[0] }
+
+// Subscribe returns a channel of its own that, like Changed, receives a
+// value after each status change. Call it before Run.
+func (m *Monitor) Subscribe() <-chan struct{} {
+	c := make(chan struct{}, 1)
+	m.mu.Lock()
+	m.subs = append(m.subs[:len(m.subs):len(m.subs)], c)
+	m.mu.Unlock()
+	return c
+}
+
+// clock is the time source of Run; tests replace it to step through rounds.
+type clock interface {
+	Now() time.Time
+	NewTimer(d time.Duration) timer
+}
+
+type timer interface {
+	C() <-chan time.Time
+	Reset(d time.Duration) bool
+	Stop() bool
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                 { return time.Now() }
+func (realClock) NewTimer(d time.Duration) timer { return realTimer{time.NewTimer(d)} }
+
+type realTimer struct{ *time.Timer }
+
+func (t realTimer) C() <-chan time.Time { return t.Timer.C }

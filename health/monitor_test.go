@@ -126,9 +126,13 @@ func TestMonitorTimeout(t *testing.T) {
 
 func TestConfigDefaults(t *testing.T) {
 	got := Config{}.withDefaults()
-	want := Config{Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 3}
+	want := Config{Interval: time.Second, FastInterval: 200 * time.Millisecond, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 3}
 	if got != want {
 		t.Errorf("defaults %+v, want %+v (DESIGN.md §5)", got, want)
+	}
+	// A fast interval is never slower than the interval.
+	if got := (Config{Interval: 100 * time.Millisecond}).withDefaults().FastInterval; got != 100*time.Millisecond {
+		t.Errorf("fast interval with a 100ms interval = %v, want 100ms", got)
 	}
 }
 
