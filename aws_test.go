@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/hashicorp/go-hclog"
 )
 
 // TestSDKCallsCarryAppID: every EC2 call's User-Agent names eipd and its
@@ -36,7 +37,7 @@ func TestSDKCallsCarryAppID(t *testing.T) {
 	} {
 		t.Setenv(k, v)
 	}
-	cfg, _, err := loadAWS(context.Background())
+	cfg, _, err := loadAWS(context.Background(), hclog.NewNullLogger())
 	if err != nil {
 		t.Fatal(err)
 	}

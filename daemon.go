@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -28,20 +29,14 @@ import (
 // call cannot wedge the loop for longer than the watchdog allows.
 const callTimeout = 5 * time.Second
 
-func newLogger(level, format string, w io.Writer) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{
-		Name: "eipd", Level: hclog.LevelFromString(level), Output: w,
-		JSONFormat: format == "json", TimeFormat: "2006-01-02T15:04:05.000Z07:00",
-	})
-}
-
 // loadAWS builds the SDK config and the IMDS client from the standard
 // chain: AWS_ENDPOINT_URL_EC2, AWS_EC2_METADATA_SERVICE_ENDPOINT, the
 // default credential chain (instance profile through IMDS in production).
 // The app ID puts "app/eipd-<version>" (the SDK turns / into -) in every request's User-Agent, so
 // eipd's calls are recognisable in CloudTrail (userAgent field).
-func loadAWS(ctx context.Context) (aws.Config, *imds.Client, error) {
-	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithAppID(appID()))
+// The SDK's own log lines go to log.
+func loadAWS(ctx context.Context, log hclog.Logger) (aws.Config, *imds.Client, error) {
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithAppID(appID()), awsconfig.WithLogger(sdkLogger{log}))
 	if err != nil {
 		return aws.Config{}, nil, fmt.Errorf("load AWS configuration: %w", err)
 	}
@@ -92,12 +87,74 @@ func identify(ctx context.Context, md *eip.Metadata, view *daemonView, log hclog
 func cmdRun(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	cfg, err := parseRunConfig("run", args, getenv, stderr)
 	if err != nil {
-		return err
+		format := getenv(envName("log-format"))
+		if cfg != nil {
+			format = cfg.LogFormat
+		}
+		if format != "json" || errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		// Even a bad configuration is reported as JSON when JSON was asked
+		// for: a log pipeline must not choke on the one line that matters.
+		logFatal(newLogger("info", format, stderr), "invalid configuration", err)
+		return loggedError{err}
 	}
 	log := newLogger(cfg.LogLevel, cfg.LogFormat, stderr)
-	log.Info("starting", "version", version, "revision", revision, "config", fmt.Sprintf("%+v", *cfg))
+	if err := runDaemon(ctx, cfg, getenv, log); err != nil {
+		if cfg.LogFormat != "json" {
+			return err
+		}
+		logFatal(log, "exiting on error", err)
+		return loggedError{err}
+	}
+	return nil
+}
 
-	awsCfg, imdsClient, err := loadAWS(ctx)
+// logFatal logs the error that ends the daemon; a configuration error
+// lists its problems one per array element.
+func logFatal(log hclog.Logger, msg string, err error) {
+	var ce configError
+	if errors.As(err, &ce) {
+		problems := make([]string, len(ce))
+		for i, p := range ce {
+			problems[i] = p.Error()
+		}
+		log.Error(msg, "problems", problems)
+		return
+	}
+	log.Error(msg, "error", err)
+}
+
+// configFields is the effective configuration as log arguments, one per
+// flag under the flag's name with _ for -.
+func configFields(c *Config) []any {
+	out := make([]any, 0, 2*len(runFlags))
+	for _, f := range runFlags {
+		var v any
+		switch p := f.bind(c).(type) {
+		case *string:
+			v = *p
+		case *[]string:
+			v = append([]string{}, *p...)
+		case *time.Duration:
+			v = *p
+		case *int:
+			v = *p
+		case *float64:
+			v = *p
+		case *bool:
+			v = *p
+		}
+		out = append(out, strings.ReplaceAll(f.name, "-", "_"), v)
+	}
+	return out
+}
+
+// runDaemon is eipd run with a valid configuration.
+func runDaemon(ctx context.Context, cfg *Config, getenv func(string) string, log hclog.Logger) error {
+	log.Info("starting", append([]any{"version", version, "revision", revision}, configFields(cfg)...)...)
+
+	awsCfg, imdsClient, err := loadAWS(ctx, log.Named("aws"))
 	if err != nil {
 		return err
 	}
@@ -170,7 +227,7 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stde
 	// The identity is logged once here rather than on every line: eip logs
 	// instance_id for the instance an action concerns (a target, a holder).
 	log.Info("identity", "instance_id", self.InstanceID, "region", awsCfg.Region, "az", self.AvailabilityZone,
-		"eni", self.NetworkInterfaceID, "private_ip", self.PrivateIP)
+		"network_interface_id", self.NetworkInterfaceID, "private_ip", self.PrivateIP)
 
 	cloud := eip.New(eip.Config{Group: cfg.Group, DryRun: cfg.DryRun, Rate: cfg.APIRate, Burst: cfg.APIBurst},
 		ec2.NewFromConfig(awsCfg, eip.GuardRequestBody), log.Named("eip"), m)

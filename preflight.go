@@ -37,7 +37,7 @@ func cmdPreflight(ctx context.Context, args []string, getenv func(string) string
 		return fmt.Errorf("%d check(s) failed", failed)
 	}
 	log := hclog.NewNullLogger()
-	awsCfg, imdsClient, err := loadAWS(ctx)
+	awsCfg, imdsClient, err := loadAWS(ctx, log)
 	if !report(err, "AWS SDK configuration", "fix the AWS configuration (AWS_* variables, ~/.aws/config)") {
 		return fmt.Errorf("%d check(s) failed", failed)
 	}

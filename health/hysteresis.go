@@ -21,6 +21,10 @@ func (s Status) String() string {
 	}
 }
 
+// MarshalText writes the status as its word ("up"), so JSON logs and
+// documents say what text mode says rather than an integer.
+func (s Status) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
 // Hysteresis turns single check results into a Status: rise consecutive
 // successes make it Up, fall consecutive failures make it Down, anything
 // shorter changes nothing. It starts Unknown, so a daemon that just started

@@ -144,9 +144,9 @@ func (m *Monitor) round(ctx context.Context) (settling bool) {
 	}
 	switch {
 	case changed && s == Down:
-		m.logger.Warn("health changed", "from", prev, "to", s, "error", err)
+		m.logger.Warn("health changed", "previous_status", prev, "status", s, "error", err)
 	case changed:
-		m.logger.Info("health changed", "from", prev, "to", s)
+		m.logger.Info("health changed", "previous_status", prev, "status", s)
 	case err != nil && (prevErr == nil || prevErr.Error() != err.Error()):
 		// First failure of a streak, or a different one: worth a line, but
 		// not at Info on every tick.
