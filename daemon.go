@@ -229,7 +229,11 @@ func runDaemon(ctx context.Context, cfg *Config, getenv func(string) string, log
 	log.Info("identity", "instance_id", self.InstanceID, "region", awsCfg.Region, "az", self.AvailabilityZone,
 		"network_interface_id", self.NetworkInterfaceID, "private_ip", self.PrivateIP)
 
-	cloud := eip.New(eip.Config{Group: cfg.Group, DryRun: cfg.DryRun, Rate: cfg.APIRate, Burst: cfg.APIBurst},
+	now, err := testClock(getenv, log)
+	if err != nil {
+		return err
+	}
+	cloud := eip.New(eip.Config{Group: cfg.Group, DryRun: cfg.DryRun, Rate: cfg.APIRate, Burst: cfg.APIBurst, Now: now},
 		ec2.NewFromConfig(awsCfg, eip.GuardRequestBody), log.Named("eip"), m)
 
 	_, portStr, _ := net.SplitHostPort(cfg.Listen)
@@ -243,6 +247,7 @@ func runDaemon(ctx context.Context, cfg *Config, getenv func(string) string, log
 		},
 		AllocationIDs: cfg.AllocationIDs, ProbeFall: cfg.ProbeFall, ProbeTimeout: cfg.HealthTimeout,
 		LifecyclePoll: cfg.LifecyclePoll, StopTimeout: cfg.StopTimeout, CallTimeout: callTimeout, DryRun: cfg.DryRun,
+		Now: now,
 	}, self, cloud, md, monitor, prober, m, log.Named("leader"))
 
 	goOwned("health gauge", func(c context.Context) error { return followHealth(c, monitor, m) })
@@ -260,6 +265,23 @@ func runDaemon(ctx context.Context, cfg *Config, getenv func(string) string, log
 	wg.Wait()
 	log.Info("stopped")
 	return loopErr
+}
+
+// testClock returns the daemon's clock: time.Now, shifted by
+// EIPD_TEST_CLOCK_OFFSET (a Go duration) when set. It exists so end-to-end
+// tests can run a member with a skewed clock; the shift keeps the monotonic
+// reading, as the lease rules need. Never set it in production.
+func testClock(getenv func(string) string, log hclog.Logger) (func() time.Time, error) {
+	v := getenv("EIPD_TEST_CLOCK_OFFSET")
+	if v == "" {
+		return time.Now, nil
+	}
+	off, err := time.ParseDuration(v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: EIPD_TEST_CLOCK_OFFSET=%q: want a Go duration such as 3s or -10m", errUsage, v)
+	}
+	log.Warn("test clock offset in effect: this daemon's wall clock is shifted", "offset", off.String())
+	return func() time.Time { return time.Now().Add(off) }, nil
 }
 
 // followHealth mirrors the monitor's status into eipd_health_up and

@@ -92,7 +92,7 @@ func cmdPreflight(ctx context.Context, args []string, getenv func(string) string
 
 	for _, a := range addrs {
 		lease := eip.Lease{Holder: self.InstanceID, Term: a.Lease.Term + 1, Renewed: time.Now()}
-		_, err := dry.Claim(cctx, a, self, lease)
+		_, err := dry.Claim(cctx, a, self, "", lease)
 		report(err, "may associate, disassociate and tag "+a.AllocationID+" (DryRun)",
 			"grant ec2:AssociateAddress, ec2:DisassociateAddress and ec2:CreateTags on "+a.AllocationID+" and this instance's ENI (deploy/iam/eipd-policy.json)")
 	}

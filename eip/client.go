@@ -24,6 +24,9 @@ type Config struct {
 	// (default 5); Burst its bucket size (default 10).
 	Rate  float64
 	Burst int
+	// Now stamps leases (eipd:renewed when a move is confirmed); nil =
+	// time.Now. Tests shift it to run a daemon with a skewed clock.
+	Now func() time.Time
 }
 
 // membersPageSize is the DescribeInstances page size: the largest EC2 allows,
@@ -54,6 +57,9 @@ func New(cfg Config, api EC2API, logger hclog.Logger, obs Observer) *Client {
 	}
 	if cfg.Burst <= 0 {
 		cfg.Burst = 10
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	return &Client{
 		cfg:     cfg,
@@ -91,15 +97,21 @@ func (c *Client) call(ctx context.Context, op string, fn func(context.Context) e
 }
 
 // Addresses describes the given allocations in one DescribeAddresses call.
+// It filters on allocation-id rather than naming the IDs: EC2 fails the
+// whole call with InvalidAllocationID.NotFound when one named ID no longer
+// exists, while a filter simply leaves it out, so one released EIP cannot
+// blind the daemon to the others. The caller sees a missing ID as gone.
 func (c *Client) Addresses(ctx context.Context, allocationIDs []string) ([]Address, error) {
 	if len(allocationIDs) == 0 {
-		// An empty list would describe every address of the account.
+		// An empty filter would describe every address of the account.
 		return nil, nil
 	}
 	var out *ec2.DescribeAddressesOutput
 	err := c.call(ctx, OpDescribeAddresses, func(ctx context.Context) error {
 		var err error
-		out, err = c.api.DescribeAddresses(ctx, &ec2.DescribeAddressesInput{AllocationIds: allocationIDs})
+		out, err = c.api.DescribeAddresses(ctx, &ec2.DescribeAddressesInput{
+			Filters: []types.Filter{{Name: aws.String("allocation-id"), Values: allocationIDs}},
+		})
 		return err
 	})
 	if err != nil {
@@ -209,9 +221,21 @@ func (c *Client) instance(inst types.Instance) Instance {
 		out.NetworkInterfaceID = aws.ToString(eni.NetworkInterfaceId)
 		out.PrivateIP = aws.ToString(eni.PrivateIpAddress)
 		for _, p := range eni.PrivateIpAddresses {
-			if aws.ToBool(p.Primary) {
-				out.PrivateIP = aws.ToString(p.PrivateIpAddress)
+			ip := PrivateIP{Address: aws.ToString(p.PrivateIpAddress), Primary: aws.ToBool(p.Primary)}
+			if p.Association != nil && aws.ToString(p.Association.IpOwnerId) != "amazon" {
+				ip.PublicIP = aws.ToString(p.Association.PublicIp)
 			}
+			if ip.Address == "" {
+				continue
+			}
+			if ip.Primary {
+				out.PrivateIP = ip.Address
+				// Primary first: it is the default slot and the one
+				// peers probe.
+				out.PrivateIPs = append([]PrivateIP{ip}, out.PrivateIPs...)
+				continue
+			}
+			out.PrivateIPs = append(out.PrivateIPs, ip)
 		}
 		break
 	}
@@ -261,14 +285,49 @@ func checkLease(l Lease) error {
 	return nil
 }
 
-// Renew writes the lease (holder, term, renewed) on the allocation in one
+// Renew stamps eipd:holder and eipd:renewed on every given allocation in
+// one CreateTags call (it accepts many resources), so a holder of k EIPs
+// makes one write per renewal, not k. It does not write the term: a
+// renewal only says "still here", and a term is written only with a move
+// (WriteLease), so a late renewal can never roll a term back.
+func (c *Client) Renew(ctx context.Context, allocationIDs []string, holder string, at time.Time) error {
+	if len(allocationIDs) == 0 {
+		return nil
+	}
+	if holder == "" {
+		return fmt.Errorf("renew leases of %v: no holder: %w", allocationIDs, ErrInvalidRequest)
+	}
+	err := c.call(ctx, OpCreateTags, func(ctx context.Context) error {
+		_, err := c.api.CreateTags(ctx, &ec2.CreateTagsInput{
+			Resources: allocationIDs,
+			Tags: []types.Tag{
+				{Key: aws.String(TagHolder), Value: aws.String(holder)},
+				{Key: aws.String(TagRenewed), Value: aws.String(at.UTC().Format(RenewedLayout))},
+			},
+			DryRun: c.dryRunFlag(),
+		})
+		return err
+	})
+	if c.dryRun(err) {
+		c.log.Debug("dry-run: would renew leases", "allocation_ids", allocationIDs, "instance_id", holder)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("renew leases of %v for %s: %w", allocationIDs, holder, err)
+	}
+	c.log.Trace("renewed leases", "allocation_ids", allocationIDs, "instance_id", holder)
+	return nil
+}
+
+// WriteLease writes a whole lease (holder, term, renewed, and the move's
+// reason, decision time and origin when set) on one allocation in one
 // CreateTags call. A zero Renewed is written as now.
-func (c *Client) Renew(ctx context.Context, allocationID string, lease Lease) error {
+func (c *Client) WriteLease(ctx context.Context, allocationID string, lease Lease) error {
 	if err := checkLease(lease); err != nil {
-		return fmt.Errorf("renew lease of %s: %w", allocationID, err)
+		return fmt.Errorf("write lease of %s: %w", allocationID, err)
 	}
 	if lease.Renewed.IsZero() {
-		lease.Renewed = time.Now()
+		lease.Renewed = c.cfg.Now()
 	}
 	err := c.call(ctx, OpCreateTags, func(ctx context.Context) error {
 		_, err := c.api.CreateTags(ctx, &ec2.CreateTagsInput{
@@ -279,29 +338,33 @@ func (c *Client) Renew(ctx context.Context, allocationID string, lease Lease) er
 		return err
 	})
 	if c.dryRun(err) {
-		c.log.Debug("dry-run: would renew lease", "allocation_id", allocationID, "instance_id", lease.Holder, "term", lease.Term)
+		c.log.Debug("dry-run: would write lease", "allocation_id", allocationID, "instance_id", lease.Holder, "term", lease.Term)
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("renew lease of %s for %s term %d: %w", allocationID, lease.Holder, lease.Term, err)
+		return fmt.Errorf("write lease of %s for %s term %d: %w", allocationID, lease.Holder, lease.Term, err)
 	}
-	c.log.Debug("renewed lease", "allocation_id", allocationID, "instance_id", lease.Holder, "term", lease.Term)
+	c.log.Debug("wrote lease", "allocation_id", allocationID, "instance_id", lease.Holder, "term", lease.Term)
 	return nil
 }
 
-// Claim takes the address for self. The observed association is the fence:
-// if the address was associated, it is disassociated by exactly the observed
-// association ID (ErrStaleAssociation when someone moved it since), then
-// associated to self's ENI and private IP with AllowReassociation=false
-// (ErrAlreadyAssociated when someone else got there first), then the lease is
-// written.
+// Claim takes the address for self, on privateIP of self's primary ENI
+// (a free slot: EC2 silently knocks off an EIP already on that private IP).
+// The observed association is the fence: if the address was associated, it
+// is disassociated by exactly the observed association ID
+// (ErrStaleAssociation when someone moved it since), then associated with
+// AllowReassociation=false (ErrAlreadyAssociated when someone else got there
+// first), then the lease is written.
 //
 // A non-empty association ID with an error means the address is now
 // associated to self but the lease tags were not written. In dry-run mode it
 // returns "" and nil when every call would have succeeded.
-func (c *Client) Claim(ctx context.Context, observed Address, self Identity, lease Lease) (string, error) {
+func (c *Client) Claim(ctx context.Context, observed Address, self Identity, privateIP string, lease Lease) (string, error) {
 	alloc := observed.AllocationID
-	if self.NetworkInterfaceID == "" || self.PrivateIP == "" {
+	if privateIP == "" {
+		privateIP = self.PrivateIP
+	}
+	if self.NetworkInterfaceID == "" || privateIP == "" {
 		return "", fmt.Errorf("claim %s: own network interface or private IP unknown: %w", alloc, ErrInvalidRequest)
 	}
 	if err := checkLease(lease); err != nil {
@@ -324,16 +387,19 @@ func (c *Client) Claim(ctx context.Context, observed Address, self Identity, lea
 			c.log.Info("disassociated address", "allocation_id", alloc, "association_id", observed.AssociationID, "public_ip", observed.PublicIP, "instance_id", observed.InstanceID)
 		}
 	}
-	assoc, err := c.associate(ctx, observed, self.NetworkInterfaceID, self.PrivateIP, false)
+	assoc, err := c.associate(ctx, observed, self.NetworkInterfaceID, privateIP, false)
 	if c.dryRun(err) {
-		c.log.Info("dry-run: would associate", "allocation_id", alloc, "public_ip", observed.PublicIP, "instance_id", self.InstanceID, "network_interface_id", self.NetworkInterfaceID, "term", lease.Term)
+		c.log.Info("dry-run: would associate", "allocation_id", alloc, "public_ip", observed.PublicIP, "instance_id", self.InstanceID, "network_interface_id", self.NetworkInterfaceID, "private_ip", privateIP, "term", lease.Term)
 	} else if err != nil {
-		return "", fmt.Errorf("claim %s: associate to %s (%s): %w", alloc, self.NetworkInterfaceID, self.PrivateIP, err)
+		return "", fmt.Errorf("claim %s: associate to %s (%s): %w", alloc, self.NetworkInterfaceID, privateIP, err)
 	} else {
-		c.log.Info("claimed address", "allocation_id", alloc, "association_id", assoc, "public_ip", observed.PublicIP, "instance_id", self.InstanceID, "term", lease.Term)
+		c.log.Info("claimed address", "allocation_id", alloc, "association_id", assoc, "public_ip", observed.PublicIP, "instance_id", self.InstanceID, "private_ip", privateIP, "term", lease.Term)
 	}
-	lease.Renewed = time.Now() // when the association was confirmed
-	if err := c.Renew(ctx, alloc, lease); err != nil {
+	lease.Renewed = c.cfg.Now() // when the association was confirmed
+	if err := c.WriteLease(ctx, alloc, lease); err != nil {
+		if c.cfg.DryRun {
+			return "", fmt.Errorf("claim %s: the association would succeed but the lease could not be written: %w", alloc, err)
+		}
 		return assoc, fmt.Errorf("claim %s: associated as %s but lease not written: %w", alloc, assoc, err)
 	}
 	if c.cfg.DryRun {
@@ -342,13 +408,16 @@ func (c *Client) Claim(ctx context.Context, observed Address, self Identity, lea
 	return assoc, nil
 }
 
-// Handoff moves the address it holds to target's ENI and private IP
-// (AllowReassociation=true: it owns the address), then writes the lease, whose
-// holder must be the target. A non-empty association ID with an error means
-// the move happened but the lease tags were not written.
-func (c *Client) Handoff(ctx context.Context, addr Address, target Instance, lease Lease) (string, error) {
+// Handoff moves the address it holds to privateIP (a free slot) of target's
+// primary ENI (AllowReassociation=true: it owns the address), then writes
+// the lease, whose holder must be the target. A non-empty association ID
+// with an error means the move happened but the lease tags were not written.
+func (c *Client) Handoff(ctx context.Context, addr Address, target Instance, privateIP string, lease Lease) (string, error) {
 	alloc := addr.AllocationID
-	if target.NetworkInterfaceID == "" || target.PrivateIP == "" {
+	if privateIP == "" {
+		privateIP = target.PrivateIP
+	}
+	if target.NetworkInterfaceID == "" || privateIP == "" {
 		return "", fmt.Errorf("hand off %s to %s: target network interface or private IP unknown: %w", alloc, target.InstanceID, ErrInvalidRequest)
 	}
 	if lease.Holder == "" {
@@ -360,18 +429,21 @@ func (c *Client) Handoff(ctx context.Context, addr Address, target Instance, lea
 	if err := checkLease(lease); err != nil {
 		return "", fmt.Errorf("hand off %s to %s: %w", alloc, target.InstanceID, err)
 	}
-	assoc, err := c.associate(ctx, addr, target.NetworkInterfaceID, target.PrivateIP, true)
+	assoc, err := c.associate(ctx, addr, target.NetworkInterfaceID, privateIP, true)
 	if c.dryRun(err) {
-		c.log.Info("dry-run: would hand off", "allocation_id", alloc, "public_ip", addr.PublicIP, "instance_id", target.InstanceID, "network_interface_id", target.NetworkInterfaceID, "term", lease.Term)
+		c.log.Info("dry-run: would hand off", "allocation_id", alloc, "public_ip", addr.PublicIP, "instance_id", target.InstanceID, "network_interface_id", target.NetworkInterfaceID, "private_ip", privateIP, "term", lease.Term)
 	} else if err != nil {
-		return "", fmt.Errorf("hand off %s to %s (%s): %w", alloc, target.InstanceID, target.NetworkInterfaceID, err)
+		return "", fmt.Errorf("hand off %s to %s (%s, %s): %w", alloc, target.InstanceID, target.NetworkInterfaceID, privateIP, err)
 	} else {
-		c.log.Info("handed off address", "allocation_id", alloc, "association_id", assoc, "public_ip", addr.PublicIP, "instance_id", target.InstanceID, "term", lease.Term)
+		c.log.Info("handed off address", "allocation_id", alloc, "association_id", assoc, "public_ip", addr.PublicIP, "instance_id", target.InstanceID, "private_ip", privateIP, "term", lease.Term)
 	}
 	// renewed is when the association was confirmed, so renewed − decided
 	// is the move's duration for whoever reads the lease (the new holder).
-	lease.Renewed = time.Now()
-	if err := c.Renew(ctx, alloc, lease); err != nil {
+	lease.Renewed = c.cfg.Now()
+	if err := c.WriteLease(ctx, alloc, lease); err != nil {
+		if c.cfg.DryRun {
+			return "", fmt.Errorf("hand off %s to %s: the association would succeed but the lease could not be written: %w", alloc, target.InstanceID, err)
+		}
 		return assoc, fmt.Errorf("hand off %s to %s: associated as %s but lease not written: %w", alloc, target.InstanceID, assoc, err)
 	}
 	if c.cfg.DryRun {

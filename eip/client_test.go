@@ -41,7 +41,7 @@ func TestClaimFenceOrder(t *testing.T) {
 	lease := Lease{Holder: "i-self", Term: 8, Renewed: renewedAt, Reason: "takeover-stale", Decided: renewedAt}
 
 	start := time.Now()
-	assoc, err := c.Claim(context.Background(), observed, self, lease)
+	assoc, err := c.Claim(context.Background(), observed, self, "", lease)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestClaimFenceOrder(t *testing.T) {
 func TestClaimUnassociatedSkipsDisassociate(t *testing.T) {
 	f := &fakeEC2{}
 	c, _ := newTestClient(f, Config{})
-	_, err := c.Claim(context.Background(), Address{AllocationID: "eipalloc-1"}, self, Lease{Holder: "i-self", Term: 1, Renewed: renewedAt})
+	_, err := c.Claim(context.Background(), Address{AllocationID: "eipalloc-1"}, self, "", Lease{Holder: "i-self", Term: 1, Renewed: renewedAt})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestClaimLosesRace(t *testing.T) {
 			return nil, apiErr("InvalidAssociationID.NotFound")
 		}}
 		c, obs := newTestClient(f, Config{})
-		assoc, err := c.Claim(context.Background(), observed, self, lease)
+		assoc, err := c.Claim(context.Background(), observed, self, "", lease)
 		assertKind(t, err, ErrStaleAssociation)
 		if assoc != "" || !strings.Contains(err.Error(), "eipassoc-old") || !strings.Contains(err.Error(), "eipalloc-1") {
 			t.Errorf("assoc %q err %q", assoc, err)
@@ -107,7 +107,7 @@ func TestClaimLosesRace(t *testing.T) {
 			return nil, apiErr("Resource.AlreadyAssociated")
 		}}
 		c, _ := newTestClient(f, Config{})
-		_, err := c.Claim(context.Background(), observed, self, lease)
+		_, err := c.Claim(context.Background(), observed, self, "", lease)
 		assertKind(t, err, ErrAlreadyAssociated)
 		if got := f.ops(); !reflect.DeepEqual(got, []string{OpDisassociateAddress, OpAssociateAddress}) {
 			t.Errorf("calls after losing: %v", got)
@@ -118,7 +118,7 @@ func TestClaimLosesRace(t *testing.T) {
 			return nil, apiErr("InternalError")
 		}}
 		c, _ := newTestClient(f, Config{})
-		assoc, err := c.Claim(context.Background(), observed, self, lease)
+		assoc, err := c.Claim(context.Background(), observed, self, "", lease)
 		assertKind(t, err, ErrUnavailable)
 		if assoc != "eipassoc-new" {
 			t.Errorf("association %q: should report the association made", assoc)
@@ -131,9 +131,9 @@ func TestClaimRefusesWithoutENI(t *testing.T) {
 	c, _ := newTestClient(f, Config{})
 	noENI := self
 	noENI.NetworkInterfaceID = ""
-	_, err := c.Claim(context.Background(), Address{AllocationID: "eipalloc-1"}, noENI, Lease{Term: 1})
+	_, err := c.Claim(context.Background(), Address{AllocationID: "eipalloc-1"}, noENI, "", Lease{Term: 1})
 	assertKind(t, err, ErrInvalidRequest)
-	_, err = c.Claim(context.Background(), Address{AllocationID: "eipalloc-1"}, self, Lease{Term: -1})
+	_, err = c.Claim(context.Background(), Address{AllocationID: "eipalloc-1"}, self, "", Lease{Term: -1})
 	assertKind(t, err, ErrInvalidRequest)
 	if len(f.ops()) != 0 {
 		t.Fatalf("calls sent: %v", f.ops())
@@ -147,7 +147,7 @@ func TestHandoff(t *testing.T) {
 	target := Instance{InstanceID: "i-target", State: "running", NetworkInterfaceID: "eni-target", PrivateIP: "10.0.1.7"}
 	lease := Lease{Holder: "i-target", Term: 4, Renewed: renewedAt, Reason: "handoff-unhealthy", Decided: renewedAt}
 	start := time.Now()
-	assoc, err := c.Handoff(context.Background(), addr, target, lease)
+	assoc, err := c.Handoff(context.Background(), addr, target, "", lease)
 	if err != nil || assoc != "eipassoc-new" {
 		t.Fatalf("assoc %q err %v", assoc, err)
 	}
@@ -164,9 +164,9 @@ func TestHandoff(t *testing.T) {
 	// The lease must name the target.
 	f2 := &fakeEC2{}
 	c2, _ := newTestClient(f2, Config{})
-	_, err = c2.Handoff(context.Background(), addr, target, Lease{Holder: "i-other", Term: 4})
+	_, err = c2.Handoff(context.Background(), addr, target, "", Lease{Holder: "i-other", Term: 4})
 	assertKind(t, err, ErrInvalidRequest)
-	_, err = c2.Handoff(context.Background(), addr, Instance{InstanceID: "i-noeni"}, lease)
+	_, err = c2.Handoff(context.Background(), addr, Instance{InstanceID: "i-noeni"}, "", lease)
 	assertKind(t, err, ErrInvalidRequest)
 	if len(f2.ops()) != 0 {
 		t.Fatalf("calls sent for invalid handoffs: %v", f2.ops())
@@ -204,17 +204,20 @@ func checkLeaseTags(t *testing.T, in *ec2.CreateTagsInput, alloc string, lease L
 	if !lease.Decided.IsZero() {
 		want[TagDecided] = lease.Decided.UTC().Format(RenewedLayout)
 	}
+	if lease.Reason != "" {
+		want[TagFrom] = lease.From // written with every move, even empty
+	}
 	if len(in.Tags) != len(want) || !reflect.DeepEqual(got, want) {
 		t.Errorf("CreateTags tags %v, want %v", got, want)
 	}
 }
 
-func TestRenewOneCall(t *testing.T) {
+func TestWriteLeaseOneCall(t *testing.T) {
 	f := &fakeEC2{}
 	c, _ := newTestClient(f, Config{})
 	local := time.FixedZone("X", 3600)
 	lease := Lease{Holder: "i-self", Term: 12, Renewed: renewedAt.In(local)}
-	if err := c.Renew(context.Background(), "eipalloc-9", lease); err != nil {
+	if err := c.WriteLease(context.Background(), "eipalloc-9", lease); err != nil {
 		t.Fatal(err)
 	}
 	if len(f.ops()) != 1 {
@@ -224,6 +227,34 @@ func TestRenewOneCall(t *testing.T) {
 	checkLeaseTags(t, in, "eipalloc-9", lease)
 	if v := tagMap(in.Tags)[TagRenewed]; v != "2026-11-22T02:31:41.123Z" {
 		t.Errorf("renewed written as %q", v)
+	}
+}
+
+// TestRenewBatch: one CreateTags renews every EIP held, and never writes
+// the term, so a late renewal cannot roll a term back.
+func TestRenewBatch(t *testing.T) {
+	f := &fakeEC2{}
+	c, _ := newTestClient(f, Config{})
+	ids := []string{"eipalloc-1", "eipalloc-2", "eipalloc-3"}
+	if err := c.Renew(context.Background(), ids, "i-self", renewedAt); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.ops()) != 1 {
+		t.Fatalf("calls %v, want one CreateTags", f.ops())
+	}
+	in := f.call(0).(*ec2.CreateTagsInput)
+	if !reflect.DeepEqual(in.Resources, ids) {
+		t.Errorf("resources %v", in.Resources)
+	}
+	want := map[string]string{TagHolder: "i-self", TagRenewed: "2026-11-22T02:31:41.123Z"}
+	if got := tagMap(in.Tags); !reflect.DeepEqual(got, want) {
+		t.Errorf("tags %v, want %v (no term)", got, want)
+	}
+	if err := c.Renew(context.Background(), nil, "i-self", renewedAt); err != nil || len(f.ops()) != 1 {
+		t.Errorf("nothing to renew: %v, calls %v", err, f.ops())
+	}
+	if err := c.Renew(context.Background(), ids, "", renewedAt); !errors.Is(err, ErrInvalidRequest) {
+		t.Errorf("no holder: %v", err)
 	}
 }
 
@@ -255,7 +286,10 @@ func TestAddresses(t *testing.T) {
 		t.Fatalf("got %+v\nwant %+v", got, want)
 	}
 	in := f.call(0).(*ec2.DescribeAddressesInput)
-	if !reflect.DeepEqual(in.AllocationIds, []string{"eipalloc-1", "eipalloc-2"}) || len(in.Filters) != 0 {
+	// A filter, not AllocationIds: one released EIP must not fail the
+	// read of the others (InvalidAllocationID.NotFound fails the call).
+	if len(in.AllocationIds) != 0 || len(in.Filters) != 1 || aws.ToString(in.Filters[0].Name) != "allocation-id" ||
+		!reflect.DeepEqual(in.Filters[0].Values, []string{"eipalloc-1", "eipalloc-2"}) {
 		t.Errorf("input %+v", in)
 	}
 	if got[0].Associated() != true || got[1].Associated() {
@@ -455,16 +489,16 @@ func TestDryRun(t *testing.T) {
 	c := New(Config{Group: "g1", DryRun: true, Rate: 1000, Burst: 1000}, f, log, obs)
 	ctx := context.Background()
 	lease := Lease{Holder: "i-self", Term: 1, Renewed: renewedAt}
-	assoc, err := c.Claim(ctx, Address{AllocationID: "eipalloc-1", AssociationID: "eipassoc-old"}, self, lease)
+	assoc, err := c.Claim(ctx, Address{AllocationID: "eipalloc-1", AssociationID: "eipassoc-old"}, self, "", lease)
 	if err != nil || assoc != "" {
 		t.Fatalf("claim: %q %v", assoc, err)
 	}
 	target := Instance{InstanceID: "i-t", NetworkInterfaceID: "eni-t", PrivateIP: "10.0.0.7"}
-	assoc, err = c.Handoff(ctx, Address{AllocationID: "eipalloc-1"}, target, Lease{Holder: "i-t", Term: 2, Renewed: renewedAt})
+	assoc, err = c.Handoff(ctx, Address{AllocationID: "eipalloc-1"}, target, "", Lease{Holder: "i-t", Term: 2, Renewed: renewedAt})
 	if err != nil || assoc != "" {
 		t.Fatalf("handoff: %q %v", assoc, err)
 	}
-	if err := c.Renew(ctx, "eipalloc-1", lease); err != nil {
+	if err := c.Renew(ctx, []string{"eipalloc-1"}, "i-self", renewedAt); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.SetState(ctx, "i-self", StateReady); err != nil {
@@ -488,7 +522,7 @@ func TestDryRun(t *testing.T) {
 	f.createTags = func(*ec2.CreateTagsInput) (*ec2.CreateTagsOutput, error) {
 		return nil, apiErr("UnauthorizedOperation")
 	}
-	err = c.Renew(ctx, "eipalloc-1", lease)
+	err = c.Renew(ctx, []string{"eipalloc-1"}, "i-self", renewedAt)
 	assertKind(t, err, ErrUnauthorized)
 	if !strings.Contains(err.Error(), "ec2:CreateTags") {
 		t.Errorf("error %q does not name the action", err)
@@ -501,7 +535,7 @@ func TestNonDryRunSendsNoDryRunFlag(t *testing.T) {
 		return nil, apiErr("DryRunOperation")
 	}}
 	c, _ := newTestClient(f, Config{})
-	assertKind(t, c.Renew(context.Background(), "eipalloc-1", Lease{Term: 1, Renewed: renewedAt}), ErrDryRun)
+	assertKind(t, c.WriteLease(context.Background(), "eipalloc-1", Lease{Term: 1, Renewed: renewedAt}), ErrDryRun)
 }
 
 func TestThrottlePausesAllCalls(t *testing.T) {

@@ -32,6 +32,7 @@ func ParseLease(tags map[string]string) Lease {
 	// Reason and decided only describe the last move; a bad value there
 	// protects nothing, so it is dropped rather than invalidating the lease.
 	l.Reason = tags[TagReason]
+	l.From = tags[TagFrom]
 	if t, err := time.Parse(time.RFC3339Nano, tags[TagDecided]); err == nil {
 		l.Decided = t.UTC()
 	}
@@ -66,6 +67,11 @@ func leaseTags(l Lease) []types.Tag {
 	}
 	if !l.Decided.IsZero() {
 		tags = append(tags, types.Tag{Key: aws.String(TagDecided), Value: aws.String(l.Decided.UTC().Format(RenewedLayout))})
+	}
+	if l.Reason != "" {
+		// Written with every move, empty when the EIP was unassociated,
+		// so an old value never describes a new move.
+		tags = append(tags, types.Tag{Key: aws.String(TagFrom), Value: aws.String(l.From)})
 	}
 	return tags
 }

@@ -206,7 +206,7 @@ func TestSimClaimRaceAndHandoff(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Millisecond)
 
 	// A claims the unassociated address.
-	assocA, err := a.client.Claim(ctx, addrs[0], self(a), Lease{Holder: a.info.InstanceID, Term: 1, Renewed: now})
+	assocA, err := a.client.Claim(ctx, addrs[0], self(a), "", Lease{Holder: a.info.InstanceID, Term: 1, Renewed: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func TestSimClaimRaceAndHandoff(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			assocs[i], results[i] = n.client.Claim(ctx, observed, ids[i],
+			assocs[i], results[i] = n.client.Claim(ctx, observed, ids[i], "",
 				Lease{Holder: n.info.InstanceID, Term: 2, Renewed: time.Now()})
 		}()
 	}
@@ -264,7 +264,7 @@ func TestSimClaimRaceAndHandoff(t *testing.T) {
 		t.Fatal(err)
 	}
 	target := Instance{InstanceID: a.info.InstanceID, State: "running", NetworkInterfaceID: a.info.ENIID, PrivateIP: a.info.PrivateIP}
-	assoc, err := w.client.Handoff(ctx, got[0], target, Lease{Holder: a.info.InstanceID, Term: 3, Renewed: time.Now()})
+	assoc, err := w.client.Handoff(ctx, got[0], target, "", Lease{Holder: a.info.InstanceID, Term: 3, Renewed: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +274,7 @@ func TestSimClaimRaceAndHandoff(t *testing.T) {
 	}
 
 	// A stale fence: the loser retries with what it saw before: refused.
-	_, err = []simNode{b, c}[loser].client.Claim(ctx, observed, ids[loser], Lease{Holder: "x", Term: 2, Renewed: time.Now()})
+	_, err = []simNode{b, c}[loser].client.Claim(ctx, observed, ids[loser], "", Lease{Holder: "x", Term: 2, Renewed: time.Now()})
 	if !errors.Is(err, ErrStaleAssociation) {
 		t.Fatalf("stale fence: %v", err)
 	}
@@ -295,7 +295,7 @@ func TestSimDryRunAndDenied(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	assoc, err := dry.Claim(ctx, addrs[0], id, Lease{Holder: id.InstanceID, Term: 1, Renewed: time.Now()})
+	assoc, err := dry.Claim(ctx, addrs[0], id, "", Lease{Holder: id.InstanceID, Term: 1, Renewed: time.Now()})
 	if err != nil || assoc != "" {
 		t.Fatalf("dry-run claim: %q %v", assoc, err)
 	}
@@ -305,7 +305,7 @@ func TestSimDryRunAndDenied(t *testing.T) {
 
 	sim.SetFaults(ec2sim.Faults{Deny: []string{"AssociateAddress"}})
 	for _, c := range []*Client{dry, n.client} {
-		_, err = c.Claim(ctx, addrs[0], id, Lease{Holder: id.InstanceID, Term: 1, Renewed: time.Now()})
+		_, err = c.Claim(ctx, addrs[0], id, "", Lease{Holder: id.InstanceID, Term: 1, Renewed: time.Now()})
 		if !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), "ec2:AssociateAddress") || !strings.Contains(err.Error(), PolicyPath) {
 			t.Fatalf("denied claim: %v", err)
 		}

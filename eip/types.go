@@ -19,6 +19,10 @@ const (
 	// although the old holder made the calls. Operators see them too.
 	TagReason  = "eipd:reason"
 	TagDecided = "eipd:decided"
+	// TagFrom names the instance the EIP left in that move ("" when it
+	// was unassociated), so every member reports the same previous holder
+	// whatever it read before.
+	TagFrom = "eipd:from"
 )
 
 // Values of an instance's eipd:state tag.
@@ -80,6 +84,7 @@ type Lease struct {
 	Renewed time.Time // eipd:renewed; zero when absent
 	Reason  string    // eipd:reason; written on claim and handoff only
 	Decided time.Time // eipd:decided; when that move was decided
+	From    string    // eipd:from; the instance the EIP left in that move
 	// Invalid names the tags that were present but did not parse,
 	// e.g. ["eipd:term"]. A lease with invalid tags is treated as stale.
 	Invalid []string
@@ -107,9 +112,35 @@ type Instance struct {
 	AvailabilityZone   string
 	NetworkInterfaceID string // device-index-0 ENI
 	PrivateIP          string // primary private IP of that ENI
-	EIPDState          string // eipd:state tag: ready, unhealthy, draining or ""
-	Priority           int    // eipd:priority; 0 when absent or invalid
-	LaunchTime         time.Time
+	// PrivateIPs are every private IPv4 of that ENI, primary first, each
+	// with the public IP associated to it (EC2 allows one per private IP).
+	PrivateIPs []PrivateIP
+	EIPDState  string // eipd:state tag: ready, unhealthy, draining or ""
+	Priority   int    // eipd:priority; 0 when absent or invalid
+	LaunchTime time.Time
+}
+
+// PrivateIP is one private IPv4 of an ENI and the public IP (an EIP or an
+// auto-assigned address) associated to it, if any.
+type PrivateIP struct {
+	Address string
+	Primary bool
+	// PublicIP is the Elastic IP associated to this private IP, "" when
+	// none. An auto-assigned public IP (owner "amazon") is not listed: an
+	// EIP associated there replaces it without knocking any EIP off.
+	PublicIP string
+}
+
+// Slots returns the private IPs of the instance's primary ENI, primary
+// first; at least the primary IP when the listing had none.
+func (i Instance) Slots() []PrivateIP {
+	if len(i.PrivateIPs) > 0 {
+		return i.PrivateIPs
+	}
+	if i.PrivateIP == "" {
+		return nil
+	}
+	return []PrivateIP{{Address: i.PrivateIP, Primary: true}}
 }
 
 // Running reports whether EC2 says the instance is running.

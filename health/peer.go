@@ -48,11 +48,14 @@ func NewPeerProber(checks []Checker, statusPort int, timeout time.Duration) *Pee
 
 // peerView is the part of the peer's /status that the prober reads.
 type peerView struct {
-	Health string `json:"health"`
-	EIPs   []struct {
-		AllocationID string `json:"allocation_id"`
-		Role         string `json:"role"`
-		Term         int64  `json:"term"`
+	Health         string   `json:"health"`
+	UpForSeconds   float64  `json:"up_for_seconds"`
+	DownAgoSeconds *float64 `json:"down_ago_seconds"`
+	EIPs           []struct {
+		AllocationID string    `json:"allocation_id"`
+		Role         string    `json:"role"`
+		Term         int64     `json:"term"`
+		LeaseRenewed time.Time `json:"lease_renewed"`
 	} `json:"eips"`
 }
 
@@ -67,6 +70,13 @@ type PeerReport struct {
 	Roles map[string]string
 	// Terms maps allocation ID to the term the peer reports.
 	Terms map[string]int64
+	// Renewed maps allocation ID to the stamp of the peer's last lease
+	// renewal, for the EIPs it holds.
+	Renewed map[string]time.Time
+	// UpFor is how long the peer's own check has been up; DownAgo how
+	// long ago it was last down (negative when it never was since start).
+	UpFor   time.Duration
+	DownAgo time.Duration
 }
 
 // Holds reports whether the peer said it holds allocationID.
@@ -150,10 +160,19 @@ func (p *PeerProber) status(ctx context.Context, ip string) (PeerReport, error) 
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&v); err != nil {
 		return PeerReport{}, fmt.Errorf("GET %s: decode: %w", u, err)
 	}
-	r := PeerReport{Answered: true, Health: v.Health, Roles: map[string]string{}, Terms: map[string]int64{}}
+	r := PeerReport{Answered: true, Health: v.Health, Roles: map[string]string{}, Terms: map[string]int64{},
+		Renewed: map[string]time.Time{}, UpFor: seconds(v.UpForSeconds), DownAgo: -1}
+	if v.DownAgoSeconds != nil {
+		r.DownAgo = seconds(*v.DownAgoSeconds)
+	}
 	for _, e := range v.EIPs {
 		r.Roles[e.AllocationID] = e.Role
 		r.Terms[e.AllocationID] = e.Term
+		if !e.LeaseRenewed.IsZero() {
+			r.Renewed[e.AllocationID] = e.LeaseRenewed
+		}
 	}
 	return r, nil
 }
+
+func seconds(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }

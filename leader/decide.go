@@ -1,10 +1,15 @@
 // Package leader elects one holder per Elastic IP. Decide is a pure function
 // from observations to an action; Loop gathers the observations and carries
 // the actions out through the small interfaces declared in loop.go.
+//
+// The safety invariants the package keeps are stated in docs/design.md
+// ("Safety invariants"); the comments below name them by number (§9.n).
 package leader
 
 import (
 	"hash/fnv"
+	"slices"
+	"strconv"
 	"time"
 
 	"github.com/eipd/eipd/eip"
@@ -17,26 +22,29 @@ type Action int
 const (
 	// Wait: nothing to do now (standby).
 	Wait Action = iota
-	// Hold: holder with nothing to do now.
+	// Hold: holder with nothing to do now; the renewer keeps the lease
+	// alive when Decision.MayRenew says so.
 	Hold
 	// Refresh: read the address from the API before deciding further.
 	Refresh
 	// SeekTargets: list ready members and probe them before a handoff.
 	SeekTargets
-	// Renew: write the lease (holder, term, renewed).
-	Renew
+	// Repair: the EIP is on this instance but its tags do not carry this
+	// holder's lease (a lease write was lost): write the lease whole.
+	Repair
 	// Adopt: the EIP is on this instance's ENI: become holder and write
 	// the lease (restart, handoff target, or moved here by hand).
 	Adopt
-	// Claim: fence on the observed association and take the EIP.
+	// Claim: fence on the observed association and take the EIP onto
+	// Decision.Slot of this instance.
 	Claim
 	// Handoff: move the EIP to Decision.Target (make before break).
 	Handoff
-	// StepDown: someone else holds the EIP now; become standby.
+	// StepDown: the EIP is no longer this instance's; become standby.
 	StepDown
 )
 
-var actionNames = [...]string{"wait", "hold", "refresh", "seek-targets", "renew", "adopt", "claim", "handoff", "step-down"}
+var actionNames = [...]string{"wait", "hold", "refresh", "seek-targets", "repair", "adopt", "claim", "handoff", "step-down"}
 
 func (a Action) String() string {
 	if int(a) < len(actionNames) {
@@ -62,7 +70,7 @@ var Reasons = []string{
 	ReasonHandoffRebalance, ReasonTakeoverStale, ReasonTakeoverUnassociated,
 }
 
-// Timing holds the durations the decision depends on (DESIGN.md §5).
+// Timing holds the durations the decision depends on.
 type Timing struct {
 	RenewInterval time.Duration
 	LeaseDuration time.Duration
@@ -70,18 +78,34 @@ type Timing struct {
 	HolderPoll    time.Duration
 	StandbyPoll   time.Duration
 	ProbeInterval time.Duration
-	// RankStep spreads concurrent claimants: the best-ranked waits about
-	// one step, the others up to two (see RankDelay).
+	// RankStep spreads concurrent claimants: see RankDelay.
 	RankStep time.Duration
 	// TargetRetry is how often a holder that wants to leave looks again
 	// for a ready target when it found none.
 	TargetRetry time.Duration
 }
 
+// trustWindow is how long a successful read or renewal vouches for a
+// holder (§9.1, §9.6). It ends a clock skew before the lease does, so a
+// holder stops calling itself holder before any standby, even one whose
+// clock runs ahead by the allowed skew, can judge its lease stale.
+func (t Timing) trustWindow() time.Duration {
+	return max(t.RenewInterval, t.LeaseDuration-t.MaxClockSkew)
+}
+
+// recentDown is how long a member that was unhealthy stays the last
+// choice as a target (§9.4).
+const recentDown = time.Minute
+
 // Target is a member that could take the EIP over.
 type Target struct {
 	eip.Instance
-	Held int // managed EIPs it holds now
+	Held int    // managed EIPs it holds now
+	Slot string // a free private IP of its primary ENI
+	// UpFor is how long its own check has been up, as it said on /status;
+	// DownRecently: it was unhealthy within the last minute.
+	UpFor        time.Duration
+	DownRecently bool
 }
 
 // Observation is everything Decide may look at for one EIP. The loop
@@ -90,38 +114,64 @@ type Observation struct {
 	Now      time.Time
 	Self     eip.Identity
 	Priority int // own eipd:priority
+	// BestPriority is the highest eipd:priority among running members
+	// that are ready or not yet known, this one included.
+	BestPriority int
+	// MembersKnown: the member list has been read at least once, so
+	// Priority and BestPriority mean something.
+	MembersKnown bool
 
 	// Own condition.
 	Health health.Status
+	// DownRecently: the own check was down within the last minute.
+	DownRecently bool
 	// Drain is the reason this instance wants to give its EIPs away
 	// (ReasonHandoffDraining, ReasonHandoffShutdown, ReasonHandoffManual)
 	// or "" when it does not.
 	Drain string
 	// ManualTarget restricts a manual handoff to one instance ("" = any).
 	ManualTarget string
+	// FreeSlot is a private IP of this instance's primary ENI that carries
+	// no EIP, or "" when every one does (EC2 allows one EIP per private IP).
+	FreeSlot string
 
 	// The address as last read from the API.
-	Address     eip.Address
-	AddressAt   time.Time // when the last successful read completed; zero = never
+	Address eip.Address
+	// AddressAt is when the read that produced Address started; zero when
+	// no read started after this instance's own last move of the EIP
+	// (§9.5: a read from before the move says nothing about after it).
+	AddressAt   time.Time
 	ReadTriedAt time.Time // when the last read was attempted
 	ReadError   bool      // the last read attempt failed: AWS state unknown
+
+	// LeaseStamp is the freshest eipd:renewed known from reads or from the
+	// holder's own /status, and LeaseSeenAt when this instance first saw
+	// that value (§9.7).
+	LeaseStamp  time.Time
+	LeaseSeenAt time.Time
 
 	// Holder-side memory (Holding = this instance is the holder).
 	Holding     bool
 	Term        int64     // term this instance holds with
 	HolderSince time.Time // when it became holder
 	LastRenew   time.Time // last successful lease write
-	RenewTried  time.Time // last lease write attempt
+	// VerifiedAt is the last time AWS confirmed the holding: a successful
+	// renewal, or a read that showed the EIP here with this term.
+	VerifiedAt time.Time
+	// GapSince is the first failed read or renewal since then; zero when
+	// none (§9.2).
+	GapSince time.Time
+	// IMDSLost: instance metadata no longer lists the EIP on this ENI.
+	IMDSLost bool
 
 	// Standby-side memory.
 	PeerDown bool // probe of the address's private IP has failed fall times (true when there is nothing to probe)
 	// HolderConfirmed: the last probe of the instance the EIP points at
-	// passed and its eipd's /status says it holds this EIP, so an API read
-	// would tell nothing new (DESIGN.md §4: watch the holder over the
-	// network, poll the API as a fallback).
+	// passed and its eipd's /status says it holds this EIP (which it says
+	// only while AWS has confirmed it lately, §9.6).
 	HolderConfirmed bool
 	// HolderDenies: that instance's eipd answered and says it does not hold
-	// this EIP: the cached address is out of date.
+	// this EIP (or cannot confirm it): the cached address is out of date.
 	HolderDenies  bool
 	HolderStopped bool      // the holder instance is known not to be running
 	RankSince     time.Time // when this standby became eligible to claim; zero = not yet
@@ -130,7 +180,8 @@ type Observation struct {
 	Held    int // managed EIPs this instance holds (this one included if Holding)
 	MaxHold int // most EIPs one instance should hold; 0 = no cap
 
-	// Handoff targets: ready members that passed a probe, best first.
+	// Handoff targets: ready members with a free slot that passed a probe,
+	// best first (RankTargets).
 	Targets   []Target
 	TargetsAt time.Time // when they were sought; zero = never
 }
@@ -142,16 +193,24 @@ type Decision struct {
 	Why string
 	// Reason is the failover reason for Claim and Handoff.
 	Reason string
-	// Target is where Handoff moves the EIP.
+	// Target is where Handoff moves the EIP (to Target.Slot).
 	Target *Target
-	// Lease is what Renew, Adopt, Claim and Handoff write.
+	// Slot is the private IP of this instance that Claim associates to.
+	Slot string
+	// Lease is what Repair, Adopt, Claim and Handoff write.
 	Lease eip.Lease
 	// Blocked: the holder wants to hand off but has no ready target.
 	Blocked bool
+	// NoFreeSlot: the EIP should come here or go elsewhere but no private
+	// IP is free for it; it stays where it is.
+	NoFreeSlot bool
 	// Eligible: a standby that may claim once its rank delay has passed;
 	// the loop starts RankSince when this turns true and clears it
 	// otherwise.
 	Eligible bool
+	// MayRenew: the renewer may keep this holder's lease alive (§9.2: only
+	// while AWS has confirmed the holding since the last failure).
+	MayRenew bool
 }
 
 // Decide returns what to do next for one EIP. It is a pure function.
@@ -164,27 +223,63 @@ func Decide(t Timing, o Observation) Decision {
 
 func ownsAssociation(o Observation) bool {
 	a := o.Address
-	return a.Associated() && a.NetworkInterfaceID == o.Self.NetworkInterfaceID &&
-		(a.PrivateIP == "" || a.PrivateIP == o.Self.PrivateIP)
+	return a.Associated() && a.NetworkInterfaceID == o.Self.NetworkInterfaceID
 }
+
+// Verified reports whether AWS has confirmed this holder's holding lately
+// enough for it to call itself holder (§9.1, §9.6).
+func Verified(t Timing, o Observation) bool {
+	return o.Holding && !o.IMDSLost && !o.VerifiedAt.IsZero() && o.Now.Sub(o.VerifiedAt) < t.trustWindow()
+}
+
+// fit reports whether this instance may take an EIP on.
+func fit(o Observation) bool { return o.Health == health.Up && o.Drain == "" }
 
 func decideHolder(t Timing, o Observation) Decision {
 	lease := o.Address.Lease
-	readAfterClaim := o.AddressAt.After(o.HolderSince)
-	if readAfterClaim && !o.ReadError {
+	dated := o.AddressAt.After(o.HolderSince)
+	if dated && !o.ReadError {
 		// Someone else won a later term: never fight.
 		if lease.Term > o.Term && lease.Holder != o.Self.InstanceID {
-			return Decision{Action: StepDown, Why: "a later term belongs to " + lease.Holder}
+			return Decision{Action: StepDown, Why: "a later term (" + itoa(lease.Term) + ") belongs to " + lease.Holder}
 		}
 		if !ownsAssociation(o) {
-			// A read showing an older term may predate our own claim
-			// (Describe* lag behind writes); believe it only once it
-			// shows our term or the lag window is long past.
+			// A read showing an older term may lag behind our own move
+			// (our lease is written after the association); believe it
+			// once it shows our term or the lag window is long past.
 			settled := o.AddressAt.Sub(o.HolderSince) > t.LeaseDuration
 			if lease.Term >= o.Term || settled {
-				return Decision{Action: StepDown, Why: "the EIP was moved away"}
+				if !o.Address.Associated() {
+					if fit(o) && o.FreeSlot != "" {
+						// Disassociated under us (by hand, or by AWS):
+						// take it back at once, fenced like any claim.
+						return Decision{
+							Action: Claim, Why: "the EIP was disassociated; associating it again", Reason: ReasonTakeoverUnassociated,
+							Slot:  o.FreeSlot,
+							Lease: eip.Lease{Holder: o.Self.InstanceID, Term: max(o.Term, lease.Term) + 1, Renewed: o.Now, Reason: ReasonTakeoverUnassociated, Decided: o.Now},
+						}
+					}
+					return Decision{Action: StepDown, Why: "the EIP was disassociated"}
+				}
+				return Decision{Action: StepDown, Why: "the EIP was moved to " + orUnknown(o.Address.InstanceID)}
 			}
 		}
+	}
+
+	// §9.2: after a failed read or renewal, or a silence longer than the
+	// trust window, look before writing anything.
+	// The loop clears GapSince when a read started after it shows the EIP
+	// here, so either condition means "not confirmed since".
+	if !o.GapSince.IsZero() || !Verified(t, o) {
+		d := Decision{Action: Hold, Why: "AWS has not confirmed this holder lately; waiting for a read"}
+		every := t.ProbeInterval
+		if o.ReadError {
+			every = t.RenewInterval
+		}
+		if readDue(t, o, every) {
+			d.Action, d.Why = Refresh, "confirming the EIP is still here before renewing"
+		}
+		return d
 	}
 
 	if reason := leaveReason(o); reason != "" {
@@ -192,9 +287,9 @@ func decideHolder(t Timing, o Observation) Decision {
 		// fences on nothing: move only what a fresh read shows is still
 		// here, or a holder cut off from the API could move an EIP that
 		// another member already took.
-		if o.ReadError || o.Now.Sub(o.AddressAt) >= t.RenewInterval {
+		if o.ReadError || !dated || o.Now.Sub(o.AddressAt) >= t.RenewInterval {
 			if readDue(t, o, t.ProbeInterval) {
-				return Decision{Action: Refresh, Why: "checking the EIP is still here before handing it off", Reason: reason}
+				return Decision{Action: Refresh, Why: "checking the EIP is still here before handing it off", Reason: reason, MayRenew: true}
 			}
 			d := holderRoutine(t, o)
 			d.Why = "AWS state unknown; cannot hand off (" + reason + ")"
@@ -208,17 +303,18 @@ func decideHolder(t Timing, o Observation) Decision {
 		if tgt := pickTarget(o); tgt != nil {
 			return Decision{
 				Action: Handoff, Why: "handing off to a ready member", Reason: reason, Target: tgt,
-				Lease: eip.Lease{Holder: tgt.InstanceID, Term: o.Term + 1, Renewed: o.Now, Reason: reason, Decided: o.Now},
+				Lease: eip.Lease{Holder: tgt.InstanceID, Term: max(o.Term, lease.Term) + 1, Renewed: o.Now,
+					Reason: reason, Decided: o.Now, From: o.Self.InstanceID},
 			}
 		}
 		if o.TargetsAt.IsZero() || o.Now.Sub(o.TargetsAt) >= t.TargetRetry {
-			return Decision{Action: SeekTargets, Why: "looking for a ready member to hand off to", Reason: reason}
+			return Decision{Action: SeekTargets, Why: "looking for a ready member to hand off to", Reason: reason, MayRenew: true}
 		}
 		// No ready target: keep the EIP (moving it to an unknown
 		// instance helps nobody) and keep the lease alive.
 		d := holderRoutine(t, o)
 		d.Blocked = reason != ReasonHandoffRebalance
-		d.Why = "no ready member to hand off to (" + reason + "); keeping the EIP"
+		d.Why = "no ready member with a free private IP to hand off to (" + reason + "); keeping the EIP"
 		return d
 	}
 	return holderRoutine(t, o)
@@ -239,18 +335,18 @@ func leaveReason(o Observation) string {
 
 // pickTarget returns the best target that fits the situation, or nil.
 // Targets arrive best first; a rebalance only moves to a member that
-// holds less than the cap, and a manual handoff may name its target.
+// holds less than the cap and was not unhealthy lately, and a manual
+// handoff may name its target.
 func pickTarget(o Observation) *Target {
 	reason := leaveReason(o)
 	for i := range o.Targets {
 		tg := &o.Targets[i]
-		if tg.InstanceID == o.Self.InstanceID {
+		switch {
+		case tg.InstanceID == o.Self.InstanceID, tg.Slot == "":
 			continue
-		}
-		if reason == ReasonHandoffManual && o.ManualTarget != "" && tg.InstanceID != o.ManualTarget {
+		case reason == ReasonHandoffManual && o.ManualTarget != "" && tg.InstanceID != o.ManualTarget:
 			continue
-		}
-		if reason == ReasonHandoffRebalance && (o.MaxHold == 0 || tg.Held+1 > o.MaxHold) {
+		case reason == ReasonHandoffRebalance && (o.MaxHold == 0 || tg.Held+1 > o.MaxHold || tg.DownRecently):
 			continue
 		}
 		return tg
@@ -259,24 +355,19 @@ func pickTarget(o Observation) *Target {
 }
 
 func holderRoutine(t Timing, o Observation) Decision {
-	// After a gap longer than a lease (a paused or partitioned process),
-	// look before writing: the EIP may have moved, and renewing a lease
-	// that is no longer ours would name the wrong holder with an old term.
-	if readDue(t, o, t.LeaseDuration) {
-		return Decision{Action: Refresh, Why: "no read for a lease duration; checking before renewing"}
-	}
-	// A failed write is retried after a probe interval, not every tick.
-	renewDue := o.Now.Sub(o.LastRenew) >= t.RenewInterval &&
-		(!o.RenewTried.After(o.LastRenew) || o.Now.Sub(o.RenewTried) >= t.ProbeInterval)
-	if renewDue {
-		return Decision{Action: Renew, Why: "renewing the lease", Lease: eip.Lease{
-			Holder: o.Self.InstanceID, Term: o.Term, Renewed: o.Now,
-		}}
+	l := o.Address.Lease
+	if o.AddressAt.After(o.HolderSince) && ownsAssociation(o) && !o.ReadError &&
+		(l.Holder != o.Self.InstanceID || l.Term != o.Term || len(l.Invalid) > 0) {
+		// Our association, but the tags name someone else or another
+		// term: a lease write was lost (or a stale daemon renewed). Write
+		// ours whole; a renewal alone would keep the wrong term.
+		return Decision{Action: Repair, Why: "the EIP's tags do not carry this holder's lease; rewriting it",
+			Lease: eip.Lease{Holder: o.Self.InstanceID, Term: max(o.Term, l.Term), Renewed: o.Now}}
 	}
 	if readDue(t, o, t.HolderPoll) {
-		return Decision{Action: Refresh, Why: "holder poll"}
+		return Decision{Action: Refresh, Why: "holder poll", MayRenew: true}
 	}
-	return Decision{Action: Hold, Why: "holding"}
+	return Decision{Action: Hold, Why: "holding", MayRenew: true}
 }
 
 // readDue reports whether the address should be read again, at most once
@@ -293,9 +384,10 @@ func readDue(t Timing, o Observation, every time.Duration) bool {
 }
 
 // Stale reports whether the lease of an address no longer protects it,
-// and why (DESIGN.md §3, takeover condition 2).
+// and why (takeover condition 2, with §9.7's two clocks).
 func Stale(t Timing, o Observation) (bool, string) {
 	a, l := o.Address, o.Address.Lease
+	limit := t.LeaseDuration + t.MaxClockSkew
 	switch {
 	case !a.Associated():
 		return true, "the EIP is not associated"
@@ -303,30 +395,38 @@ func Stale(t Timing, o Observation) (bool, string) {
 		return true, "no holder recorded"
 	case len(l.Invalid) > 0:
 		return true, "lease tags do not parse"
-	case l.Renewed.IsZero():
+	case o.LeaseStamp.IsZero():
 		return true, "no renewal recorded"
 	case o.HolderStopped:
 		return true, "the holder instance is not running"
-	case o.Now.Sub(l.Renewed) > t.LeaseDuration+t.MaxClockSkew:
+	case o.Now.Sub(o.LeaseStamp) > limit:
 		return true, "the lease expired"
+	case !o.LeaseSeenAt.IsZero() && o.Now.Sub(o.LeaseSeenAt) > limit:
+		// The stamp may be in the future (a holder's fast clock): by our
+		// own clock it has not moved for a whole lease (§9.7).
+		return true, "the lease was not renewed for " + limit.String() + " by this instance's clock"
 	}
 	return false, ""
 }
 
 func decideStandby(t Timing, o Observation) Decision {
-	if o.AddressAt.IsZero() {
+	if o.AddressAt.IsZero() || !o.MembersKnown {
 		if readDue(t, o, t.RenewInterval) {
 			return Decision{Action: Refresh, Why: "first read"}
 		}
-		return Decision{Action: Wait, Why: "AWS state unknown"}
+		if o.AddressAt.IsZero() {
+			return Decision{Action: Wait, Why: "AWS state unknown"}
+		}
+		// Priorities decide who claims first: no claim without them.
+		return Decision{Action: Wait, Why: "the member list has not been read yet"}
 	}
 	if ownsAssociation(o) && !o.ReadError {
 		l := o.Address.Lease
-		lease := eip.Lease{Holder: o.Self.InstanceID, Term: l.Term, Renewed: o.Now, Reason: l.Reason, Decided: l.Decided}
+		lease := eip.Lease{Holder: o.Self.InstanceID, Term: l.Term, Renewed: o.Now, Reason: l.Reason, Decided: l.Decided, From: l.From}
 		if l.Holder != o.Self.InstanceID || len(l.Invalid) > 0 {
 			// Moved here by hand, or the tags were garbage: a new term.
 			lease.Term = l.Term + 1
-			lease.Reason, lease.Decided = "", time.Time{}
+			lease.Reason, lease.Decided, lease.From = "", time.Time{}, ""
 		}
 		return Decision{Action: Adopt, Why: "the EIP is on this instance", Lease: lease}
 	}
@@ -345,14 +445,15 @@ func decideStandby(t Timing, o Observation) Decision {
 		if o.PeerDown {
 			// The holder looks dead from here but its lease is fresh:
 			// read again when the lease would run out, not before.
-			until := o.Address.Lease.Renewed.Add(t.LeaseDuration + t.MaxClockSkew).Sub(o.Now)
+			limit := t.LeaseDuration + t.MaxClockSkew
+			until := min(o.LeaseStamp.Add(limit).Sub(o.Now), o.LeaseSeenAt.Add(limit).Sub(o.Now))
 			if age >= t.StandbyPoll || (age >= t.ProbeInterval && until <= 0) {
 				return Decision{Action: Refresh, Why: "holder unreachable; checking its lease"}
 			}
 			return Decision{Action: Wait, Why: "holder unreachable but its lease is fresh"}
 		}
 		if o.HolderDenies && readDue(t, o, t.RenewInterval) {
-			return Decision{Action: Refresh, Why: "the instance the EIP points at says it does not hold it"}
+			return Decision{Action: Refresh, Why: "the instance the EIP points at does not confirm it holds it"}
 		}
 		if o.HolderConfirmed {
 			return Decision{Action: Wait, Why: "standby; the holder confirms it holds the EIP"}
@@ -363,52 +464,59 @@ func decideStandby(t Timing, o Observation) Decision {
 		return Decision{Action: Wait, Why: "standby"}
 	}
 
-	// The lease is stale. Claim only if this instance is fit to hold and
-	// the holder is not reachable as healthy from here.
+	// The lease looks stale. Claim only if this instance is fit to hold
+	// and the holder is not reachable as healthy from here. Otherwise
+	// keep looking at the renew interval until a fresh lease shows
+	// (§9.6): a holder that cannot see AWS must not be trusted for long.
 	switch {
 	case o.Health != health.Up:
 		return standbyWait(t, o, "lease stale ("+why+") but own health is "+o.Health.String())
 	case o.Drain != "":
 		return standbyWait(t, o, "lease stale ("+why+") but draining")
-	case !o.PeerDown && o.HolderConfirmed:
-		// Our copy of the lease is old, but the holder itself says it
-		// holds the EIP: a read would only confirm it.
-		return Decision{Action: Wait, Why: "standby; the holder confirms it holds the EIP"}
 	case !o.PeerDown:
 		return standbyWait(t, o, "lease stale ("+why+") but the holder answers as healthy")
 	case o.MaxHold > 0 && o.Held >= o.MaxHold:
 		return standbyWait(t, o, "lease stale ("+why+") but already holding the most EIPs one member should")
+	case o.FreeSlot == "":
+		d := standbyWait(t, o, "lease stale ("+why+") but no private IP of this instance is free for it")
+		d.NoFreeSlot = true
+		return d
 	}
 	reason := ReasonTakeoverStale
 	if !o.Address.Associated() {
 		reason = ReasonTakeoverUnassociated
 	}
-	if o.RankSince.IsZero() || o.Now.Sub(o.RankSince) < RankDelay(t, o) {
+	delay := RankDelay(t, o)
+	if o.RankSince.IsZero() || o.Now.Sub(o.RankSince) < delay {
 		return Decision{Action: Wait, Why: "lease stale (" + why + "); waiting for rank delay", Eligible: true}
 	}
-	if !o.AddressAt.After(o.RankSince.Add(RankDelay(t, o))) {
+	if !o.AddressAt.After(o.RankSince.Add(delay)) {
 		// Re-read after the rank delay: a better-ranked member may have
 		// claimed in the meantime.
 		return Decision{Action: Refresh, Why: "re-reading before claiming", Eligible: true}
 	}
 	l := o.Address.Lease
 	return Decision{
-		Action: Claim, Why: "lease stale (" + why + ")", Reason: reason, Eligible: true,
-		Lease: eip.Lease{Holder: o.Self.InstanceID, Term: l.Term + 1, Renewed: o.Now, Reason: reason, Decided: o.Now},
+		Action: Claim, Why: "lease stale (" + why + ")", Reason: reason, Eligible: true, Slot: o.FreeSlot,
+		Lease: eip.Lease{Holder: o.Self.InstanceID, Term: l.Term + 1, Renewed: o.Now, Reason: reason, Decided: o.Now,
+			From: o.Address.InstanceID},
 	}
 }
 
 func standbyWait(t Timing, o Observation, why string) Decision {
-	if o.Now.Sub(o.AddressAt) >= t.StandbyPoll {
+	if readDue(t, o, t.RenewInterval) {
 		return Decision{Action: Refresh, Why: why}
 	}
 	return Decision{Action: Wait, Why: why}
 }
 
-// RankDelay is how long a standby waits, once eligible, before claiming:
-// higher eipd:priority first, then a hash of instance ID, allocation ID and
-// term, so that the best candidate usually goes first and the others see
-// it done, and different EIPs tend to go to different members.
+// RankDelay is how long a standby waits, once eligible, before claiming
+// (§9.4): members below the best eipd:priority wait a step per level (at
+// most five), a member that was unhealthy within the last minute waits
+// three steps more, and a hash of instance ID, allocation ID and term
+// orders the rest within a step, so that the best candidate usually goes
+// first and the others see it done, and different EIPs tend to go to
+// different members.
 func RankDelay(t Timing, o Observation) time.Duration {
 	h := fnv.New64a()
 	h.Write([]byte(o.Self.InstanceID))
@@ -421,7 +529,47 @@ func RankDelay(t Timing, o Observation) time.Duration {
 	}
 	h.Write(b[:])
 	frac := float64(h.Sum64()%1000) / 1000
-	prio := max(0, min(o.Priority, 10))
-	// Priority 0 waits one to two steps, priority 10 up to one step.
-	return time.Duration((frac + float64(10-prio)/10) * float64(t.RankStep))
+	steps := frac + float64(min(max(o.BestPriority-o.Priority, 0), 5))
+	if o.DownRecently {
+		steps += 3
+	}
+	return time.Duration(steps * float64(t.RankStep))
+}
+
+// RankTargets orders handoff candidates best first (§9.4): members that
+// were not unhealthy in the last minute, then fewest EIPs held (spreading),
+// then higher eipd:priority, then the one ready longest, then instance ID.
+func RankTargets(ts []Target) {
+	slices.SortStableFunc(ts, func(a, b Target) int {
+		switch {
+		case a.DownRecently != b.DownRecently:
+			if a.DownRecently {
+				return 1
+			}
+			return -1
+		case a.Held != b.Held:
+			return a.Held - b.Held
+		case a.Priority != b.Priority:
+			return b.Priority - a.Priority
+		case a.UpFor != b.UpFor:
+			if a.UpFor > b.UpFor {
+				return -1
+			}
+			return 1
+		case a.InstanceID < b.InstanceID:
+			return -1
+		case a.InstanceID > b.InstanceID:
+			return 1
+		}
+		return 0
+	})
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "another network interface"
+	}
+	return s
 }

@@ -73,7 +73,18 @@ func genObservation(t *rapid.T) Observation {
 	o.Term = rapid.Int64Range(0, 6).Draw(t, "term")
 	o.HolderSince = genTime(t, "holder_since")
 	o.LastRenew = genTime(t, "last_renew")
-	o.RenewTried = genTime(t, "renew_tried")
+	o.VerifiedAt = genTime(t, "verified_at")
+	o.GapSince = genTime(t, "gap_since")
+	o.IMDSLost = rapid.IntRange(0, 7).Draw(t, "imds_lost") == 0
+	o.LeaseStamp = a.Lease.Renewed
+	if rapid.IntRange(0, 3).Draw(t, "stamp_from_peer") == 0 {
+		o.LeaseStamp = genTime(t, "lease_stamp")
+	}
+	o.LeaseSeenAt = genTime(t, "lease_seen_at")
+	o.MembersKnown = rapid.IntRange(0, 7).Draw(t, "members_unknown") != 0
+	o.FreeSlot = rapid.SampledFrom([]string{"", "10.0.0.1", "10.0.0.1", "10.0.0.8"}).Draw(t, "free_slot")
+	o.BestPriority = o.Priority + rapid.IntRange(0, 3).Draw(t, "prio_gap")
+	o.DownRecently = rapid.IntRange(0, 3).Draw(t, "down_recently") == 0
 
 	o.PeerDown = rapid.Bool().Draw(t, "peer_down")
 	o.HolderStopped = rapid.IntRange(0, 5).Draw(t, "holder_stopped") == 0
@@ -101,6 +112,10 @@ func genObservation(t *rapid.T) Observation {
 		if favour("f_read") {
 			o.ReadError = false
 			o.AddressAt = t0.Add(-time.Duration(rapid.Int64Range(0, 50).Draw(t, "f_read_ms")) * time.Millisecond)
+			o.MembersKnown = true
+		}
+		if favour("f_slot") {
+			o.FreeSlot = "10.0.0.1"
 		}
 		if favour("f_health") {
 			o.Health = health.Up
@@ -129,7 +144,20 @@ func TestDecideProperties(t *testing.T) {
 		d := Decide(testTiming, o)
 		stale, _ := Stale(testTiming, o)
 
-		if d.Action == Claim {
+		reclaim := d.Action == Claim && o.Holding
+		if reclaim {
+			// A holder re-associates only its own EIP that a dated read
+			// shows unassociated, fenced like any claim.
+			if o.Address.Associated() || !o.AddressAt.After(o.HolderSince) || o.ReadError ||
+				o.Health != health.Up || o.Drain != "" || o.FreeSlot == "" {
+				t.Fatalf("holder re-claim: associated %v, dated %v, read error %v, health %v, drain %q, slot %q",
+					o.Address.Associated(), o.AddressAt.After(o.HolderSince), o.ReadError, o.Health, o.Drain, o.FreeSlot)
+			}
+			if want := max(o.Term, o.Address.Lease.Term) + 1; d.Lease.Term != want || d.Lease.Holder != o.Self.InstanceID {
+				t.Fatalf("holder re-claim lease %+v, want term %d", d.Lease, want)
+			}
+		}
+		if d.Action == Claim && !reclaim {
 			switch {
 			case o.Health != health.Up:
 				t.Fatalf("claim with own health %v", o.Health)
@@ -141,10 +169,12 @@ func TestDecideProperties(t *testing.T) {
 				t.Fatalf("claim while the holder answers as healthy")
 			case o.ReadError:
 				t.Fatalf("claim while AWS state is unknown")
-			case o.Holding:
-				t.Fatalf("claim by the holder")
 			case o.MaxHold > 0 && o.Held >= o.MaxHold:
 				t.Fatalf("claim at MaxHold %d (held %d)", o.MaxHold, o.Held)
+			case o.FreeSlot == "" || d.Slot != o.FreeSlot:
+				t.Fatalf("claim onto slot %q with free slot %q", d.Slot, o.FreeSlot)
+			case !o.MembersKnown:
+				t.Fatalf("claim before the members (priorities) are known")
 			}
 			want := eip.Lease{Holder: o.Self.InstanceID, Term: o.Address.Lease.Term + 1}
 			if d.Lease.Holder != want.Holder || d.Lease.Term != want.Term || !d.Lease.Renewed.Equal(o.Now) {
@@ -166,8 +196,8 @@ func TestDecideProperties(t *testing.T) {
 		}
 
 		// Actions belong to roles.
-		holderOnly := []Action{Hold, Renew, SeekTargets, Handoff, StepDown}
-		standbyOnly := []Action{Wait, Adopt, Claim}
+		holderOnly := []Action{Hold, Repair, SeekTargets, Handoff, StepDown}
+		standbyOnly := []Action{Wait, Adopt}
 		if o.Holding && slices.Contains(standbyOnly, d.Action) {
 			t.Fatalf("holder decided %v", d.Action)
 		}
@@ -204,12 +234,27 @@ func TestDecideProperties(t *testing.T) {
 				t.Fatalf("handoff without a fresh read showing the EIP here (read error %v, read age %s, on %s)",
 					o.ReadError, o.Now.Sub(o.AddressAt), o.Address.NetworkInterfaceID)
 			}
-			if d.Lease.Holder != tg || d.Lease.Term != o.Term+1 || d.Lease.Reason != d.Reason {
+			if !o.AddressAt.After(o.HolderSince) {
+				t.Fatal("handoff on a read from before this holding began")
+			}
+			if d.Lease.Holder != tg || d.Lease.Term != max(o.Term, o.Address.Lease.Term)+1 || d.Lease.Reason != d.Reason {
 				t.Fatalf("handoff lease %+v to %s from term %d", d.Lease, tg, o.Term)
 			}
+			if d.Target.DownRecently && d.Reason == ReasonHandoffRebalance {
+				t.Fatalf("rebalance onto %s, unhealthy within the last minute", tg)
+			}
 		}
-		if d.Action == Renew && (d.Lease.Holder != o.Self.InstanceID || d.Lease.Term != o.Term) {
-			t.Fatalf("renew lease %+v with own term %d", d.Lease, o.Term)
+		// §9.1/§9.2: nothing is written as holder, and no move is made,
+		// without AWS confirming the holding since the last failure.
+		confirmed := Verified(testTiming, o) && o.GapSince.IsZero()
+		if o.Holding && !confirmed && (d.MayRenew || d.Action == Handoff || d.Action == Repair) {
+			t.Fatalf("%v (may renew %v) by an unconfirmed holder (verified %v, gap since %v)", d.Action, d.MayRenew, Verified(testTiming, o), o.GapSince)
+		}
+		if d.MayRenew && !o.Holding {
+			t.Fatal("a standby may renew")
+		}
+		if d.Action == Repair && (d.Lease.Holder != o.Self.InstanceID || d.Lease.Term < o.Term) {
+			t.Fatalf("repair lease %+v with own term %d", d.Lease, o.Term)
 		}
 		if d.Action == Adopt {
 			l := o.Address.Lease
@@ -221,7 +266,7 @@ func TestDecideProperties(t *testing.T) {
 		if d.Blocked && (!o.Holding || d.Action == Handoff) {
 			t.Fatalf("blocked with action %v, holding %v", d.Action, o.Holding)
 		}
-		if d.Eligible && (o.Holding || o.ReadError || !stale || o.Health != health.Up || o.Drain != "" || !o.PeerDown) {
+		if d.Eligible && (o.Holding || o.ReadError || !stale || o.Health != health.Up || o.Drain != "" || !o.PeerDown || o.FreeSlot == "") {
 			t.Fatal("eligible although a takeover condition fails")
 		}
 		if d.Why == "" {
@@ -332,8 +377,9 @@ func TestClaimFenceProperty(t *testing.T) {
 				back := rapid.IntRange(0, min(3, len(ec2.history)-1)).Draw(t, "lag")
 				snap := ec2.history[len(ec2.history)-1-back]
 				o := Observation{
-					Now: now, Self: self, Health: health.Up,
+					Now: now, Self: self, Health: health.Up, MembersKnown: true, FreeSlot: self.PrivateIP,
 					Address: snap.addr, AddressAt: now, ReadTriedAt: now,
+					LeaseStamp: snap.addr.Lease.Renewed, LeaseSeenAt: now,
 					// The holder's probe fails unless it is one of the
 					// claimants still holding (a live holder answers).
 					PeerDown:  true,

@@ -33,7 +33,7 @@ func ago(d time.Duration) time.Time { return t0.Add(-d) }
 
 func target(id string, held int) Target {
 	return Target{Instance: eip.Instance{InstanceID: id, State: "running", NetworkInterfaceID: "eni-" + id[2:],
-		PrivateIP: "10.0.1." + fmt.Sprint(len(id)), EIPDState: eip.StateReady}, Held: held}
+		PrivateIP: "10.0.1." + fmt.Sprint(len(id)), EIPDState: eip.StateReady}, Held: held, Slot: "10.0.1." + fmt.Sprint(len(id))}
 }
 
 // holderObs is a holder in good standing: lease renewed a second ago, read
@@ -46,8 +46,8 @@ func holderObs() Observation {
 			Lease: eip.Lease{Holder: "i-self", Term: 5, Renewed: ago(time.Second)}},
 		AddressAt: ago(2 * time.Second), ReadTriedAt: ago(2 * time.Second),
 		Holding: true, Term: 5, HolderSince: ago(time.Minute),
-		LastRenew: ago(time.Second), RenewTried: ago(time.Second),
-		Held: 1,
+		LastRenew: ago(time.Second), VerifiedAt: ago(time.Second),
+		Held: 1, MembersKnown: true, FreeSlot: "10.0.0.1",
 	}
 }
 
@@ -59,6 +59,8 @@ func standbyObs() Observation {
 			InstanceID: "i-a", NetworkInterfaceID: "eni-a", PrivateIP: "10.0.0.2",
 			Lease: eip.Lease{Holder: "i-a", Term: 5, Renewed: ago(time.Second)}},
 		AddressAt: ago(time.Second), ReadTriedAt: ago(time.Second),
+		LeaseStamp: ago(time.Second), LeaseSeenAt: ago(time.Second),
+		MembersKnown: true, FreeSlot: "10.0.0.1",
 	}
 }
 
@@ -68,6 +70,7 @@ func standbyObs() Observation {
 func claimReady() Observation {
 	o := standbyObs()
 	o.Address.Lease.Renewed = ago(time.Minute)
+	o.LeaseStamp = o.Address.Lease.Renewed
 	o.PeerDown = true
 	o.RankSince = ago(5 * time.Second)
 	return o
@@ -115,24 +118,21 @@ func wantLease(want eip.Lease) func(t *testing.T, d Decision) {
 	}
 }
 
+func mayRenew(want bool) func(t *testing.T, d Decision) {
+	return func(t *testing.T, d Decision) {
+		t.Helper()
+		if d.MayRenew != want {
+			t.Errorf("MayRenew = %v, want %v", d.MayRenew, want)
+		}
+	}
+}
+
 func TestDecideHolder(t *testing.T) {
 	runDecideCases(t, []decideCase{
-		{name: "nothing due holds", o: holderObs(), want: Hold},
-		{name: "renew due", o: with(holderObs(), func(o *Observation) {
-			o.LastRenew, o.RenewTried = ago(3*time.Second), ago(3*time.Second)
-		}), want: Renew, check: wantLease(eip.Lease{Holder: "i-self", Term: 5, Renewed: t0})},
-		{name: "renew not due a moment before the interval", o: with(holderObs(), func(o *Observation) {
-			o.LastRenew, o.RenewTried = ago(3*time.Second-time.Millisecond), ago(3*time.Second-time.Millisecond)
-		}), want: Hold},
-		{name: "renew retry paced after a recent failure", o: with(holderObs(), func(o *Observation) {
-			o.LastRenew, o.RenewTried = ago(5*time.Second), ago(500*time.Millisecond)
-		}), want: Hold},
-		{name: "renew retried a probe interval after a failure", o: with(holderObs(), func(o *Observation) {
-			o.LastRenew, o.RenewTried = ago(5*time.Second), ago(time.Second)
-		}), want: Renew, check: wantLease(eip.Lease{Holder: "i-self", Term: 5, Renewed: t0})},
+		{name: "confirmed holder holds and may renew", o: holderObs(), want: Hold, check: mayRenew(true)},
 		{name: "holder poll due", o: with(holderObs(), func(o *Observation) {
 			o.AddressAt, o.ReadTriedAt = ago(10*time.Second), ago(10*time.Second)
-		}), want: Refresh},
+		}), want: Refresh, check: mayRenew(true)},
 		{name: "holder poll after a failed read waits a renew interval", o: with(holderObs(), func(o *Observation) {
 			o.AddressAt, o.ReadTriedAt, o.ReadError = ago(5*time.Second), ago(2*time.Second), true
 		}), want: Hold},
@@ -153,13 +153,30 @@ func TestDecideHolder(t *testing.T) {
 		{name: "moved away at our term steps down", o: with(holderObs(), func(o *Observation) {
 			o.Address.AssociationID, o.Address.NetworkInterfaceID, o.Address.PrivateIP, o.Address.InstanceID =
 				"eipassoc-2", "eni-a", "10.0.0.2", "i-a"
-		}), want: StepDown},
-		{name: "unassociated at our term steps down", o: with(holderObs(), func(o *Observation) {
+		}), want: StepDown, check: func(t *testing.T, d Decision) {
+			if !strings.Contains(d.Why, "moved to i-a") {
+				t.Errorf("why %q", d.Why)
+			}
+		}},
+		{name: "disassociated under a fit holder: associate again, fenced, next term", o: with(holderObs(), func(o *Observation) {
 			o.Address.AssociationID, o.Address.NetworkInterfaceID, o.Address.PrivateIP, o.Address.InstanceID = "", "", "", ""
-		}), want: StepDown},
-		{name: "moved to another private IP of our ENI steps down", o: with(holderObs(), func(o *Observation) {
+		}), want: Claim, check: func(t *testing.T, d Decision) {
+			wantLease(eip.Lease{Holder: "i-self", Term: 6, Renewed: t0, Reason: ReasonTakeoverUnassociated, Decided: t0})(t, d)
+			if d.Slot != "10.0.0.1" {
+				t.Errorf("slot %q", d.Slot)
+			}
+		}},
+		{name: "disassociated under an unhealthy holder: step down, saying so", o: with(holderObs(), func(o *Observation) {
+			o.Address.AssociationID, o.Address.NetworkInterfaceID, o.Address.PrivateIP, o.Address.InstanceID = "", "", "", ""
+			o.Health = health.Down
+		}), want: StepDown, check: func(t *testing.T, d Decision) {
+			if !strings.Contains(d.Why, "disassociated") || strings.Contains(d.Why, "moved") {
+				t.Errorf("why %q should say disassociated, not moved", d.Why)
+			}
+		}},
+		{name: "on another private IP of our ENI is still ours", o: with(holderObs(), func(o *Observation) {
 			o.Address.PrivateIP = "10.0.0.99"
-		}), want: StepDown},
+		}), want: Hold},
 		{name: "moved away with an older term, long settled, steps down", o: with(holderObs(), func(o *Observation) {
 			o.Address.AssociationID, o.Address.NetworkInterfaceID, o.Address.InstanceID = "eipassoc-2", "eni-a", "i-a"
 			o.Address.Lease.Term = 4
@@ -171,13 +188,25 @@ func TestDecideHolder(t *testing.T) {
 			o.Address.AssociationID, o.Address.NetworkInterfaceID, o.Address.InstanceID = "eipassoc-0", "eni-a", "i-a"
 			o.Address.Lease = eip.Lease{Holder: "i-a", Term: 4, Renewed: ago(20 * time.Second)}
 			o.HolderSince, o.AddressAt, o.ReadTriedAt = ago(3*time.Second), ago(time.Second), ago(time.Second)
-			o.LastRenew, o.RenewTried = ago(3*time.Second), ago(3*time.Second)
-		}), want: Renew, check: wantLease(eip.Lease{Holder: "i-self", Term: 5, Renewed: t0})},
+			o.VerifiedAt = ago(3 * time.Second)
+		}), want: Hold, check: mayRenew(true)},
 		{name: "lagged read exactly LeaseDuration after the claim is still trusted to lag", o: with(holderObs(), func(o *Observation) {
 			o.Address.AssociationID, o.Address.NetworkInterfaceID, o.Address.InstanceID = "", "", ""
 			o.Address.Lease.Term = 4
 			o.HolderSince, o.AddressAt, o.ReadTriedAt = ago(11*time.Second), ago(time.Second), ago(time.Second)
 		}), want: Hold},
+		{name: "our association with another holder's name in the tags: repair", o: with(holderObs(), func(o *Observation) {
+			o.Address.Lease = eip.Lease{Holder: "i-a", Term: 5, Renewed: ago(time.Second)}
+		}), want: Repair, check: func(t *testing.T, d Decision) {
+			wantLease(eip.Lease{Holder: "i-self", Term: 5, Renewed: t0})(t, d)
+			mayRenew(false)(t, d)
+		}},
+		{name: "our association with an older term in the tags: repair with ours", o: with(holderObs(), func(o *Observation) {
+			o.Address.Lease.Term = 4
+		}), want: Repair, check: wantLease(eip.Lease{Holder: "i-self", Term: 5, Renewed: t0})},
+		{name: "metadata says the EIP left: no longer trusted, read", o: with(holderObs(), func(o *Observation) {
+			o.IMDSLost = true
+		}), want: Refresh, check: mayRenew(false)},
 	})
 }
 
@@ -270,10 +299,10 @@ func TestDecideHolderHandoff(t *testing.T) {
 		}), want: Hold, check: wantReason("", true)},
 		{name: "recent empty target list: blocked, still renewing", o: seeking(func(o *Observation) {
 			o.Health, o.TargetsAt = health.Down, ago(time.Second)
-			o.LastRenew, o.RenewTried = ago(4*time.Second), ago(4*time.Second)
-		}), want: Renew, check: func(t *testing.T, d Decision) {
+			o.LastRenew = ago(4 * time.Second)
+		}), want: Hold, check: func(t *testing.T, d Decision) {
 			wantReason("", true)(t, d)
-			wantLease(eip.Lease{Holder: "i-self", Term: 5, Renewed: t0})(t, d)
+			mayRenew(true)(t, d)
 			if !strings.Contains(d.Why, ReasonHandoffUnhealthy) {
 				t.Errorf("why %q does not say why it wants to leave", d.Why)
 			}
@@ -315,7 +344,7 @@ func TestDecideStandby(t *testing.T) {
 				Reason: ReasonHandoffUnhealthy, Decided: decided}
 		}), want: Adopt, check: wantLease(eip.Lease{Holder: "i-self", Term: 5, Renewed: t0,
 			Reason: ReasonHandoffUnhealthy, Decided: decided})},
-		{name: "adopt with a secondary IP empty in the read", o: onSelf(func(o *Observation) {
+		{name: "adopt with the private IP empty in the read", o: onSelf(func(o *Observation) {
 			o.Address.PrivateIP = ""
 			o.Address.Lease = eip.Lease{Holder: "i-self", Term: 5}
 		}), want: Adopt, check: wantLease(eip.Lease{Holder: "i-self", Term: 5, Renewed: t0})},
@@ -329,9 +358,20 @@ func TestDecideStandby(t *testing.T) {
 		{name: "adopt even when unhealthy: the EIP is already here", o: onSelf(func(o *Observation) {
 			o.Health = health.Down
 		}), want: Adopt},
-		{name: "no adoption of another private IP on our ENI", o: onSelf(func(o *Observation) {
+		{name: "adopt on a secondary private IP of our ENI", o: onSelf(func(o *Observation) {
 			o.Address.PrivateIP = "10.0.0.50"
-		}), want: Wait},
+		}), want: Adopt},
+		{name: "no claim before the member list (priorities) is known", o: with(claimReady(), func(o *Observation) {
+			o.MembersKnown = false
+		}), want: Wait, check: noClaim},
+		{name: "stale but no free private IP here: stays put, says so", o: with(claimReady(), func(o *Observation) {
+			o.FreeSlot = ""
+		}), want: Wait, check: func(t *testing.T, d Decision) {
+			noClaim(t, d)
+			if !d.NoFreeSlot {
+				t.Error("NoFreeSlot not set")
+			}
+		}},
 		{name: "no adoption on a failed read", o: onSelf(func(o *Observation) {
 			o.ReadError, o.ReadTriedAt = true, t0
 		}), want: Wait},
@@ -345,11 +385,13 @@ func TestDecideStandby(t *testing.T) {
 		{name: "fresh lease, holder unreachable, lease runs out now: read", o: with(standbyObs(), func(o *Observation) {
 			o.PeerDown = true
 			o.Address.Lease.Renewed = ago(11 * time.Second) // exactly LeaseDuration+skew: not yet stale
+			o.LeaseStamp = o.Address.Lease.Renewed
 			o.AddressAt, o.ReadTriedAt = ago(time.Second), ago(time.Second)
 		}), want: Refresh, check: noClaim},
 		{name: "fresh lease, holder unreachable, lease runs out but just read", o: with(standbyObs(), func(o *Observation) {
 			o.PeerDown = true
 			o.Address.Lease.Renewed = ago(11 * time.Second)
+			o.LeaseStamp = o.Address.Lease.Renewed
 			o.AddressAt, o.ReadTriedAt = ago(500*time.Millisecond), ago(500*time.Millisecond)
 		}), want: Wait, check: noClaim},
 		{name: "read error with everything else ready: never claim", o: with(claimReady(), func(o *Observation) {
@@ -362,9 +404,13 @@ func TestDecideStandby(t *testing.T) {
 			want: Wait, check: noClaim},
 		{name: "stale but own health down", o: with(claimReady(), func(o *Observation) { o.Health = health.Down }),
 			want: Wait, check: noClaim},
-		{name: "stale but own health down, poll due", o: with(claimReady(), func(o *Observation) {
+		{name: "stale but own health down: re-read at the renew interval until a fresh lease shows", o: with(claimReady(), func(o *Observation) {
 			o.Health = health.Down
-			o.AddressAt, o.ReadTriedAt = ago(time.Minute), ago(time.Minute)
+			o.AddressAt, o.ReadTriedAt = ago(3*time.Second), ago(3*time.Second)
+		}), want: Refresh, check: noClaim},
+		{name: "stale, the holder answers as healthy: re-read at the renew interval", o: with(claimReady(), func(o *Observation) {
+			o.PeerDown = false
+			o.AddressAt, o.ReadTriedAt = ago(3*time.Second), ago(3*time.Second)
 		}), want: Refresh, check: noClaim},
 		{name: "stale but draining", o: with(claimReady(), func(o *Observation) { o.Drain = ReasonHandoffDraining }),
 			want: Wait, check: noClaim},
@@ -413,6 +459,13 @@ func TestDecideStandby(t *testing.T) {
 			}
 			wantLease(eip.Lease{Holder: "i-self", Term: 1, Renewed: t0, Reason: ReasonTakeoverUnassociated, Decided: t0})(t, d)
 		}},
+		{name: "claim goes to the free private IP", o: with(claimReady(), func(o *Observation) {
+			o.FreeSlot = "10.0.0.8"
+		}), want: Claim, check: func(t *testing.T, d Decision) {
+			if d.Slot != "10.0.0.8" || d.Lease.From != "i-a" {
+				t.Errorf("slot %q from %q", d.Slot, d.Lease.From)
+			}
+		}},
 	})
 }
 
@@ -427,6 +480,11 @@ func TestStale(t *testing.T) {
 		{"fresh", func(*Observation) {}, false, ""},
 		{"renewed exactly at the limit", func(o *Observation) { o.Address.Lease.Renewed = t0.Add(-lim) }, false, ""},
 		{"renewed in the future (clock skew)", func(o *Observation) { o.Address.Lease.Renewed = t0.Add(time.Second) }, false, ""},
+		{"stamp in the future, unchanged for a lease by our clock", func(o *Observation) {
+			o.Address.Lease.Renewed = t0.Add(10 * time.Minute)
+			o.LeaseSeenAt = t0.Add(-lim - time.Millisecond)
+		}, true, "by this instance's clock"},
+		{"stamp unchanged exactly a lease by our clock", func(o *Observation) { o.LeaseSeenAt = t0.Add(-lim) }, false, ""},
 		{"expired by a millisecond", func(o *Observation) { o.Address.Lease.Renewed = t0.Add(-lim - time.Millisecond) }, true, "expired"},
 		{"unassociated", func(o *Observation) { o.Address.AssociationID = "" }, true, "not associated"},
 		{"no holder", func(o *Observation) { o.Address.Lease.Holder = "" }, true, "no holder"},
@@ -437,6 +495,7 @@ func TestStale(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			o := with(standbyObs(), tc.f)
+			o.LeaseStamp = o.Address.Lease.Renewed
 			stale, why := Stale(testTiming, o)
 			if stale != tc.stale || !strings.Contains(why, tc.why) {
 				t.Fatalf("Stale = %v, %q; want %v, %q", stale, why, tc.stale, tc.why)
@@ -463,38 +522,36 @@ func TestRankDelay(t *testing.T) {
 		return o
 	}
 	t.Run("bounds and priority", func(t *testing.T) {
+		best := func(o Observation, p int) Observation { o.BestPriority = p; return o }
 		var sum0, sum10 time.Duration
 		const n = 200
 		for i := range n {
 			id := fmt.Sprintf("i-%04d", i)
-			d0 := RankDelay(tm, obs(id, "eipalloc-1", 3, 0))
-			d10 := RankDelay(tm, obs(id, "eipalloc-1", 3, 10))
-			if d0 < tm.RankStep || d0 >= 2*tm.RankStep {
-				t.Fatalf("priority 0 delay %v outside [1, 2) steps", d0)
+			d0 := RankDelay(tm, best(obs(id, "eipalloc-1", 3, 0), 10))
+			d10 := RankDelay(tm, best(obs(id, "eipalloc-1", 3, 10), 10))
+			same := RankDelay(tm, best(obs(id, "eipalloc-1", 3, 0), 0))
+			// The best priority waits under a step; each level below
+			// waits a step more, at most five.
+			if d10 < 0 || d10 >= tm.RankStep || same != d10 {
+				t.Fatalf("best-priority delay %v (all equal: %v) outside [0, 1) step", d10, same)
 			}
-			if d10 < 0 || d10 >= tm.RankStep {
-				t.Fatalf("priority 10 delay %v outside [0, 1) step", d10)
+			if d0 < 5*tm.RankStep || d0 >= 6*tm.RankStep {
+				t.Fatalf("ten levels below the best: delay %v outside [5, 6) steps", d0)
 			}
-			if d10 > d0 {
-				t.Fatalf("%s: priority 10 waits %v, longer than priority 0 (%v)", id, d10, d0)
+			if d1 := RankDelay(tm, best(obs(id, "eipalloc-1", 3, 9), 10)); d1 < tm.RankStep || d1 >= 2*tm.RankStep {
+				t.Fatalf("one level below the best: delay %v outside [1, 2) steps", d1)
 			}
-			// Out-of-range priorities are clamped.
-			if RankDelay(tm, obs(id, "eipalloc-1", 3, -5)) != d0 || RankDelay(tm, obs(id, "eipalloc-1", 3, 99)) != d10 {
-				t.Fatalf("%s: priority not clamped to 0..10", id)
+			// Recently unhealthy members go last.
+			down := best(obs(id, "eipalloc-1", 3, 10), 10)
+			down.DownRecently = true
+			if dd := RankDelay(tm, down); dd < 3*tm.RankStep || dd >= 4*tm.RankStep {
+				t.Fatalf("recently unhealthy delay %v outside [3, 4) steps", dd)
 			}
 			sum0 += d0
 			sum10 += d10
 		}
 		if sum10 >= sum0 {
 			t.Fatalf("average delay: priority 10 %v, priority 0 %v", sum10/n, sum0/n)
-		}
-		// Priority 5 sits in between on average.
-		var sum5 time.Duration
-		for i := range n {
-			sum5 += RankDelay(tm, obs(fmt.Sprintf("i-%04d", i), "eipalloc-1", 3, 5))
-		}
-		if !(sum10 < sum5 && sum5 < sum0) {
-			t.Fatalf("averages not ordered: 10:%v 5:%v 0:%v", sum10/n, sum5/n, sum0/n)
 		}
 	})
 	t.Run("deterministic", func(t *testing.T) {
@@ -597,6 +654,8 @@ func TestDecideStandbyTrustsTheHolder(t *testing.T) {
 		{name: "poll due but the holder confirms: no read", o: with(standbyObs(), func(o *Observation) {
 			o.AddressAt, o.ReadTriedAt = ago(2*time.Minute), ago(2*time.Minute)
 			o.Address.Lease.Renewed = ago(2 * time.Minute) // our copy looks expired
+			// but the holder's /status gave a fresh stamp.
+			o.LeaseStamp, o.LeaseSeenAt = ago(time.Second), ago(time.Second)
 			o.HolderConfirmed = true
 		}), want: Wait},
 		{name: "poll due and no confirmation: read", o: with(standbyObs(), func(o *Observation) {
@@ -615,21 +674,36 @@ func TestDecideStandbyTrustsTheHolder(t *testing.T) {
 	})
 }
 
-// TestDecideHolderReadsBeforeRenewingAfterAGap: a holder that was paused
-// longer than a lease looks before it writes.
+// TestDecideHolderReadsBeforeRenewingAfterAGap: a holder renews only while
+// AWS has confirmed it since its last failure (§9.2), and stops calling
+// itself holder when the confirmation is older than the trust window.
 func TestDecideHolderReadsBeforeRenewingAfterAGap(t *testing.T) {
 	runDecideCases(t, []decideCase{
-		{name: "paused past a lease: read first", o: with(holderObs(), func(o *Observation) {
+		{name: "paused past a lease: read first, no renewal", o: with(holderObs(), func(o *Observation) {
 			o.AddressAt, o.ReadTriedAt = ago(30*time.Second), ago(30*time.Second)
-			o.LastRenew, o.RenewTried = ago(30*time.Second), ago(30*time.Second)
-		}), want: Refresh},
-		{name: "read just now: renew", o: with(holderObs(), func(o *Observation) {
-			o.LastRenew, o.RenewTried = ago(30*time.Second), ago(30*time.Second)
-		}), want: Renew},
-		{name: "reads failing: still renews between attempts", o: with(holderObs(), func(o *Observation) {
+			o.LastRenew, o.VerifiedAt = ago(30*time.Second), ago(30*time.Second)
+		}), want: Refresh, check: mayRenew(false)},
+		{name: "a read confirmed it just now: renew", o: with(holderObs(), func(o *Observation) {
+			o.LastRenew = ago(30 * time.Second)
+			o.VerifiedAt = o.AddressAt
+		}), want: Hold, check: mayRenew(true)},
+		{name: "a renewal failed: no renewal until a read after it succeeds", o: with(holderObs(), func(o *Observation) {
+			o.GapSince = ago(500 * time.Millisecond)
+			o.AddressAt, o.ReadTriedAt = ago(600*time.Millisecond), ago(600*time.Millisecond)
+		}), want: Hold, check: mayRenew(false)},
+		{name: "a renewal failed a probe interval ago: read", o: with(holderObs(), func(o *Observation) {
+			o.GapSince = ago(time.Second)
+		}), want: Refresh, check: mayRenew(false)},
+		{name: "reads failing: no renewal, reads paced", o: with(holderObs(), func(o *Observation) {
 			o.AddressAt = ago(30 * time.Second)
 			o.ReadTriedAt, o.ReadError = ago(time.Second), true
-			o.LastRenew, o.RenewTried = ago(4*time.Second), ago(4*time.Second)
-		}), want: Renew},
+			o.GapSince = ago(20 * time.Second)
+		}), want: Hold, check: mayRenew(false)},
+		{name: "unhealthy but unconfirmed: no handoff without a confirming read", o: with(holderObs(), func(o *Observation) {
+			o.Health = health.Down
+			o.Targets, o.TargetsAt = []Target{target("i-a", 0)}, ago(100*time.Millisecond)
+			o.VerifiedAt = ago(20 * time.Second)
+			o.ReadTriedAt = ago(100 * time.Millisecond)
+		}), want: Hold},
 	})
 }

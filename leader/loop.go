@@ -2,9 +2,6 @@ package leader
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -21,9 +18,10 @@ type Cloud interface {
 	Addresses(ctx context.Context, allocationIDs []string) ([]eip.Address, error)
 	GroupAddresses(ctx context.Context) ([]eip.Address, error)
 	Members(ctx context.Context) ([]eip.Instance, error)
-	Renew(ctx context.Context, allocationID string, lease eip.Lease) error
-	Claim(ctx context.Context, observed eip.Address, self eip.Identity, lease eip.Lease) (string, error)
-	Handoff(ctx context.Context, addr eip.Address, target eip.Instance, lease eip.Lease) (string, error)
+	Renew(ctx context.Context, allocationIDs []string, holder string, at time.Time) error
+	WriteLease(ctx context.Context, allocationID string, lease eip.Lease) error
+	Claim(ctx context.Context, observed eip.Address, self eip.Identity, privateIP string, lease eip.Lease) (string, error)
+	Handoff(ctx context.Context, addr eip.Address, target eip.Instance, privateIP string, lease eip.Lease) (string, error)
 	SetState(ctx context.Context, instanceID, state string) error
 }
 
@@ -32,7 +30,7 @@ type Cloud interface {
 type Metadata interface {
 	Notices(ctx context.Context) ([]eip.Notice, error)
 	// PublicIPs lists the public IPs associated with this instance's
-	// primary ENI: a free, local signal that an EIP was handed to us.
+	// primary ENI: a free, local signal that an EIP arrived or left.
 	PublicIPs(ctx context.Context) ([]string, error)
 }
 
@@ -55,7 +53,9 @@ type Observer interface {
 	SetLease(allocationID string, term int64, age time.Duration)
 	SetPeerProbeUp(allocationID string, up bool)
 	SetHandoffBlocked(allocationID string, blocked bool)
+	SetNoFreePrivateIP(allocationID string, blocked bool)
 	Failover(allocationID, reason string, d time.Duration)
+	Forgotten(allocationID string)
 	LifecycleNotice(kind string)
 	Reconciled(t time.Time)
 }
@@ -73,7 +73,8 @@ type Config struct {
 	CallTimeout time.Duration
 	// Tick is how often the loop reconsiders when nothing happens.
 	Tick time.Duration
-	// Now is the clock; nil = time.Now.
+	// Now is the clock; nil = time.Now. Durations between its readings
+	// must follow the monotonic clock (§9.7), as time.Now's do.
 	Now func() time.Time
 	// DryRun: Cloud changes nothing (it sends DryRun=true), so a claim or
 	// handoff must not change this instance's role; each would-be move is
@@ -81,7 +82,9 @@ type Config struct {
 	DryRun bool
 }
 
-// Loop runs the election for this instance.
+// Loop runs the election for this instance. One goroutine (Run) owns the
+// per-EIP state; the renewer and the metadata watcher run beside it and
+// talk to it only through the renewer's shared record and a channel.
 type Loop struct {
 	cfg     Config
 	self    eip.Identity
@@ -95,10 +98,12 @@ type Loop struct {
 
 	// Loop-goroutine state.
 	eips        map[string]*eipState
+	forgotten   map[string]bool
 	readTriedAt time.Time
 	readError   bool
 	members     []eip.Instance
 	membersAt   time.Time
+	membersNow  bool
 	priority    int
 	drain       string
 	manual      *handoffRequest
@@ -106,47 +111,46 @@ type Loop struct {
 	stateTag    string
 	stateTagAt  time.Time
 	refreshNow  bool
+	own         ownHealth
+	passFailed  bool // an AWS call of this pass failed
 
 	requests chan *handoffRequest
+	renewer  renewer
+	// holding mirrors "holds at least one EIP" for the metadata watcher,
+	// which then watches the ENI's public IPs every probe interval.
+	holding atomic.Bool
 
 	mu     sync.Mutex
-	status Status
+	status snapshot
 
 	lastReconcile atomic.Int64 // unix nanos
-}
-
-type eipState struct {
-	addr        eip.Address
-	addrAt      time.Time
-	holding     bool
-	term        int64
-	holderSince time.Time
-	lastRenew   time.Time
-	renewTried  time.Time
-	peer        *health.Hysteresis
-	peerIP      string
-	peerChanged bool
-	peerWasDown bool
-	peerErr     error
-	peerReport  health.PeerReport // from the last probe; zero when it failed
-	peerAt      time.Time         // when that probe completed
-	peerSilent  bool              // the holder's /status did not answer (logged once)
-	rankSince   time.Time
-	dryRunQuiet time.Time // dry run: no would-be move logged again before this
-	targets     []Target
-	targetsAt   time.Time
-	blocked     bool
-	why         string
-	last        *FailoverRecord
-	// prevInstance is the instance the EIP pointed at before the read
-	// that showed it where it is now: the "from" of a handoff this
-	// instance adopts (the lease names only the new holder).
-	prevInstance string
 }
 
 type handoffRequest struct {
 	to    string
 	reply chan error
+}
+
+// ownHealth remembers the own check's history for §9.4: how long it has
+// been up, and when it was last down.
+type ownHealth struct {
+	last    health.Status
+	upSince time.Time
+	downAt  time.Time
+}
+
+func (h *ownHealth) observe(s health.Status, now time.Time) {
+	if s == health.Up && h.last != health.Up {
+		h.upSince = now
+	}
+	if s == health.Down {
+		h.downAt = now
+	}
+	h.last = s
+}
+
+func (h *ownHealth) downRecently(now time.Time) bool {
+	return !h.downAt.IsZero() && now.Sub(h.downAt) < recentDown
 }
 
 // New returns a loop for the instance self.
@@ -158,6 +162,9 @@ func New(cfg Config, self eip.Identity, cloud Cloud, meta Metadata, h Health, pr
 	// from reaching time.NewTicker, which panics on it.
 	if cfg.ProbeInterval <= 0 {
 		cfg.ProbeInterval = time.Second
+	}
+	if cfg.RenewInterval <= 0 {
+		cfg.RenewInterval = 3 * time.Second
 	}
 	if cfg.LifecyclePoll <= 0 {
 		cfg.LifecyclePoll = 5 * time.Second
@@ -179,25 +186,20 @@ func New(cfg Config, self eip.Identity, cloud Cloud, meta Metadata, h Health, pr
 	if cfg.CallTimeout <= 0 {
 		cfg.CallTimeout = 10 * time.Second
 	}
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
 	l := &Loop{
 		cfg: cfg, self: self, cloud: cloud, meta: meta, health: h, prober: prober, obs: obs,
-		log: logger, started: cfg.Now(), eips: map[string]*eipState{},
+		log: logger, started: cfg.Now(), eips: map[string]*eipState{}, forgotten: map[string]bool{},
 		notices: map[eip.NoticeKind]bool{}, requests: make(chan *handoffRequest),
+		renewer: newRenewer(),
 	}
 	for _, id := range cfg.AllocationIDs {
 		l.track(id)
 	}
 	l.publish()
 	return l
-}
-
-func (l *Loop) track(id string) *eipState {
-	st, ok := l.eips[id]
-	if !ok {
-		st = &eipState{addr: eip.Address{AllocationID: id}, peer: health.NewHysteresis(1, max(1, l.cfg.ProbeFall))}
-		l.eips[id] = st
-	}
-	return st
 }
 
 // LastReconcile is when the loop last completed a pass; zero before the
@@ -210,24 +212,6 @@ func (l *Loop) LastReconcile() time.Time {
 	return time.Unix(0, n)
 }
 
-// RequestHandoff asks the loop to move every EIP this instance holds to a
-// ready member (to = "" for any, or one instance ID) and waits for the
-// outcome or ctx.
-func (l *Loop) RequestHandoff(ctx context.Context, to string) error {
-	req := &handoffRequest{to: to, reply: make(chan error, 1)}
-	select {
-	case l.requests <- req:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case err := <-req.reply:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 // Run runs the loop until ctx ends, then hands off whatever this instance
 // holds (within StopTimeout) and returns. It returns nil after a clean stop.
 func (l *Loop) Run(ctx context.Context) error {
@@ -237,19 +221,18 @@ func (l *Loop) Run(ctx context.Context) error {
 	defer probe.Stop()
 
 	// Instance metadata is polled on its own goroutine: an unreachable
-	// IMDS costs timeouts that must not stall the election.
+	// IMDS costs timeouts that must not stall the election. Renewals run
+	// on their own goroutine too, so a slow read never delays them (§9.9);
+	// they outlive ctx until the shutdown handoff is done.
 	metaCh := make(chan metadataReport)
-	mctx, stopMeta := context.WithCancel(ctx)
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	defer stopMeta()
+	defer stopBG()
 	if l.meta != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			l.watchMetadata(mctx, metaCh)
-		}()
+		wg.Go(func() { l.watchMetadata(bg, metaCh) })
 	}
+	wg.Go(func() { l.runRenewer(bg) })
 
 	for {
 		l.reconcile(ctx)
@@ -258,76 +241,25 @@ func (l *Loop) Run(ctx context.Context) error {
 			return l.shutdown()
 		case <-tick.C:
 		case <-l.health.Changed():
+			// React at once: a fallen check starts the handoff now,
+			// not at the next tick.
 		case <-probe.C:
 			l.probePeers(ctx)
 		case r := <-metaCh:
 			l.applyMetadata(r)
 		case req := <-l.requests:
-			l.startManual(req)
+			l.startManual(ctx, req)
 		}
 	}
 }
 
-// shutdown hands off held EIPs under a fresh context: the parent is gone.
-func (l *Loop) shutdown() error {
-	if l.manual != nil {
-		l.manual.reply <- errors.New("eipd is stopping")
-		l.manual = nil
+func (l *Loop) track(id string) *eipState {
+	st, ok := l.eips[id]
+	if !ok {
+		st = &eipState{addr: eip.Address{AllocationID: id}, peer: health.NewHysteresis(1, max(1, l.cfg.ProbeFall))}
+		l.eips[id] = st
 	}
-	if !l.holdingAny() {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.StopTimeout)
-	defer cancel()
-	l.drain = ReasonHandoffShutdown
-	l.log.Info("stopping: handing off held EIPs before exit", "stop_timeout", l.cfg.StopTimeout)
-	tick := time.NewTicker(l.cfg.Tick)
-	defer tick.Stop()
-	for {
-		l.reconcile(ctx)
-		if !l.holdingAny() {
-			l.log.Info("handoff done; exiting")
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			l.log.Warn("stop timeout ran out before a handoff succeeded; exiting while holding", "held", l.heldIDs())
-			return nil
-		case <-tick.C:
-		}
-	}
-}
-
-func (l *Loop) startManual(req *handoffRequest) {
-	if l.manual != nil {
-		req.reply <- errors.New("a handoff is already in progress")
-		return
-	}
-	if l.drain != "" {
-		req.reply <- fmt.Errorf("already draining (%s)", l.drain)
-		return
-	}
-	if !l.holdingAny() {
-		req.reply <- errors.New("this instance holds no EIP")
-		return
-	}
-	l.manual = req
-	l.drain = ReasonHandoffManual
-	for _, st := range l.eips {
-		st.targetsAt = time.Time{}
-	}
-	l.log.Info("manual handoff requested", "to", req.to)
-}
-
-func (l *Loop) finishManual(err error) {
-	if l.manual == nil {
-		return
-	}
-	l.manual.reply <- err
-	l.manual = nil
-	if l.drain == ReasonHandoffManual {
-		l.drain = ""
-	}
+	return st
 }
 
 func (l *Loop) holdingAny() bool {
@@ -350,6 +282,15 @@ func (l *Loop) heldIDs() []string {
 	return ids
 }
 
+func (l *Loop) sortedIDs() []string {
+	ids := make([]string, 0, len(l.eips))
+	for id := range l.eips {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
 func (l *Loop) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, l.cfg.CallTimeout)
 }
@@ -357,7 +298,10 @@ func (l *Loop) callCtx(ctx context.Context) (context.Context, context.CancelFunc
 // reconcile is one pass: decide for every EIP, gather what a decision asks
 // for (a fresh read, handoff targets) and decide again, then act.
 func (l *Loop) reconcile(ctx context.Context) {
-	l.writeStateTag(ctx)
+	now := l.cfg.Now()
+	l.own.observe(l.health.Status(), now)
+	l.passFailed = false
+	l.syncRenewals()
 	if l.refreshNow || len(l.eips) == 0 {
 		l.refreshNow = false
 		l.readAddresses(ctx)
@@ -375,10 +319,11 @@ func (l *Loop) reconcile(ctx context.Context) {
 			}
 			st, ok := l.eips[id]
 			if !ok {
-				continue // forgotten by the read: no longer tagged for the group
+				continue // forgotten by the read
 			}
 			d := Decide(l.cfg.Timing, l.observe(st))
-			st.why = d.Why
+			st.why, st.mayRenew = d.Why, d.MayRenew && st.holding
+			l.setNoFreeSlot(st, d.NoFreeSlot || (d.Blocked && st.slotsFull))
 			switch {
 			case d.Action == Refresh:
 				if !readDone {
@@ -401,36 +346,34 @@ func (l *Loop) reconcile(ctx context.Context) {
 			break
 		}
 	}
+	l.planRenewals()
+	// The state tag is written after the moves: a handoff on a fallen
+	// check must not wait for it (it only informs other members' choices).
+	l.writeStateTag(ctx)
 	if l.manual != nil {
 		l.checkManual()
 	}
-	now := l.cfg.Now()
-	l.lastReconcile.Store(now.UnixNano())
-	if l.obs != nil {
-		l.obs.Reconciled(now)
+	done := l.cfg.Now()
+	l.lastReconcile.Store(done.UnixNano())
+	if l.obs != nil && !l.readError && !l.readTriedAt.IsZero() && !l.passFailed {
+		// A successful reconcile: AWS state known and every call of the
+		// pass went through.
+		l.obs.Reconciled(done)
 	}
 	l.publish()
 }
 
-func (l *Loop) sortedIDs() []string {
-	ids := make([]string, 0, len(l.eips))
-	for id := range l.eips {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	return ids
-}
-
-func (l *Loop) checkManual() {
-	if !l.holdingAny() {
-		l.finishManual(nil)
+func (l *Loop) setNoFreeSlot(st *eipState, blocked bool) {
+	if st.noFreeSlot == blocked {
 		return
 	}
-	for _, st := range l.eips {
-		if st.holding && st.blocked {
-			l.finishManual(fmt.Errorf("no ready member to hand %s off to: %s", st.addr.AllocationID, st.why))
-			return
-		}
+	st.noFreeSlot = blocked
+	if blocked {
+		l.log.Warn("no free private IP for the EIP; it stays where it is (give proxies secondary private IPs, see docs/install.md)",
+			"allocation_id", st.addr.AllocationID, "why", st.why)
+	}
+	if l.obs != nil {
+		l.obs.SetNoFreePrivateIP(st.addr.AllocationID, blocked)
 	}
 }
 
@@ -441,24 +384,36 @@ func (l *Loop) observe(st *eipState) Observation {
 			held++
 		}
 	}
+	now := l.cfg.Now()
 	o := Observation{
-		Now: l.cfg.Now(), Self: l.self, Priority: l.priority,
-		Health: l.health.Status(), Drain: l.drain,
-		Address: st.addr, AddressAt: st.addrAt, ReadTriedAt: l.readTriedAt, ReadError: l.readError,
-		Holding: st.holding, Term: st.term, HolderSince: st.holderSince, LastRenew: st.lastRenew, RenewTried: st.renewTried,
+		Now: now, Self: l.self, Priority: l.priority, BestPriority: l.bestPriority(), MembersKnown: !l.membersAt.IsZero(),
+		Health: l.health.Status(), DownRecently: l.own.downRecently(now), Drain: l.drain,
+		Address: st.addr, AddressAt: st.readAt, ReadTriedAt: l.readTriedAt, ReadError: l.readError,
+		LeaseStamp: st.stamp, LeaseSeenAt: st.stampSeenAt,
+		Holding: st.holding, Term: st.term, HolderSince: st.holderSince, LastRenew: st.lastRenew,
+		VerifiedAt: st.verifiedAt, GapSince: st.gapSince, IMDSLost: st.imdsLost,
 		RankSince: st.rankSince, Held: held, MaxHold: l.maxHold(),
 		Targets: st.targets, TargetsAt: st.targetsAt,
+	}
+	if !st.readAt.After(st.movedAt) {
+		// §9.5: a read started before our own last move of this EIP
+		// says nothing about the state after it.
+		o.AddressAt = time.Time{}
+		if st.holding {
+			o.AddressAt = st.holderSince
+		}
 	}
 	if l.manual != nil {
 		o.ManualTarget = l.manual.to
 	}
+	o.FreeSlot = l.freeSlot(l.selfInstance(), st.addr.AllocationID)
 	if !st.holding {
 		o.PeerDown = !st.addr.Associated() || st.peer.Status() == health.Down
-		o.HolderStopped = l.holderStopped(st.addr)
+		o.HolderStopped = l.holderStopped(st)
 		// A report stands in for a poll when it is about the IP the EIP
 		// points at now (watchPeer clears it when that changes) and came
 		// within one standby poll; a failed probe clears it.
-		if r := st.peerReport; r.Answered && st.peerIP != "" && o.Now.Sub(st.peerAt) < l.cfg.StandbyPoll {
+		if r := st.peerReport; r.Answered && st.peerIP != "" && now.Sub(st.peerAt) < l.cfg.StandbyPoll {
 			id := st.addr.AllocationID
 			role, listed := r.Roles[id]
 			o.HolderConfirmed = r.Holds(id) && r.Health == health.Up.String()
@@ -469,541 +424,4 @@ func (l *Loop) observe(st *eipState) Observation {
 		}
 	}
 	return o
-}
-
-// maxHold is ceil(EIPs / ready members), counting this instance when it is
-// fit; 0 (no cap) with a single EIP.
-func (l *Loop) maxHold() int {
-	if len(l.eips) < 2 {
-		return 0
-	}
-	ready := 0
-	selfCounted := false
-	for _, m := range l.members {
-		if m.EIPDState == eip.StateReady {
-			ready++
-			if m.InstanceID == l.self.InstanceID {
-				selfCounted = true
-			}
-		}
-	}
-	if !selfCounted && l.health.Status() == health.Up && l.drain == "" {
-		ready++
-	}
-	if ready == 0 {
-		return 0
-	}
-	return int(math.Ceil(float64(len(l.eips)) / float64(ready)))
-}
-
-// holderStopped reports whether the members list, when recent, shows the
-// holder's instance as gone (members are running instances only).
-func (l *Loop) holderStopped(a eip.Address) bool {
-	if !a.Associated() || a.InstanceID == "" || l.membersAt.IsZero() || l.membersAt.Before(l.eips[a.AllocationID].addrAt) {
-		return false
-	}
-	for _, m := range l.members {
-		if m.InstanceID == a.InstanceID {
-			return false
-		}
-	}
-	return true
-}
-
-// readAddresses reads every managed EIP in one call.
-func (l *Loop) readAddresses(ctx context.Context) {
-	cctx, cancel := l.callCtx(ctx)
-	defer cancel()
-	var addrs []eip.Address
-	var err error
-	if len(l.cfg.AllocationIDs) > 0 {
-		addrs, err = l.cloud.Addresses(cctx, l.cfg.AllocationIDs)
-	} else {
-		addrs, err = l.cloud.GroupAddresses(cctx)
-	}
-	now := l.cfg.Now()
-	l.readTriedAt = now
-	if err != nil {
-		if !l.readError {
-			l.log.Warn("cannot read addresses; AWS state unknown, nobody claims until it is known", "error", err)
-		}
-		l.readError = true
-		return
-	}
-	if l.readError {
-		l.log.Info("addresses readable again")
-	}
-	l.readError = false
-	seen := map[string]bool{}
-	for _, a := range addrs {
-		seen[a.AllocationID] = true
-		st := l.track(a.AllocationID)
-		if len(a.Lease.Invalid) > 0 && !slices.Equal(a.Lease.Invalid, st.addr.Lease.Invalid) {
-			l.log.Warn("lease tags do not parse; treating the lease as stale", "allocation_id", a.AllocationID, "tags", a.Lease.Invalid)
-		}
-		if a.InstanceID != st.addr.InstanceID {
-			st.prevInstance = st.addr.InstanceID
-		}
-		st.addr, st.addrAt = a, now
-		l.watchPeer(st)
-		if l.obs != nil {
-			age := time.Duration(0)
-			if !a.Lease.Renewed.IsZero() {
-				age = now.Sub(a.Lease.Renewed)
-			}
-			l.obs.SetLease(a.AllocationID, a.Lease.Term, age)
-		}
-	}
-	if len(l.cfg.AllocationIDs) == 0 {
-		for id, st := range l.eips {
-			if !seen[id] && !st.holding {
-				l.log.Info("EIP no longer tagged for this group; forgetting it", "allocation_id", id)
-				delete(l.eips, id)
-			}
-		}
-	}
-	if len(addrs) == 0 {
-		l.log.Warn("no EIP found to manage; tag an EIP with eipd:group or pass --allocation-id")
-	}
-	l.refreshMembers(ctx, false)
-}
-
-// watchPeer resets the probe history when the EIP points at a new IP.
-func (l *Loop) watchPeer(st *eipState) {
-	ip := st.addr.PrivateIP
-	if st.holding || ip == l.self.PrivateIP {
-		ip = ""
-	}
-	if ip != st.peerIP {
-		st.peerIP = ip
-		st.peer = health.NewHysteresis(1, max(1, l.cfg.ProbeFall))
-		st.peerReport, st.peerAt, st.peerSilent = health.PeerReport{}, time.Time{}, false
-	}
-}
-
-// refreshMembers lists running group members when the list is needed and
-// old: several EIPs need it for spreading, a standby whose holder looks
-// dead needs it to see whether the holder still runs.
-func (l *Loop) refreshMembers(ctx context.Context, force bool) {
-	need := force || len(l.eips) > 1
-	for _, st := range l.eips {
-		if !st.holding && st.addr.Associated() && st.peer.Status() == health.Down {
-			need = true
-		}
-	}
-	maxAge := l.cfg.StandbyPoll
-	if len(l.eips) > 1 {
-		maxAge = l.cfg.RenewInterval
-	}
-	for _, st := range l.eips {
-		if !st.holding && st.peer.Status() == health.Down {
-			maxAge = min(maxAge, l.cfg.LeaseDuration)
-		}
-	}
-	if !need || (!force && !l.membersAt.IsZero() && l.cfg.Now().Sub(l.membersAt) < maxAge) {
-		return
-	}
-	cctx, cancel := l.callCtx(ctx)
-	defer cancel()
-	ms, err := l.cloud.Members(cctx)
-	if err != nil {
-		l.log.Warn("cannot list group members", "error", err)
-		return
-	}
-	l.members, l.membersAt = ms, l.cfg.Now()
-	for _, m := range ms {
-		if m.InstanceID == l.self.InstanceID {
-			l.priority = m.Priority
-		}
-	}
-}
-
-// seekTargets lists ready members and keeps those that pass a probe, best
-// first: fewest EIPs held, then priority, then instance ID.
-func (l *Loop) seekTargets(ctx context.Context, st *eipState) {
-	l.refreshMembers(ctx, true)
-	st.targetsAt = l.cfg.Now()
-	held := map[string]int{}
-	for _, s := range l.eips {
-		if s.addr.Associated() && s.addr.InstanceID != "" {
-			held[s.addr.InstanceID]++
-		}
-	}
-	var cands []Target
-	for _, m := range l.members {
-		if m.InstanceID == l.self.InstanceID || !m.Running() || m.EIPDState != eip.StateReady ||
-			m.NetworkInterfaceID == "" || m.PrivateIP == "" {
-			continue
-		}
-		cands = append(cands, Target{Instance: m, Held: held[m.InstanceID]})
-	}
-	slices.SortFunc(cands, func(a, b Target) int {
-		if a.Held != b.Held {
-			return a.Held - b.Held
-		}
-		if a.Priority != b.Priority {
-			return b.Priority - a.Priority
-		}
-		switch {
-		case a.InstanceID < b.InstanceID:
-			return -1
-		case a.InstanceID > b.InstanceID:
-			return 1
-		}
-		return 0
-	})
-	const maxProbed = 5
-	if len(cands) > maxProbed {
-		cands = cands[:maxProbed]
-	}
-	ok := make([]bool, len(cands))
-	var wg sync.WaitGroup
-	for i := range cands {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			pctx, cancel := context.WithTimeout(ctx, l.cfg.ProbeTimeout)
-			defer cancel()
-			if _, err := l.prober.Check(pctx, cands[i].PrivateIP); err != nil {
-				l.log.Debug("handoff target failed its probe", "instance_id", cands[i].InstanceID, "error", err)
-				return
-			}
-			ok[i] = true
-		}()
-	}
-	wg.Wait()
-	st.targets = st.targets[:0]
-	for i, c := range cands {
-		if ok[i] {
-			st.targets = append(st.targets, c)
-		}
-	}
-}
-
-// probePeers probes, for every EIP this instance does not hold, the private
-// IP the EIP points at.
-func (l *Loop) probePeers(ctx context.Context) {
-	var wg sync.WaitGroup
-	for _, st := range l.eips {
-		if st.holding || st.peerIP == "" {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			pctx, cancel := context.WithTimeout(ctx, l.cfg.ProbeTimeout)
-			defer cancel()
-			report, err := l.prober.Check(pctx, st.peerIP)
-			if ctx.Err() != nil {
-				return
-			}
-			st.peerResult(report, err, l.cfg.Now())
-		}()
-	}
-	wg.Wait()
-	for id, st := range l.eips {
-		if silent := st.peerIP != "" && st.peerErr == nil && !st.peerReport.Answered; silent != st.peerSilent {
-			st.peerSilent = silent
-			if silent {
-				l.log.Warn("the holder's proxy answers but its eipd /status does not; falling back to reading the API every standby poll (allow the status port between members)",
-					"allocation_id", id, "peer_ip", st.peerIP, "standby_poll", l.cfg.StandbyPoll)
-			}
-		}
-		if st.peerChanged {
-			st.peerChanged = false
-			up := st.peer.Status() != health.Down
-			if up && st.peerWasDown {
-				l.log.Info("holder reachable as healthy again", "allocation_id", id, "peer_ip", st.peerIP)
-			} else if !up {
-				l.log.Warn("holder not reachable as healthy", "allocation_id", id, "peer_ip", st.peerIP, "error", st.peerErr)
-			}
-			st.peerWasDown = !up
-			if l.obs != nil {
-				l.obs.SetPeerProbeUp(id, up)
-			}
-		}
-	}
-}
-
-func (st *eipState) peerResult(report health.PeerReport, err error, now time.Time) {
-	if _, changed := st.peer.Observe(err == nil); changed {
-		st.peerChanged = true
-	}
-	st.peerErr = err
-	st.peerReport, st.peerAt = report, now
-	if err != nil {
-		st.peerReport = health.PeerReport{}
-	}
-}
-
-// metadataReport is one poll of instance metadata.
-type metadataReport struct {
-	notices   []eip.Notice
-	publicIPs []string
-	ipsKnown  bool
-}
-
-// watchMetadata polls lifecycle notices and the primary ENI's public IPs
-// every LifecyclePoll and reports them to the loop.
-func (l *Loop) watchMetadata(ctx context.Context, out chan<- metadataReport) {
-	t := time.NewTicker(l.cfg.LifecyclePoll)
-	defer t.Stop()
-	for {
-		var r metadataReport
-		cctx, cancel := context.WithTimeout(ctx, l.cfg.LifecyclePoll)
-		notices, err := l.meta.Notices(cctx)
-		if err != nil && ctx.Err() == nil {
-			l.log.Debug("cannot read lifecycle notices", "error", err)
-		}
-		r.notices = notices
-		ips, err := l.meta.PublicIPs(cctx)
-		cancel()
-		if err == nil {
-			r.publicIPs, r.ipsKnown = ips, true
-		} else if ctx.Err() == nil {
-			l.log.Debug("cannot read own public IPs", "error", err)
-		}
-		select {
-		case out <- r:
-		case <-ctx.Done():
-			return
-		}
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
-// applyMetadata turns notices into draining and notices an EIP that
-// appeared on this instance (a handoff to us) so it is read at once.
-func (l *Loop) applyMetadata(r metadataReport) {
-	for _, n := range r.notices {
-		if l.notices[n.Kind] {
-			continue
-		}
-		l.notices[n.Kind] = true
-		if l.obs != nil {
-			l.obs.LifecycleNotice(string(n.Kind))
-		}
-		if n.Kind == eip.NoticeRebalance {
-			// A rebalance recommendation is early and not a stop: stay,
-			// but stop being offered as a handoff target.
-			l.log.Info("rebalance recommendation received", "detail", n.Detail)
-			continue
-		}
-		l.log.Warn("lifecycle notice: draining", "kind", n.Kind, "detail", n.Detail, "time", n.Time)
-		if l.drain == "" || l.drain == ReasonHandoffManual {
-			l.drain = ReasonHandoffDraining
-		}
-	}
-	if !r.ipsKnown {
-		return
-	}
-	for _, st := range l.eips {
-		if !st.holding && st.addr.PublicIP != "" && slices.Contains(r.publicIPs, st.addr.PublicIP) {
-			l.log.Debug("an EIP appeared on this instance; reading addresses", "allocation_id", st.addr.AllocationID)
-			l.refreshNow = true
-		}
-	}
-}
-
-// ownState is the eipd:state this instance should carry, or "" when not
-// yet known.
-func (l *Loop) ownState() string {
-	switch {
-	case l.drain != "" && l.drain != ReasonHandoffManual:
-		return eip.StateDraining
-	case l.notices[eip.NoticeRebalance]:
-		return eip.StateDraining
-	}
-	switch l.health.Status() {
-	case health.Up:
-		return eip.StateReady
-	case health.Down:
-		return eip.StateUnhealthy
-	}
-	return ""
-}
-
-// writeStateTag writes eipd:state on change, at most once per renew
-// interval.
-func (l *Loop) writeStateTag(ctx context.Context) {
-	want := l.ownState()
-	now := l.cfg.Now()
-	if want == "" || want == l.stateTag || (!l.stateTagAt.IsZero() && now.Sub(l.stateTagAt) < l.cfg.RenewInterval && want != eip.StateDraining) {
-		return
-	}
-	l.stateTagAt = now
-	cctx, cancel := l.callCtx(ctx)
-	defer cancel()
-	if err := l.cloud.SetState(cctx, l.self.InstanceID, want); err != nil {
-		l.log.Warn("cannot write own eipd:state", "state", want, "error", err)
-		return
-	}
-	l.log.Info("own state", "state", want)
-	l.stateTag = want
-}
-
-func (l *Loop) act(ctx context.Context, st *eipState, d Decision) {
-	id := st.addr.AllocationID
-	if d.Eligible {
-		if st.rankSince.IsZero() {
-			st.rankSince = l.cfg.Now()
-		}
-	} else {
-		st.rankSince = time.Time{}
-	}
-	if st.blocked != d.Blocked {
-		st.blocked = d.Blocked
-		if d.Blocked {
-			l.log.Warn("holder wants to hand off but no member is ready; keeping the EIP", "allocation_id", id, "why", d.Why)
-		}
-		if l.obs != nil {
-			l.obs.SetHandoffBlocked(id, d.Blocked)
-		}
-	}
-	cctx, cancel := l.callCtx(ctx)
-	defer cancel()
-	log := l.log.With("allocation_id", id, "public_ip", st.addr.PublicIP)
-	if l.cfg.DryRun && (d.Action == Claim || d.Action == Handoff) {
-		l.dryRunMove(cctx, st, d, log)
-		return
-	}
-	switch d.Action {
-	case Wait, Hold:
-	case Renew:
-		st.renewTried = l.cfg.Now()
-		if err := l.cloud.Renew(cctx, id, d.Lease); err != nil {
-			log.Warn("lease renewal failed; still holding", "term", d.Lease.Term, "error", err)
-			return
-		}
-		st.lastRenew = d.Lease.Renewed
-		log.Trace("lease renewed", "term", d.Lease.Term)
-	case Adopt:
-		st.renewTried = l.cfg.Now()
-		if err := l.cloud.Renew(cctx, id, d.Lease); err != nil {
-			log.Warn("cannot write the lease of an EIP found on this instance; will retry", "term", d.Lease.Term, "error", err)
-			return
-		}
-		l.becomeHolder(st, d.Lease, d.Lease.Renewed)
-		log.Info("holding the EIP found on this instance", "term", d.Lease.Term, "association_id", st.addr.AssociationID)
-		if d.Lease.Reason != "" && d.Lease.Decided.After(l.started) {
-			dur := max(0, st.addr.Lease.Renewed.Sub(d.Lease.Decided))
-			from := st.prevInstance
-			if from == l.self.InstanceID {
-				from = ""
-			}
-			l.recordFailover(st, d.Lease.Reason, from, dur)
-		}
-	case Claim:
-		log.Info("claiming the EIP", "why", d.Why, "term", d.Lease.Term, "association_id", st.addr.AssociationID)
-		assoc, err := l.cloud.Claim(cctx, st.addr, l.self, d.Lease)
-		st.rankSince = time.Time{}
-		l.refreshNow = true
-		if err != nil && assoc != "" {
-			// Associated, but the lease was not written: we hold the EIP
-			// and the next renewal writes the lease.
-			log.Warn("claimed the EIP but could not write the lease; renewing soon", "association_id", assoc, "error", err)
-			err = nil
-		}
-		if err != nil {
-			switch {
-			case errors.Is(err, eip.ErrAlreadyAssociated), errors.Is(err, eip.ErrStaleAssociation):
-				log.Info("another member claimed the EIP first; staying standby", "error", err)
-			default:
-				log.Warn("claim failed; staying standby", "error", err)
-			}
-			return
-		}
-		from := st.addr.Lease.Holder
-		st.addr.AssociationID, st.addr.NetworkInterfaceID, st.addr.PrivateIP, st.addr.InstanceID =
-			assoc, l.self.NetworkInterfaceID, l.self.PrivateIP, l.self.InstanceID
-		st.addr.Lease = d.Lease
-		l.becomeHolder(st, d.Lease, l.cfg.Now())
-		l.recordFailover(st, d.Reason, from, l.cfg.Now().Sub(d.Lease.Decided))
-		log.Info("now holding the EIP", "term", d.Lease.Term, "association_id", assoc)
-	case Handoff:
-		log.Info("handing off the EIP", "reason", d.Reason, "to", d.Target.InstanceID, "term", d.Lease.Term)
-		assoc, err := l.cloud.Handoff(cctx, st.addr, d.Target.Instance, d.Lease)
-		st.targetsAt = time.Time{}
-		if err != nil && assoc != "" {
-			// The EIP moved but the lease names us still; the target
-			// adopts it with a new term when it reads the address.
-			log.Warn("handed off the EIP but could not write the lease", "association_id", assoc, "error", err)
-			err = nil
-		}
-		if err != nil {
-			log.Warn("handoff failed; still holding", "to", d.Target.InstanceID, "error", err)
-			return
-		}
-		st.holding = false
-		st.addr.AssociationID, st.addr.NetworkInterfaceID, st.addr.PrivateIP, st.addr.InstanceID =
-			assoc, d.Target.NetworkInterfaceID, d.Target.PrivateIP, d.Target.InstanceID
-		st.addr.Lease = d.Lease
-		st.addrAt = l.cfg.Now()
-		l.watchPeer(st)
-		st.blocked = false
-		st.last = &FailoverRecord{Time: l.cfg.Now(), Reason: d.Reason, From: l.self.InstanceID, To: d.Target.InstanceID,
-			DurationSeconds: l.cfg.Now().Sub(d.Lease.Decided).Seconds()}
-		if l.obs != nil {
-			l.obs.SetHolder(id, false)
-			l.obs.SetHandoffBlocked(id, false)
-		}
-		log.Info("handed off the EIP", "to", d.Target.InstanceID, "term", d.Lease.Term, "association_id", assoc)
-	case StepDown:
-		log.Info("stepping down", "why", d.Why, "term", st.term)
-		st.holding = false
-		l.watchPeer(st)
-		if l.obs != nil {
-			l.obs.SetHolder(id, false)
-		}
-	}
-}
-
-func (l *Loop) becomeHolder(st *eipState, lease eip.Lease, renewed time.Time) {
-	st.holding = true
-	st.term = lease.Term
-	st.holderSince = l.cfg.Now()
-	st.lastRenew = renewed
-	st.targets, st.targetsAt = nil, time.Time{}
-	l.watchPeer(st)
-	if l.obs != nil {
-		l.obs.SetHolder(st.addr.AllocationID, true)
-		l.obs.SetLease(st.addr.AllocationID, lease.Term, 0)
-	}
-}
-
-func (l *Loop) recordFailover(st *eipState, reason, from string, d time.Duration) {
-	st.last = &FailoverRecord{Time: l.cfg.Now(), Reason: reason, From: from, To: l.self.InstanceID, DurationSeconds: d.Seconds()}
-	if l.obs != nil {
-		l.obs.Failover(st.addr.AllocationID, reason, d)
-	}
-}
-
-// dryRunMove sends the move with DryRun=true (proving the permissions) and
-// logs what would have happened, without changing any state.
-func (l *Loop) dryRunMove(ctx context.Context, st *eipState, d Decision, log hclog.Logger) {
-	now := l.cfg.Now()
-	if now.Before(st.dryRunQuiet) {
-		return
-	}
-	st.dryRunQuiet = now.Add(l.cfg.HolderPoll)
-	st.rankSince = time.Time{}
-	var err error
-	if d.Action == Claim {
-		_, err = l.cloud.Claim(ctx, st.addr, l.self, d.Lease)
-	} else {
-		_, err = l.cloud.Handoff(ctx, st.addr, d.Target.Instance, d.Lease)
-	}
-	to := l.self.InstanceID
-	if d.Target != nil {
-		to = d.Target.InstanceID
-	}
-	if err != nil {
-		log.Warn("dry-run: the move would fail", "action", d.Action, "to", to, "reason", d.Reason, "error", err)
-		return
-	}
-	log.Info("dry-run: would move the EIP", "action", d.Action, "to", to, "reason", d.Reason, "why", d.Why, "term", d.Lease.Term)
 }

@@ -86,10 +86,13 @@ func (c *fakeCloud) state(inst string) string {
 }
 
 // associateLocked points alloc at an instance's ENI.
-func (c *fakeCloud) associateLocked(a *eip.Address, inst *eip.Instance, op string, lease eip.Lease) string {
+func (c *fakeCloud) associateLocked(a *eip.Address, inst *eip.Instance, slot, op string, lease eip.Lease) string {
 	c.next++
+	if slot == "" {
+		slot = inst.PrivateIP
+	}
 	a.AssociationID = fmt.Sprintf("eipassoc-%d", c.next)
-	a.InstanceID, a.NetworkInterfaceID, a.PrivateIP = inst.InstanceID, inst.NetworkInterfaceID, inst.PrivateIP
+	a.InstanceID, a.NetworkInterfaceID, a.PrivateIP = inst.InstanceID, inst.NetworkInterfaceID, slot
 	c.moves = append(c.moves, move{Alloc: a.AllocationID, To: inst.InstanceID, Assoc: a.AssociationID, Op: op, Reason: lease.Reason})
 	return a.AssociationID
 }
@@ -98,9 +101,9 @@ func (c *fakeCloud) associateLocked(a *eip.Address, inst *eip.Instance, op strin
 // when set (eip.Lease's contract).
 func writeLeaseLocked(a *eip.Address, l eip.Lease) {
 	old := a.Lease
-	a.Lease = eip.Lease{Holder: l.Holder, Term: l.Term, Renewed: l.Renewed, Reason: old.Reason, Decided: old.Decided}
+	a.Lease = eip.Lease{Holder: l.Holder, Term: l.Term, Renewed: l.Renewed, Reason: old.Reason, Decided: old.Decided, From: old.From}
 	if l.Reason != "" {
-		a.Lease.Reason, a.Lease.Decided = l.Reason, l.Decided
+		a.Lease.Reason, a.Lease.Decided, a.Lease.From = l.Reason, l.Decided, l.From
 	}
 }
 
@@ -194,21 +197,39 @@ func (v *cloudView) Members(ctx context.Context) ([]eip.Instance, error) {
 	return out, nil
 }
 
-func (v *cloudView) Renew(ctx context.Context, alloc string, lease eip.Lease) error {
+func (v *cloudView) Renew(ctx context.Context, allocs []string, holder string, at time.Time) error {
 	if err := v.fault(false); err != nil {
-		return fmt.Errorf("renew lease of %s: %w", alloc, err)
+		return fmt.Errorf("renew leases of %v: %w", allocs, err)
+	}
+	v.c.mu.Lock()
+	defer v.c.mu.Unlock()
+	for _, alloc := range allocs {
+		if _, ok := v.c.addrs[alloc]; !ok {
+			return fmt.Errorf("renew leases of %v: %w", allocs, eip.ErrNotFound)
+		}
+	}
+	for _, alloc := range allocs {
+		a := v.c.addrs[alloc]
+		a.Lease.Holder, a.Lease.Renewed = holder, at
+	}
+	return nil
+}
+
+func (v *cloudView) WriteLease(ctx context.Context, alloc string, lease eip.Lease) error {
+	if err := v.fault(false); err != nil {
+		return fmt.Errorf("write lease of %s: %w", alloc, err)
 	}
 	v.c.mu.Lock()
 	defer v.c.mu.Unlock()
 	a, ok := v.c.addrs[alloc]
 	if !ok {
-		return fmt.Errorf("renew lease of %s: %w", alloc, eip.ErrNotFound)
+		return fmt.Errorf("write lease of %s: %w", alloc, eip.ErrNotFound)
 	}
 	writeLeaseLocked(a, lease)
 	return nil
 }
 
-func (v *cloudView) Claim(ctx context.Context, observed eip.Address, self eip.Identity, lease eip.Lease) (string, error) {
+func (v *cloudView) Claim(ctx context.Context, observed eip.Address, self eip.Identity, slot string, lease eip.Lease) (string, error) {
 	alloc := observed.AllocationID
 	if err := v.fault(false); err != nil {
 		return "", fmt.Errorf("claim %s: %w", alloc, err)
@@ -234,13 +255,13 @@ func (v *cloudView) Claim(ctx context.Context, observed eip.Address, self eip.Id
 	if a.Associated() {
 		return "", fmt.Errorf("claim %s: associate: %w", alloc, eip.ErrAlreadyAssociated)
 	}
-	assoc := v.c.associateLocked(a, inst, "claim", lease)
+	assoc := v.c.associateLocked(a, inst, slot, "claim", lease)
 	lease.Renewed = time.Now() // as eip.Client: when the association was confirmed
 	writeLeaseLocked(a, lease)
 	return assoc, nil
 }
 
-func (v *cloudView) Handoff(ctx context.Context, addr eip.Address, target eip.Instance, lease eip.Lease) (string, error) {
+func (v *cloudView) Handoff(ctx context.Context, addr eip.Address, target eip.Instance, slot string, lease eip.Lease) (string, error) {
 	alloc := addr.AllocationID
 	if err := v.fault(false); err != nil {
 		return "", fmt.Errorf("hand off %s to %s: %w", alloc, target.InstanceID, err)
@@ -255,7 +276,7 @@ func (v *cloudView) Handoff(ctx context.Context, addr eip.Address, target eip.In
 	if !ok || inst == nil {
 		return "", fmt.Errorf("hand off %s to %s: %w", alloc, target.InstanceID, eip.ErrNotFound)
 	}
-	assoc := v.c.associateLocked(a, inst, "handoff", lease)
+	assoc := v.c.associateLocked(a, inst, slot, "handoff", lease)
 	lease.Renewed = time.Now()
 	writeLeaseLocked(a, lease)
 	return assoc, nil
@@ -329,9 +350,13 @@ func (p *fakeProber) Check(ctx context.Context, ip string) (health.PeerReport, e
 	if !ok {
 		return health.PeerReport{}, nil
 	}
-	r := health.PeerReport{Answered: true, Health: st.Health, Roles: map[string]string{}, Terms: map[string]int64{}}
+	r := health.PeerReport{Answered: true, Health: st.Health, Roles: map[string]string{}, Terms: map[string]int64{},
+		Renewed: map[string]time.Time{}, DownAgo: -1}
 	for _, e := range st.EIPs {
 		r.Roles[e.AllocationID], r.Terms[e.AllocationID] = e.Role, e.Term
+		if !e.LeaseRenewed.IsZero() {
+			r.Renewed[e.AllocationID] = e.LeaseRenewed
+		}
 	}
 	return r, nil
 }
@@ -406,6 +431,8 @@ func (r *recObserver) Failover(alloc, reason string, d time.Duration) {
 	defer r.mu.Unlock()
 	r.failovers = append(r.failovers, failover{alloc, reason, d})
 }
+func (r *recObserver) SetNoFreePrivateIP(string, bool) {}
+func (r *recObserver) Forgotten(string)                {}
 func (r *recObserver) LifecycleNotice(kind string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -560,7 +587,9 @@ func (c *cluster) stopAll() {
 	for _, holders := range []bool{true, false} {
 		var stopping []*node
 		for _, nd := range c.nodes {
-			if nd.done != nil && (len(nd.loop.Status().Holding()) > 0) == holders {
+			// The second round stops every node left, including one that
+			// became holder while the first round handed off to it.
+			if nd.done != nil && (!holders || len(nd.loop.Status().Holding()) > 0) {
 				nd.cancel()
 				stopping = append(stopping, nd)
 			}
@@ -981,10 +1010,21 @@ func TestLoopManualHandoff(t *testing.T) {
 			t.Fatalf("RequestHandoff on a standby = %v", err)
 		}
 	})
-	t.Run("to a member that is not ready", func(t *testing.T) {
+	t.Run("to an unknown instance", func(t *testing.T) {
 		err := c.nodes["i-a"].loop.RequestHandoff(ctx, "i-nope")
+		if !errors.Is(err, ErrUnknownInstance) || !strings.Contains(err.Error(), "i-nope") {
+			t.Fatalf("RequestHandoff to an unknown instance = %v", err)
+		}
+		if h := c.cloud.holderOf(alloc1); h != "i-a" {
+			t.Fatalf("holder %s", h)
+		}
+	})
+	t.Run("to a member that is not ready", func(t *testing.T) {
+		c.cloud.addInstance(eip.Instance{InstanceID: "i-sick", State: "running", NetworkInterfaceID: "eni-sick",
+			PrivateIP: "10.0.0.99", EIPDState: eip.StateUnhealthy})
+		err := c.nodes["i-a"].loop.RequestHandoff(ctx, "i-sick")
 		if err == nil || !strings.Contains(err.Error(), "no ready member") {
-			t.Fatalf("RequestHandoff to an unknown member = %v", err)
+			t.Fatalf("RequestHandoff to a member that is not ready = %v", err)
 		}
 		if h := c.cloud.holderOf(alloc1); h != "i-a" {
 			t.Fatalf("holder %s", h)

@@ -6,24 +6,34 @@ import (
 	"github.com/eipd/eipd/health"
 )
 
-// Roles of this instance for one EIP (DESIGN.md §3).
+// Roles of this instance for one EIP.
 const (
-	RoleHolder    = "holder"
-	RoleStandby   = "standby"
-	RoleDraining  = "draining"
-	RoleUnhealthy = "unhealthy"
+	RoleHolder = "holder"
+	// RoleUnverified: this instance holds the EIP as far as it knows, but
+	// AWS has not confirmed it for a lease duration (API unreachable,
+	// calls failing) or instance metadata says the EIP left: it does not
+	// call itself holder, so standbys stop trusting it (§9.1, §9.6).
+	RoleUnverified = "unverified"
+	RoleStandby    = "standby"
+	RoleDraining   = "draining"
+	RoleUnhealthy  = "unhealthy"
 )
 
 // Status is this instance's view, served as JSON on /status and printed by
-// `eipd status`. Peers read its Health field when probing.
+// `eipd status`. Peers read it when probing: its health, how long it has
+// been up, and the EIPs it confirms holding with their lease stamps.
 type Status struct {
-	InstanceID       string      `json:"instance_id"`
-	AvailabilityZone string      `json:"availability_zone"`
-	PrivateIP        string      `json:"private_ip"`
-	Health           string      `json:"health"`
-	Draining         string      `json:"draining,omitempty"`
-	AWSStateKnown    bool        `json:"aws_state_known"`
-	EIPs             []EIPStatus `json:"eips"`
+	InstanceID       string  `json:"instance_id"`
+	AvailabilityZone string  `json:"availability_zone"`
+	PrivateIP        string  `json:"private_ip"`
+	Health           string  `json:"health"`
+	UpForSeconds     float64 `json:"up_for_seconds"`
+	// DownAgoSeconds: how long ago the own check was last down; absent
+	// when it never was since the daemon started.
+	DownAgoSeconds *float64    `json:"down_ago_seconds,omitempty"`
+	Draining       string      `json:"draining,omitempty"`
+	AWSStateKnown  bool        `json:"aws_state_known"`
+	EIPs           []EIPStatus `json:"eips"`
 }
 
 // EIPStatus is the view of one EIP.
@@ -35,17 +45,24 @@ type EIPStatus struct {
 	Term            int64    `json:"term"`
 	AssociationID   string   `json:"association_id,omitempty"`
 	AssociatedTo    string   `json:"associated_to,omitempty"`
+	PrivateIPSlot   string   `json:"private_ip_slot,omitempty"`
 	LeaseAgeSeconds *float64 `json:"lease_age_seconds,omitempty"`
-	PeerProbe       string   `json:"peer_probe,omitempty"`
+	// LeaseRenewed is the holder's last renewal stamp, set only while it
+	// confirms holding (role holder): standbys take it as a fresh lease.
+	LeaseRenewed time.Time `json:"lease_renewed,omitzero"`
+	PeerProbe    string    `json:"peer_probe,omitempty"`
 	// HolderConfirmed: on a standby, the holder's own /status says it holds
 	// this EIP, so the standby does not read it from the API.
 	HolderConfirmed bool            `json:"holder_confirmed,omitempty"`
 	HandoffBlocked  bool            `json:"handoff_blocked"`
+	NoFreePrivateIP bool            `json:"no_free_private_ip"`
 	Why             string          `json:"why"`
 	LastFailover    *FailoverRecord `json:"last_failover,omitempty"`
 }
 
-// FailoverRecord describes the last move of an EIP this instance took part in.
+// FailoverRecord describes the last move of an EIP this instance took part
+// in: when the EIP was associated, from and to which instance, and how long
+// it took from the decision to the association.
 type FailoverRecord struct {
 	Time            time.Time `json:"time"`
 	Reason          string    `json:"reason"`
@@ -54,12 +71,53 @@ type FailoverRecord struct {
 	DurationSeconds float64   `json:"duration_seconds"`
 }
 
-// Status returns the latest snapshot; safe for concurrent use.
+// snapshot is what publish leaves for Status: the view, plus what Status
+// needs to judge a holder at the moment it is asked (the loop may be busy
+// in a slow call; trust must still run out on time).
+type snapshot struct {
+	Status
+	holders map[string]holderTrust
+}
+
+type holderTrust struct {
+	verifiedAt time.Time
+	imdsLost   bool
+	term       int64
+}
+
+// Status returns the view at this moment; safe for concurrent use.
 func (l *Loop) Status() Status {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	s := l.status
+	snap := l.status
+	s := snap.Status
 	s.EIPs = append([]EIPStatus(nil), s.EIPs...)
+	l.mu.Unlock()
+	now := l.cfg.Now()
+	for i := range s.EIPs {
+		e := &s.EIPs[i]
+		h, ok := snap.holders[e.AllocationID]
+		if !ok {
+			continue
+		}
+		renewed := l.renewedAt(e.AllocationID)
+		verified := h.verifiedAt
+		if renewed.After(verified) {
+			verified = renewed
+		}
+		if !renewed.IsZero() {
+			age := now.Sub(renewed).Seconds()
+			if e.LeaseAgeSeconds == nil || age < *e.LeaseAgeSeconds {
+				e.LeaseAgeSeconds = &age
+				e.LeaseRenewed = renewed
+			}
+		}
+		if h.imdsLost || verified.IsZero() || now.Sub(verified) >= l.cfg.trustWindow() {
+			e.Role, e.LeaseRenewed = RoleUnverified, time.Time{}
+			if e.Why == "holding" {
+				e.Why = "AWS has not confirmed this holder lately"
+			}
+		}
+	}
 	return s
 }
 
@@ -71,25 +129,32 @@ func (l *Loop) publish() {
 		InstanceID: l.self.InstanceID, AvailabilityZone: l.self.AvailabilityZone, PrivateIP: l.self.PrivateIP,
 		Health: h.String(), Draining: l.drain, AWSStateKnown: !l.readError && !l.readTriedAt.IsZero(),
 	}
+	if h == health.Up && !l.own.upSince.IsZero() {
+		s.UpForSeconds = now.Sub(l.own.upSince).Seconds()
+	}
+	if !l.own.downAt.IsZero() {
+		ago := now.Sub(l.own.downAt).Seconds()
+		s.DownAgoSeconds = &ago
+	}
+	holders := map[string]holderTrust{}
 	for _, id := range l.sortedIDs() {
 		st := l.eips[id]
 		e := EIPStatus{
 			AllocationID: id, PublicIP: st.addr.PublicIP, Holder: st.addr.Lease.Holder, Term: st.addr.Lease.Term,
-			AssociationID: st.addr.AssociationID, AssociatedTo: st.addr.InstanceID,
-			HandoffBlocked: st.blocked, Why: st.why, LastFailover: st.last,
+			AssociationID: st.addr.AssociationID, AssociatedTo: st.addr.InstanceID, PrivateIPSlot: st.addr.PrivateIP,
+			HandoffBlocked: st.blocked, NoFreePrivateIP: st.noFreeSlot, Why: st.why, LastFailover: st.last,
 		}
 		if st.holding {
 			e.Term = st.term
 			e.Holder = l.self.InstanceID
+			holders[id] = holderTrust{verifiedAt: st.verifiedAt, imdsLost: st.imdsLost, term: st.term}
 		}
 		confirmed := !st.holding && st.peerReport.Holds(id) && st.peerIP != ""
 		switch {
 		case st.holding && !st.lastRenew.IsZero():
 			age := now.Sub(st.lastRenew).Seconds()
 			e.LeaseAgeSeconds = &age
-			if l.obs != nil {
-				l.obs.SetLease(id, st.term, now.Sub(st.lastRenew))
-			}
+			e.LeaseRenewed = st.lastRenew
 		case confirmed:
 			// Our copy of the lease is as old as our last read; the
 			// holder vouches for the lease itself.
@@ -97,13 +162,17 @@ func (l *Loop) publish() {
 			if t, ok := st.peerReport.Terms[id]; ok {
 				e.Term = t
 			}
-		case !st.addr.Lease.Renewed.IsZero():
-			age := now.Sub(st.addr.Lease.Renewed).Seconds()
+			if !st.stamp.IsZero() {
+				age := now.Sub(st.stamp).Seconds()
+				e.LeaseAgeSeconds = &age
+			}
+		case !st.stamp.IsZero():
+			age := now.Sub(st.stamp).Seconds()
 			e.LeaseAgeSeconds = &age
 		}
 		switch {
 		case st.holding:
-			e.Role = RoleHolder
+			e.Role = RoleHolder // Status turns it into unverified when trust runs out
 		case l.drain != "" && l.drain != ReasonHandoffManual:
 			e.Role = RoleDraining
 		case h != health.Up:
@@ -117,8 +186,21 @@ func (l *Loop) publish() {
 		s.EIPs = append(s.EIPs, e)
 	}
 	l.mu.Lock()
-	l.status = s
+	l.status = snapshot{Status: s, holders: holders}
 	l.mu.Unlock()
+	if l.obs != nil {
+		// Metrics follow what /status says: is_holder only while trusted.
+		for _, e := range l.Status().EIPs {
+			l.obs.SetHolder(e.AllocationID, e.Role == RoleHolder)
+			if e.Role == RoleHolder || e.Role == RoleUnverified {
+				age := time.Duration(0)
+				if e.LeaseAgeSeconds != nil {
+					age = time.Duration(*e.LeaseAgeSeconds * float64(time.Second))
+				}
+				l.obs.SetLease(e.AllocationID, e.Term, age)
+			}
+		}
+	}
 }
 
 // Holding lists the allocation IDs this instance holds (from the snapshot).

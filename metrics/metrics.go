@@ -74,6 +74,8 @@ type Metrics struct {
 	peerProbeUp     *prometheus.GaugeVec
 	isHolder        *prometheus.GaugeVec
 	handoffBlocked  *prometheus.GaugeVec
+	noFreeIP        *prometheus.GaugeVec
+	forgotten       prometheus.Counter
 	term            *prometheus.GaugeVec
 	leaseAge        *prometheus.GaugeVec
 	failovers       *prometheus.CounterVec
@@ -128,12 +130,20 @@ func New(build BuildInfo, allocationIDs []string, operations, outcomes, imdsOutc
 		}, []string{"allocation_id"}),
 		isHolder: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "eipd_is_holder",
-			Help: "1 when this instance holds the EIP (association confirmed), else 0. Summed over instances it must be exactly 1.",
+			Help: "1 when this instance holds the EIP and AWS confirmed it within a lease duration (role holder on /status), else 0. Summed over instances it must be exactly 1.",
 		}, []string{"allocation_id"}),
 		handoffBlocked: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "eipd_handoff_blocked",
 			Help: "1 when this instance holds the EIP and should hand it off but no ready target exists, so it keeps it; else 0.",
 		}, []string{"allocation_id"}),
+		noFreeIP: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "eipd_no_free_private_ip",
+			Help: "1 when the EIP should be claimed by or handed to a member but no private IP is free for it (EC2 allows one EIP per private IP), so it stays where it is; else 0.",
+		}, []string{"allocation_id"}),
+		forgotten: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "eipd_eips_forgotten_total",
+			Help: "EIPs this daemon stopped managing because the API no longer lists them (released, or no longer tagged for the group).",
+		}),
 		term: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "eipd_term",
 			Help: "Lease term (eipd:term tag) of the EIP as last observed; +1 on every change of holder.",
@@ -170,7 +180,7 @@ func New(build BuildInfo, allocationIDs []string, operations, outcomes, imdsOutc
 		}, []string{"kind"}),
 		lastReconcile: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "eipd_last_reconcile_timestamp_seconds",
-			Help: "Unix time of the last completed reconcile pass (address read, decision taken); 0 before the first.",
+			Help: "Unix time of the last successful reconcile pass (addresses read, decisions carried out, no EC2 call failed); 0 before the first.",
 		}),
 	}
 
@@ -190,7 +200,7 @@ func New(build BuildInfo, allocationIDs []string, operations, outcomes, imdsOutc
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildInfo,
 		m.ready, m.healthUp, m.healthDuration, m.healthFailures, m.peerProbeUp,
-		m.isHolder, m.handoffBlocked, m.term, m.leaseAge,
+		m.isHolder, m.handoffBlocked, m.noFreeIP, m.forgotten, m.term, m.leaseAge,
 		m.failovers, m.failoverSeconds,
 		m.ec2Requests, m.ec2Duration, m.imdsRequests,
 		m.notices, m.lastReconcile,
@@ -240,6 +250,7 @@ func (m *Metrics) allocation(id string) bool {
 	// be able to fire for an EIP nobody holds.
 	m.isHolder.WithLabelValues(id).Set(0)
 	m.handoffBlocked.WithLabelValues(id).Set(0)
+	m.noFreeIP.WithLabelValues(id).Set(0)
 	m.term.WithLabelValues(id).Set(0)
 	for _, r := range m.reasons {
 		m.failovers.WithLabelValues(id, r)
@@ -303,6 +314,32 @@ func (m *Metrics) SetHandoffBlocked(allocationID string, blocked bool) {
 	if m.allocation(allocationID) {
 		m.handoffBlocked.WithLabelValues(allocationID).Set(b2f(blocked))
 	}
+}
+
+// SetNoFreePrivateIP says whether allocationID has no free private IP to go
+// to, so it stays where it is.
+func (m *Metrics) SetNoFreePrivateIP(allocationID string, blocked bool) {
+	if m.allocation(allocationID) {
+		m.noFreeIP.WithLabelValues(allocationID).Set(b2f(blocked))
+	}
+}
+
+// Forgotten counts an EIP the daemon stopped managing and drops its series,
+// so no alert keeps firing about an EIP that no longer exists.
+func (m *Metrics) Forgotten(allocationID string) {
+	m.forgotten.Inc()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	i := slices.Index(m.allocs, allocationID)
+	if i < 0 {
+		return
+	}
+	m.allocs = slices.Delete(m.allocs, i, i+1)
+	l := prometheus.Labels{"allocation_id": allocationID}
+	for _, v := range []*prometheus.GaugeVec{m.isHolder, m.handoffBlocked, m.noFreeIP, m.term, m.leaseAge, m.peerProbeUp} {
+		v.DeletePartialMatch(l)
+	}
+	m.failovers.DeletePartialMatch(l)
 }
 
 // SetLease records the lease of allocationID as last observed.

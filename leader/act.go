@@ -1,0 +1,251 @@
+package leader
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/eipd/eipd/eip"
+)
+
+// act carries out one decision for one EIP.
+func (l *Loop) act(ctx context.Context, st *eipState, d Decision) {
+	id := st.addr.AllocationID
+	if d.Eligible {
+		if st.rankSince.IsZero() {
+			st.rankSince = l.cfg.Now()
+		}
+	} else {
+		st.rankSince = time.Time{}
+	}
+	if st.blocked != d.Blocked {
+		st.blocked = d.Blocked
+		if d.Blocked {
+			l.log.Warn("holder wants to hand off but no member is ready; keeping the EIP", "allocation_id", id, "why", d.Why)
+		}
+		if l.obs != nil {
+			l.obs.SetHandoffBlocked(id, d.Blocked)
+		}
+	}
+	log := l.log.With("allocation_id", id, "public_ip", st.addr.PublicIP)
+	if l.cfg.DryRun && (d.Action == Claim || d.Action == Handoff) {
+		cctx, cancel := l.callCtx(ctx)
+		defer cancel()
+		l.dryRunMove(cctx, st, d, log)
+		return
+	}
+	switch d.Action {
+	case Wait, Hold:
+	case Repair:
+		l.writeLease(ctx, st, d.Lease, log, "rewrote the lease")
+	case Adopt:
+		l.adopt(ctx, st, d, log)
+	case Claim:
+		l.claim(ctx, st, d, log)
+	case Handoff:
+		l.handoff(ctx, st, d, log)
+	case StepDown:
+		log.Info("stepping down", "why", d.Why, "term", st.term)
+		l.stopHolding(st)
+	}
+}
+
+// lockWrites stops the renewer from touching this EIP's lease while the
+// loop writes it (a move, an adoption, a repair). The returned func
+// releases it.
+func (l *Loop) lockWrites(id string) func() {
+	l.renewer.write.Lock()
+	l.unplan(id)
+	return l.renewer.write.Unlock
+}
+
+func (l *Loop) writeLease(ctx context.Context, st *eipState, lease eip.Lease, log hclog.Logger, done string) bool {
+	defer l.lockWrites(st.addr.AllocationID)()
+	cctx, cancel := l.callCtx(ctx)
+	defer cancel()
+	if err := l.cloud.WriteLease(cctx, st.addr.AllocationID, lease); err != nil {
+		l.passFailed = true
+		if st.holding && st.gapSince.IsZero() {
+			st.gapSince = l.cfg.Now()
+		}
+		log.Warn("cannot write the lease; will retry after reading", "term", lease.Term, "error", err)
+		return false
+	}
+	st.addr.Lease = lease
+	st.lastRenew = lease.Renewed
+	if st.holding && lease.Renewed.After(st.verifiedAt) {
+		st.verifiedAt = lease.Renewed
+	}
+	log.Info(done, "term", lease.Term)
+	return true
+}
+
+func (l *Loop) adopt(ctx context.Context, st *eipState, d Decision, log hclog.Logger) {
+	defer l.lockWrites(st.addr.AllocationID)()
+	cctx, cancel := l.callCtx(ctx)
+	defer cancel()
+	if err := l.cloud.WriteLease(cctx, st.addr.AllocationID, d.Lease); err != nil {
+		l.passFailed = true
+		log.Warn("cannot write the lease of an EIP found on this instance; will retry", "term", d.Lease.Term, "error", err)
+		return
+	}
+	moved := st.addr.Lease // the move that brought the EIP here, as its mover recorded it
+	st.addr.Lease = d.Lease
+	l.becomeHolder(st, d.Lease.Term, d.Lease.Renewed)
+	log.Info("holding the EIP found on this instance", "term", d.Lease.Term, "association_id", st.addr.AssociationID)
+	if d.Lease.Reason != "" && moved.Decided.After(l.started) && !moved.Renewed.IsZero() {
+		// A handoff to us: the mover stamped renewed when the EIP was
+		// associated, so that is the move's time and duration.
+		l.recordFailover(st, FailoverRecord{Time: moved.Renewed, Reason: d.Lease.Reason, From: moved.From,
+			To: l.self.InstanceID, DurationSeconds: max(0, moved.Renewed.Sub(moved.Decided)).Seconds()})
+	}
+}
+
+func (l *Loop) claim(ctx context.Context, st *eipState, d Decision, log hclog.Logger) {
+	defer l.lockWrites(st.addr.AllocationID)()
+	cctx, cancel := l.callCtx(ctx)
+	defer cancel()
+	observed := st.addr
+	log.Info("claiming the EIP", "why", d.Why, "term", d.Lease.Term, "association_id", observed.AssociationID, "private_ip", d.Slot)
+	assoc, err := l.cloud.Claim(cctx, observed, l.self, d.Slot, d.Lease)
+	st.rankSince = time.Time{}
+	l.refreshNow = true
+	if err != nil && assoc == "" {
+		l.passFailed = true
+		switch {
+		case errors.Is(err, eip.ErrAlreadyAssociated), errors.Is(err, eip.ErrStaleAssociation):
+			log.Info("another member moved the EIP first; staying standby", "error", err)
+		default:
+			log.Warn("claim failed; staying standby", "error", err)
+		}
+		if st.holding {
+			// A holder re-associating its own EIP lost it to another.
+			l.stopHolding(st)
+		}
+		return
+	}
+	now := l.cfg.Now()
+	verified := now
+	if err != nil {
+		// Associated, but the lease was not written: we hold the EIP,
+		// and a read must confirm it before any renewal (§9.2); the
+		// tags are then repaired.
+		l.passFailed = true
+		log.Warn("claimed the EIP but could not write the lease; repairing after the next read", "association_id", assoc, "error", err)
+		verified = time.Time{}
+	}
+	st.bury(observed.AssociationID)
+	st.addr.AssociationID, st.addr.NetworkInterfaceID, st.addr.PrivateIP, st.addr.InstanceID =
+		assoc, l.self.NetworkInterfaceID, d.Slot, l.self.InstanceID
+	st.addr.Lease = d.Lease
+	l.becomeHolder(st, d.Lease.Term, verified)
+	if verified.IsZero() {
+		st.gapSince = now
+	}
+	l.recordFailover(st, FailoverRecord{Time: now, Reason: d.Reason, From: observed.InstanceID, To: l.self.InstanceID,
+		DurationSeconds: now.Sub(d.Lease.Decided).Seconds()})
+	log.Info("now holding the EIP", "term", d.Lease.Term, "association_id", assoc, "private_ip", d.Slot)
+}
+
+func (l *Loop) handoff(ctx context.Context, st *eipState, d Decision, log hclog.Logger) {
+	defer l.lockWrites(st.addr.AllocationID)()
+	cctx, cancel := l.callCtx(ctx)
+	defer cancel()
+	log.Info("handing off the EIP", "reason", d.Reason, "to", d.Target.InstanceID, "private_ip", d.Target.Slot, "term", d.Lease.Term)
+	assoc, err := l.cloud.Handoff(cctx, st.addr, d.Target.Instance, d.Target.Slot, d.Lease)
+	st.targetsAt = time.Time{}
+	if err != nil && assoc == "" {
+		l.passFailed = true
+		log.Warn("handoff failed; still holding", "to", d.Target.InstanceID, "error", err)
+		return
+	}
+	if err != nil {
+		// The EIP moved but the lease names us still; the target
+		// adopts it with a new term when it reads the address.
+		l.passFailed = true
+		log.Warn("handed off the EIP but could not write the lease", "association_id", assoc, "error", err)
+	}
+	now := l.cfg.Now()
+	old := st.addr.AssociationID
+	l.stopHolding(st)
+	st.bury(old) // a lagging read showing it must not bring the EIP back (§9.5)
+	st.addr.AssociationID, st.addr.NetworkInterfaceID, st.addr.PrivateIP, st.addr.InstanceID =
+		assoc, d.Target.NetworkInterfaceID, d.Target.Slot, d.Target.InstanceID
+	st.addr.Lease = d.Lease
+	l.watchPeer(st)
+	st.blocked = false
+	st.last = &FailoverRecord{Time: now, Reason: d.Reason, From: l.self.InstanceID, To: d.Target.InstanceID,
+		DurationSeconds: now.Sub(d.Lease.Decided).Seconds()}
+	if l.obs != nil {
+		l.obs.SetHandoffBlocked(st.addr.AllocationID, false)
+	}
+	log.Info("handed off the EIP", "to", d.Target.InstanceID, "term", d.Lease.Term, "association_id", assoc)
+}
+
+func (l *Loop) becomeHolder(st *eipState, term int64, verified time.Time) {
+	now := l.cfg.Now()
+	st.holding = true
+	st.term = term
+	st.holderSince = now
+	st.movedAt = now
+	st.lastRenew = verified
+	st.verifiedAt = verified
+	st.gapSince = time.Time{}
+	st.imdsLost, st.imdsIgnore = false, false
+	st.targets, st.targetsAt = nil, time.Time{}
+	l.watchPeer(st)
+	l.holding.Store(true)
+	if l.obs != nil {
+		l.obs.SetLease(st.addr.AllocationID, term, 0)
+	}
+}
+
+// stopHolding makes this instance a standby for the EIP: no more
+// renewals, and reads started before now say nothing (§9.5).
+func (l *Loop) stopHolding(st *eipState) {
+	l.unplan(st.addr.AllocationID)
+	if st.holding {
+		// The association we held is over, whatever replaced it.
+		st.bury(st.addr.AssociationID)
+	}
+	st.holding = false
+	st.movedAt = l.cfg.Now()
+	st.mayRenew = false
+	l.watchPeer(st)
+	if l.obs != nil {
+		l.obs.SetHolder(st.addr.AllocationID, false)
+	}
+}
+
+func (l *Loop) recordFailover(st *eipState, rec FailoverRecord) {
+	st.last = &rec
+	if l.obs != nil {
+		l.obs.Failover(st.addr.AllocationID, rec.Reason, time.Duration(rec.DurationSeconds*float64(time.Second)))
+	}
+}
+
+// dryRunMove sends the move with DryRun=true (proving the permissions) and
+// logs what would have happened, without changing any state.
+func (l *Loop) dryRunMove(ctx context.Context, st *eipState, d Decision, log hclog.Logger) {
+	now := l.cfg.Now()
+	if now.Before(st.dryRunQuiet) {
+		return
+	}
+	st.dryRunQuiet = now.Add(l.cfg.HolderPoll)
+	st.rankSince = time.Time{}
+	var err error
+	to := l.self.InstanceID
+	if d.Action == Claim {
+		_, err = l.cloud.Claim(ctx, st.addr, l.self, d.Slot, d.Lease)
+	} else {
+		to = d.Target.InstanceID
+		_, err = l.cloud.Handoff(ctx, st.addr, d.Target.Instance, d.Target.Slot, d.Lease)
+	}
+	if err != nil {
+		log.Warn("dry-run: the move would fail", "action", d.Action, "to", to, "reason", d.Reason, "error", err)
+		return
+	}
+	log.Info("dry-run: would move the EIP", "action", d.Action, "to", to, "reason", d.Reason, "why", d.Why, "term", d.Lease.Term)
+}

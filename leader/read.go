@@ -1,0 +1,314 @@
+package leader
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/eipd/eipd/eip"
+	"github.com/eipd/eipd/health"
+)
+
+// eipState is the loop's memory of one EIP. Only the loop goroutine
+// touches it.
+type eipState struct {
+	addr eip.Address
+	// readAt is when the read that produced addr started; the loop also
+	// overwrites addr after its own moves, without changing readAt.
+	readAt time.Time
+	// movedAt is this instance's own last move of the EIP (claim,
+	// handoff, adoption, step-down): reads started before it are ignored
+	// (§9.5).
+	movedAt time.Time
+	// deadAssoc are association IDs this instance replaced or saw
+	// replaced: EC2 never reuses one, so a read showing one of them lags
+	// behind a move and is ignored (the handoff fence of §9.5).
+	deadAssoc []string
+	// missing counts successive successful reads that did not list the
+	// EIP (§9.8: two in a row and it is forgotten).
+	missing int
+
+	// stamp is the freshest eipd:renewed known (from reads or from the
+	// holder's /status) and stampSeenAt when this instance first saw it.
+	stamp       time.Time
+	stampSeenAt time.Time
+
+	// Holder side.
+	holding     bool
+	term        int64
+	holderSince time.Time
+	lastRenew   time.Time
+	verifiedAt  time.Time
+	gapSince    time.Time
+	mayRenew    bool
+	// imdsLost: instance metadata stopped listing the EIP on our ENI;
+	// imdsIgnore: a read after that still showed it here (metadata lags
+	// behind the API), so metadata is not believed again until it lists
+	// the EIP once more.
+	imdsLost   bool
+	imdsIgnore bool
+
+	// Standby side: the probe of the private IP the EIP points at.
+	peer             *health.Hysteresis
+	peerIP           string
+	peerChanged      bool
+	peerWasDown      bool
+	peerErr          error
+	peerReport       health.PeerReport // from the last probe; zero when it failed
+	peerAt           time.Time         // when that probe completed
+	peerEverAnswered bool              // its /status answered at least once
+	peerSilent       bool              // silence logged
+	rankSince        time.Time
+
+	dryRunQuiet time.Time // dry run: no would-be move logged again before this
+	targets     []Target
+	targetsAt   time.Time
+	blocked     bool
+	slotsFull   bool // the last search found ready members, none with a free private IP
+	noFreeSlot  bool
+	why         string
+	last        *FailoverRecord
+}
+
+func (st *eipState) isDead(assoc string) bool {
+	return assoc != "" && slices.Contains(st.deadAssoc, assoc)
+}
+
+// bury records an association ID as gone. A handful is plenty: a lagging
+// read can only show recent ones.
+func (st *eipState) bury(assoc string) {
+	if assoc == "" || st.isDead(assoc) {
+		return
+	}
+	const keep = 8
+	st.deadAssoc = append(st.deadAssoc, assoc)
+	if len(st.deadAssoc) > keep {
+		st.deadAssoc = st.deadAssoc[len(st.deadAssoc)-keep:]
+	}
+}
+
+// seeStamp records a renewal stamp if it is newer than any known (§9.7).
+func (st *eipState) seeStamp(stamp, now time.Time) {
+	if stamp.After(st.stamp) {
+		st.stamp, st.stampSeenAt = stamp, now
+	}
+}
+
+// readAddresses reads every managed EIP in one call, and applies what it
+// shows unless it lags behind what this instance already knows.
+func (l *Loop) readAddresses(ctx context.Context) {
+	cctx, cancel := l.callCtx(ctx)
+	defer cancel()
+	started := l.cfg.Now()
+	var addrs []eip.Address
+	var err error
+	if len(l.cfg.AllocationIDs) > 0 {
+		var ids []string
+		for _, id := range l.cfg.AllocationIDs {
+			if !l.forgotten[id] {
+				ids = append(ids, id)
+			}
+		}
+		addrs, err = l.cloud.Addresses(cctx, ids)
+	} else {
+		addrs, err = l.cloud.GroupAddresses(cctx)
+	}
+	l.readTriedAt = started
+	if err != nil {
+		if !l.readError {
+			l.log.Warn("cannot read addresses; AWS state unknown, nobody claims until it is known", "error", err)
+		}
+		l.readError = true
+		l.passFailed = true
+		for _, st := range l.eips {
+			if st.holding && st.gapSince.IsZero() {
+				st.gapSince = started
+			}
+		}
+		return
+	}
+	if l.readError {
+		l.log.Info("addresses readable again")
+	}
+	l.readError = false
+	seen := map[string]bool{}
+	for _, a := range addrs {
+		if l.forgotten[a.AllocationID] {
+			continue
+		}
+		seen[a.AllocationID] = true
+		l.applyRead(l.track(a.AllocationID), a, started)
+	}
+	for id, st := range l.eips {
+		if seen[id] {
+			st.missing = 0
+			continue
+		}
+		st.missing++
+		if st.missing >= 2 {
+			l.forget(id, st)
+		}
+	}
+	if len(addrs) == 0 && len(l.eips) == 0 {
+		l.log.Warn("no EIP found to manage; tag an EIP with eipd:group or pass --allocation-id")
+	}
+	l.refreshMembers(ctx, l.membersNow)
+}
+
+// applyRead takes one address from a read started at started.
+func (l *Loop) applyRead(st *eipState, a eip.Address, started time.Time) {
+	if st.isDead(a.AssociationID) {
+		l.log.Debug("ignoring a read that lags behind a move", "allocation_id", a.AllocationID, "association_id", a.AssociationID)
+		return
+	}
+	if !started.After(st.movedAt) {
+		return // started before our own last move (§9.5)
+	}
+	if len(a.Lease.Invalid) > 0 && !slices.Equal(a.Lease.Invalid, st.addr.Lease.Invalid) {
+		l.log.Warn("lease tags do not parse; treating the lease as stale", "allocation_id", a.AllocationID, "tags", a.Lease.Invalid)
+	}
+	if st.addr.AssociationID != "" && a.AssociationID != st.addr.AssociationID && st.readAt.Before(started) {
+		// The association we knew is gone for good.
+		st.bury(st.addr.AssociationID)
+	}
+	st.addr, st.readAt = a, started
+	st.seeStamp(a.Lease.Renewed, started)
+	if st.holding && a.Associated() && a.NetworkInterfaceID == l.self.NetworkInterfaceID && started.After(st.holderSince) {
+		// AWS confirms the holding (§9.2): trust is renewed, a gap is
+		// closed, and metadata that said otherwise lags.
+		if started.After(st.verifiedAt) {
+			st.verifiedAt = started
+		}
+		if !st.gapSince.IsZero() && started.After(st.gapSince) {
+			st.gapSince = time.Time{}
+		}
+		if st.imdsLost {
+			st.imdsLost, st.imdsIgnore = false, true
+		}
+	}
+	l.watchPeer(st)
+	if l.obs != nil && !st.holding {
+		age := time.Duration(0)
+		if !a.Lease.Renewed.IsZero() {
+			age = started.Sub(a.Lease.Renewed)
+		}
+		l.obs.SetLease(a.AllocationID, a.Lease.Term, age)
+	}
+}
+
+// forget drops an EIP that the API no longer lists (§9.8): released, or
+// no longer tagged for the group.
+func (l *Loop) forget(id string, st *eipState) {
+	l.log.Warn("EIP no longer exists or is no longer tagged for this group; forgetting it",
+		"allocation_id", id, "public_ip", st.addr.PublicIP, "was_holder", st.holding)
+	if st.holding && l.obs != nil {
+		l.obs.SetHolder(id, false)
+	}
+	if st.noFreeSlot && l.obs != nil {
+		l.obs.SetNoFreePrivateIP(id, false)
+	}
+	delete(l.eips, id)
+	if len(l.cfg.AllocationIDs) > 0 {
+		// A configured ID that is gone stays out of every later read.
+		l.forgotten[id] = true
+	}
+	if l.obs != nil {
+		l.obs.Forgotten(id)
+	}
+}
+
+// watchPeer resets the probe history when the EIP points at a new IP.
+func (l *Loop) watchPeer(st *eipState) {
+	ip := ""
+	if !st.holding && st.addr.Associated() && st.addr.NetworkInterfaceID != l.self.NetworkInterfaceID {
+		ip = st.addr.PrivateIP
+		// Peers are probed on their primary IP: their proxy and eipd
+		// listen there, whichever of their private IPs the EIP sits on.
+		if m := l.member(st.addr.InstanceID); m != nil && m.PrivateIP != "" {
+			ip = m.PrivateIP
+		}
+	}
+	if ip != st.peerIP {
+		st.peerIP = ip
+		st.peer = health.NewHysteresis(1, max(1, l.cfg.ProbeFall))
+		st.peerReport, st.peerAt, st.peerSilent, st.peerEverAnswered = health.PeerReport{}, time.Time{}, false, false
+	}
+}
+
+func (l *Loop) member(id string) *eip.Instance {
+	if id == "" {
+		return nil
+	}
+	for i := range l.members {
+		if l.members[i].InstanceID == id {
+			return &l.members[i]
+		}
+	}
+	return nil
+}
+
+// refreshMembers lists running group members when the list is needed and
+// old: for the first election (priorities), for several EIPs (spreading,
+// free private IPs), and when a holder looks dead (does it still run?).
+func (l *Loop) refreshMembers(ctx context.Context, force bool) {
+	need := force || l.membersAt.IsZero() || len(l.eips) > 1
+	maxAge := l.cfg.StandbyPoll
+	if len(l.eips) > 1 {
+		maxAge = l.cfg.RenewInterval
+	}
+	for _, st := range l.eips {
+		if !st.holding && st.addr.Associated() && st.peer.Status() == health.Down {
+			need = true
+			maxAge = min(maxAge, l.cfg.LeaseDuration)
+		}
+	}
+	if !need || (!force && !l.membersAt.IsZero() && l.cfg.Now().Sub(l.membersAt) < maxAge) {
+		return
+	}
+	l.membersNow = false
+	cctx, cancel := l.callCtx(ctx)
+	defer cancel()
+	started := l.cfg.Now()
+	ms, err := l.cloud.Members(cctx)
+	if err != nil {
+		l.passFailed = true
+		if !errors.Is(err, context.Canceled) {
+			l.log.Warn("cannot list group members", "error", err)
+		}
+		return
+	}
+	l.members, l.membersAt = ms, started
+	for _, m := range ms {
+		if m.InstanceID == l.self.InstanceID {
+			l.priority = m.Priority
+		}
+	}
+	for _, st := range l.eips {
+		l.watchPeer(st)
+	}
+}
+
+// bestPriority is the highest eipd:priority among running members that
+// are ready or whose state is not known yet (a cold start), this one
+// included.
+func (l *Loop) bestPriority() int {
+	best := l.priority
+	for _, m := range l.members {
+		if m.EIPDState == eip.StateReady || m.EIPDState == "" {
+			best = max(best, m.Priority)
+		}
+	}
+	return best
+}
+
+// holderStopped reports whether a member list newer than the address read
+// shows the instance the EIP points at as gone (members are running
+// instances only): it will not renew again, so its lease protects nothing.
+func (l *Loop) holderStopped(st *eipState) bool {
+	a := st.addr
+	if !a.Associated() || a.InstanceID == "" || l.membersAt.IsZero() || l.membersAt.Before(st.readAt) {
+		return false
+	}
+	return l.member(a.InstanceID) == nil
+}
