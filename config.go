@@ -62,7 +62,7 @@ var runFlags = []flagSpec{
 	{"allocation-id", "", "EIP allocation ID to manage; repeatable, env comma-separated (default: every EIP tagged eipd:group=<group>)", func(c *Config) any { return &c.AllocationIDs }},
 	{"health-check", "tcp://127.0.0.1:80", "health check URL (tcp://, http(s)://, haproxy://); repeatable, env comma-separated; all must pass", func(c *Config) any { return &c.HealthChecks }},
 	{"listen", ":9380", "status HTTP address (/metrics, /healthz, /readyz, /status); peers probe its port on the private IP", func(c *Config) any { return &c.Listen }},
-	{"control", "127.0.0.1:9381", "control address for eipd status and eipd handoff: a loopback host:port or unix:/path", func(c *Config) any { return &c.Control }},
+	{"control", "unix:/run/eipd/eipd.sock", "control endpoint for eipd status and eipd handoff: unix:/path (a socket of mode 0600) or, opt-in, a loopback host:port such as 127.0.0.1:9381", func(c *Config) any { return &c.Control }},
 	{"health-interval", "1s", "how often the own health checks run", func(c *Config) any { return &c.HealthInterval }},
 	{"health-fast-interval", "200ms", "how often they run after a failure, until the health is down or a check passes (at most --health-interval)", func(c *Config) any { return &c.HealthFast }},
 	{"health-timeout", "500ms", "timeout of one health check round (and of a peer probe)", func(c *Config) any { return &c.HealthTimeout }},
@@ -291,13 +291,13 @@ func (c *Config) problems() []error {
 func validateControl(addr string) error {
 	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
 		if !strings.HasPrefix(path, "/") {
-			return fmt.Errorf("--control %q: a unix socket needs an absolute path, e.g. unix:/run/eipd/control.sock", addr)
+			return fmt.Errorf("--control %q: a unix socket needs an absolute path, e.g. unix:/run/eipd/eipd.sock", addr)
 		}
 		return nil
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil || port == "" {
-		return fmt.Errorf("--control %q must be a loopback host:port (e.g. 127.0.0.1:9381) or unix:/path", addr)
+		return fmt.Errorf("--control %q must be unix:/path (e.g. unix:/run/eipd/eipd.sock) or a loopback host:port (e.g. 127.0.0.1:9381)", addr)
 	}
 	if host == "localhost" {
 		return nil

@@ -23,7 +23,7 @@ func TestDefaultsMatchDesign(t *testing.T) {
 	}
 	// DESIGN.md §5.
 	want := Config{
-		Group: "web", HealthChecks: []string{"tcp://127.0.0.1:80"}, Listen: ":9380", Control: "127.0.0.1:9381",
+		Group: "web", HealthChecks: []string{"tcp://127.0.0.1:80"}, Listen: ":9380", Control: "unix:/run/eipd/eipd.sock",
 		HealthInterval: time.Second, HealthFast: 200 * time.Millisecond, HealthTimeout: 500 * time.Millisecond, HealthRise: 2, HealthFall: 3,
 		ProbeInterval: time.Second, ProbeFall: 3, RenewInterval: 3 * time.Second, LeaseDuration: 10 * time.Second,
 		MaxClockSkew: time.Second, HolderPoll: 10 * time.Second, StandbyPoll: 60 * time.Second, LifecyclePoll: 5 * time.Second,

@@ -7,11 +7,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -24,21 +27,64 @@ import (
 
 const handoffWait = 60 * time.Second
 
+// listenControl listens on addr: unix:/path (the default) or a loopback
+// host:port. A unix socket is created with mode 0600, so only the daemon's
+// own user (and root) can move EIPs through it; its directory is created
+// if missing, and a socket file left by a daemon that died is replaced.
 func listenControl(addr string) (net.Listener, error) {
-	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
-		_ = os.Remove(path) // a stale socket from a previous run
-		ln, err := net.Listen("unix", path)
+	path, ok := strings.CutPrefix(addr, "unix:")
+	if !ok {
+		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			return nil, fmt.Errorf("control socket %s: %w", path, err)
+			return nil, fmt.Errorf("control listener %s: %w", addr, err)
 		}
-		_ = os.Chmod(path, 0o660)
 		return ln, nil
 	}
-	ln, err := net.Listen("tcp", addr)
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("control socket %s: %w (under systemd, RuntimeDirectory=eipd provides /run/eipd)", path, err)
+	}
+	if err := removeStaleSocket(path); err != nil {
+		return nil, err
+	}
+	// The umask makes the socket 0600 from the start (no window in which
+	// another user could connect); Chmod states it for umasks that allow
+	// less. Nothing else creates files while the daemon starts.
+	old := syscall.Umask(0o177)
+	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
 	if err != nil {
-		return nil, fmt.Errorf("control listener %s: %w", addr, err)
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
 	return ln, nil
+}
+
+// removeStaleSocket removes path only when it is a socket nobody listens
+// on: a live daemon's socket, or a file that is not a socket, is left alone
+// and reported.
+func removeStaleSocket(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("control socket %s: %w", path, err)
+	}
+	if fi.Mode().Type() != fs.ModeSocket {
+		return fmt.Errorf("control socket %s: the path exists and is not a socket; remove it or choose another --control", path)
+	}
+	conn, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		conn.Close()
+		return fmt.Errorf("control socket %s: another process (another eipd?) is listening on it", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("control socket %s: remove the stale socket: %w", path, err)
+	}
+	return nil
 }
 
 type controlServer struct {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -84,7 +85,12 @@ func TestListenersBeforeIMDS(t *testing.T) {
 				imds = hangingServer(t)
 			}
 			listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-			control := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+			// The refused case uses the default kind of control endpoint,
+			// a unix socket, and checks its mode.
+			control := "unix:" + filepath.Join(dir, "run", "eipd.sock")
+			if mode == "hangs" {
+				control = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+			}
 			env := minimalEnv(dir, "AWS_ENDPOINT_URL_EC2="+refusedURL(t), "AWS_EC2_METADATA_SERVICE_ENDPOINT="+imds,
 				"AWS_REGION=us-east-1")
 			p := startProc(t, dir, "eipd", env, eipdBin, "run", "--group", "e2e",
@@ -111,6 +117,11 @@ func TestListenersBeforeIMDS(t *testing.T) {
 			}
 			if err := doJSON("GET", "http://"+listen+"/status", nil, &st); err != nil || st.Waiting != "waiting for instance metadata" || string(st.EIPs) != "[]" {
 				t.Errorf("/status while waiting: %+v %v", st, err)
+			}
+			if path, ok := strings.CutPrefix(control, "unix:"); ok {
+				if fi, err := os.Stat(path); err != nil || fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm() != 0o600 {
+					t.Errorf("control socket %s: %v %v, want a socket of mode 0600", path, fi.Mode(), err)
+				}
 			}
 			cmd := exec.Command(eipdBin, "status", "--control", control)
 			cmd.Env = env
