@@ -7,11 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/url"
+	"os"
+	"os/user"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -143,6 +147,9 @@ func (c *haproxyCheck) showStat(ctx context.Context) ([]serverStat, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, c.network, c.addr)
 	if err != nil {
+		if c.network == "unix" && errors.Is(err, fs.ErrPermission) {
+			return nil, fmt.Errorf("%w: %s", dialReason(err), socketPermissionFix(c.addr))
+		}
 		return nil, dialReason(err)
 	}
 	defer conn.Close()
@@ -263,6 +270,26 @@ func (c *haproxyCheck) judge(servers []serverStat) error {
 		detail = " (" + strings.Join(notUp, ", ") + ")"
 	}
 	return fmt.Errorf("haproxy backend %q: %d of %d servers UP, need %d%s", c.backend, up, len(servers), c.minUp, detail)
+}
+
+// socketPermissionFix says how to let eipd open a stats socket it may not:
+// join the group that owns it (HAProxy creates it mode 660 with
+// "stats socket … mode 660 group haproxy").
+func socketPermissionFix(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "let eipd's user open the socket (HAProxy: stats socket " + path + " mode 660 group haproxy; systemd: SupplementaryGroups=haproxy)"
+	}
+	group := "its group"
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		gid := strconv.FormatUint(uint64(st.Gid), 10)
+		group = "gid " + gid
+		if g, err := user.LookupGroupId(gid); err == nil {
+			group = g.Name
+		}
+	}
+	return fmt.Sprintf("the socket has mode %s and group %s: add eipd's user to %s (systemd: SupplementaryGroups=%s in the unit; ECS: run the task with that group, \"user\": \"65532:GID\"), and make sure HAProxy creates it group-accessible (stats socket %s mode 660 group %s)",
+		fi.Mode().Perm(), group, group, group, path, group)
 }
 
 func truncate(s string, n int) string {
