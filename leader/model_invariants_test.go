@@ -213,12 +213,14 @@ func (v *invariants) checkNoDangling() {
 }
 
 // readyMembers are the instances that could take an EIP now: eipd runs
-// and is scheduled, own health up, no lifecycle notice, the API reachable
-// without faults (read lag allowed), and a private IP with no EIP on it.
+// and is scheduled, own health up, not draining (lifecycle notice,
+// SIGTERM), the API reachable without faults (read lag allowed), and a
+// private IP with no EIP on it.
 func (v *invariants) readyMembers() []string {
 	var ids []string
 	for _, d := range v.s.daemons {
-		if d.live() && (simHealth{d}).Status() == health.Up && !d.notice && !d.conn.impaired() && v.freeSlot(d) {
+		if d.live() && (simHealth{d}).Status() == health.Up && !d.notice && d.stopBy.IsZero() &&
+			!d.conn.impaired() && v.freeSlot(d) {
 			ids = append(ids, d.id)
 		}
 	}

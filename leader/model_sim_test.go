@@ -2,6 +2,7 @@ package leader
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -21,10 +22,11 @@ import (
 // faults injected at random from a seed or by a scenario, and the
 // invariants (model_invariants_test.go) checked after every step.
 //
-// Nothing here reads the wall clock or runs a goroutine of its own: each
-// Loop gets the simulated clock through Config.Now and is driven through
-// reconcile, probePeers and applyMetadata, never Run, so a run is a pure
-// function of its seed.
+// Nothing here reads the wall clock or starts a goroutine: each Loop gets
+// the simulated clock through Config.Now and is driven through reconcile,
+// probePeers and applyMetadata, never Run. The Loop probes peers on
+// goroutines of its own, which only read the simulation while the driver
+// waits for them, so a run is a pure function of its seed.
 
 const (
 	simStep   = 100 * time.Millisecond
@@ -32,8 +34,6 @@ const (
 	simGroup  = "model"
 	// simMeanFaultGap is the mean time between random faults.
 	simMeanFaultGap = 12 * time.Second
-	// simForever stands for a fault with no planned end.
-	simForever = 1000 * time.Hour
 )
 
 // simTiming is the daemon's default timing (DESIGN.md §5, `eipd run -h`).
@@ -58,8 +58,6 @@ type simConfig struct {
 	ByGroup bool // daemons find the EIPs by group tag, not --allocation-id
 	// Faults: inject random faults (else only what the scenario does).
 	Faults bool
-	// StopAtFirst: end the run at the first violation.
-	StopAtFirst bool
 }
 
 func (c simConfig) String() string {
@@ -74,7 +72,7 @@ func (c simConfig) String() string {
 func randomSimConfig(seed uint64) simConfig {
 	r := rand.New(rand.NewPCG(seed, 0x5eed))
 	return simConfig{Seed: seed, Daemons: 2 + r.IntN(3), EIPs: 1 + r.IntN(3), Slots: 1 + r.IntN(2),
-		ByGroup: r.IntN(2) == 0, Faults: true, StopAtFirst: true}
+		ByGroup: r.IntN(2) == 0, Faults: true}
 }
 
 // sim is one simulated cluster.
@@ -112,6 +110,7 @@ type simDaemon struct {
 	started  bool          // eipd runs (false before start and while the instance is stopped)
 	stopped  bool          // the instance is stopped: eipd and proxy gone
 	paused   bool          // eipd is not scheduled (SIGSTOP, a stuck VM)
+	stopBy   time.Time     // eipd got SIGTERM: it hands off until then, then exits
 	frozen   bool          // while paused, the proxy does not answer either
 	proxyOff bool          // the proxy is dead, eipd lives
 	sick     bool          // own health check fails (a flap)
@@ -220,14 +219,10 @@ func (s *sim) fireTimers() {
 	}
 }
 
-// run steps for d of true time, or until the first violation when the
-// run stops at the first.
+// run steps for d of true time.
 func (s *sim) run(d time.Duration) {
 	for end := s.now.Add(d); s.now.Before(end); {
 		s.step()
-		if s.cfg.StopAtFirst && len(s.inv.violations) > 0 {
-			return
-		}
 	}
 }
 
@@ -263,7 +258,7 @@ func (s *sim) start(d *simDaemon) {
 	logger := hclog.New(&hclog.LoggerOptions{Name: d.id, Level: hclog.Info, Output: simLogWriter{d}, DisableTime: true})
 	cloud := &modelCloud{api: d.conn, group: simGroup, now: d.clock}
 	d.loop = New(simConfigFor(d, allocs), d.ident, cloud, nil, simHealth{d}, simProber{s}, nil, logger)
-	d.started, d.notice, d.roles = true, false, map[string]string{}
+	d.started, d.notice, d.stopBy, d.roles = true, false, time.Time{}, map[string]string{}
 	d.lastHealth = simHealth{d}.Status()
 	// Each process starts at its own phase of the tick, probe and
 	// metadata timers.
@@ -293,6 +288,10 @@ func (d *simDaemon) step() {
 		return
 	}
 	ctx, now := context.Background(), d.s.now
+	if !d.stopBy.IsZero() {
+		d.stepStopping(ctx)
+		return
+	}
 	pass := !now.Before(d.nextTick)
 	if pass {
 		d.nextTick = now.Add(d.loop.cfg.Tick)
@@ -314,6 +313,23 @@ func (d *simDaemon) step() {
 	if pass {
 		d.loop.reconcile(ctx)
 	}
+}
+
+// stepStopping is one turn of Loop.shutdown: a reconcile pass on each
+// tick while it holds an EIP and the stop timeout has not run out, then
+// the process exits (the proxy keeps running).
+func (d *simDaemon) stepStopping(ctx context.Context) {
+	now := d.s.now
+	if now.Before(d.nextTick) {
+		return
+	}
+	d.nextTick = now.Add(d.loop.cfg.Tick)
+	d.loop.reconcile(ctx)
+	if d.loop.holdingAny() && now.Before(d.stopBy) {
+		return
+	}
+	d.s.event(d.id, "eipd exits (still holding %v)", d.loop.heldIDs())
+	d.started, d.stopBy = false, time.Time{}
 }
 
 // live reports whether the daemon runs and is scheduled.
@@ -354,7 +370,7 @@ func (d *simDaemon) logRoles() {
 			d.roles[e.AllocationID] = e.Role
 		}
 	}
-	for alloc := range d.roles {
+	for _, alloc := range slices.Sorted(maps.Keys(d.roles)) {
 		if !seen[alloc] {
 			d.s.event(d.id, "forgets %s", alloc)
 			delete(d.roles, alloc)
@@ -443,7 +459,8 @@ type ec2Conn struct {
 	partitioned                      bool
 	failRate, loseRate, throttleRate float64
 	lagMin, lagMax                   time.Duration
-	// lastFailed: the last call this caller made returned an error.
+	// lastFailed: the last call this caller made failed to reach EC2 or
+	// lost its answer (an injected fault, not an EC2 error).
 	lastFailed bool
 }
 
@@ -478,7 +495,8 @@ func (c *ec2Conn) fate(op string, write bool) (lost bool, err error) {
 
 // done records the outcome the caller sees.
 func (c *ec2Conn) done(err error) error {
-	c.lastFailed = err != nil
+	var e *ec2Error
+	c.lastFailed = errors.As(err, &e) && (e.Code == codeUnavailable || e.Code == codeThrottled || e.Code == codeTimeout)
 	return err
 }
 
@@ -636,6 +654,7 @@ func (s *sim) handMove(alloc string, to *simDaemon, privateIP string) {
 	s.fault("operator", "moves %s to %s %s by hand", alloc, to.id, privateIP)
 	_, err := s.world.associateAddress("operator", alloc, to.ident.NetworkInterfaceID, privateIP, true)
 	s.event("operator", "AssociateAddress: %s", outcome("", err, false))
+	s.inv.flush()
 }
 
 func (s *sim) handDisassociate(alloc string) {
@@ -643,6 +662,7 @@ func (s *sim) handDisassociate(alloc string) {
 	if a := s.world.current().addrs[alloc]; a != nil && a.AssociationID != "" {
 		_ = s.world.disassociateAddress("operator", a.AssociationID)
 	}
+	s.inv.flush()
 }
 
 func (s *sim) handRelease(alloc string) {
@@ -651,6 +671,7 @@ func (s *sim) handRelease(alloc string) {
 	if err := s.world.releaseAddress("operator", alloc); err == nil {
 		s.released[alloc] = true
 	}
+	s.inv.flush()
 }
 
 // stopInstance stops the instance at once: eipd and proxy are gone, its
@@ -658,7 +679,7 @@ func (s *sim) handRelease(alloc string) {
 func (s *sim) stopInstance(d *simDaemon) {
 	s.fault(d.id, "instance stopped")
 	_ = s.world.setInstanceState("operator", d.id, "stopped")
-	d.stopped, d.started, d.paused, d.frozen = true, false, false, false
+	d.stopped, d.started, d.paused, d.frozen, d.stopBy = true, false, false, false, time.Time{}
 }
 
 // startInstance starts it again, with a fresh eipd.
@@ -673,6 +694,20 @@ func (s *sim) startInstance(d *simDaemon) {
 func (s *sim) lifecycleNotice(d *simDaemon) {
 	d.notice = true
 	s.fault(d.id, "lifecycle notice: spot interruption")
+}
+
+// sigterm stops eipd as systemd does: Loop.shutdown's work, stepped by
+// stepStopping (shutdown itself waits on a wall-clock ticker).
+func (s *sim) sigterm(d *simDaemon) {
+	s.fault(d.id, "eipd gets SIGTERM")
+	l := d.loop
+	if l.manual != nil {
+		l.manual.reply <- errors.New("eipd is stopping")
+		l.manual = nil
+	}
+	d.stopBy = s.now.Add(l.cfg.StopTimeout)
+	l.drain = ReasonHandoffShutdown
+	d.nextTick = s.now
 }
 
 // manualHandoff is `eipd handoff [--to to]` on d.
@@ -811,6 +846,18 @@ var simFaults = []struct {
 			if !d.stopped {
 				s.stopInstance(d)
 				s.after(s.randDur(30, 120), func() { s.startInstance(d) })
+			}
+		})
+		return true
+	}},
+	{"eipd restarted", 1, func(s *sim, d *simDaemon) bool {
+		if !d.live() || !d.stopBy.IsZero() {
+			return false
+		}
+		s.sigterm(d)
+		s.after(s.randDur(5, 60), func() {
+			if !d.started && !d.stopped {
+				s.start(d)
 			}
 		})
 		return true

@@ -26,7 +26,7 @@ import (
 // EIPD_MODEL_EVENTS how many events a failure shows.
 
 const (
-	modelRuns    = 24
+	modelRuns    = 48 // 8 with -short
 	modelMinutes = 5
 	modelEvents  = 40
 )
@@ -59,7 +59,11 @@ func TestModel(t *testing.T) {
 		}
 		seeds = append(seeds, seed)
 	} else {
-		for i := range envInt(t, "EIPD_MODEL_RUNS", modelRuns) {
+		runs := modelRuns
+		if testing.Short() {
+			runs = 8
+		}
+		for i := range envInt(t, "EIPD_MODEL_RUNS", runs) {
 			seeds = append(seeds, uint64(i+1))
 		}
 	}
@@ -69,9 +73,7 @@ func TestModel(t *testing.T) {
 	bySeed := map[string][]string{}
 	steps, faults, moves := 0, 0, 0
 	for _, seed := range seeds {
-		cfg := randomSimConfig(seed)
-		cfg.StopAtFirst = false
-		s := newSim(cfg)
+		s := newSim(randomSimConfig(seed))
 		s.startAll()
 		s.run(length)
 		steps, faults, moves = steps+s.steps, faults+s.faults, moves+s.inv.daemonMoves
