@@ -1,6 +1,7 @@
 package leader
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -288,4 +289,143 @@ func TestModelItem4(t *testing.T) {
 func (s *sim) term(alloc string) int64 {
 	t, _ := parseModelTerm(s.world.current().addrs[alloc].Tags)
 	return t
+}
+
+// --- the test's own parts ---
+
+// TestModelEC2 checks that the EC2 model has the semantics the invariants
+// rely on.
+func TestModelEC2(t *testing.T) {
+	now := simEpoch
+	m := newEC2Model(func() time.Time { return now }, simMaxLag)
+	group := map[string]string{eip.TagGroup: "g"}
+	m.addAddress("eipalloc-1", "203.0.113.1", group)
+	m.addAddress("eipalloc-2", "203.0.113.2", group)
+	m.addInstance("i-a", "eni-a", []string{"10.0.1.10", "10.0.1.11"}, group)
+	m.addInstance("i-b", "eni-b", []string{"10.0.2.10"}, group)
+	code := func(err error) string {
+		if e, ok := err.(*ec2Error); ok {
+			return e.Code
+		}
+		return fmt.Sprint(err)
+	}
+
+	a1, err := m.associateAddress("t", "eipalloc-1", "eni-a", "10.0.1.10", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := m.associateAddress("t", "eipalloc-1", "eni-a", "10.0.1.10", false); err != nil || again != a1 {
+		t.Errorf("repeating an association = %q, %v; want %q, nil", again, err, a1)
+	}
+	if _, err := m.associateAddress("t", "eipalloc-1", "eni-b", "10.0.2.10", false); code(err) != codeAlreadyAssociated {
+		t.Errorf("associating elsewhere without reassociation: %v, want %s", err, codeAlreadyAssociated)
+	}
+	if _, err := m.associateAddress("t", "eipalloc-2", "eni-a", "10.0.1.99", true); code(err) != codeInvalidParameter {
+		t.Errorf("associating to a private IP not on the ENI: %v, want %s", err, codeInvalidParameter)
+	}
+	// One EIP per private IP: the second one knocks the first off, silently.
+	now = now.Add(time.Second)
+	if _, err := m.associateAddress("t", "eipalloc-2", "eni-a", "10.0.1.10", false); err != nil {
+		t.Fatal(err)
+	}
+	if a := m.current().addrs["eipalloc-1"]; a.AssociationID != "" {
+		t.Errorf("eipalloc-1 still associated (%s) after eipalloc-2 took its private IP", a.AssociationID)
+	}
+	if err := m.disassociateAddress("t", a1); code(err) != codeAssociationNotFound {
+		t.Errorf("disassociating a stale association: %v, want %s", err, codeAssociationNotFound)
+	}
+	if vs := m.current().describeInstances("g"); len(vs) != 2 || vs[0].PrivateIPs[0].AllocationID != "eipalloc-2" ||
+		vs[0].PrivateIPs[1].AllocationID != "" || !vs[0].PrivateIPs[0].Primary {
+		t.Errorf("DescribeInstances %+v", vs)
+	}
+	// Reads as of the past see the world before.
+	if old, _ := m.asOf(now.Add(-500*time.Millisecond)).describeAddresses([]string{"eipalloc-1"}, ""); old[0].InstanceID != "i-a" {
+		t.Errorf("a read lagging 0.5 s sees eipalloc-1 on %q, want i-a", old[0].InstanceID)
+	}
+	if err := m.releaseAddress("t", "eipalloc-2"); code(err) != codeInUse {
+		t.Errorf("releasing an associated EIP: %v, want %s", err, codeInUse)
+	}
+	if err := m.releaseAddress("t", "eipalloc-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.current().describeAddresses([]string{"eipalloc-1", "eipalloc-2"}, ""); code(err) != codeAllocationNotFound {
+		t.Errorf("describing a released EIP among others: %v, want %s", err, codeAllocationNotFound)
+	}
+	if as, err := m.current().describeAddresses(nil, "g"); err != nil || len(as) != 1 {
+		t.Errorf("describing by group after a release: %d addresses, %v", len(as), err)
+	}
+	if err := m.createTags("t", []string{"eipalloc-1"}, map[string]string{eip.TagTerm: "1"}); code(err) != codeAllocationNotFound {
+		t.Errorf("tagging a released EIP: %v, want %s", err, codeAllocationNotFound)
+	}
+	// The adapter classifies as eip does.
+	for c, want := range map[string]error{
+		codeAlreadyAssociated: eip.ErrAlreadyAssociated, codeAssociationNotFound: eip.ErrStaleAssociation,
+		codeAllocationNotFound: eip.ErrNotFound, codeThrottled: eip.ErrThrottled, codeUnavailable: eip.ErrUnavailable,
+		codeTimeout: eip.ErrUnavailable, codeInUse: eip.ErrInvalidRequest,
+	} {
+		if err := classifyModel(&ec2Error{Code: c}); !errors.Is(err, want) {
+			t.Errorf("classifyModel(%s) = %v, want %v", c, err, want)
+		}
+	}
+}
+
+// TestModelInvariantsCanFail checks that each check fires on the state it
+// guards against, set up by hand, so a passing TestModel means something.
+func TestModelInvariantsCanFail(t *testing.T) {
+	const alloc = "eipalloc-1"
+	settled := func(t *testing.T) *sim {
+		return newScenario(t, simConfig{Seed: 1, Daemons: 2, EIPs: 1, Slots: 1})
+	}
+	// idle advances true time and checks, without stepping the daemons.
+	idle := func(s *sim, d time.Duration) {
+		for end := s.now.Add(d); s.now.Before(end); {
+			s.now = s.now.Add(simStep)
+			s.steps++
+			s.inv.afterStep()
+		}
+	}
+	broke := func(t *testing.T, s *sim, inv string) {
+		t.Helper()
+		if s.inv.count[inv] == 0 {
+			t.Fatalf("invariant %s not reported\n%s", inv, s.report(t, true))
+		}
+	}
+	t.Run("one holder", func(t *testing.T) {
+		s := settled(t)
+		h := s.holder(t, alloc)
+		for _, d := range s.daemons {
+			if d != h {
+				d.loop.eips[alloc].holding = true
+				d.loop.publish()
+			}
+		}
+		idle(s, simStep)
+		broke(t, s, invOneHolder)
+	})
+	t.Run("terms only grow", func(t *testing.T) {
+		s := settled(t)
+		_ = s.world.createTags("rogue", []string{alloc}, map[string]string{eip.TagTerm: "0"})
+		s.inv.flush()
+		broke(t, s, invTermsGrow)
+	})
+	t.Run("no dangling EIP", func(t *testing.T) {
+		s := settled(t)
+		s.handDisassociate(alloc)
+		idle(s, simTiming.LeaseDuration+time.Second)
+		broke(t, s, invNoDangling)
+	})
+	t.Run("one move per fault", func(t *testing.T) {
+		s := settled(t)
+		for _, d := range s.daemons {
+			_, _ = s.world.associateAddress("rogue", alloc, d.ident.NetworkInterfaceID, d.ident.PrivateIP, true)
+		}
+		s.inv.flush()
+		broke(t, s, invOneMove)
+	})
+	t.Run("released means gone", func(t *testing.T) {
+		s := settled(t)
+		s.handRelease(alloc)
+		idle(s, simTiming.StandbyPoll+simTiming.LeaseDuration+time.Second)
+		broke(t, s, invReleasedGone)
+	})
 }
