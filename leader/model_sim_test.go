@@ -107,15 +107,16 @@ type simDaemon struct {
 	conn  *ec2Conn
 	loop  *Loop // nil until started
 
-	started  bool          // eipd runs (false before start and while the instance is stopped)
-	stopped  bool          // the instance is stopped: eipd and proxy gone
-	paused   bool          // eipd is not scheduled (SIGSTOP, a stuck VM)
-	stopBy   time.Time     // eipd got SIGTERM: it hands off until then, then exits
-	frozen   bool          // while paused, the proxy does not answer either
-	proxyOff bool          // the proxy is dead, eipd lives
-	sick     bool          // own health check fails (a flap)
-	notice   bool          // a lifecycle notice was announced
-	offset   time.Duration // own clock minus true time
+	started    bool          // eipd runs (false before start and while the instance is stopped)
+	stopped    bool          // the instance is stopped: eipd and proxy gone
+	paused     bool          // eipd is not scheduled (SIGSTOP, a stuck VM)
+	stopBy     time.Time     // eipd got SIGTERM: it hands off until then, then exits
+	frozen     bool          // while paused, the proxy does not answer either
+	proxyOff   bool          // the proxy is dead, eipd lives
+	sick       bool          // own health check fails (a flap)
+	notice     bool          // a lifecycle notice was announced
+	noticeSeen bool          // eipd's metadata poll has delivered it
+	offset     time.Duration // own clock minus true time
 
 	lastHealth                    health.Status
 	lastLog                       string // for simLogWriter
@@ -258,7 +259,7 @@ func (s *sim) start(d *simDaemon) {
 	logger := hclog.New(&hclog.LoggerOptions{Name: d.id, Level: hclog.Info, Output: simLogWriter{d}, DisableTime: true})
 	cloud := &modelCloud{api: d.conn, group: simGroup, now: d.clock}
 	d.loop = New(simConfigFor(d, allocs), d.ident, cloud, nil, simHealth{d}, simProber{s}, nil, logger)
-	d.started, d.notice, d.stopBy, d.roles = true, false, time.Time{}, map[string]string{}
+	d.started, d.notice, d.noticeSeen, d.stopBy, d.roles = true, false, false, time.Time{}, map[string]string{}
 	d.lastHealth = simHealth{d}.Status()
 	// Each process starts at its own phase of the tick, probe and
 	// metadata timers.
@@ -303,6 +304,12 @@ func (d *simDaemon) step() {
 	}
 	if !now.Before(d.nextMeta) {
 		d.nextMeta = now.Add(d.loop.cfg.LifecyclePoll)
+		if d.notice && !d.noticeSeen {
+			// The fault reaches eipd only now: what it does about it
+			// counts from here.
+			d.noticeSeen = true
+			d.s.fault(d.id, "IMDS poll shows the lifecycle notice")
+		}
 		d.loop.applyMetadata(d.metadata())
 		pass = true
 	}

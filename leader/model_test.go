@@ -203,6 +203,14 @@ func requireNoViolation(t *testing.T, s *sim) {
 	}
 }
 
+// requireSettled fails the test unless every EIP ended on one holder.
+func requireSettled(t *testing.T, s *sim) {
+	t.Helper()
+	if !s.settled() {
+		t.Fatalf("not settled at the end: each EIP on one member that alone reports holding it\n%s", s.report(t, true))
+	}
+}
+
 // TestModelItem1: two EIPs on one instance must not knock each other off.
 // Three members with two private IPs each; two of them hold one EIP each
 // and fall ill one after the other: both EIPs go to the third member, one
@@ -230,6 +238,7 @@ func TestModelItem1(t *testing.T) {
 		t.Fatalf("EIPs on %s %s and %s %s, want both on %s on distinct private IPs\n%s",
 			a1.InstanceID, a1.PrivateIP, a2.InstanceID, a2.PrivateIP, survivor.id, s.report(t, true))
 	}
+	requireSettled(t, s)
 }
 
 // TestModelItem2: standbys must not trust a holder that cannot see AWS.
@@ -245,6 +254,7 @@ func TestModelItem2(t *testing.T) {
 	if owner := s.inv.ownerOf("eipalloc-1"); owner == "" || owner == h.id {
 		t.Fatalf("EIP on %q after 60 s, want a standby\n%s", owner, s.report(t, true))
 	}
+	requireSettled(t, s)
 }
 
 // TestModelItem3: a holder cut off from the API must step down, and must
@@ -266,6 +276,7 @@ func TestModelItem3(t *testing.T) {
 	if owner := s.inv.ownerOf("eipalloc-1"); owner == "" || owner == h.id || s.term("eipalloc-1") != term+1 {
 		t.Fatalf("EIP on %q term %d, want a standby with term %d\n%s", owner, s.term("eipalloc-1"), term+1, s.report(t, true))
 	}
+	requireSettled(t, s)
 }
 
 // TestModelItem4: read lag must not make the old holder take the EIP back
@@ -283,6 +294,7 @@ func TestModelItem4(t *testing.T) {
 	if owner := s.inv.ownerOf("eipalloc-1"); owner == "" || owner == h.id || s.term("eipalloc-1") != term+1 {
 		t.Fatalf("EIP on %q term %d, want another member with term %d\n%s", owner, s.term("eipalloc-1"), term+1, s.report(t, true))
 	}
+	requireSettled(t, s)
 }
 
 // term is the eipd:term an EIP carries now.
@@ -428,4 +440,34 @@ func TestModelInvariantsCanFail(t *testing.T) {
 		idle(s, simTiming.StandbyPoll+simTiming.LeaseDuration+time.Second)
 		broke(t, s, invReleasedGone)
 	})
+}
+
+// TestModelPlainFailovers: the failures eipd handled before issue 8 (one
+// EIP; the holder falls ill, is stopped, gets SIGTERM) break no invariant,
+// so the checks are not stricter than a correct protocol can be.
+func TestModelPlainFailovers(t *testing.T) {
+	s := newScenario(t, simConfig{Seed: 5, Daemons: 3, EIPs: 1, Slots: 2})
+	h := s.holder(t, "eipalloc-1")
+	s.setSick(h, true)
+	s.run(20 * time.Second)
+	s.setSick(h, false)
+	s.run(20 * time.Second)
+
+	h = s.holder(t, "eipalloc-1")
+	s.stopInstance(h)
+	s.run(40 * time.Second)
+	s.startInstance(h)
+	s.run(20 * time.Second)
+
+	h = s.holder(t, "eipalloc-1")
+	s.sigterm(h)
+	s.run(20 * time.Second)
+	s.start(h)
+	s.run(20 * time.Second)
+
+	requireNoViolation(t, s)
+	requireSettled(t, s)
+	if n := s.inv.daemonMoves; n != 4 {
+		t.Errorf("%d moves, want 4: the first claim and one per failure\n%s", n, s.report(t, true))
+	}
 }
