@@ -150,6 +150,17 @@ func (l *Loop) claim(ctx context.Context, st *eipState, d Decision, log hclog.Lo
 }
 
 func (l *Loop) handoff(ctx context.Context, st *eipState, d Decision, log hclog.Logger) {
+	if slot := l.freeSlot(d.Target.Instance, st.addr.AllocationID); slot != d.Target.Slot {
+		// Another EIP went to that private IP since the targets were
+		// sought (this very pass): pick the slot again, or look again.
+		if slot == "" {
+			st.targetsAt = time.Time{}
+			return
+		}
+		tg := *d.Target
+		tg.Slot = slot
+		d.Target = &tg
+	}
 	defer l.lockWrites(st.addr.AllocationID)()
 	cctx, cancel := l.callCtx(ctx)
 	defer cancel()

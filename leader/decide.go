@@ -422,6 +422,14 @@ func decideStandby(t Timing, o Observation) Decision {
 	}
 	if ownsAssociation(o) && !o.ReadError {
 		l := o.Address.Lease
+		if l.Holder != o.Self.InstanceID && o.HolderConfirmed {
+			// Moved here by hand (or a handoff whose lease is not
+			// written yet) while the member the lease names still says
+			// it holds the EIP: let it notice first (it watches its own
+			// ENI), so that two members never both call themselves
+			// holder. The EIP serves from here meanwhile.
+			return Decision{Action: Wait, Why: "the EIP is on this instance; waiting for " + l.Holder + " to let go of it"}
+		}
 		lease := eip.Lease{Holder: o.Self.InstanceID, Term: l.Term, Renewed: o.Now, Reason: l.Reason, Decided: l.Decided, From: l.From}
 		if l.Holder != o.Self.InstanceID || len(l.Invalid) > 0 {
 			// Moved here by hand, or the tags were garbage: a new term.

@@ -97,13 +97,15 @@ func (l *Loop) applyMetadata(r metadataReport) {
 			l.refreshNow = true
 		case st.holding && here:
 			st.imdsLost, st.imdsIgnore = false, false
-		case st.holding && !st.imdsLost && !st.imdsIgnore && r.at.Sub(st.holderSince) > l.cfg.LifecyclePoll:
+		case st.holding && !st.imdsLost && !st.imdsIgnore && r.at.Sub(st.holderSince) > 2*l.cfg.ProbeInterval:
 			// Metadata may lag a fresh association by a moment; past
 			// that, an EIP missing from our ENI was moved or
-			// disassociated: stop vouching for it and read now.
+			// disassociated: stop vouching for it and read now. (If
+			// metadata merely lags longer, the holder is unverified for
+			// a while: conservative, never unsafe.)
 			l.log.Info("instance metadata no longer lists the EIP on this instance; confirming with the API",
 				"allocation_id", id, "public_ip", st.addr.PublicIP)
-			st.imdsLost = true
+			st.imdsLost, st.imdsLostAt = true, r.at
 			l.refreshNow = true
 		}
 	}

@@ -27,7 +27,9 @@ func (c *modelCloud) Addresses(_ context.Context, ids []string) ([]eip.Address, 
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	as, err := c.api.describeAddresses(ids, "")
+	// As eip.Client: the allocation-id filter, so a released EIP is
+	// left out rather than failing the read of the others.
+	as, err := c.api.describeAddresses(ids, "", true)
 	if err != nil {
 		return nil, fmt.Errorf("describe addresses %v: %w", ids, classifyModel(err))
 	}
@@ -35,7 +37,7 @@ func (c *modelCloud) Addresses(_ context.Context, ids []string) ([]eip.Address, 
 }
 
 func (c *modelCloud) GroupAddresses(context.Context) ([]eip.Address, error) {
-	as, err := c.api.describeAddresses(nil, c.group)
+	as, err := c.api.describeAddresses(nil, c.group, false)
 	if err != nil {
 		return nil, fmt.Errorf("describe addresses of group %q: %w", c.group, classifyModel(err))
 	}
@@ -63,9 +65,13 @@ func (c *modelCloud) Members(context.Context) ([]eip.Instance, error) {
 	for _, v := range vs {
 		in := eip.Instance{InstanceID: v.InstanceID, State: v.State, NetworkInterfaceID: v.NetworkInterfaceID}
 		for _, p := range v.PrivateIPs {
+			ip := eip.PrivateIP{Address: p.PrivateIP, Primary: p.Primary, PublicIP: p.PublicIP}
 			if p.Primary {
 				in.PrivateIP = p.PrivateIP
+				in.PrivateIPs = append([]eip.PrivateIP{ip}, in.PrivateIPs...)
+				continue
 			}
+			in.PrivateIPs = append(in.PrivateIPs, ip)
 		}
 		switch s := v.Tags[eip.TagState]; s {
 		case eip.StateReady, eip.StateUnhealthy, eip.StateDraining:
@@ -77,49 +83,70 @@ func (c *modelCloud) Members(context.Context) ([]eip.Instance, error) {
 	return out, nil
 }
 
-func (c *modelCloud) Renew(_ context.Context, alloc string, lease eip.Lease) error {
+// Renew stamps holder and renewed on every EIP in one CreateTags, never
+// the term (eip.Client.Renew).
+func (c *modelCloud) Renew(_ context.Context, allocs []string, holder string, at time.Time) error {
+	if len(allocs) == 0 {
+		return nil
+	}
+	tags := map[string]string{eip.TagHolder: holder, eip.TagRenewed: at.UTC().Format(eip.RenewedLayout)}
+	if err := c.api.createTags(allocs, tags); err != nil {
+		return fmt.Errorf("renew leases of %v for %s: %w", allocs, holder, classifyModel(err))
+	}
+	return nil
+}
+
+// WriteLease writes a whole lease in one CreateTags (eip.Client.WriteLease).
+func (c *modelCloud) WriteLease(_ context.Context, alloc string, lease eip.Lease) error {
 	if lease.Renewed.IsZero() {
 		lease.Renewed = c.now()
 	}
 	if err := c.api.createTags([]string{alloc}, modelLeaseTags(lease)); err != nil {
-		return fmt.Errorf("renew lease of %s for %s term %d: %w", alloc, lease.Holder, lease.Term, classifyModel(err))
+		return fmt.Errorf("write lease of %s for %s term %d: %w", alloc, lease.Holder, lease.Term, classifyModel(err))
 	}
 	return nil
 }
 
 // Claim fences on the observed association, associates without
-// reassociation to self's primary private IP, then writes the lease.
-func (c *modelCloud) Claim(ctx context.Context, observed eip.Address, self eip.Identity, lease eip.Lease) (string, error) {
+// reassociation to the given private IP of self's ENI, then writes the
+// lease.
+func (c *modelCloud) Claim(ctx context.Context, observed eip.Address, self eip.Identity, slot string, lease eip.Lease) (string, error) {
 	alloc := observed.AllocationID
+	if slot == "" {
+		slot = self.PrivateIP
+	}
 	if observed.Associated() {
 		if err := c.api.disassociateAddress(observed.AssociationID); err != nil {
 			return "", fmt.Errorf("claim %s: disassociate %s: %w", alloc, observed.AssociationID, classifyModel(err))
 		}
 	}
-	assoc, err := c.api.associateAddress(alloc, self.NetworkInterfaceID, self.PrivateIP, false)
+	assoc, err := c.api.associateAddress(alloc, self.NetworkInterfaceID, slot, false)
 	if err != nil {
-		return "", fmt.Errorf("claim %s: associate to %s (%s): %w", alloc, self.NetworkInterfaceID, self.PrivateIP, classifyModel(err))
+		return "", fmt.Errorf("claim %s: associate to %s (%s): %w", alloc, self.NetworkInterfaceID, slot, classifyModel(err))
 	}
 	lease.Renewed = c.now()
-	if err := c.Renew(ctx, alloc, lease); err != nil {
+	if err := c.WriteLease(ctx, alloc, lease); err != nil {
 		return assoc, fmt.Errorf("claim %s: associated as %s but lease not written: %w", alloc, assoc, err)
 	}
 	return assoc, nil
 }
 
-// Handoff moves the EIP to the target's primary private IP with
+// Handoff moves the EIP to the given private IP of the target's ENI with
 // reassociation, then writes the lease naming the target.
-func (c *modelCloud) Handoff(ctx context.Context, addr eip.Address, target eip.Instance, lease eip.Lease) (string, error) {
+func (c *modelCloud) Handoff(ctx context.Context, addr eip.Address, target eip.Instance, slot string, lease eip.Lease) (string, error) {
 	alloc := addr.AllocationID
+	if slot == "" {
+		slot = target.PrivateIP
+	}
 	if lease.Holder != target.InstanceID {
 		return "", fmt.Errorf("hand off %s to %s: lease names holder %s: %w", alloc, target.InstanceID, lease.Holder, eip.ErrInvalidRequest)
 	}
-	assoc, err := c.api.associateAddress(alloc, target.NetworkInterfaceID, target.PrivateIP, true)
+	assoc, err := c.api.associateAddress(alloc, target.NetworkInterfaceID, slot, true)
 	if err != nil {
 		return "", fmt.Errorf("hand off %s to %s (%s): %w", alloc, target.InstanceID, target.NetworkInterfaceID, classifyModel(err))
 	}
 	lease.Renewed = c.now()
-	if err := c.Renew(ctx, alloc, lease); err != nil {
+	if err := c.WriteLease(ctx, alloc, lease); err != nil {
 		return assoc, fmt.Errorf("hand off %s to %s: associated as %s but lease not written: %w", alloc, target.InstanceID, assoc, err)
 	}
 	return assoc, nil
@@ -144,6 +171,9 @@ func modelLeaseTags(l eip.Lease) map[string]string {
 	}
 	if !l.Decided.IsZero() {
 		tags[eip.TagDecided] = l.Decided.UTC().Format(eip.RenewedLayout)
+	}
+	if l.Reason != "" {
+		tags[eip.TagFrom] = l.From
 	}
 	return tags
 }

@@ -184,13 +184,18 @@ func (m *ec2Model) addInstance(id, eni string, privateIPs []string, tags map[str
 
 // --- reads (on a state: now, or as of some time in the past) ---
 
-// describeAddresses is DescribeAddresses with AllocationId.N, or with the
-// filter tag:eipd:group=group when allocationIDs is empty.
-func (s *ec2State) describeAddresses(allocationIDs []string, group string) ([]ec2Address, error) {
+// describeAddresses is DescribeAddresses with AllocationId.N (an unknown
+// ID fails the call) or, with byFilter, the allocation-id filter (an
+// unknown ID is left out), or with the filter tag:eipd:group=group when
+// allocationIDs is empty.
+func (s *ec2State) describeAddresses(allocationIDs []string, group string, byFilter bool) ([]ec2Address, error) {
 	var out []ec2Address
 	if len(allocationIDs) > 0 {
 		for _, id := range allocationIDs {
 			a, ok := s.addrs[id]
+			if !ok && byFilter {
+				continue
+			}
 			if !ok {
 				return nil, &ec2Error{codeAllocationNotFound, fmt.Sprintf("The allocation ID '%s' does not exist", id)}
 			}

@@ -121,7 +121,7 @@ type simDaemon struct {
 	lastHealth                    health.Status
 	lastLog                       string // for simLogWriter
 	logRepeats                    int
-	nextTick, nextProbe, nextMeta time.Time
+	nextTick, nextProbe, nextMeta, nextIPs time.Time
 	roles                         map[string]string // last published role per EIP, for the event log
 }
 
@@ -266,6 +266,10 @@ func (s *sim) start(d *simDaemon) {
 	d.nextTick = s.now.Add(time.Duration(s.rng.IntN(2)) * simStep)
 	d.nextProbe = s.now.Add(time.Duration(s.rng.IntN(10)) * simStep)
 	d.nextMeta = s.now.Add(time.Duration(s.rng.IntN(50)) * simStep)
+	for _, w := range s.inv.released {
+		// A new process learns of a release from its own reads.
+		delete(w.reachable, d.id)
+	}
 	s.fault(d.id, "eipd starts")
 }
 
@@ -302,15 +306,27 @@ func (d *simDaemon) step() {
 		d.loop.probePeers(ctx)
 		pass = true
 	}
-	if !now.Before(d.nextMeta) {
-		d.nextMeta = now.Add(d.loop.cfg.LifecyclePoll)
-		if d.notice && !d.noticeSeen {
-			// The fault reaches eipd only now: what it does about it
-			// counts from here.
-			d.noticeSeen = true
-			d.s.fault(d.id, "IMDS poll shows the lifecycle notice")
+	// The renewer runs on its own timer, beside the loop (§9.9).
+	d.loop.renewIfDue(ctx)
+	// The metadata watcher polls public IPs every probe interval while
+	// holding, notices every lifecycle poll.
+	metaDue := !now.Before(d.nextMeta)
+	ipsDue := d.loop.holding.Load() && !now.Before(d.nextIPs)
+	if metaDue || ipsDue {
+		d.nextIPs = now.Add(d.loop.cfg.ProbeInterval)
+		r := d.metadata()
+		if metaDue {
+			d.nextMeta = now.Add(d.loop.cfg.LifecyclePoll)
+			if d.notice && !d.noticeSeen {
+				// The fault reaches eipd only now: what it does about it
+				// counts from here.
+				d.noticeSeen = true
+				d.s.fault(d.id, "IMDS poll shows the lifecycle notice")
+			}
+		} else {
+			r.notices = nil
 		}
-		d.loop.applyMetadata(d.metadata())
+		d.loop.applyMetadata(r)
 		pass = true
 	}
 	if h := (simHealth{d}).Status(); h != d.lastHealth {
@@ -331,6 +347,7 @@ func (d *simDaemon) stepStopping(ctx context.Context) {
 		return
 	}
 	d.nextTick = now.Add(d.loop.cfg.Tick)
+	d.loop.renewIfDue(ctx)
 	d.loop.reconcile(ctx)
 	if d.loop.holdingAny() && now.Before(d.stopBy) {
 		return
@@ -395,7 +412,7 @@ func orNone(s string) string {
 // metadata is what IMDS would say: notices, and the public IPs on the
 // instance's primary ENI, from the true world.
 func (d *simDaemon) metadata() metadataReport {
-	r := metadataReport{ipsKnown: true}
+	r := metadataReport{at: d.loop.cfg.Now(), ipsKnown: true}
 	if d.notice {
 		r.notices = []eip.Notice{{Kind: eip.NoticeSpotInterruption, Detail: "terminate"}}
 	}
@@ -518,12 +535,12 @@ func (c *ec2Conn) view() (*ec2State, time.Duration) {
 	return c.s.world.asOf(c.s.now.Add(-lag)), lag
 }
 
-func (c *ec2Conn) describeAddresses(allocationIDs []string, group string) ([]ec2Address, error) {
+func (c *ec2Conn) describeAddresses(allocationIDs []string, group string, byFilter bool) ([]ec2Address, error) {
 	if _, err := c.fate("DescribeAddresses", false); err != nil {
 		return nil, c.done(err)
 	}
 	st, lag := c.view()
-	as, err := st.describeAddresses(allocationIDs, group)
+	as, err := st.describeAddresses(allocationIDs, group, byFilter)
 	switch {
 	case err != nil:
 		c.s.event(c.caller, "DescribeAddresses: %v", err)
@@ -720,7 +737,7 @@ func (s *sim) sigterm(d *simDaemon) {
 // manualHandoff is `eipd handoff [--to to]` on d.
 func (s *sim) manualHandoff(d *simDaemon, to string) {
 	s.fault(d.id, "eipd handoff --to=%q", to)
-	d.loop.startManual(&handoffRequest{to: to, reply: make(chan error, 1)})
+	d.loop.startManual(context.Background(), &handoffRequest{to: to, reply: make(chan error, 1)})
 }
 
 func onOff(on bool) string {

@@ -351,7 +351,7 @@ func TestModelEC2(t *testing.T) {
 		t.Errorf("DescribeInstances %+v", vs)
 	}
 	// Reads as of the past see the world before.
-	if old, _ := m.asOf(now.Add(-500*time.Millisecond)).describeAddresses([]string{"eipalloc-1"}, ""); old[0].InstanceID != "i-a" {
+	if old, _ := m.asOf(now.Add(-500*time.Millisecond)).describeAddresses([]string{"eipalloc-1"}, "", false); old[0].InstanceID != "i-a" {
 		t.Errorf("a read lagging 0.5 s sees eipalloc-1 on %q, want i-a", old[0].InstanceID)
 	}
 	if err := m.releaseAddress("t", "eipalloc-2"); code(err) != codeInUse {
@@ -360,10 +360,10 @@ func TestModelEC2(t *testing.T) {
 	if err := m.releaseAddress("t", "eipalloc-1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.current().describeAddresses([]string{"eipalloc-1", "eipalloc-2"}, ""); code(err) != codeAllocationNotFound {
+	if _, err := m.current().describeAddresses([]string{"eipalloc-1", "eipalloc-2"}, "", false); code(err) != codeAllocationNotFound {
 		t.Errorf("describing a released EIP among others: %v, want %s", err, codeAllocationNotFound)
 	}
-	if as, err := m.current().describeAddresses(nil, "g"); err != nil || len(as) != 1 {
+	if as, err := m.current().describeAddresses(nil, "g", false); err != nil || len(as) != 1 {
 		t.Errorf("describing by group after a release: %d addresses, %v", len(as), err)
 	}
 	if err := m.createTags("t", []string{"eipalloc-1"}, map[string]string{eip.TagTerm: "1"}); code(err) != codeAllocationNotFound {
@@ -407,7 +407,8 @@ func TestModelInvariantsCanFail(t *testing.T) {
 		h := s.holder(t, alloc)
 		for _, d := range s.daemons {
 			if d != h {
-				d.loop.eips[alloc].holding = true
+				st := d.loop.eips[alloc]
+				st.holding, st.verifiedAt = true, d.loop.cfg.Now() // a trusted holder
 				d.loop.publish()
 			}
 		}

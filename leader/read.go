@@ -25,6 +25,12 @@ type eipState struct {
 	// replaced: EC2 never reuses one, so a read showing one of them lags
 	// behind a move and is ignored (the handoff fence of §9.5).
 	deadAssoc []string
+	// vacated is the private IP this EIP was last seen on before a read
+	// showed it unassociated, and when: the slot is kept for it for a
+	// lease, so a handoff of another EIP does not take the slot its
+	// holder is about to re-associate it to.
+	vacatedENI, vacatedIP string
+	vacatedAt             time.Time
 	// missing counts successive successful reads that did not list the
 	// EIP (§9.8: two in a row and it is forgotten).
 	missing int
@@ -42,11 +48,12 @@ type eipState struct {
 	verifiedAt  time.Time
 	gapSince    time.Time
 	mayRenew    bool
-	// imdsLost: instance metadata stopped listing the EIP on our ENI;
-	// imdsIgnore: a read after that still showed it here (metadata lags
-	// behind the API), so metadata is not believed again until it lists
-	// the EIP once more.
+	// imdsLost: instance metadata stopped listing the EIP on our ENI (at
+	// imdsLostAt). Reads right after may lag, so they do not override it;
+	// imdsIgnore: reads a whole lease later still showed the EIP here, so
+	// metadata is not believed again until it lists the EIP once more.
 	imdsLost   bool
+	imdsLostAt time.Time
 	imdsIgnore bool
 
 	// Standby side: the probe of the private IP the EIP points at.
@@ -171,6 +178,9 @@ func (l *Loop) applyRead(st *eipState, a eip.Address, started time.Time) {
 	if st.addr.AssociationID != "" && a.AssociationID != st.addr.AssociationID && st.readAt.Before(started) {
 		// The association we knew is gone for good.
 		st.bury(st.addr.AssociationID)
+		if !a.Associated() {
+			st.vacatedENI, st.vacatedIP, st.vacatedAt = st.addr.NetworkInterfaceID, st.addr.PrivateIP, started
+		}
 	}
 	st.addr, st.readAt = a, started
 	st.seeStamp(a.Lease.Renewed, started)
@@ -183,7 +193,10 @@ func (l *Loop) applyRead(st *eipState, a eip.Address, started time.Time) {
 		if !st.gapSince.IsZero() && started.After(st.gapSince) {
 			st.gapSince = time.Time{}
 		}
-		if st.imdsLost {
+		if st.imdsLost && started.Sub(st.imdsLostAt) >= l.cfg.LeaseDuration {
+			// Metadata has said "gone" for a whole lease while every read
+			// says "here": the metadata is wrong, not the reads (a read
+			// lagging that long is past any bound we plan for).
 			st.imdsLost, st.imdsIgnore = false, true
 		}
 	}
@@ -218,14 +231,24 @@ func (l *Loop) forget(id string, st *eipState) {
 	}
 }
 
-// watchPeer resets the probe history when the EIP points at a new IP.
+// watchPeer picks the member to probe for an EIP this instance does not
+// hold, and resets the probe history when that changes: the member the EIP
+// points at, or, when the EIP was moved onto this instance while the lease
+// still names another member, that member (is it letting go?).
 func (l *Loop) watchPeer(st *eipState) {
 	ip := ""
-	if !st.holding && st.addr.Associated() && st.addr.NetworkInterfaceID != l.self.NetworkInterfaceID {
-		ip = st.addr.PrivateIP
+	a := st.addr
+	switch {
+	case st.holding || !a.Associated():
+	case a.NetworkInterfaceID != l.self.NetworkInterfaceID:
+		ip = a.PrivateIP
 		// Peers are probed on their primary IP: their proxy and eipd
 		// listen there, whichever of their private IPs the EIP sits on.
-		if m := l.member(st.addr.InstanceID); m != nil && m.PrivateIP != "" {
+		if m := l.member(a.InstanceID); m != nil && m.PrivateIP != "" {
+			ip = m.PrivateIP
+		}
+	case a.Lease.Holder != "" && a.Lease.Holder != l.self.InstanceID:
+		if m := l.member(a.Lease.Holder); m != nil {
 			ip = m.PrivateIP
 		}
 	}

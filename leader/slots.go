@@ -34,12 +34,20 @@ func (l *Loop) freeSlot(in eip.Instance, alloc string) string {
 	if len(slots) == 0 {
 		return ""
 	}
+	now := l.cfg.Now()
 	taken := func(ip string) bool {
 		for id, st := range l.eips {
+			if id == alloc {
+				continue
+			}
 			a := st.addr
-			if id != alloc && a.Associated() && a.PrivateIP == ip &&
+			if a.Associated() && a.PrivateIP == ip &&
 				(a.NetworkInterfaceID == in.NetworkInterfaceID || a.InstanceID == in.InstanceID) {
 				return true
+			}
+			if !a.Associated() && st.vacatedIP == ip && st.vacatedENI == in.NetworkInterfaceID &&
+				now.Sub(st.vacatedAt) < l.cfg.LeaseDuration {
+				return true // kept for the EIP that just left it
 			}
 		}
 		return false
@@ -47,6 +55,14 @@ func (l *Loop) freeSlot(in eip.Instance, alloc string) string {
 	start := 0
 	if len(slots) > 1 {
 		start = int(hashString(alloc) % uint64(len(slots)))
+	}
+	if st, ok := l.eips[alloc]; ok && !st.addr.Associated() && st.vacatedENI == in.NetworkInterfaceID {
+		// An EIP that was disassociated goes back where it was first.
+		for i, s := range slots {
+			if s.Address == st.vacatedIP {
+				start = i
+			}
+		}
 	}
 	for i := range slots {
 		s := slots[(start+i)%len(slots)]
