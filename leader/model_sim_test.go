@@ -118,11 +118,11 @@ type simDaemon struct {
 	noticeSeen bool          // eipd's metadata poll has delivered it
 	offset     time.Duration // own clock minus true time
 
-	lastHealth                    health.Status
-	lastLog                       string // for simLogWriter
-	logRepeats                    int
+	lastHealth                             health.Status
+	lastLog                                string // for simLogWriter
+	logRepeats                             int
 	nextTick, nextProbe, nextMeta, nextIPs time.Time
-	roles                         map[string]string // last published role per EIP, for the event log
+	roles                                  map[string]string // last published role per EIP, for the event log
 }
 
 func newSim(cfg simConfig) *sim {
