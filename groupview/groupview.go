@@ -429,7 +429,7 @@ func seconds(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) 
 
 func termText(t int64) string {
 	if t <= 0 {
-		return "term ?"
+		return "-"
 	}
 	return fmt.Sprintf("term %d", t)
 }

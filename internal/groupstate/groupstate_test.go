@@ -1,0 +1,97 @@
+package groupstate
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/eipd/eipd/groupview"
+	"github.com/eipd/eipd/leader"
+)
+
+const alloc = "eipalloc-1"
+
+func serveStatus(t *testing.T, s leader.Status) (host string, port int) {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/status" {
+			http.NotFound(w, r)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(s)
+	}))
+	t.Cleanup(srv.Close)
+	h, p, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	port, _ = strconv.Atoi(p)
+	return h, port
+}
+
+func TestFetchAllAndMember(t *testing.T) {
+	at := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	st := leader.Status{InstanceID: "i-a", AvailabilityZone: "us-east-1a", Health: "up", Draining: "handoff-draining",
+		EIPs: []leader.EIPStatus{{AllocationID: alloc, PublicIP: "198.51.100.10", Role: "holder", Term: 4,
+			LastFailover: &leader.FailoverRecord{Time: at, Reason: "handoff-manual", From: "i-b", To: "i-a", DurationSeconds: 0.25}}}}
+	host, port := serveStatus(t, st)
+	// A free port with nothing listening: connection refused.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadPort := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+
+	c := NewHTTPClient(2 * time.Second)
+	res := FetchAll(context.Background(), c, []string{host, host}, port)
+	if res[0].Err != nil || res[0].Status.InstanceID != "i-a" {
+		t.Fatalf("FetchAll = %+v", res)
+	}
+	if _, err := Fetch(context.Background(), c, "127.0.0.1", deadPort); err == nil || Problem(err) != "connection refused" {
+		t.Errorf("dead port: %v (%q)", err, Problem(err))
+	}
+
+	m := Member(groupview.Member{InstanceID: "i-a", PrivateIP: host}, res[0])
+	if !m.Answered || m.Health != "up" || m.AZ != "us-east-1a" || m.Draining != "handoff-draining" || m.Roles[alloc] != "holder" {
+		t.Errorf("Member = %+v", m)
+	}
+	down := Member(m, Result{Err: context.DeadlineExceeded})
+	if down.Answered || down.Problem != "timeout" {
+		t.Errorf("Member of a timeout = %+v", down)
+	}
+
+	moves := Moves([]Result{res[0], res[1], {Err: context.Canceled}})
+	want := []groupview.Move{{Time: at, AllocationID: alloc, Reason: "handoff-manual", From: "i-b", To: "i-a", Duration: 250 * time.Millisecond}}
+	if !slices.Equal(moves, want) {
+		t.Errorf("Moves = %+v, want %+v", moves, want)
+	}
+}
+
+func TestEIPs(t *testing.T) {
+	role := func(r string, term int64) Result {
+		return Result{Status: leader.Status{EIPs: []leader.EIPStatus{{AllocationID: alloc, PublicIP: "198.51.100.10", Role: r, Term: term}}}}
+	}
+	cases := []struct {
+		name    string
+		results []Result
+		holders []string
+		term    int64
+	}{
+		{"one holder", []Result{role("standby", 3), role("holder", 4), {Err: context.Canceled}}, []string{"i-b"}, 4},
+		{"none: highest term", []Result{role("standby", 3), role("unverified", 5), role("standby", 4)}, nil, 5},
+		{"split", []Result{role("holder", 6), role("holder", 5), role("standby", 7)}, []string{"i-a", "i-b"}, 6},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := EIPs([]string{"i-a", "i-b", "i-c"}, c.results)
+			if len(got) != 1 || got[0].AllocationID != alloc || got[0].PublicIP != "198.51.100.10" ||
+				!slices.Equal(got[0].Holders, c.holders) || got[0].Term != c.term {
+				t.Errorf("EIPs = %+v, want holders %v term %d", got, c.holders, c.term)
+			}
+		})
+	}
+}
