@@ -93,6 +93,7 @@ Usage:
   eipd preflight    check config, IMDS, credentials, the EIPs and IAM permissions
   eipd healthcheck  exit 0 when the local daemon's /healthz answers (container health checks)
   eipd sim          run the EC2 + IMDS emulator on loopback
+  eipd demo         a whole group on this machine against the emulator: failures injected, failover shown live
   eipd version      print version, revision and Go version
 
 Run 'eipd COMMAND -h' for the flags of a command.
@@ -127,6 +128,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cmdHealthcheck(ctx, rest, getenv, stderr)
 	case "sim":
 		return cmdSim(ctx, rest, stdout, stderr)
+	case "demo":
+		return cmdDemo(ctx, rest, getenv, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, versionLine(version, revision))
 		return nil

@@ -8,6 +8,7 @@ package groupview
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -421,6 +422,16 @@ func eipName(eips []EIP, alloc string) string {
 func durationText(d time.Duration) string {
 	if d < 0 {
 		return "?"
+	}
+	return FormatDuration(d)
+}
+
+// FormatDuration shows a move's duration: milliseconds below a second
+// (a decision carried out on loopback takes a few), else seconds.
+func FormatDuration(d time.Duration) string {
+	if d < time.Second {
+		ms := float64(d.Round(100*time.Microsecond)) / float64(time.Millisecond)
+		return strconv.FormatFloat(ms, 'f', -1, 64) + "ms"
 	}
 	return seconds(d)
 }

@@ -50,7 +50,7 @@ i-ddd     us-east-1a  127.0.0.14  -          instance terminated             rea
 CLIENT 127.0.0.1:40000  last second 12 ok, 8 failed  total 100 ok, 40 failed  failing for 1.50s
 
 MOVES
-11:59:50.000  198.51.100.10  takeover-unassociated  - → i-aaa      term 1  0.21s
+11:59:50.000  198.51.100.10  takeover-unassociated  - → i-aaa      term 1  210ms
 11:59:59.000  198.51.100.10  handoff-unhealthy      i-aaa → i-bbb  term 2  ?
 `
 	if got != want {
@@ -86,12 +86,12 @@ func TestTableSplitNoneSeveralEIPsAndMoveCap(t *testing.T) {
 	v.Members[1].Roles = map[string]string{alloc: "holder"}
 	v.Client = nil
 	for i := 0; i < 5; i++ {
-		v.Moves = append(v.Moves, Move{Time: t0.Add(time.Duration(i) * time.Second), AllocationID: other, To: "i-aaa", Duration: time.Second})
+		v.Moves = append(v.Moves, Move{Time: t0.Add(time.Duration(i) * time.Second), AllocationID: other, To: "i-aaa", Duration: 4321 * time.Microsecond})
 	}
 	got := Table(v, t0, Style{MaxMoves: 3})
 	for _, want := range []string{
 		"SPLIT: i-aaa, i-bbb", "eipalloc-99                 none", "nothing", "ROLE PER EIP",
-		"holder / standby", "holder / -", "(4 earlier)", "12:00:04.000  eipalloc-99",
+		"holder / standby", "holder / -", "(4 earlier)", "12:00:04.000  eipalloc-99", "4.3ms",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("table lacks %q:\n%s", want, got)
@@ -128,7 +128,7 @@ func TestChanges(t *testing.T) {
 		}), []string{
 			"i-aaa: health up", "i-aaa: role holder for 198.51.100.10", "i-bbb: role standby for 198.51.100.10",
 			"198.51.100.10: held by i-aaa, term 3", "198.51.100.10: associated with i-aaa",
-			"move 198.51.100.10 handoff-manual i-bbb → i-aaa, term 3, decided → associated 0.05s",
+			"move 198.51.100.10 handoff-manual i-bbb → i-aaa, term 3, decided → associated 50ms",
 		}},
 		{"split and gone", mod(func(v *View) {
 			v.EIPs[0].Holders = []string{"i-aaa", "i-bbb"}
@@ -167,7 +167,7 @@ func TestChanges(t *testing.T) {
 			"i-aaa: member (us-east-1a, 127.0.0.11)", "i-aaa: health down", "i-aaa: eipd:state unhealthy",
 			"i-aaa: role unhealthy for 198.51.100.10", "i-ccc: /status does not answer (connection refused)",
 			"i-ddd: instance terminated", "198.51.100.10: held by i-bbb, term 2",
-			"move 198.51.100.10 takeover-unassociated - → i-aaa, term 1, decided → associated 0.21s",
+			"move 198.51.100.10 takeover-unassociated - → i-aaa, term 1, decided → associated 210ms",
 		} {
 			if !slices.Contains(got, want) {
 				t.Errorf("first view lacks %q: %q", want, got)

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/mattn/go-isatty"
+
+	"github.com/eipd/eipd/demo"
+)
+
+// cmdDemo runs a whole group on this machine against the emulator, injects
+// failures and shows them (package demo). Exit 0 only when every safety
+// invariant held.
+func cmdDemo(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("eipd demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	instances := fs.Int("instances", 3, fmt.Sprintf("number of simulated instances (%d to %d)", demo.MinInstances, demo.MaxInstances))
+	duration := fs.Duration("duration", 60*demo.MinDuration/40, fmt.Sprintf("length of the timeline after the election (at least %s)", demo.MinDuration))
+	useHAProxy := fs.Bool("haproxy", false, "use real HAProxy (must be installed) as each instance's health target instead of the built-in HTTP server")
+	keepLogs := fs.String("keep-logs", "", "write the daemons' and the emulator's logs and the association history to this directory and keep them")
+	if err := fs.Parse(args); err != nil {
+		return usageErr(err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %v", errUsage, fs.Args())
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find the eipd executable to run the daemons from: %w", err)
+	}
+	live := terminal(stdout) && getenv("NO_COLOR") == "" && getenv("TERM") != "dumb"
+	o := demo.Options{Exe: exe, Instances: *instances, Duration: *duration, HAProxy: *useHAProxy, KeepLogs: *keepLogs,
+		Live: live, Color: live, Out: stdout}
+	if err := o.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	err = demo.Run(ctx, o)
+	if errors.Is(err, demo.ErrInvariant) || errors.Is(err, demo.ErrInterrupted) {
+		// The summary has said it; one line on stderr for scripts.
+		return err
+	}
+	return err
+}
+
+// terminal reports whether w is a terminal: the live views redraw in place
+// only there.
+func terminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
+}

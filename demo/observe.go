@@ -1,0 +1,263 @@
+package demo
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/eipd/eipd/ec2sim"
+	"github.com/eipd/eipd/groupview"
+	"github.com/eipd/eipd/internal/groupstate"
+	"github.com/eipd/eipd/leader"
+)
+
+// Sampling periods: the EIP's tags are read in-process (cheap, and fast
+// enough to catch every lease a move writes); the daemons' /status over
+// HTTP, as often as a person can follow.
+const (
+	truthEvery  = 25 * time.Millisecond
+	statusEvery = 200 * time.Millisecond
+)
+
+// leaseRecord is one lease written on the EIP, as first seen.
+type leaseRecord struct {
+	seen    time.Time
+	holder  string
+	term    int64
+	reason  string
+	decided time.Time
+}
+
+// readiness says whether some member was ready at a sample.
+type readiness struct {
+	at    time.Time
+	ready bool
+}
+
+// observer watches the emulator (the truth) and the daemons (what they
+// report), checks the invariants on every sample and feeds the view.
+type observer struct {
+	sim   *ec2sim.Sim
+	alloc string
+	nodes []*node
+	port  int
+	hc    *http.Client
+
+	mu        sync.Mutex
+	leases    []leaseRecord
+	maxTerm   int64
+	termDrops []string
+	samples   int
+	splits    []string
+	ready     []readiness
+	results   map[string]groupstate.Result // instance ID → last /status
+}
+
+func newObserver(sim *ec2sim.Sim, alloc string, nodes []*node, statusPort int) *observer {
+	return &observer{sim: sim, alloc: alloc, nodes: nodes, port: statusPort, hc: groupstate.NewHTTPClient(time.Second),
+		results: map[string]groupstate.Result{}}
+}
+
+// watchTruth samples the EIP's tags until ctx ends.
+func (o *observer) watchTruth(ctx context.Context) {
+	t := time.NewTicker(truthEvery)
+	defer t.Stop()
+	for {
+		o.sampleTruth(time.Now())
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (o *observer) sampleTruth(now time.Time) {
+	a, ok := o.sim.Address(o.alloc)
+	if !ok {
+		return
+	}
+	term, _ := strconv.ParseInt(a.Tags["eipd:term"], 10, 64)
+	decided, _ := time.Parse(time.RFC3339Nano, a.Tags["eipd:decided"])
+	rec := leaseRecord{seen: now, holder: a.Tags["eipd:holder"], term: term, reason: a.Tags["eipd:reason"], decided: decided}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if term < o.maxTerm {
+		o.termDrops = append(o.termDrops, fmt.Sprintf("%s: eipd:term %d after %d", now.Format(clock), term, o.maxTerm))
+	}
+	o.maxTerm = max(o.maxTerm, term)
+	if n := len(o.leases); n == 0 || o.leases[n-1].holder != rec.holder || o.leases[n-1].term != rec.term ||
+		o.leases[n-1].reason != rec.reason || !o.leases[n-1].decided.Equal(rec.decided) {
+		o.leases = append(o.leases, rec)
+	}
+}
+
+// watchDaemons reads every live daemon's /status until ctx ends, calling
+// show after each sample.
+func (o *observer) watchDaemons(ctx context.Context, show func()) {
+	t := time.NewTicker(statusEvery)
+	defer t.Stop()
+	for {
+		o.sampleDaemons(ctx)
+		show()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (o *observer) sampleDaemons(ctx context.Context) {
+	var live []*node
+	var hosts []string
+	for _, n := range o.nodes {
+		if !n.isGone() {
+			live = append(live, n)
+			hosts = append(hosts, n.inst.PrivateIP)
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, time.Second)
+	res := groupstate.FetchAll(cctx, o.hc, hosts, o.port)
+	cancel()
+	if ctx.Err() != nil {
+		return
+	}
+	now := time.Now()
+	var holders []string
+	anyReady := false
+	for i, r := range res {
+		if r.Err != nil {
+			continue
+		}
+		for _, e := range r.Status.EIPs {
+			if e.AllocationID == o.alloc && e.Role == leader.RoleHolder {
+				holders = append(holders, live[i].id())
+			}
+		}
+		if iv, ok := o.sim.Instance(live[i].id()); ok && iv.State == "running" && r.Status.Health == "up" && r.Status.Draining == "" {
+			anyReady = true
+		}
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.samples++
+	if len(holders) > 1 {
+		o.splits = append(o.splits, fmt.Sprintf("%s: %s all report holder", now.Format(clock), strings.Join(holders, ", ")))
+	}
+	o.ready = append(o.ready, readiness{at: now, ready: anyReady})
+	o.results = map[string]groupstate.Result{}
+	for i, r := range res {
+		o.results[live[i].id()] = r
+	}
+}
+
+// role is the role a daemon reported for the EIP in the last sample, ""
+// when it did not answer.
+func (o *observer) role(id string) string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	r, ok := o.results[id]
+	if !ok || r.Err != nil {
+		return ""
+	}
+	for _, e := range r.Status.EIPs {
+		if e.AllocationID == o.alloc {
+			return e.Role
+		}
+	}
+	return ""
+}
+
+// ready reports whether the daemon answered with health up, not draining,
+// its instance running and its eipd:state tag ready: a possible target.
+func (o *observer) isReady(id string) bool {
+	o.mu.Lock()
+	r, ok := o.results[id]
+	o.mu.Unlock()
+	if !ok || r.Err != nil || r.Status.Health != "up" || r.Status.Draining != "" {
+		return false
+	}
+	iv, ok := o.sim.Instance(id)
+	return ok && iv.State == "running" && iv.Tags["eipd:state"] == "ready"
+}
+
+// view is the group as the emulator and the daemons show it now.
+func (o *observer) view() groupview.View {
+	a, _ := o.sim.Address(o.alloc)
+	term, _ := strconv.ParseInt(a.Tags["eipd:term"], 10, 64)
+	o.mu.Lock()
+	results := o.results
+	leases := append([]leaseRecord(nil), o.leases...)
+	o.mu.Unlock()
+
+	e := groupview.EIP{AllocationID: o.alloc, PublicIP: a.PublicIP, Term: term, AssociatedTo: a.InstanceID,
+		Unassociated: a.AssociationID == ""}
+	var v groupview.View
+	for _, n := range o.nodes {
+		m := groupview.Member{InstanceID: n.id(), AZ: n.inst.AZ, PrivateIP: n.inst.PrivateIP}
+		if iv, ok := o.sim.Instance(n.id()); ok {
+			m.StateTag = iv.Tags["eipd:state"]
+			if iv.State != "running" {
+				m.EC2State = iv.State
+			}
+		}
+		if r, ok := results[n.id()]; ok && m.EC2State == "" {
+			m = groupstate.Member(m, r)
+			if m.Roles[o.alloc] == leader.RoleHolder {
+				e.Holders = append(e.Holders, n.id())
+			}
+		} else if m.EC2State == "" {
+			m.Problem = "not read yet"
+		}
+		v.Members = append(v.Members, m)
+	}
+	v.EIPs = []groupview.EIP{e}
+	v.Moves = moves(o.sim.Events(), leases, o.alloc)
+	return v
+}
+
+// moves are the associations of the EIP with an instance, from the
+// emulator's history: from is the instance it was last associated with
+// (before any disassociation or termination in between), to the new one.
+// Reason, term and decision time come from the first lease naming the new
+// instance that was written after the association: the tags the mover
+// wrote with the move.
+func moves(events []ec2sim.Event, leases []leaseRecord, alloc string) []groupview.Move {
+	var out []groupview.Move
+	last := ""
+	var lastTerm int64
+	for _, e := range events {
+		if e.AllocationID != alloc {
+			continue
+		}
+		if e.To == "" {
+			if e.From != "" {
+				last = e.From
+			}
+			continue
+		}
+		from := e.From
+		if from == "" {
+			from = last
+		}
+		m := groupview.Move{Time: e.Time, AllocationID: alloc, From: from, To: e.To, Duration: -1}
+		for _, l := range leases {
+			if l.holder == e.To && l.term > lastTerm && !l.seen.Before(e.Time) {
+				m.Reason, m.Term = l.reason, l.term
+				if !l.decided.IsZero() {
+					m.Duration = e.Time.Sub(l.decided)
+				}
+				lastTerm = l.term
+				break
+			}
+		}
+		last = e.To
+		out = append(out, m)
+	}
+	return out
+}
