@@ -192,8 +192,22 @@ func flagUsage(fs *flag.FlagSet, synopsis string) func(io.Writer) {
 func cmdStatus(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs, addr := controlFlags("status", getenv)
 	asJSON := fs.Bool("json", false, "print the JSON document (the same as /status)")
-	if err := parseFlags(fs, args, stderr, flagUsage(fs, "eipd status [--json] [--control ADDR]")); err != nil {
+	watch := fs.Bool("watch", false, "show the whole group, refreshed every second: members from DescribeInstances, then each member's /status")
+	group := fs.String("group", getenv(envName("group")), "with --watch: the group (eipd:group tag) (EIPD_GROUP)")
+	statusPort := fs.Int("status-port", 9380, "with --watch: the members' status port (the port of their --listen)")
+	if err := parseFlags(fs, args, stderr, flagUsage(fs, "eipd status [--json] [--control ADDR] | eipd status --watch --group NAME [--status-port PORT]")); err != nil {
 		return err
+	}
+	if *watch {
+		switch {
+		case *asJSON:
+			return usagef("--watch shows a table; it cannot be combined with --json")
+		case *group == "":
+			return usagef("--watch needs --group (or EIPD_GROUP): the eipd:group tag of the members")
+		case *statusPort < 1 || *statusPort > 65535:
+			return usagef("--status-port %d is not a TCP port", *statusPort)
+		}
+		return watchGroup(ctx, *group, *statusPort, getenv, stdout)
 	}
 	client, base := controlClient(*addr)
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -13,21 +13,36 @@ import (
 	"github.com/eipd/eipd/demo"
 )
 
+const demoUsage = `Usage: eipd demo [--instances N] [--duration D] [--haproxy] [--keep-logs DIR]
+
+Runs a whole eipd group on this machine: the EC2 + IMDS emulator, a health
+target per instance (a built-in HTTP server, or HAProxy with --haproxy), one
+eipd per instance and a client of the EIP every 50 ms. It kills the holder's
+proxy, posts a spot interruption, runs eipd handoff and terminates the
+holder's instance, shows the group live (plain lines when stdout is not a
+terminal or NO_COLOR is set) and ends with a summary. Exit status 0 only if
+every safety invariant held. Nothing leaves loopback; no AWS account needed.
+
+`
+
 // cmdDemo runs a whole group on this machine against the emulator, injects
 // failures and shows them (package demo). Exit 0 only when every safety
 // invariant held.
 func cmdDemo(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("eipd demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	instances := fs.Int("instances", 3, fmt.Sprintf("number of simulated instances (%d to %d)", demo.MinInstances, demo.MaxInstances))
 	duration := fs.Duration("duration", 60*demo.MinDuration/40, fmt.Sprintf("length of the timeline after the election (at least %s)", demo.MinDuration))
 	useHAProxy := fs.Bool("haproxy", false, "use real HAProxy (must be installed) as each instance's health target instead of the built-in HTTP server")
 	keepLogs := fs.String("keep-logs", "", "write the daemons' and the emulator's logs and the association history to this directory and keep them")
-	if err := fs.Parse(args); err != nil {
-		return usageErr(err)
+	usage := func(w io.Writer) {
+		fmt.Fprint(w, demoUsage)
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args, stderr, usage); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %v", errUsage, fs.Args())
+		return usagef("unexpected arguments %v (see 'eipd demo -h')", fs.Args())
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -37,7 +52,7 @@ func cmdDemo(ctx context.Context, args []string, getenv func(string) string, std
 	o := demo.Options{Exe: exe, Instances: *instances, Duration: *duration, HAProxy: *useHAProxy, KeepLogs: *keepLogs,
 		Live: live, Color: live, Out: stdout}
 	if err := o.Validate(); err != nil {
-		return fmt.Errorf("%w: %w", errUsage, err)
+		return usageError{err}
 	}
 	err = demo.Run(ctx, o)
 	if errors.Is(err, demo.ErrInvariant) || errors.Is(err, demo.ErrInterrupted) {

@@ -23,6 +23,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/eipd/eipd/ec2sim"
+	"github.com/eipd/eipd/groupview"
 )
 
 // Limits of the options.
@@ -83,7 +84,7 @@ var ErrInterrupted = errors.New("interrupted")
 // demo is one run.
 type demo struct {
 	o       Options
-	out     *printer
+	out     *output
 	dir     string // temporary: control sockets, config files
 	logDir  string
 	sim     *ec2sim.Sim
@@ -112,7 +113,7 @@ func Run(ctx context.Context, o Options) error {
 	if err := o.Validate(); err != nil {
 		return err
 	}
-	d := &demo{o: o, out: &printer{w: o.Out, live: o.Live, color: o.Color}, phase: -1}
+	d := &demo{o: o, out: &output{&groupview.Display{W: o.Out, Live: o.Live, Color: o.Color}}, phase: -1}
 	if o.HAProxy {
 		bin, err := exec.LookPath("haproxy")
 		if err != nil {
@@ -142,7 +143,7 @@ func Run(ctx context.Context, o Options) error {
 		for i := len(stops) - 1; i >= 0; i-- {
 			stops[i]()
 		}
-		d.out.done()
+		d.out.Close()
 	}()
 	if err := d.start(ctx, ips, &stops); err != nil {
 		if ctx.Err() != nil {
@@ -171,7 +172,7 @@ func Run(ctx context.Context, o Options) error {
 
 	terr := d.timeline(ctx, startClient)
 	stopWatching()
-	d.out.done()
+	d.out.Close()
 	if errors.Is(terr, context.Canceled) || ctx.Err() != nil {
 		d.out.printf("\ninterrupted: stopping every process the demo started\n")
 		if len(d.phaseStarts()) > 0 {
@@ -307,7 +308,7 @@ func (d *demo) show() {
 	if d.client != nil && d.phaseIndex() >= 0 {
 		v.Client = d.client.view(time.Now())
 	}
-	d.out.show(v)
+	d.out.Show(v, time.Now())
 }
 
 func (d *demo) problem(s string) {
@@ -316,6 +317,13 @@ func (d *demo) problem(s string) {
 	d.mu.Unlock()
 	d.out.event("PROBLEM: %s", s)
 }
+
+// output is the display, with the demo's events stamped now.
+type output struct{ *groupview.Display }
+
+func (o *output) event(format string, args ...any) { o.Event(time.Now(), format, args...) }
+
+func (o *output) printf(format string, args ...any) { o.Printf(format, args...) }
 
 func nodeIDs(ns []*node) string {
 	var ids []string

@@ -87,7 +87,7 @@ func (o *observer) sampleTruth(now time.Time) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if term < o.maxTerm {
-		o.termDrops = append(o.termDrops, fmt.Sprintf("%s: eipd:term %d after %d", now.Format(clock), term, o.maxTerm))
+		o.termDrops = append(o.termDrops, fmt.Sprintf("%s: eipd:term %d after %d", now.Format(groupview.Clock), term, o.maxTerm))
 	}
 	o.maxTerm = max(o.maxTerm, term)
 	if n := len(o.leases); n == 0 || o.leases[n-1].holder != rec.holder || o.leases[n-1].term != rec.term ||
@@ -147,7 +147,7 @@ func (o *observer) sampleDaemons(ctx context.Context) {
 	defer o.mu.Unlock()
 	o.samples++
 	if len(holders) > 1 {
-		o.splits = append(o.splits, fmt.Sprintf("%s: %s all report holder", now.Format(clock), strings.Join(holders, ", ")))
+		o.splits = append(o.splits, fmt.Sprintf("%s: %s all report holder", now.Format(groupview.Clock), strings.Join(holders, ", ")))
 	}
 	o.ready = append(o.ready, readiness{at: now, ready: anyReady})
 	o.results = map[string]groupstate.Result{}

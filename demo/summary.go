@@ -110,7 +110,7 @@ func (d *demo) summary(partial bool) error {
 			firstIn[i] = true
 			sinceFault = fmt.Sprintf("%.2fs", m.Time.Sub(starts[i]).Seconds())
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s → %s\t%s\t%s\t%s\n", m.Time.Format(clock), phaseAt(starts, m.Time), orQ(m.Reason),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s → %s\t%s\t%s\t%s\n", m.Time.Format(groupview.Clock), phaseAt(starts, m.Time), orQ(m.Reason),
 			dashed(m.From), m.To, term, dur, sinceFault)
 	}
 	_ = tw.Flush()
@@ -156,7 +156,7 @@ func (d *demo) summary(partial bool) error {
 		invs[1].detail = "eipd:term went back: " + strings.Join(termDrops, "; ")
 	}
 	if longest > leaseDuration {
-		invs[2].detail += " from " + at.Format(clock)
+		invs[2].detail += " from " + at.Format(groupview.Clock)
 	}
 	if len(starts) <= 3 {
 		invs[3].detail = "the planned handoff never ran"

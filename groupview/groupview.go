@@ -129,7 +129,16 @@ func Table(v View, now time.Time, st Style) string {
 	}
 	b.WriteString("\n")
 
-	rows := [][]cell{{{"EIP", ansiBold}, {"ALLOCATION", ansiBold}, {"HOLDER", ansiBold}, {"TERM", ansiBold}, {"ASSOCIATED TO", ansiBold}}}
+	// The association is shown only when the caller knows it (the demo
+	// reads the emulator; a watcher of a real group has only the daemons).
+	knowsAssoc := false
+	for _, e := range v.EIPs {
+		knowsAssoc = knowsAssoc || e.AssociatedTo != "" || e.Unassociated
+	}
+	rows := [][]cell{{{"EIP", ansiBold}, {"ALLOCATION", ansiBold}, {"HOLDER", ansiBold}, {"TERM", ansiBold}}}
+	if knowsAssoc {
+		rows[0] = append(rows[0], cell{"ASSOCIATED TO", ansiBold})
+	}
 	for _, e := range v.EIPs {
 		holder := cell{"none", ansiYellow}
 		switch len(e.Holders) {
@@ -146,7 +155,11 @@ func Table(v View, now time.Time, st Style) string {
 		case e.Unassociated:
 			assoc = cell{"nothing", ansiRed}
 		}
-		rows = append(rows, []cell{{dash(e.PublicIP), ""}, {e.AllocationID, ""}, holder, {fmt.Sprint(e.Term), ""}, assoc})
+		row := []cell{{dash(e.PublicIP), ""}, {e.AllocationID, ""}, holder, {fmt.Sprint(e.Term), ""}}
+		if knowsAssoc {
+			row = append(row, assoc)
+		}
+		rows = append(rows, row)
 	}
 	writeRows(&b, rows, paint)
 	b.WriteString("\n")

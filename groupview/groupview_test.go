@@ -75,6 +75,16 @@ func TestTableColorKeepsColumns(t *testing.T) {
 	}
 }
 
+// A watcher of a real group does not know the association: no column.
+func TestTableWithoutAssociation(t *testing.T) {
+	v := sampleView()
+	v.EIPs[0].AssociatedTo = ""
+	got := Table(v, t0, Style{})
+	if strings.Contains(got, "ASSOCIATED TO") || !strings.Contains(got, "198.51.100.10  eipalloc-0a1b2c3d4e5f60718  i-bbb   2\n") {
+		t.Errorf("table:\n%s", got)
+	}
+}
+
 func TestTableSplitNoneSeveralEIPsAndMoveCap(t *testing.T) {
 	v := sampleView()
 	other := "eipalloc-99"
