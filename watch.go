@@ -73,7 +73,6 @@ type watcher struct {
 	moves   []groupview.Move
 }
 
-
 // refresh builds one view of the group.
 func (w *watcher) refresh(ctx context.Context) groupview.View {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)

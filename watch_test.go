@@ -84,4 +84,3 @@ func TestStatusWatchAndDemoUsage(t *testing.T) {
 		}
 	}
 }
-
