@@ -37,6 +37,6 @@ docker:
 clean:
 	rm -rf $(BIN) dist
 
-# A three-instance cluster against the emulator, on loopback.
+# A three-instance group against the emulator, on loopback: failures injected, failover shown live.
 demo:
-	./scripts/demo.sh
+	$(GO) run . demo
