@@ -274,6 +274,7 @@ type node struct {
 	idx     int
 	inst    ec2sim.InstanceInfo
 	control string // unix:/path of the daemon's control socket
+	logPath string // the daemon's log
 	proxy   proxy
 	daemon  *child
 	mu      sync.Mutex

@@ -267,14 +267,14 @@ func (d *demo) start(ctx context.Context, ips []string, stops *[]func()) error {
 		listen := net.JoinHostPort(n.inst.PrivateIP, strconv.Itoa(sPort))
 		args := []string{"run", "--group", group, "--health-check", "http://" + net.JoinHostPort(n.inst.PrivateIP, strconv.Itoa(port)) + "/healthz",
 			"--listen", listen, "--control", n.control, "--lease-duration", leaseDuration.String()}
-		logPath := filepath.Join(d.logDir, fmt.Sprintf("eipd-%s.log", n.id()))
-		c, err := startChild("eipd of "+n.id(), logPath, daemonEnv(d.dir, d.info.EC2Endpoint, n.inst.IMDSEndpoint, region), o.Exe, args...)
+		n.logPath = filepath.Join(d.logDir, fmt.Sprintf("eipd-%s.log", n.id()))
+		c, err := startChild("eipd of "+n.id(), n.logPath, daemonEnv(d.dir, d.info.EC2Endpoint, n.inst.IMDSEndpoint, region), o.Exe, args...)
 		if err != nil {
 			return err
 		}
 		n.daemon = c
 		*stops = append(*stops, func() { _ = c.kill() })
-		d.out.event("%s: eipd pid %d, status http://%s/status, control %s, log %s", n.id(), c.cmd.Process.Pid, listen, n.control, logPath)
+		d.out.event("%s: eipd pid %d, status http://%s/status, control %s, log %s", n.id(), c.cmd.Process.Pid, listen, n.control, n.logPath)
 	}
 	d.out.event("watch it from another terminal: %s", d.watchHint())
 	return nil

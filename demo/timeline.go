@@ -277,6 +277,9 @@ func (d *demo) waitFor(ctx context.Context, timeout time.Duration, what string, 
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for !cond() {
+		if err := d.daemonsAlive(); err != nil {
+			return err
+		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("timed out after %s waiting for %s", timeout, what)
 		}
@@ -284,6 +287,17 @@ func (d *demo) waitFor(ctx context.Context, timeout time.Duration, what string, 
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// daemonsAlive fails when a daemon the demo did not stop has exited: the
+// timeline cannot go on, and its log says why.
+func (d *demo) daemonsAlive() error {
+	for _, n := range d.nodes {
+		if !n.isGone() && n.daemon != nil && n.daemon.exited() {
+			return fmt.Errorf("eipd of %s exited (%v); the end of %s:\n%s", n.id(), n.daemon.err, n.logPath, logTail(n.logPath, 15))
 		}
 	}
 	return nil
