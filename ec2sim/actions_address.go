@@ -249,11 +249,11 @@ func allocateAddress(c *call) error {
 		return err
 	}
 	w := c.s.w
-	if len(w.addresses) >= max(5, c.s.opts.EIPs) {
-		return errf(400, "AddressLimitExceeded", "The maximum number of addresses has been reached.")
-	}
 	if err := c.checkDryRun(); err != nil {
 		return err
+	}
+	if len(w.addresses) >= max(5, c.s.opts.EIPs) {
+		return errf(400, "AddressLimitExceeded", "The maximum number of addresses has been reached.")
 	}
 	ip := c.s.nextPublicIPLocked()
 	if ip == "" {
@@ -292,11 +292,11 @@ func releaseAddress(c *call) error {
 	if a == nil {
 		return notFoundAlloc(id)
 	}
-	if a.AssociationID != "" {
-		return errf(400, "InvalidIPAddress.InUse", "Address %s is in use.", a.PublicIP)
-	}
 	if err := c.checkDryRun(); err != nil {
 		return err
+	}
+	if a.AssociationID != "" {
+		return errf(400, "InvalidIPAddress.InUse", "Address %s is in use.", a.PublicIP)
 	}
 	for i, x := range w.addresses {
 		if x == a {
@@ -353,14 +353,12 @@ func associateAddress(c *call) error {
 		if in = w.instance(instID); in == nil {
 			return notFoundInstances([]string{instID})
 		}
-		switch in.State {
-		case "pending", "shutting-down", "terminated":
-			return errf(400, "InvalidInstanceID", "The %s instance '%s' is not in a valid state for this operation.", in.State, in.ID)
-		}
 		if len(in.ENIs) > 1 {
 			return errf(400, "InvalidInstanceID", "There are multiple interfaces attached to instance '%s'. Please specify an interface ID for the operation instead.", in.ID)
 		}
-		eni = &in.ENIs[0]
+		if len(in.ENIs) == 1 {
+			eni = &in.ENIs[0]
+		} // none: terminated, refused below after DryRun
 	case eniID != "":
 		if !eniIDRE.MatchString(eniID) {
 			return malformedENI(eniID)
@@ -368,25 +366,32 @@ func associateAddress(c *call) error {
 		if in, eni = w.eni(eniID); eni == nil {
 			return notFoundENI(eniID)
 		}
-		if in.State == "pending" {
-			return errf(400, "IncorrectInstanceState", "The pending-instance-creation instance to which '%s' is attached is not in a valid state for this operation", eni.ID)
-		}
 	default:
 		return missingParam("InstanceId")
 	}
-	ip := eni.PrivateIPs[0]
-	if privIP != "" {
-		if !hasString(eni.PrivateIPs, privIP) {
-			return badParam("The private IP address %s is not assigned to interface %s", privIP, eni.ID)
+	var ip string
+	if eni != nil {
+		ip = eni.PrivateIPs[0]
+		if privIP != "" {
+			if !hasString(eni.PrivateIPs, privIP) {
+				return badParam("The private IP address %s is not assigned to interface %s", privIP, eni.ID)
+			}
+			ip = privIP
 		}
-		ip = privIP
+	}
+	if err := c.checkDryRun(); err != nil {
+		return err
+	}
+	// State checks: after DryRun (see checkDryRun).
+	switch {
+	case instID != "" && (eni == nil || in.State == "pending" || in.State == "shutting-down" || in.State == "terminated"):
+		return errf(400, "InvalidInstanceID", "The %s instance '%s' is not in a valid state for this operation.", in.State, in.ID)
+	case eniID != "" && in.State == "pending":
+		return errf(400, "IncorrectInstanceState", "The pending-instance-creation instance to which '%s' is attached is not in a valid state for this operation", eni.ID)
 	}
 	same := a.ENIID == eni.ID && a.PrivateIP == ip
 	if !allowReassoc && a.AssociationID != "" && !same {
 		return errf(400, "Resource.AlreadyAssociated", "resource %s is already associated with associate-id %s", a.AllocationID, a.AssociationID)
-	}
-	if err := c.checkDryRun(); err != nil {
-		return err
 	}
 	if !same {
 		c.s.associateLocked(c.now, a, in, eni, ip, c.caller)

@@ -117,6 +117,9 @@ func createTags(c *call) error {
 	if len(tags) == 0 {
 		return missingParam("Tag.1.Key")
 	}
+	if err := c.checkDryRun(); err != nil {
+		return err
+	}
 	for _, id := range ids {
 		n := len(w.tags[id])
 		for _, t := range tags {
@@ -127,9 +130,6 @@ func createTags(c *call) error {
 		if n > maxTagsPerResource {
 			return errf(400, "TagLimitExceeded", "The maximum number of Tags for a resource has been reached.")
 		}
-	}
-	if err := c.checkDryRun(); err != nil {
-		return err
 	}
 	for _, id := range ids {
 		for _, t := range tags {

@@ -23,7 +23,15 @@ type call struct {
 func (c *call) view() *world { return c.s.viewLocked(c.now, c.lag) }
 
 // checkDryRun is called by each action once its parameters are validated
-// and before any change: AWS validates IDs even on a dry run.
+// and the resources they name are found, and before the checks of
+// resource state and any change. AWS documents DryRun as a permission
+// check: "If you have the required permissions, the error response is
+// DryRunOperation. Otherwise, it is UnauthorizedOperation"
+// (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_AssociateAddress.html).
+// So the order is: request syntax and IDs, authorization (the deny fault,
+// before the action runs), DryRun, then state: Resource.AlreadyAssociated,
+// InvalidIPAddress.InUse, instance states, limits. A dry run never fails
+// on the state a real call would change or find, as moto does too.
 func (c *call) checkDryRun() error {
 	if c.dryRun {
 		return errf(412, "DryRunOperation", "Request would have succeeded, but DryRun flag is set.")
