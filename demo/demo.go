@@ -31,8 +31,9 @@ const (
 	MinInstances = 3 // a planned handoff needs a ready target besides the spot-interrupted instance
 	MaxInstances = 9
 	// MinDuration is the shortest timeline whose phases still fit the
-	// daemon's default timings (3 s to see a dead proxy, 5 s lifecycle
-	// poll, 3 s of failed probes before a takeover).
+	// daemon's default timings: a spot notice alone may wait out the 5 s
+	// lifecycle poll, a takeover the failed probes of the holder, and a
+	// recovered proxy the health rise before the next fault needs it.
 	MinDuration = 40 * time.Second
 )
 
@@ -66,7 +67,7 @@ func (o Options) Validate() error {
 			o.Instances, MinInstances, MaxInstances))
 	}
 	if o.Duration < MinDuration {
-		errs = append(errs, fmt.Errorf("--duration %s is too short: the timeline needs at least %s with the daemon's default timings (seeing a dead proxy takes 3s, a spot notice up to 5s, a takeover 3s of failed probes)",
+		errs = append(errs, fmt.Errorf("--duration %s is too short: the timeline needs at least %s for each failure to be seen and answered with the daemon's default timings (a spot notice alone may wait out the 5s lifecycle poll)",
 			o.Duration, MinDuration))
 	}
 	if o.Exe == "" {
