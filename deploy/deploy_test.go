@@ -26,8 +26,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
 	"github.com/eipd/eipd/eip"
 )
@@ -141,6 +143,8 @@ func TestSystemdUnitDirectives(t *testing.T) {
 		"ProtectSystem":   "strict",
 		"KillSignal":      "SIGTERM",
 		"Wants":           "network-online.target",
+		// The control socket's directory (unix:/run/eipd/eipd.sock).
+		"RuntimeDirectory": "eipd",
 	}
 	for k, v := range want {
 		if !slices.Contains(d[k], v) {
@@ -310,20 +314,23 @@ func TestUserData(t *testing.T) {
 	if !strings.Contains(settings, "\nset -euo pipefail\n") {
 		t.Error("user-data.sh: want set -euo pipefail before the settings")
 	}
-	for _, name := range []string{"EIPD_BINARY_URL", "EIPD_BINARY_SHA256_AMD64", "EIPD_BINARY_SHA256_ARM64", "EIPD_GROUP", "EIPD_READY_TIMEOUT"} {
+	for _, name := range []string{"EIPD_BINARY_URL", "EIPD_BINARY_SHA256_AMD64", "EIPD_BINARY_SHA256_ARM64",
+		"EIPD_ALLOW_UNVERIFIED", "EIPD_GROUP", "EIPD_LISTEN", "EIPD_LIFECYCLE_HOOK", "EIPD_READY_TIMEOUT"} {
 		if !slices.Contains(settingNames(settings), name) {
 			t.Errorf("user-data.sh settings lack %s", name)
 		}
 	}
 	for _, want := range []string{
-		"aws s3 cp",                             // s3:// sources
-		"sha256sum",                             // verify and skip when unchanged
-		"cmp -s",                                // replace files only when they differ
-		"systemctl enable --now eipd.service",   // start now and at boot
-		"/readyz",                               // wait for ready
-		`envfile=/etc/default/eipd`,             // settings go where the unit reads them
-		`unit=/etc/systemd/system/eipd.service`, // the unit
-		`echo "EIPD_GROUP=$EIPD_GROUP"`,         // the env file is written from the settings
+		"aws s3 cp",                           // s3:// sources
+		"sha256sum",                           // verify and skip when unchanged
+		"cmp -s",                              // replace files only when they differ
+		"systemctl enable --now eipd.service", // start now and at boot
+		"/readyz",                             // wait for ready
+		`envfile=$root/etc/default/eipd`,      // settings go where the unit reads them
+		`unit=$root/etc/systemd/system/eipd.service`, // the unit
+		`bin=$root/usr/local/bin/eipd`,               // where ExecStart runs it
+		`root=${EIPD_INSTALL_ROOT:-}`,                // / unless a test says otherwise
+		`echo "EIPD_GROUP=$EIPD_GROUP"`,              // the env file is written from the settings
 	} {
 		if !strings.Contains(script, want) {
 			t.Errorf("user-data.sh lacks %q", want)
@@ -478,6 +485,19 @@ func TestECSTaskDefinition(t *testing.T) {
 	}
 	if c.LogConfiguration == nil || c.LogConfiguration.LogDriver == "" {
 		t.Error("no logConfiguration")
+	}
+	// The root file system is read-only; the control socket lives in
+	// /run/eipd, a tmpfs the container's user owns.
+	uid, _, _ := strings.Cut(aws.ToString(c.User), ":")
+	if lp := c.LinuxParameters; lp == nil || !slices.ContainsFunc(lp.Tmpfs, func(m ecstypes.Tmpfs) bool {
+		return aws.ToString(m.ContainerPath) == "/run/eipd" && slices.Contains(m.MountOptions, "uid="+uid) && slices.Contains(m.MountOptions, "mode=0700")
+	}) {
+		t.Errorf("no tmpfs at /run/eipd owned by the container user %q with mode 0700", uid)
+	}
+	// A placeholder that fails at the first pull, not an image that does not
+	// exist presented as a release.
+	if img := aws.ToString(c.Image); strings.HasPrefix(img, "ghcr.io/eipd/") || !strings.Contains(img, "REPLACE") {
+		t.Errorf("image %q: want an obvious placeholder for the operator's own registry (docs/install.md)", img)
 	}
 	env := map[string]string{}
 	for _, kv := range c.Environment {
@@ -854,10 +874,56 @@ json.dump(yaml.load(open(sys.argv[1]), Loader=L), sys.stdout)
 type cfnTemplate struct {
 	Parameters map[string]map[string]any
 	Conditions map[string]any
-	Resources  map[string]struct {
-		Type       string
-		Condition  string
-		Properties map[string]any
+	Rules      map[string]struct {
+		RuleCondition any
+		Assertions    []struct {
+			Assert            any
+			AssertDescription string
+		}
+	}
+	Resources map[string]struct {
+		Type                string
+		Condition           string
+		DeletionPolicy      string
+		UpdateReplacePolicy string
+		CreationPolicy      map[string]any
+		UpdatePolicy        map[string]any
+		Metadata            map[string]any
+		Properties          map[string]any
+	}
+}
+
+// renderSub renders a Fn::Sub template the way CloudFormation would, with
+// every ${Name} (a parameter, an attribute, a pseudo parameter or a variable
+// of the list form) replaced by a placeholder: the result is the shell that
+// reaches the instance, for shellcheck.
+func renderSub(t *testing.T, sub any) string {
+	t.Helper()
+	tmpl, ok := sub.(string)
+	if l, isList := sub.([]any); isList && len(l) == 2 {
+		tmpl, ok = l[0].(string)
+	}
+	if !ok {
+		t.Fatalf("Fn::Sub %T: want a string or [string, {vars}]", sub)
+	}
+	if strings.Contains(tmpl, "${!") {
+		t.Fatal("${!Literal} in Fn::Sub: renderSub does not handle it")
+	}
+	return regexp.MustCompile(`\$\{[A-Za-z0-9:.]+\}`).ReplaceAllString(tmpl, "placeholder")
+}
+
+// shellcheckText runs shellcheck and bash -n on a script given as text.
+func shellcheckText(t *testing.T, name, script string) {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(f, []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(tool(t, "shellcheck"), "--shell=bash", f).CombinedOutput(); err != nil {
+		t.Errorf("shellcheck %s: %v\n%s", name, err, out)
+	}
+	if out, err := exec.Command("bash", "-n", f).CombinedOutput(); err != nil {
+		t.Errorf("bash -n %s: %v\n%s", name, err, out)
 	}
 }
 
@@ -978,12 +1044,106 @@ func TestCloudFormation(t *testing.T) {
 		if got := dig(t, join, 1); got != body {
 			t.Error("user-data body in eipd.yaml differs from systemd/user-data.sh after the settings; paste it again")
 		}
-		rendered := dig(t, join, 0, "Fn::Sub").(string)
+		rendered := renderSub(t, dig(t, join, 0, "Fn::Sub"))
 		if !strings.HasSuffix(rendered, "# --- end of settings ---\n") {
 			t.Error("rendered settings must end with the end-of-settings line")
 		}
-		if got, want := settingNames(rendered), settingNames(settings); !slices.Equal(got, want) {
+		// The settings are the part of the heredoc after the prelude.
+		_, renderedSettings, ok := strings.Cut(rendered, "<<'EIPD_USER_DATA'\n")
+		if !ok {
+			t.Fatal("user-data does not write the install script with <<'EIPD_USER_DATA'")
+		}
+		if got, want := settingNames(renderedSettings), settingNames(settings); !slices.Equal(got, want) {
 			t.Errorf("rendered settings %v, want the script's %v", got, want)
+		}
+		if strings.Contains(body, "\nEIPD_USER_DATA\n") {
+			t.Error("the user-data.sh body contains the heredoc delimiter EIPD_USER_DATA")
+		}
+		tail, _ := dig(t, join, 2).(string)
+		if !strings.HasPrefix(tail, "EIPD_USER_DATA\n") {
+			t.Errorf("the part after the body must close the heredoc, got %q", tail)
+		}
+		// The stack is signalled with the install's outcome: HAProxy by
+		// cfn-init first, then the script, then cfn-signal with its status.
+		systemd := rendered + body + tail
+		ecs := renderSub(t, dig(t, lt, "UserData", "Fn::Base64", "Fn::If", 1, "Fn::Sub"))
+		for name, script := range map[string]string{"systemd": systemd, "ecs": ecs} {
+			init := strings.Index(script, "/opt/aws/bin/cfn-init -v --stack placeholder --resource LaunchTemplate --configsets haproxy")
+			if init < 0 || !strings.Contains(script, "/opt/aws/bin/cfn-signal -e \"$1\" --stack placeholder --resource ProxyGroup") {
+				t.Errorf("%s user-data does not run cfn-init for HAProxy and cfn-signal for ProxyGroup", name)
+			}
+			shellcheckText(t, name+"-user-data.sh", script)
+		}
+		if !strings.HasSuffix(tail, "bash /usr/local/sbin/eipd-user-data.sh\nrc=$?\nsignal \"$rc\"\nexit \"$rc\"\n") {
+			t.Errorf("systemd user-data must signal the install script's exit status, ends %q", tail)
+		}
+		// The lifecycle hook eipd completes is the group's.
+		hook := dig(t, res("AWS::AutoScaling::AutoScalingGroup"), "LifecycleHookSpecificationList", 0, "LifecycleHookName")
+		if !strings.Contains(renderedSettings, fmt.Sprintf("\nEIPD_LIFECYCLE_HOOK=%q\n", hook)) {
+			t.Errorf("user-data settings do not set EIPD_LIFECYCLE_HOOK=%v", hook)
+		}
+		ecsEnv := normalize(t, dig(t, res("AWS::ECS::TaskDefinition"), "ContainerDefinitions", 0, "Environment"))
+		if !slices.ContainsFunc(ecsEnv.([]any), func(v any) bool {
+			return reflect.DeepEqual(v, map[string]any{"Name": "EIPD_LIFECYCLE_HOOK", "Value": hook})
+		}) {
+			t.Errorf("ECS task environment lacks EIPD_LIFECYCLE_HOOK=%v", hook)
+		}
+	})
+
+	t.Run("HAProxy", func(t *testing.T) {
+		lt := tpl.Resources[byType["AWS::EC2::LaunchTemplate"][0]]
+		cfg := dig(t, lt.Metadata, "AWS::CloudFormation::Init", "haproxy", "files", "/etc/haproxy/haproxy.cfg", "content")
+		if cfg != string(read(t, "deploy", "haproxy", "haproxy.cfg")) {
+			t.Error("haproxy.cfg in eipd.yaml differs from deploy/haproxy/haproxy.cfg; paste it again")
+		}
+		dropIn := renderSub(t, dig(t, lt.Metadata, "AWS::CloudFormation::Init", "haproxy", "files", "/etc/systemd/system/haproxy.service.d/eipd.conf", "content", "Fn::Sub"))
+		for _, v := range haproxyEnv {
+			if !strings.Contains(dropIn, "\nEnvironment="+v+"=placeholder\n") {
+				t.Errorf("the HAProxy drop-in does not set %s", v)
+			}
+		}
+		svc := dig(t, lt.Metadata, "AWS::CloudFormation::Init", "haproxy", "services", "sysvinit", "haproxy")
+		if dig(t, svc, "enabled") != "true" || dig(t, svc, "ensureRunning") != "true" {
+			t.Errorf("cfn-init does not enable and start haproxy: %v", svc)
+		}
+	})
+
+	t.Run("signals, retention and required sources", func(t *testing.T) {
+		asgName := byType["AWS::AutoScaling::AutoScalingGroup"][0]
+		asg := tpl.Resources[asgName]
+		if got := fmt.Sprint(dig(t, asg.CreationPolicy, "ResourceSignal", "Count")); got != fmt.Sprint(asg.Properties["MinSize"]) {
+			t.Errorf("CreationPolicy waits for %s signals, want MinSize %v", got, asg.Properties["MinSize"])
+		}
+		if dig(t, asg.UpdatePolicy, "AutoScalingRollingUpdate", "WaitOnResourceSignals") != true {
+			t.Error("rolling updates do not wait for the instances' signals")
+		}
+		addr := tpl.Resources[byType["AWS::EC2::EIP"][0]]
+		if addr.DeletionPolicy != "Retain" || addr.UpdateReplacePolicy != "Retain" {
+			t.Errorf("EIP DeletionPolicy %q UpdateReplacePolicy %q, want Retain for both", addr.DeletionPolicy, addr.UpdateReplacePolicy)
+		}
+		asgTags, _ := asg.Properties["Tags"].([]any)
+		if !slices.ContainsFunc(asgTags, func(v any) bool {
+			m, _ := v.(map[string]any)
+			return m["Key"] == eip.TagGroup && reflect.DeepEqual(m["Value"], map[string]any{"Ref": "GroupName"})
+		}) {
+			t.Errorf("the Auto Scaling group lacks the %s tag", eip.TagGroup)
+		}
+		// No default may point at a release or image that does not exist:
+		// the sources are the operator's, and rules refuse an empty one.
+		for _, p := range []string{"BinaryUrl", "ContainerImage"} {
+			if d := tpl.Parameters[p]["Default"]; d != "" {
+				t.Errorf("parameter %s defaults to %v; it must be given (docs/install.md)", p, d)
+			}
+			asserted := false
+			for _, r := range tpl.Rules {
+				for _, a := range r.Assertions {
+					want := map[string]any{"Fn::Not": []any{map[string]any{"Fn::Equals": []any{map[string]any{"Ref": p}, ""}}}}
+					asserted = asserted || reflect.DeepEqual(a.Assert, want)
+				}
+			}
+			if !asserted {
+				t.Errorf("no rule asserts that %s is not empty", p)
+			}
 		}
 	})
 
@@ -1022,6 +1182,10 @@ func TestCloudFormation(t *testing.T) {
 		if got := normalize(t, dig(t, cfnTD, "ContainerDefinitions", 0, "HealthCheck", "Command")); !reflect.DeepEqual(got, normalize(t, td.ContainerDefinitions[0].HealthCheck.Command)) {
 			t.Errorf("health check command %v differs from task-definition.json", got)
 		}
+		tmpfs := normalize(t, dig(t, cfnTD, "ContainerDefinitions", 0, "LinuxParameters", "Tmpfs"))
+		if want := normalize(t, td.ContainerDefinitions[0].LinuxParameters.Tmpfs); fmt.Sprint(tmpfs) != fmt.Sprint(want) {
+			t.Errorf("Tmpfs %v differs from task-definition.json %v", tmpfs, want)
+		}
 		if cfnSvc["SchedulingStrategy"] != string(svc.SchedulingStrategy) {
 			t.Errorf("SchedulingStrategy %v, want %s", cfnSvc["SchedulingStrategy"], svc.SchedulingStrategy)
 		}
@@ -1040,7 +1204,9 @@ func TestCloudFormation(t *testing.T) {
 
 func TestCloudFormationLint(t *testing.T) {
 	lint := tool(t, "cfn-lint")
-	if out, err := exec.Command(lint, path("deploy", "cloudformation", "eipd.yaml")).CombinedOutput(); err != nil {
+	// Informational checks too: I3011 asks for explicit DeletionPolicy and
+	// UpdateReplacePolicy on stateful resources.
+	if out, err := exec.Command(lint, "--include-checks", "I", "--", path("deploy", "cloudformation", "eipd.yaml")).CombinedOutput(); err != nil {
 		t.Errorf("cfn-lint: %v\n%s", err, out)
 	}
 }

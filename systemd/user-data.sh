@@ -6,18 +6,25 @@
 set -euo pipefail
 
 # --- settings ---
-# Where the binary comes from: https://… or s3://bucket/key. {arch} becomes
-# amd64 or arm64 to match this instance.
-EIPD_BINARY_URL="https://github.com/eipd/eipd/releases/download/v0.1.0/eipd-linux-{arch}"
-# sha256 of the binary per architecture. Leave empty only when testing: the
-# download is then installed unverified.
+# Where you host the binary (docs/install.md): https://… or s3://bucket/key,
+# e.g. s3://my-bucket/eipd/v1.2.3/eipd-linux-{arch}. {arch} becomes amd64 or
+# arm64 to match this instance. Required.
+EIPD_BINARY_URL=""
+# sha256 of the binary per architecture, from the release's SHA256SUMS
+# (make dist). Required for this instance's architecture, unless
+# EIPD_ALLOW_UNVERIFIED=1 (testing only) installs whatever was downloaded.
 EIPD_BINARY_SHA256_AMD64=""
 EIPD_BINARY_SHA256_ARM64=""
+EIPD_ALLOW_UNVERIFIED=0
 # Written to /etc/default/eipd; see systemd/eipd.env for every variable.
 EIPD_GROUP="proxy-prod"
 EIPD_ALLOCATION_ID=""
 EIPD_HEALTH_CHECK="tcp://127.0.0.1:80"
+# Status listener; the readiness wait below asks its /readyz.
 EIPD_LISTEN=":9380"
+# Auto Scaling termination lifecycle hook that eipd completes after handing
+# its EIPs off (empty: none; the hook then times out by itself).
+EIPD_LIFECYCLE_HOOK=""
 # More lines for /etc/default/eipd, one KEY=value per line.
 EIPD_EXTRA_ENV=""
 # Seconds to wait for /readyz (identity known, own health check up).
@@ -29,6 +36,7 @@ die() { log "$*"; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || die "must run as root"
 [ -n "$EIPD_GROUP" ] || die "EIPD_GROUP is empty"
+[ -n "$EIPD_BINARY_URL" ] || die "EIPD_BINARY_URL is empty: set it to where you host the eipd binary (see docs/install.md)"
 
 case "$(uname -m)" in
 x86_64) arch=amd64 sha=$EIPD_BINARY_SHA256_AMD64 ;;
@@ -36,10 +44,16 @@ aarch64 | arm64) arch=arm64 sha=$EIPD_BINARY_SHA256_ARM64 ;;
 *) die "unsupported architecture $(uname -m)" ;;
 esac
 url=${EIPD_BINARY_URL//\{arch\}/$arch}
+if [ -z "$sha" ] && [ "$EIPD_ALLOW_UNVERIFIED" != 1 ]; then
+	die "no checksum for the $arch binary: set EIPD_BINARY_SHA256_${arch^^} to its line in SHA256SUMS, or EIPD_ALLOW_UNVERIFIED=1 to install it unverified (testing only)"
+fi
 
-bin=/usr/local/bin/eipd
-unit=/etc/systemd/system/eipd.service
-envfile=/etc/default/eipd
+# EIPD_INSTALL_ROOT (environment, not a setting) installs under another
+# directory than /, for tests (deploy/userdata_test.go).
+root=${EIPD_INSTALL_ROOT:-}
+bin=$root/usr/local/bin/eipd
+unit=$root/etc/systemd/system/eipd.service
+envfile=$root/etc/default/eipd
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 changed=0
@@ -66,7 +80,7 @@ else
 	if [ -n "$sha" ]; then
 		[ "$got" = "$sha" ] || die "checksum mismatch for $url: got $got, want $sha"
 	else
-		log "WARNING: no checksum set; installing $url unverified (sha256 $got)"
+		log "WARNING: EIPD_ALLOW_UNVERIFIED=1: installing $url unverified (sha256 $got)"
 	fi
 	if install_if_changed "$tmp/eipd" "$bin" 0755; then changed=1; fi
 fi
@@ -113,7 +127,8 @@ TimeoutStartSec=90s
 # read it (user-data.sh creates the group when HAProxy is not installed yet).
 DynamicUser=yes
 SupplementaryGroups=haproxy
-# For --control=unix:/run/eipd/control.sock.
+# The control socket: unix:/run/eipd/eipd.sock (mode 0600) by default.
+# Only eipd (and root) may enter the directory, so only root runs eipd handoff.
 RuntimeDirectory=eipd
 RuntimeDirectoryMode=0750
 UMask=0077
@@ -169,6 +184,7 @@ fi
 	[ -z "$EIPD_ALLOCATION_ID" ] || echo "EIPD_ALLOCATION_ID=$EIPD_ALLOCATION_ID"
 	[ -z "$EIPD_HEALTH_CHECK" ] || echo "EIPD_HEALTH_CHECK=$EIPD_HEALTH_CHECK"
 	[ -z "$EIPD_LISTEN" ] || echo "EIPD_LISTEN=$EIPD_LISTEN"
+	[ -z "$EIPD_LIFECYCLE_HOOK" ] || echo "EIPD_LIFECYCLE_HOOK=$EIPD_LIFECYCLE_HOOK"
 	[ -z "$EIPD_EXTRA_ENV" ] || printf '%s\n' "$EIPD_EXTRA_ENV"
 } >"$tmp/eipd.env"
 if install_if_changed "$tmp/eipd.env" "$envfile" 0644; then changed=1; fi
@@ -181,8 +197,15 @@ fi
 # Type=notify: start returns once eipd has its identity and a first reconcile.
 systemctl enable --now eipd.service
 
-port=${EIPD_LISTEN##*:}
-ready_url="http://127.0.0.1:${port:-9380}/readyz"
+# /readyz on the configured listener: a wildcard host (":9380", 0.0.0.0,
+# [::]) is asked on loopback, any other host as given.
+listen=${EIPD_LISTEN:-:9380}
+port=${listen##*:}
+host=${listen%:*}
+case "$host" in
+"" | 0.0.0.0 | "[::]") host=127.0.0.1 ;;
+esac
+ready_url="http://$host:$port/readyz"
 deadline=$((SECONDS + EIPD_READY_TIMEOUT))
 until curl -fsS -o /dev/null --max-time 2 "$ready_url"; do
 	if [ "$SECONDS" -ge "$deadline" ]; then
