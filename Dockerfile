@@ -3,10 +3,13 @@
 # friendly (eipd writes nothing to disk). The health check is defined in the ECS
 # task definition (deploy/ecs), which runs `/eipd healthcheck`: the image has no
 # shell or curl.
-FROM golang:1.26 AS build
+# The builder runs on the machine's own platform and cross-compiles for the
+# target one (docker buildx build --platform linux/amd64,linux/arm64): no
+# emulation, and one module download for every platform.
+FROM --platform=$BUILDPLATFORM golang:1.26 AS build
 ARG VERSION=dev
 ARG REVISION=unknown
-ARG TARGETOS=linux
+ARG TARGETOS
 ARG TARGETARCH
 WORKDIR /src
 # Dependencies in their own layer: rebuilt only when go.mod or go.sum change.

@@ -5,6 +5,9 @@ LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 GO       ?= go
 BIN      := eipd
 DIST     ?= dist
+# Where the release image goes, e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com/eipd.
+IMAGE    ?= eipd
+ARCHES   := amd64 arm64
 
 .PHONY: build test check lint bench dist docker demo clean
 
@@ -25,14 +28,19 @@ check: lint test
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./e2e/
 
+# Release files: the static binaries, their SHA256SUMS (what user-data's
+# EIPD_BINARY_SHA256_* take), and IMAGE_TAG, the image tag a release pushes.
 dist:
 	@mkdir -p $(DIST)
-	for arch in amd64 arm64; do \
+	for arch in $(ARCHES); do \
 		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(DIST)/eipd-linux-$$arch . || exit 1; \
 	done
+	cd $(DIST) && sha256sum $(addprefix eipd-linux-,$(ARCHES)) > SHA256SUMS
+	echo "$(IMAGE):$(VERSION)" > $(DIST)/IMAGE_TAG
+	@echo "image tag: $(IMAGE):$(VERSION)"
 
 docker:
-	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t eipd:$(VERSION) .
+	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE):$(VERSION) .
 
 clean:
 	rm -rf $(BIN) dist

@@ -927,6 +927,26 @@ func shellcheckText(t *testing.T, name, script string) {
 	}
 }
 
+// loadYAMLFile decodes a YAML file (plain YAML, no CloudFormation tags) into
+// v through the machine's PyYAML.
+func loadYAMLFile(t *testing.T, file string, v any) {
+	t.Helper()
+	py := tool(t, "python3")
+	if err := exec.Command(py, "-c", "import yaml").Run(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("PyYAML missing from python3 (required under CI): %v", err)
+		}
+		t.Skipf("PyYAML missing: %v", err)
+	}
+	out, err := exec.Command(py, "-c", "import json, sys, yaml; json.dump(yaml.safe_load(open(sys.argv[1])), sys.stdout)", file).Output()
+	if err != nil {
+		t.Fatalf("parse %s: %v", file, err)
+	}
+	if err := json.Unmarshal(out, v); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+}
+
 func loadTemplate(t *testing.T) cfnTemplate {
 	t.Helper()
 	py := tool(t, "python3")
@@ -1262,11 +1282,13 @@ func TestDockerfile(t *testing.T) {
 	}
 	build, final := stages[0], stages[len(stages)-1]
 
+	// The builder runs natively and cross-compiles (multi-arch images
+	// without emulation).
 	from := strings.Fields(build[0].args)
-	if len(from) != 3 || from[0] != "golang:1.26" || !strings.EqualFold(from[1], "AS") {
-		t.Fatalf("builder FROM %q, want golang:1.26 AS <name>", build[0].args)
+	if len(from) != 4 || from[0] != "--platform=$BUILDPLATFORM" || from[1] != "golang:1.26" || !strings.EqualFold(from[2], "AS") {
+		t.Fatalf("builder FROM %q, want --platform=$BUILDPLATFORM golang:1.26 AS <name>", build[0].args)
 	}
-	builder := from[2]
+	builder := from[3]
 	idx := func(pred func(instruction) bool) int { return slices.IndexFunc(build, pred) }
 	modCopy := idx(func(i instruction) bool {
 		return i.cmd == "COPY" && strings.Contains(i.args, "go.mod") && !strings.Contains(i.args, ". .")
@@ -1280,12 +1302,12 @@ func TestDockerfile(t *testing.T) {
 	if goBuild < 0 {
 		t.Fatal("no RUN go build")
 	}
-	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "-X main.version=${VERSION}", "-X main.revision=${REVISION}"} {
+	for _, want := range []string{"CGO_ENABLED=0", "GOOS=$TARGETOS", "GOARCH=$TARGETARCH", "-trimpath", "-X main.version=${VERSION}", "-X main.revision=${REVISION}"} {
 		if !strings.Contains(build[goBuild].args, want) {
 			t.Errorf("go build lacks %q: %s", want, build[goBuild].args)
 		}
 	}
-	for _, arg := range []string{"VERSION", "REVISION"} {
+	for _, arg := range []string{"VERSION", "REVISION", "TARGETOS", "TARGETARCH"} {
 		if !slices.ContainsFunc(build[:goBuild], func(i instruction) bool {
 			return i.cmd == "ARG" && (i.args == arg || strings.HasPrefix(i.args, arg+"="))
 		}) {

@@ -50,7 +50,11 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	eipdBin = filepath.Join(dir, "eipd")
-	build := exec.Command("go", "build", "-o", eipdBin, "github.com/eipd/eipd")
+	// The release build's flags (make dist): the processes under test are the
+	// static binary that ships, and TestMakeDist then finds every package of
+	// the native build already compiled.
+	build := exec.Command("go", "build", "-trimpath", "-o", eipdBin, "github.com/eipd/eipd")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: go build github.com/eipd/eipd failed: %v\n%s", err, out)
