@@ -5,49 +5,100 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/eipd/eipd/eip"
 	"github.com/eipd/eipd/health"
 )
 
+// probeEC2 is what preflight sends with DryRun=true; *ec2.Client
+// satisfies it. The daemon's own calls go through eip, which decides what
+// to send from the state it reads; preflight asks only "would IAM allow
+// this", so it sends each call the way that AWS answers with
+// DryRunOperation or UnauthorizedOperation whatever the EIP's state.
+type probeEC2 interface {
+	AssociateAddress(ctx context.Context, in *ec2.AssociateAddressInput, optFns ...func(*ec2.Options)) (*ec2.AssociateAddressOutput, error)
+	DisassociateAddress(ctx context.Context, in *ec2.DisassociateAddressInput, optFns ...func(*ec2.Options)) (*ec2.DisassociateAddressOutput, error)
+	CreateTags(ctx context.Context, in *ec2.CreateTagsInput, optFns ...func(*ec2.Options)) (*ec2.CreateTagsOutput, error)
+}
+
+// preflightReport prints one line per check: ok, FAIL with the fix and
+// the error, or skip with why it could not be checked.
+type preflightReport struct {
+	w               io.Writer
+	failed, skipped int
+}
+
+func (r *preflightReport) ok(what string) { fmt.Fprintf(r.w, "ok    %s\n", what) }
+
+func (r *preflightReport) fail(fix string, err error) {
+	r.failed++
+	fmt.Fprintf(r.w, "FAIL  %s\n", fix)
+	for _, line := range strings.Split(err.Error(), "\n") {
+		fmt.Fprintf(r.w, "      %s\n", strings.TrimSpace(line))
+	}
+}
+
+func (r *preflightReport) skip(what string) {
+	r.skipped++
+	fmt.Fprintf(r.w, "skip  %s\n", what)
+}
+
+// check reports err as a failure with fix, or what as ok; it returns err == nil.
+func (r *preflightReport) check(err error, what, fix string) bool {
+	if err != nil {
+		r.fail(fix, err)
+		return false
+	}
+	r.ok(what)
+	return true
+}
+
+func (r *preflightReport) result() error {
+	if r.failed > 0 {
+		return fmt.Errorf("%d check(s) failed", r.failed)
+	}
+	if r.skipped > 0 {
+		fmt.Fprintf(r.w, "all checks passed; %d could not be checked (see skip above)\n", r.skipped)
+		return nil
+	}
+	fmt.Fprintln(r.w, "all checks passed")
+	return nil
+}
+
 // cmdPreflight checks, before the daemon is trusted with an EIP, that it
 // could do its job: config, IMDS, credentials, the EIPs, membership, IAM
 // permissions (with DryRun=true, so nothing changes) and the health checks.
-// It takes the same flags and environment as `eipd run`.
+// It takes the same flags and environment as `eipd run`, and exits 2 on a
+// bad configuration like run does.
 func cmdPreflight(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	failed := 0
-	report := func(err error, ok, fix string) bool {
-		if err != nil {
-			failed++
-			fmt.Fprintf(stdout, "FAIL  %s\n      %v\n", fix, err)
-			return false
-		}
-		fmt.Fprintf(stdout, "ok    %s\n", ok)
-		return true
-	}
+	r := &preflightReport{w: stdout}
 	cfg, err := parseRunConfig("preflight", args, getenv, stderr)
-	if errors.Is(err, errUsage) && cfg == nil {
-		return err
+	if err != nil {
+		var ce configError
+		if !errors.As(err, &ce) {
+			return err // -h, or a flag that does not parse: already one line
+		}
+		r.fail("fix the configuration (eipd run -h lists the flags)", errors.New(strings.TrimPrefix(ce.Error(), "invalid configuration:\n  ")))
+		return usagef("%d configuration problem(s); fix them and run eipd preflight again", len(ce))
 	}
-	if !report(err, "configuration", "fix the configuration") {
-		return fmt.Errorf("%d check(s) failed", failed)
+	awsCfg, imdsClient, err := loadAWS(ctx, hclog.NewNullLogger())
+	if !r.check(err, "AWS SDK configuration", "fix the AWS configuration (AWS_* variables, ~/.aws/config)") {
+		return r.result()
 	}
-	log := hclog.NewNullLogger()
-	awsCfg, imdsClient, err := loadAWS(ctx, log)
-	if !report(err, "AWS SDK configuration", "fix the AWS configuration (AWS_* variables, ~/.aws/config)") {
-		return fmt.Errorf("%d check(s) failed", failed)
-	}
-	md := eip.NewMetadata(imdsClient, log, nil)
+	md := eip.NewMetadata(imdsClient, nil, nil)
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	self, err := md.Identity(cctx)
 	cancel()
-	if !report(err, fmt.Sprintf("instance metadata (IMDSv2): %s in %s, ENI %s, %s", self.InstanceID, self.AvailabilityZone, self.NetworkInterfaceID, self.PrivateIP),
-		"make IMDSv2 reachable: on EC2 enable the metadata service; in a bridge-mode container set the hop limit to 2 (aws ec2 modify-instance-metadata-options --http-put-response-hop-limit 2) or use host networking") {
-		return fmt.Errorf("%d check(s) failed", failed)
+	if !r.check(err, fmt.Sprintf("instance metadata (IMDSv2): %s in %s, ENI %s, %s", self.InstanceID, self.AvailabilityZone, self.NetworkInterfaceID, self.PrivateIP),
+		"make IMDSv2 reachable: on EC2 enable the metadata service (HttpEndpoint=enabled); in a bridge-mode container set the hop limit to 2 (aws ec2 modify-instance-metadata-options --instance-id ID --http-put-response-hop-limit 2) or use host networking") {
+		return r.result()
 	}
 	if awsCfg.Region == "" {
 		awsCfg.Region = self.Region
@@ -55,48 +106,20 @@ func cmdPreflight(ctx context.Context, args []string, getenv func(string) string
 	cctx, cancel = context.WithTimeout(ctx, 10*time.Second)
 	creds, err := awsCfg.Credentials.Retrieve(cctx)
 	cancel()
-	report(err, "credentials from "+creds.Source, "attach an instance profile (or ECS task role) with deploy/iam/eipd-policy.json")
+	if !r.check(err, "credentials from "+creds.Source, "give eipd credentials: attach an instance profile (or an ECS task role) with the policy in "+eip.PolicyPath) {
+		return r.result()
+	}
+	api := ec2.NewFromConfig(awsCfg, eip.GuardRequestBody)
+	cloud := eip.New(eip.Config{Group: cfg.Group, Rate: cfg.APIRate, Burst: cfg.APIBurst}, api, nil, nil)
 
-	cloud := eip.New(eip.Config{Group: cfg.Group, Rate: cfg.APIRate, Burst: cfg.APIBurst}, ec2.NewFromConfig(awsCfg, eip.GuardRequestBody), log, nil)
-	dry := eip.New(eip.Config{Group: cfg.Group, DryRun: true, Rate: cfg.APIRate, Burst: cfg.APIBurst}, ec2.NewFromConfig(awsCfg, eip.GuardRequestBody), log, nil)
-
-	cctx, cancel = context.WithTimeout(ctx, 15*time.Second)
+	cctx, cancel = context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	var addrs []eip.Address
-	if len(cfg.AllocationIDs) > 0 {
-		addrs, err = cloud.Addresses(cctx, cfg.AllocationIDs)
-	} else {
-		addrs, err = cloud.GroupAddresses(cctx)
-		if err == nil && len(addrs) == 0 {
-			err = fmt.Errorf("no EIP is tagged eipd:group=%s", cfg.Group)
-		}
-	}
-	report(err, fmt.Sprintf("%d EIP(s) readable", len(addrs)), "tag the EIP with eipd:group="+cfg.Group+" or pass --allocation-id; grant ec2:DescribeAddresses")
+	addrs := preflightAddresses(cctx, r, cloud, cfg)
+	preflightMembership(cctx, r, cloud, cfg.Group, self)
 	for _, a := range addrs {
-		if a.Group != cfg.Group {
-			report(fmt.Errorf("%s has eipd:group=%q", a.AllocationID, a.Group), "", "tag "+a.AllocationID+" with eipd:group="+cfg.Group+" (the IAM policy scopes moves to EIPs of the group)")
-		}
-		if len(a.Lease.Invalid) > 0 {
-			report(fmt.Errorf("%s: tags %v do not parse", a.AllocationID, a.Lease.Invalid), "", "delete the broken eipd:* tags; the holder rewrites them")
-		}
+		preflightMoves(cctx, r, api, cfg.Group, a, self)
 	}
-	members, err := cloud.Members(cctx)
-	inGroup := false
-	for _, m := range members {
-		inGroup = inGroup || m.InstanceID == self.InstanceID
-	}
-	if err == nil && !inGroup {
-		err = fmt.Errorf("%s is not among the running instances tagged eipd:group=%s", self.InstanceID, cfg.Group)
-	}
-	report(err, fmt.Sprintf("this instance is one of %d running member(s)", len(members)), "tag this instance with eipd:group="+cfg.Group+"; grant ec2:DescribeInstances")
-
-	for _, a := range addrs {
-		lease := eip.Lease{Holder: self.InstanceID, Term: a.Lease.Term + 1, Renewed: time.Now()}
-		_, err := dry.Claim(cctx, a, self, "", lease)
-		report(err, "may associate, disassociate and tag "+a.AllocationID+" (DryRun)",
-			"grant ec2:AssociateAddress, ec2:DisassociateAddress and ec2:CreateTags on "+a.AllocationID+" and this instance's ENI (deploy/iam/eipd-policy.json)")
-	}
-	report(dry.SetState(cctx, self.InstanceID, eip.StateReady), "may tag this instance (DryRun)", "grant ec2:CreateTags with eipd:state on instances of the group")
+	preflightTags(cctx, r, api, cfg.Group, addrs, self)
 
 	checks, err := health.ParseAll(cfg.HealthChecks)
 	if err == nil {
@@ -104,11 +127,163 @@ func cmdPreflight(ctx context.Context, args []string, getenv func(string) string
 		err = health.RunAll(hctx, checks, cfg.HealthTimeout)
 		hcancel()
 	}
-	report(err, "health checks pass now", "make the local HAProxy answer the --health-check URLs")
+	r.check(err, "health checks pass now", "make the local HAProxy answer the --health-check URLs")
+	return r.result()
+}
 
-	if failed > 0 {
-		return fmt.Errorf("%d check(s) failed", failed)
+// preflightAddresses reads the EIPs eipd would manage and checks their tags.
+func preflightAddresses(ctx context.Context, r *preflightReport, cloud *eip.Client, cfg *Config) []eip.Address {
+	var addrs []eip.Address
+	var err error
+	if len(cfg.AllocationIDs) > 0 {
+		addrs, err = cloud.Addresses(ctx, cfg.AllocationIDs)
+	} else if addrs, err = cloud.GroupAddresses(ctx); err == nil && len(addrs) == 0 {
+		r.fail(fmt.Sprintf("tag the EIP(s) of this cluster with eipd:group=%s, or name them with --allocation-id", cfg.Group),
+			fmt.Errorf("no EIP in this account and region is tagged eipd:group=%s", cfg.Group))
+		return nil
 	}
-	fmt.Fprintln(stdout, "all checks passed")
-	return nil
+	switch {
+	case errors.Is(err, eip.ErrUnauthorized):
+		r.fail("grant ec2:DescribeAddresses (on *, it cannot be scoped) to eipd's role; the policy is "+eip.PolicyPath, err)
+		return nil
+	case errors.Is(err, eip.ErrNotFound):
+		r.fail("check --allocation-id: each must be an EIP allocated in this account and region ("+strings.Join(cfg.AllocationIDs, ", ")+")", err)
+		return nil
+	case err != nil:
+		r.fail("make the EC2 API reachable (DescribeAddresses failed)", err)
+		return nil
+	}
+	var missing []string
+	for _, id := range cfg.AllocationIDs {
+		found := false
+		for _, a := range addrs {
+			found = found || a.AllocationID == id
+		}
+		if !found {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) > 0 {
+		r.fail("check --allocation-id: each must be an EIP allocated in this account and region",
+			fmt.Errorf("not found: %s", strings.Join(missing, ", ")))
+		if len(addrs) == 0 {
+			return nil
+		}
+	}
+	r.ok(fmt.Sprintf("%d EIP(s) readable", len(addrs)))
+	var good []eip.Address
+	for _, a := range addrs {
+		switch {
+		case a.Group != cfg.Group:
+			r.fail("tag "+a.AllocationID+" with eipd:group="+cfg.Group+" (the IAM policy lets eipd move only the EIPs of its group)",
+				fmt.Errorf("%s has eipd:group=%q", a.AllocationID, a.Group))
+			continue
+		case len(a.Lease.Invalid) > 0:
+			r.fail("delete the broken eipd:* tags of "+a.AllocationID+"; the next holder writes them again",
+				fmt.Errorf("%s: tags %v do not parse", a.AllocationID, a.Lease.Invalid))
+		}
+		good = append(good, a)
+	}
+	return good
+}
+
+// preflightMembership checks that this instance is a running member.
+func preflightMembership(ctx context.Context, r *preflightReport, cloud *eip.Client, group string, self eip.Identity) {
+	members, err := cloud.Members(ctx)
+	switch {
+	case errors.Is(err, eip.ErrUnauthorized):
+		r.fail("grant ec2:DescribeInstances (on *, it cannot be scoped) to eipd's role; the policy is "+eip.PolicyPath, err)
+		return
+	case err != nil:
+		r.fail("make the EC2 API reachable (DescribeInstances failed)", err)
+		return
+	}
+	for _, m := range members {
+		if m.InstanceID == self.InstanceID {
+			r.ok(fmt.Sprintf("this instance is one of %d running member(s) of eipd:group=%s", len(members), group))
+			return
+		}
+	}
+	r.fail("tag this instance with eipd:group="+group+" (launch template or ASG tag)",
+		fmt.Errorf("%s is not among the %d running instance(s) tagged eipd:group=%s", self.InstanceID, len(members), group))
+}
+
+// dryRunOK reads the answer to a DryRun call: nil when IAM would allow it.
+// Any other answer is returned classified (eip's sentinels).
+func dryRunOK(err error) error {
+	err = eip.Classify(err)
+	switch {
+	case err == nil:
+		// A DryRun call that succeeds did not honour DryRun: say so rather
+		// than count it as a pass.
+		return errors.New("the call succeeded although DryRun was set: the endpoint ignores DryRun")
+	case errors.Is(err, eip.ErrDryRun):
+		return nil
+	}
+	return err
+}
+
+// preflightMoves checks, with DryRun, that this instance may associate the
+// EIP to itself and disassociate it. AllowReassociation=true: a dry run
+// checks permissions, not the EIP's state, and on a healthy standby the EIP
+// is on another instance (the daemon's claim sends false, the same IAM
+// action).
+func preflightMoves(ctx context.Context, r *preflightReport, api probeEC2, group string, a eip.Address, self eip.Identity) {
+	_, err := api.AssociateAddress(ctx, &ec2.AssociateAddressInput{
+		DryRun: aws.Bool(true), AllocationId: aws.String(a.AllocationID),
+		NetworkInterfaceId: aws.String(self.NetworkInterfaceID), PrivateIpAddress: aws.String(self.PrivateIP),
+		AllowReassociation: aws.Bool(true),
+	})
+	err = dryRunOK(err)
+	if errors.Is(err, eip.ErrAlreadyAssociated) {
+		// State is checked after authorization: IAM allowed it.
+		err = nil
+	}
+	r.check(err, "may associate "+a.AllocationID+" to this instance (DryRun)", grantFix("ec2:AssociateAddress", group, a.AllocationID+" and this instance's ENI "+self.NetworkInterfaceID, err))
+
+	if !a.Associated() {
+		r.skip(fmt.Sprintf("ec2:DisassociateAddress on %s could not be checked: it is not associated, and a dry run needs a real association ID; run eipd preflight again once it is", a.AllocationID))
+		return
+	}
+	_, err = api.DisassociateAddress(ctx, &ec2.DisassociateAddressInput{DryRun: aws.Bool(true), AssociationId: aws.String(a.AssociationID)})
+	err = dryRunOK(err)
+	if errors.Is(err, eip.ErrStaleAssociation) {
+		r.skip(fmt.Sprintf("ec2:DisassociateAddress on %s could not be checked: its association %s changed while preflight ran; run it again", a.AllocationID, a.AssociationID))
+		return
+	}
+	r.check(err, "may disassociate "+a.AllocationID+" (DryRun, association "+a.AssociationID+")", grantFix("ec2:DisassociateAddress", group, a.AllocationID, err))
+}
+
+// preflightTags checks, with DryRun, the tag writes the daemon makes: the
+// lease on each EIP and eipd:state on this instance.
+func preflightTags(ctx context.Context, r *preflightReport, api probeEC2, group string, addrs []eip.Address, self eip.Identity) {
+	now := time.Now().UTC().Format(eip.RenewedLayout)
+	for _, a := range addrs {
+		_, err := api.CreateTags(ctx, &ec2.CreateTagsInput{
+			DryRun: aws.Bool(true), Resources: []string{a.AllocationID},
+			Tags: []types.Tag{
+				{Key: aws.String(eip.TagHolder), Value: aws.String(self.InstanceID)},
+				{Key: aws.String(eip.TagTerm), Value: aws.String(fmt.Sprint(a.Lease.Term + 1))},
+				{Key: aws.String(eip.TagRenewed), Value: aws.String(now)},
+			},
+		})
+		err = dryRunOK(err)
+		r.check(err, "may write the lease tags of "+a.AllocationID+" (DryRun)", grantFix("ec2:CreateTags", group, a.AllocationID, err))
+	}
+	_, err := api.CreateTags(ctx, &ec2.CreateTagsInput{
+		DryRun: aws.Bool(true), Resources: []string{self.InstanceID},
+		Tags: []types.Tag{{Key: aws.String(eip.TagState), Value: aws.String(eip.StateReady)}},
+	})
+	err = dryRunOK(err)
+	r.check(err, "may write eipd:state on this instance (DryRun)", grantFix("ec2:CreateTags", group, self.InstanceID, err))
+}
+
+// grantFix is the fix for a failed DryRun call: the grant when IAM refused,
+// else what the error says.
+func grantFix(action, group, resource string, err error) string {
+	if errors.Is(err, eip.ErrUnauthorized) {
+		return fmt.Sprintf("grant %s on %s to eipd's role; the policy (%s) allows it for resources tagged eipd:group=%s when the role carries the same eipd:group tag",
+			action, resource, eip.PolicyPath, group)
+	}
+	return fmt.Sprintf("%s on %s was refused for another reason than IAM; see the error", action, resource)
 }
