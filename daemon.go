@@ -14,13 +14,13 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/eipd/eipd/eip"
 	"github.com/eipd/eipd/health"
+	"github.com/eipd/eipd/internal/awsenv"
 	"github.com/eipd/eipd/leader"
 	"github.com/eipd/eipd/metrics"
 )
@@ -29,19 +29,17 @@ import (
 // call cannot wedge the loop for longer than the watchdog allows.
 const callTimeout = 5 * time.Second
 
-// loadAWS builds the SDK config and the IMDS client from the standard
-// chain: AWS_ENDPOINT_URL_EC2, AWS_EC2_METADATA_SERVICE_ENDPOINT, the
-// default credential chain (instance profile through IMDS in production).
-// The app ID puts "app/eipd-<version>" (the SDK turns / into -) in every request's User-Agent, so
-// eipd's calls are recognisable in CloudTrail (userAgent field).
-// The SDK's own log lines go to log.
-func loadAWS(ctx context.Context, log hclog.Logger) (aws.Config, *imds.Client, error) {
-	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithAppID(appID()), awsconfig.WithLogger(sdkLogger{log}))
+// loadAWS builds the SDK config and the IMDSv2-only client from the
+// standard AWS environment variables and the credential sources of an EC2
+// instance or ECS task (internal/awsenv says which, and why not the SDK's
+// whole default chain). The app ID puts "app/eipd-<version>" (the SDK turns
+// / into -) in every request's User-Agent, so eipd's calls are recognisable
+// in CloudTrail (userAgent field). The SDK's own log lines go to log.
+func loadAWS(ctx context.Context, getenv func(string) string, log hclog.Logger) (aws.Config, *imds.Client, error) {
+	cfg, meta, err := awsenv.Load(ctx, getenv, appID(), sdkLogger{log})
 	if err != nil {
-		return aws.Config{}, nil, fmt.Errorf("load AWS configuration: %w", err)
+		return aws.Config{}, nil, fmt.Errorf("AWS configuration: %w", err)
 	}
-	// IMDSv2 only: a token failure must be an error, not a silent v1 call.
-	meta := imds.NewFromConfig(cfg, func(o *imds.Options) { o.EnableFallback = aws.FalseTernary })
 	return cfg, meta, nil
 }
 
@@ -154,7 +152,7 @@ func configFields(c *Config) []any {
 func runDaemon(ctx context.Context, cfg *Config, getenv func(string) string, log hclog.Logger) error {
 	log.Info("starting", append([]any{"version", version, "revision", revision}, configFields(cfg)...)...)
 
-	awsCfg, imdsClient, err := loadAWS(ctx, log.Named("aws"))
+	awsCfg, imdsClient, err := loadAWS(ctx, getenv, log.Named("aws"))
 	if err != nil {
 		return err
 	}
