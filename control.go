@@ -358,7 +358,7 @@ func cmdHealthcheck(ctx context.Context, args []string, getenv func(string) stri
 	if err != nil {
 		return usagef("--url %q: %v", target, err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := getOnce(ctx, req)
 	if err != nil {
 		return fmt.Errorf("healthcheck %s: %w", target, err)
 	}

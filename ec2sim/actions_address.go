@@ -1,16 +1,15 @@
 package ec2sim
 
 import (
-	"regexp"
 	"strings"
 	"time"
 )
 
 var (
-	instanceIDRE = regexp.MustCompile(`^i-([0-9a-f]{8}|[0-9a-f]{17})$`)
-	allocIDRE    = regexp.MustCompile(`^eipalloc-([0-9a-f]{8}|[0-9a-f]{17})$`)
-	assocIDRE    = regexp.MustCompile(`^eipassoc-([0-9a-f]{8}|[0-9a-f]{17})$`)
-	eniIDRE      = regexp.MustCompile(`^eni-([0-9a-f]{8}|[0-9a-f]{17})$`)
+	instanceIDRE = lazyRegexp(`^i-([0-9a-f]{8}|[0-9a-f]{17})$`)
+	allocIDRE    = lazyRegexp(`^eipalloc-([0-9a-f]{8}|[0-9a-f]{17})$`)
+	assocIDRE    = lazyRegexp(`^eipassoc-([0-9a-f]{8}|[0-9a-f]{17})$`)
+	eniIDRE      = lazyRegexp(`^eni-([0-9a-f]{8}|[0-9a-f]{17})$`)
 )
 
 func malformedAlloc(id string) *apiError {
@@ -97,7 +96,7 @@ func describeAddresses(c *call) error {
 		return err
 	}
 	for _, id := range allocs {
-		if !allocIDRE.MatchString(id) {
+		if !allocIDRE().MatchString(id) {
 			return malformedAlloc(id)
 		}
 	}
@@ -284,7 +283,7 @@ func releaseAddress(c *call) error {
 		}
 		return missingParam("AllocationId")
 	}
-	if !allocIDRE.MatchString(id) {
+	if !allocIDRE().MatchString(id) {
 		return malformedAlloc(id)
 	}
 	w := c.s.w
@@ -326,7 +325,7 @@ func associateAddress(c *call) error {
 	var a *addrRec
 	switch {
 	case allocID != "":
-		if !allocIDRE.MatchString(allocID) {
+		if !allocIDRE().MatchString(allocID) {
 			return malformedAlloc(allocID)
 		}
 		if a = w.address(allocID); a == nil {
@@ -347,7 +346,7 @@ func associateAddress(c *call) error {
 	var eni *eniRec
 	switch {
 	case instID != "":
-		if !instanceIDRE.MatchString(instID) {
+		if !instanceIDRE().MatchString(instID) {
 			return malformedInstance(instID)
 		}
 		if in = w.instance(instID); in == nil {
@@ -360,7 +359,7 @@ func associateAddress(c *call) error {
 			eni = &in.ENIs[0]
 		} // none: terminated, refused below after DryRun
 	case eniID != "":
-		if !eniIDRE.MatchString(eniID) {
+		if !eniIDRE().MatchString(eniID) {
 			return malformedENI(eniID)
 		}
 		if in, eni = w.eni(eniID); eni == nil {
@@ -433,7 +432,7 @@ func disassociateAddress(c *call) error {
 	var a *addrRec
 	switch {
 	case assocID != "":
-		if !assocIDRE.MatchString(assocID) {
+		if !assocIDRE().MatchString(assocID) {
 			return errf(400, "InvalidAssociationID.Malformed", "Invalid id: \"%s\" (expecting \"eipassoc-...\")", assocID)
 		}
 		if a = w.addressByAssociation(assocID); a == nil {

@@ -24,7 +24,7 @@ func instanceIDs(req request) ([]string, error) {
 		return nil, err
 	}
 	for _, id := range ids {
-		if !instanceIDRE.MatchString(id) {
+		if !instanceIDRE().MatchString(id) {
 			return nil, malformedInstance(id)
 		}
 	}

@@ -80,15 +80,15 @@ func checkResources(w *world, ids []string) error {
 	}
 	for _, id := range ids {
 		switch {
-		case instanceIDRE.MatchString(id):
+		case instanceIDRE().MatchString(id):
 			if w.instance(id) == nil {
 				return notFoundInstances([]string{id})
 			}
-		case allocIDRE.MatchString(id):
+		case allocIDRE().MatchString(id):
 			if w.address(id) == nil {
 				return notFoundAlloc(id)
 			}
-		case eniIDRE.MatchString(id):
+		case eniIDRE().MatchString(id):
 			if _, e := w.eni(id); e == nil {
 				return notFoundENI(id)
 			}

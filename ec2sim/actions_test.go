@@ -26,7 +26,7 @@ func TestAssociationSemantics(t *testing.T) {
 	out, err := c1.AssociateAddress(ctx, &ec2.AssociateAddressInput{AllocationId: aws.String(alloc), InstanceId: aws.String(i1), AllowReassociation: aws.Bool(false)})
 	simOK(t, err)
 	assoc1 := aws.ToString(out.AssociationId)
-	if !assocIDRE.MatchString(assoc1) {
+	if !assocIDRE().MatchString(assoc1) {
 		t.Fatalf("association id %q", assoc1)
 	}
 	a := simAddr(t, c1, alloc)
@@ -204,7 +204,7 @@ func TestAllocateRelease(t *testing.T) {
 		ResourceType: types.ResourceTypeElasticIp, Tags: []types.Tag{{Key: aws.String("eipd:group"), Value: aws.String("other")}}}}})
 	simOK(t, err)
 	alloc := aws.ToString(out.AllocationId)
-	if !allocIDRE.MatchString(alloc) || aws.ToString(out.PublicIp) == "" || out.Domain != types.DomainTypeVpc {
+	if !allocIDRE().MatchString(alloc) || aws.ToString(out.PublicIp) == "" || out.Domain != types.DomainTypeVpc {
 		t.Fatalf("allocate = %+v", out)
 	}
 	if len(s.Info().EIPs) != 2 || s.Info().EIPs[1].ForwardAddr == "" {

@@ -3,7 +3,6 @@ package ec2sim
 import (
 	"io"
 	"net/http"
-	"regexp"
 	"strings"
 	"time"
 )
@@ -59,7 +58,7 @@ func ec2Actions() map[string]actionSpec {
 	}
 }
 
-var credentialRE = regexp.MustCompile(`Credential=([^/,\s]+)/([^/]*)/([^/]*)/([^/]*)/aws4_request`)
+var credentialRE = lazyRegexp(`Credential=([^/,\s]+)/([^/]*)/([^/]*)/([^/]*)/aws4_request`)
 
 // callerOf identifies the caller from the SigV4 access key ID. Signatures
 // are not verified. Unknown keys are the operator ("").
@@ -67,12 +66,12 @@ func (s *Sim) callerOf(r *http.Request) (string, *apiError) {
 	auth := r.Header.Get("Authorization")
 	var m []string
 	if auth != "" {
-		m = credentialRE.FindStringSubmatch(auth)
+		m = credentialRE().FindStringSubmatch(auth)
 		if m == nil || !strings.HasPrefix(auth, "AWS4-HMAC-SHA256 ") {
 			return "", errf(401, "AuthFailure", "AWS was not able to validate the provided access credentials")
 		}
 	} else if qc := r.URL.Query().Get("X-Amz-Credential"); qc != "" {
-		m = credentialRE.FindStringSubmatch("Credential=" + qc)
+		m = credentialRE().FindStringSubmatch("Credential=" + qc)
 		if m == nil {
 			return "", errf(401, "AuthFailure", "AWS was not able to validate the provided access credentials")
 		}

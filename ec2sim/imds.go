@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -80,7 +79,7 @@ const (
 
 // imdsVersionSegment matches the dated API versions IMDS accepts besides
 // "latest" (e.g. /2021-03-23/meta-data/…).
-var imdsVersionSegment = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}$`)
+var imdsVersionSegment = lazyRegexp(`^[0-9]{4}-[0-9]{2}-[0-9]{2}$`)
 
 type imdsHandler struct {
 	src    func() (MetadataSnapshot, bool)
@@ -210,7 +209,7 @@ func (h *imdsHandler) serveMetadata(w http.ResponseWriter, r *http.Request, snap
 		return
 	}
 	version, rest, _ := strings.Cut(p, "/")
-	if version != "latest" && !imdsVersionSegment.MatchString(version) {
+	if version != "latest" && !imdsVersionSegment().MatchString(version) {
 		writeIMDSError(w, http.StatusNotFound)
 		return
 	}

@@ -149,13 +149,13 @@ func TestInfoAndInitialState(t *testing.T) {
 	for i, in := range info.Instances {
 		wantIP := []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}[i]
 		wantAZ := []string{"us-east-1a", "us-east-1b", "us-east-1c"}[i]
-		if in.PrivateIP != wantIP || in.AZ != wantAZ || !instanceIDRE.MatchString(in.InstanceID) ||
-			!eniIDRE.MatchString(in.ENIID) || !strings.HasPrefix(in.IMDSEndpoint, "http://"+wantIP+":") {
+		if in.PrivateIP != wantIP || in.AZ != wantAZ || !instanceIDRE().MatchString(in.InstanceID) ||
+			!eniIDRE().MatchString(in.ENIID) || !strings.HasPrefix(in.IMDSEndpoint, "http://"+wantIP+":") {
 			t.Errorf("instance %d = %+v", i, in)
 		}
 	}
 	for _, e := range info.EIPs {
-		if !allocIDRE.MatchString(e.AllocationID) || !strings.HasPrefix(e.PublicIP, "198.51.100.") || e.ForwardAddr == "" {
+		if !allocIDRE().MatchString(e.AllocationID) || !strings.HasPrefix(e.PublicIP, "198.51.100.") || e.ForwardAddr == "" {
 			t.Errorf("eip = %+v", e)
 		}
 	}
