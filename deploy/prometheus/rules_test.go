@@ -8,9 +8,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"unicode"
 
 	"github.com/eipd/eipd/internal/golden"
+	"github.com/eipd/eipd/internal/markdown"
 )
 
 const (
@@ -122,10 +122,7 @@ func TestAlertsHaveRunbooks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	anchors := map[string]bool{}
-	for _, m := range regexp.MustCompile(`(?m)^#{1,6} (.+)$`).FindAllStringSubmatch(string(doc), -1) {
-		anchors[githubAnchor(m[1])] = true
-	}
+	anchors := markdown.Anchors(string(doc))
 	url := regexp.MustCompile(`\n\s*runbook_url: "([^"]*)"\n`)
 	for _, blk := range strings.Split(string(b), "- alert: ")[1:] {
 		name := strings.Fields(blk)[0]
@@ -146,33 +143,6 @@ func TestAlertsHaveRunbooks(t *testing.T) {
 			t.Errorf("%s: runbook_url anchor #%s, want #%s (a heading named after the alert)", name, frag, strings.ToLower(name))
 		}
 	}
-}
-
-func TestGithubAnchor(t *testing.T) {
-	for in, want := range map[string]string{
-		"EIPDNoHolder":                             "eipdnoholder",
-		"Reading `/status`":                        "reading-status",
-		"Throttling (RequestLimitExceeded)":        "throttling-requestlimitexceeded",
-		"The service does not start under systemd": "the-service-does-not-start-under-systemd",
-	} {
-		if got := githubAnchor(in); got != want {
-			t.Errorf("githubAnchor(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
-// githubAnchor is the id GitHub gives a Markdown heading.
-func githubAnchor(heading string) string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(strings.TrimSpace(heading)) {
-		switch {
-		case r == ' ':
-			b.WriteRune('-')
-		case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
 }
 
 // docs/metrics.md is what the README links for the alerts.
