@@ -37,7 +37,7 @@ func TestSDKCallsCarryAppID(t *testing.T) {
 	} {
 		t.Setenv(k, v)
 	}
-	cfg, _, err := loadAWS(context.Background(), os.Getenv, hclog.NewNullLogger())
+	cfg, _, err := loadAWS(context.Background(), hclog.NewNullLogger())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -35,8 +36,12 @@ const callTimeout = 5 * time.Second
 // whole default chain). The app ID puts "app/eipd-<version>" (the SDK turns
 // / into -) in every request's User-Agent, so eipd's calls are recognisable
 // in CloudTrail (userAgent field). The SDK's own log lines go to log.
-func loadAWS(ctx context.Context, getenv func(string) string, log hclog.Logger) (aws.Config, *imds.Client, error) {
-	cfg, meta, err := awsenv.Load(ctx, getenv, appID(), sdkLogger{log})
+//
+// The AWS_* variables are read from the process environment, as the SDK
+// does, not through run's getenv: a caller that passes a restricted getenv
+// (tests do) must never fall back to the production endpoints.
+func loadAWS(ctx context.Context, log hclog.Logger) (aws.Config, *imds.Client, error) {
+	cfg, meta, err := awsenv.Load(ctx, os.Getenv, appID(), sdkLogger{log})
 	if err != nil {
 		return aws.Config{}, nil, fmt.Errorf("AWS configuration: %w", err)
 	}
@@ -152,7 +157,7 @@ func configFields(c *Config) []any {
 func runDaemon(ctx context.Context, cfg *Config, getenv func(string) string, log hclog.Logger) error {
 	log.Info("starting", append([]any{"version", version, "revision", revision}, configFields(cfg)...)...)
 
-	awsCfg, imdsClient, err := loadAWS(ctx, getenv, log.Named("aws"))
+	awsCfg, imdsClient, err := loadAWS(ctx, log.Named("aws"))
 	if err != nil {
 		return err
 	}

@@ -88,7 +88,7 @@ func cmdPreflight(ctx context.Context, args []string, getenv func(string) string
 		r.fail("fix the configuration (eipd run -h lists the flags)", errors.New(strings.TrimPrefix(ce.Error(), "invalid configuration:\n  ")))
 		return usagef("%d configuration problem(s); fix them and run eipd preflight again", len(ce))
 	}
-	awsCfg, imdsClient, err := loadAWS(ctx, getenv, hclog.NewNullLogger())
+	awsCfg, imdsClient, err := loadAWS(ctx, hclog.NewNullLogger())
 	if !r.check(err, "AWS SDK configuration", "fix the AWS_* environment variables") {
 		return r.result()
 	}

@@ -26,7 +26,7 @@ const watchEvery = time.Second
 // and every member's /status on its private IP, until Ctrl-C. Each move
 // (a member's last_failover) is shown once, as it appears.
 func watchGroup(ctx context.Context, group string, port int, getenv func(string) string, stdout io.Writer) error {
-	awsCfg, _, err := loadAWS(ctx, getenv, hclog.NewNullLogger())
+	awsCfg, _, err := loadAWS(ctx, hclog.NewNullLogger())
 	if err != nil {
 		return err
 	}
