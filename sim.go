@@ -15,7 +15,8 @@ const simUsage = `Usage: eipd sim [flags]
 Runs the EC2 + IMDS emulator on loopback for tests and demos: instances,
 EIPs, IMDSv2 per instance, fault injection and a control API. It prints one
 JSON line with its endpoints, then serves until interrupted. Point eipd at it
-with AWS_ENDPOINT_URL_EC2 and AWS_EC2_METADATA_SERVICE_ENDPOINT.
+with AWS_ENDPOINT_URL_EC2 and AWS_EC2_METADATA_SERVICE_ENDPOINT (and
+AWS_ENDPOINT_URL_AUTO_SCALING, the same URL, for lifecycle hooks).
 Reference: docs/ec2sim.md (https://github.com/eipd/eipd/blob/main/docs/ec2sim.md).
 
 `
@@ -32,6 +33,8 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	targetPort := fs.Int("target-port", 80, "port EIP traffic is forwarded to on the holder's private IP")
 	enis := fs.Int("enis", 1, "network interfaces per instance")
 	propagation := fs.Duration("propagation-delay", 0, "how long a new association takes to carry traffic")
+	asg := fs.String("asg", "", "put every instance in an Auto Scaling group of this name (tag aws:autoscaling:groupName); empty: none")
+	hook := fs.String("lifecycle-hook", "", "a termination lifecycle hook of the --asg group, completed with CompleteLifecycleAction")
 	logLevel := fs.String("log-level", "info", "trace, debug, info, warn or error")
 	usage := func(w io.Writer) {
 		fmt.Fprint(w, simUsage)
@@ -53,11 +56,17 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return usagef("--target-port %d: must be a TCP port", *targetPort)
 	case *enis < 1 || *enis > 8:
 		return usagef("--enis %d: must be between 1 and 8", *enis)
+	case *hook != "" && *asg == "":
+		return usagef("--lifecycle-hook needs --asg: a hook belongs to an Auto Scaling group")
+	}
+	var hooks []string
+	if *hook != "" {
+		hooks = []string{*hook}
 	}
 	log := newLogger(*logLevel, "text", stderr).Named("ec2sim")
 	sim, err := ec2sim.Start(ctx, ec2sim.Options{
 		Instances: *instances, EIPs: *eips, Group: *group, Listen: *listen, TargetPort: *targetPort,
-		ENIsPerInstance: *enis, PropagationDelay: *propagation, Logger: log,
+		ENIsPerInstance: *enis, PropagationDelay: *propagation, AutoScalingGroup: *asg, LifecycleHooks: hooks, Logger: log,
 	})
 	if err != nil {
 		return fmt.Errorf("start simulator: %w", err)

@@ -13,12 +13,13 @@ import (
 // routes is the EC2 Query API on / and the control API under /_sim/.
 func (s *Sim) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/", s.serveEC2)
+	mux.HandleFunc("/", s.serveQuery)
 	mux.HandleFunc("GET /_sim/info", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.Info()) })
 	mux.HandleFunc("GET /_sim/events", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.Events()) })
 	mux.HandleFunc("GET /_sim/stats", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.Stats()) })
 	mux.HandleFunc("POST /_sim/instances/{id}/{op}", s.controlInstanceOp)
 	mux.HandleFunc("PUT /_sim/instances/{id}/lifecycle-state", s.controlLifecycle)
+	mux.HandleFunc("GET /_sim/lifecycle-actions", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.LifecycleActions()) })
 	mux.HandleFunc("GET /_sim/faults", func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		f := s.faults

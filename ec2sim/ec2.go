@@ -62,7 +62,9 @@ var credentialRE = lazyRegexp(`Credential=([^/,\s]+)/([^/]*)/([^/]*)/([^/]*)/aws
 
 // callerOf identifies the caller from the SigV4 access key ID. Signatures
 // are not verified. Unknown keys are the operator ("").
-func (s *Sim) callerOf(r *http.Request) (string, *apiError) {
+// The credential scope must name the region and service (ec2 or
+// autoscaling).
+func (s *Sim) callerOf(r *http.Request, service string) (string, *apiError) {
 	auth := r.Header.Get("Authorization")
 	var m []string
 	if auth != "" {
@@ -81,12 +83,23 @@ func (s *Sim) callerOf(r *http.Request) (string, *apiError) {
 	if m[3] != s.opts.Region {
 		return "", errf(401, "AuthFailure", "Credential should be scoped to a valid region. ")
 	}
-	if m[4] != "ec2" {
-		return "", errf(401, "AuthFailure", "Credential should be scoped to correct service: 'ec2'. ")
+	if m[4] != service {
+		return "", errf(401, "AuthFailure", "Credential should be scoped to correct service: '%s'. ", service)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.akids[m[1]], nil
+}
+
+// serveQuery sends a request to the API its signature names: Auto Scaling
+// for service "autoscaling", EC2 for anything else (EC2 then refuses a
+// signature for another service).
+func (s *Sim) serveQuery(w http.ResponseWriter, r *http.Request) {
+	if m := credentialRE().FindStringSubmatch(r.Header.Get("Authorization")); m != nil && m[4] == "autoscaling" {
+		s.serveAutoScaling(w, r)
+		return
+	}
+	s.serveEC2(w, r)
 }
 
 // serveEC2 is POST / (and GET /?Action=…): the EC2 Query API.
@@ -119,7 +132,7 @@ func (s *Sim) serveEC2(w http.ResponseWriter, r *http.Request) {
 	if perr != nil || !known {
 		statAction = "(invalid)"
 	}
-	caller, authErr := s.callerOf(r)
+	caller, authErr := s.callerOf(r, "ec2")
 
 	s.mu.Lock()
 	f := combine(s.faults, s.instFaults[caller])

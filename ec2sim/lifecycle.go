@@ -130,12 +130,17 @@ var lifecycleStates = map[string]bool{
 }
 
 // SetLifecycleState sets autoscaling/target-lifecycle-state ("" removes it).
+// Terminated also starts the group's termination lifecycle actions for the
+// instance (see autoscaling.go).
 func (s *Sim) SetLifecycleState(id, state string) error {
 	if !lifecycleStates[state] {
 		return fmt.Errorf("lifecycle state %q: want InService, Terminated, Detached, Standby or Warmed:*", state)
 	}
-	return s.withInstance(id, func(_ time.Time, in *instRec) error {
+	return s.withInstance(id, func(now time.Time, in *instRec) error {
 		in.Lifecycle = state
+		if state == "Terminated" {
+			s.startLifecycleActionsLocked(now, id)
+		}
 		return nil
 	})
 }

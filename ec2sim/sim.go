@@ -34,7 +34,12 @@ type Options struct {
 	// BootDelay is how long a started instance stays pending before it is
 	// running (default 0: StartInstance makes it running at once).
 	BootDelay time.Duration
-	Logger    hclog.Logger // nil → hclog.NewNullLogger()
+	// AutoScalingGroup puts every instance in an Auto Scaling group of that
+	// name (tag aws:autoscaling:groupName); "" = none. LifecycleHooks are
+	// its termination lifecycle hooks (see autoscaling.go).
+	AutoScalingGroup string
+	LifecycleHooks   []string
+	Logger           hclog.Logger // nil → hclog.NewNullLogger()
 }
 
 func (o Options) withDefaults() Options {
@@ -85,6 +90,17 @@ func (o Options) validate() error {
 	if ip := net.ParseIP(o.FirstIP); ip == nil || ip.To4() == nil {
 		errs = append(errs, fmt.Errorf("first ip %q: not an IPv4 address", o.FirstIP))
 	}
+	if o.AutoScalingGroup != "" && !asgNameRE().MatchString(o.AutoScalingGroup) {
+		errs = append(errs, fmt.Errorf("auto scaling group %q: want 1 to 255 printable characters", o.AutoScalingGroup))
+	}
+	if len(o.LifecycleHooks) > 0 && o.AutoScalingGroup == "" {
+		errs = append(errs, errors.New("lifecycle hooks need an auto scaling group"))
+	}
+	for _, h := range o.LifecycleHooks {
+		if !hookNameRE().MatchString(h) {
+			errs = append(errs, fmt.Errorf("lifecycle hook %q: want 1 to 255 of A-Z a-z 0-9 - _ /", h))
+		}
+	}
 	if o.PropagationDelay < 0 || o.BootDelay < 0 {
 		errs = append(errs, errors.New("propagation and boot delays must not be negative"))
 	}
@@ -93,12 +109,15 @@ func (o Options) validate() error {
 
 // Info describes a running simulator; its JSON is what `eipd sim` prints.
 type Info struct {
-	EC2Endpoint     string         `json:"ec2_endpoint"`
-	ControlEndpoint string         `json:"control_endpoint"`
-	Region          string         `json:"region"`
-	Group           string         `json:"group"`
-	Instances       []InstanceInfo `json:"instances"`
-	EIPs            []EIPInfo      `json:"eips"`
+	EC2Endpoint     string `json:"ec2_endpoint"`
+	ControlEndpoint string `json:"control_endpoint"`
+	Region          string `json:"region"`
+	Group           string `json:"group"`
+	// AutoScalingGroup and LifecycleHooks: see Options; omitted when none.
+	AutoScalingGroup string         `json:"auto_scaling_group,omitempty"`
+	LifecycleHooks   []string       `json:"lifecycle_hooks,omitempty"`
+	Instances        []InstanceInfo `json:"instances"`
+	EIPs             []EIPInfo      `json:"eips"`
 }
 
 // InstanceInfo is one simulated instance.
@@ -192,7 +211,9 @@ type Sim struct {
 	targets    map[string][]targetChange
 	fwds       map[string]*fwdRun
 	nextPublic int
-	rnd        *rand.Rand
+	// lifecycleActions: Auto Scaling termination lifecycle actions.
+	lifecycleActions []*LifecycleAction
+	rnd              *rand.Rand
 
 	ctx     context.Context // ends at Close
 	cancel  context.CancelFunc
@@ -372,6 +393,9 @@ func (s *Sim) buildWorld(now time.Time) {
 		s.w.instances = append(s.w.instances, in)
 		s.w.setTag(in.ID, "eipd:group", o.Group)
 		s.w.setTag(in.ID, "Name", fmt.Sprintf("%s-%d", o.Group, i+1))
+		if o.AutoScalingGroup != "" {
+			s.w.setTag(in.ID, "aws:autoscaling:groupName", o.AutoScalingGroup)
+		}
 		s.akids[in.Creds.AccessKeyID] = in.ID
 	}
 	for i := 0; i < o.EIPs; i++ {
@@ -574,7 +598,7 @@ func (s *Sim) Info() Info {
 		base = "http://" + s.ln.Addr().String()
 	}
 	info := Info{EC2Endpoint: base, ControlEndpoint: base + "/_sim", Region: s.opts.Region, Group: s.opts.Group,
-		Instances: []InstanceInfo{}, EIPs: []EIPInfo{}}
+		Instances: []InstanceInfo{}, EIPs: []EIPInfo{}, AutoScalingGroup: s.opts.AutoScalingGroup, LifecycleHooks: s.opts.LifecycleHooks}
 	for _, in := range s.w.instances {
 		info.Instances = append(info.Instances, InstanceInfo{InstanceID: in.ID, PrivateIP: in.PrimaryIP,
 			AZ: in.AZ, ENIID: in.PrimaryENI, IMDSEndpoint: s.imdsAddr[in.ID]})
