@@ -1122,7 +1122,7 @@ func TestCloudFormation(t *testing.T) {
 				t.Errorf("the HAProxy drop-in does not set %s", v)
 			}
 		}
-		svc := dig(t, lt.Metadata, "AWS::CloudFormation::Init", "haproxy", "services", "sysvinit", "haproxy")
+		svc := dig(t, lt.Metadata, "AWS::CloudFormation::Init", "haproxy", "services", "systemd", "haproxy")
 		if dig(t, svc, "enabled") != "true" || dig(t, svc, "ensureRunning") != "true" {
 			t.Errorf("cfn-init does not enable and start haproxy: %v", svc)
 		}
