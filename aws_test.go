@@ -51,3 +51,21 @@ func TestSDKCallsCarryAppID(t *testing.T) {
 		t.Errorf("User-Agent %q does not carry app/eipd-%s", ua, version)
 	}
 }
+
+func TestAutoScalingEndpoint(t *testing.T) {
+	for _, c := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"AWS_ENDPOINT_URL_EC2": "http://ec2"}, ""},
+		{map[string]string{"AWS_ENDPOINT_URL_EC2": "http://ec2", "AWS_ENDPOINT_URL_AUTO_SCALING": "http://asg"}, "http://asg"},
+		{map[string]string{"AWS_ENDPOINT_URL": "http://all"}, "http://all"},
+		{map[string]string{"AWS_ENDPOINT_URL": "http://all", "AWS_ENDPOINT_URL_AUTO_SCALING": "http://asg"}, "http://asg"},
+		{map[string]string{"AWS_ENDPOINT_URL_AUTO_SCALING": "http://asg", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true"}, ""},
+	} {
+		got := autoScalingEndpoint(envOf(c.env))
+		if (got == nil) != (c.want == "") || (got != nil && *got != c.want) {
+			t.Errorf("%v: got %v, want %q", c.env, got, c.want)
+		}
+	}
+}

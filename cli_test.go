@@ -127,3 +127,16 @@ func TestVersionNamesCommitOnce(t *testing.T) {
 		}
 	}
 }
+
+func TestLifecycleHookFlag(t *testing.T) {
+	c, err := parseRunConfig("run", []string{"--group", "g"}, envOf(map[string]string{"EIPD_LIFECYCLE_HOOK": "eipd-handoff"}), &bytes.Buffer{})
+	if err != nil || c.LifecycleHook != "eipd-handoff" {
+		t.Errorf("EIPD_LIFECYCLE_HOOK: %q %v", c.LifecycleHook, err)
+	}
+	for _, bad := range []string{"has space", "semi;colon", strings.Repeat("a", 256)} {
+		_, err := parseRunConfig("run", []string{"--group", "g", "--lifecycle-hook", bad}, envOf(nil), &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), "is not a lifecycle hook name") {
+			t.Errorf("--lifecycle-hook %q: %v", bad, err)
+		}
+	}
+}

@@ -34,6 +34,7 @@ type Config struct {
 	HolderPoll     time.Duration
 	StandbyPoll    time.Duration
 	LifecyclePoll  time.Duration
+	LifecycleHook  string
 	StopTimeout    time.Duration
 	APIRate        float64
 	APIBurst       int
@@ -76,6 +77,7 @@ var runFlags = []flagSpec{
 	{"holder-poll", "10s", "how often the holder re-reads its EIPs from the API", func(c *Config) any { return &c.HolderPoll }},
 	{"standby-poll", "60s", "how often a standby re-reads the EIPs from the API when the holder's /status does not confirm it holds them", func(c *Config) any { return &c.StandbyPoll }},
 	{"lifecycle-poll", "5s", "how often instance metadata is polled for spot, ASG and maintenance notices", func(c *Config) any { return &c.LifecyclePoll }},
+	{"lifecycle-hook", "", "Auto Scaling termination lifecycle hook to complete (CONTINUE) once this instance, being terminated, holds no EIP; empty: off", func(c *Config) any { return &c.LifecycleHook }},
 	{"stop-timeout", "20s", "on SIGTERM, how long to try handing held EIPs to a ready member before exiting", func(c *Config) any { return &c.StopTimeout }},
 	{"api-rate", "5", "client-side budget for EC2 calls, calls per second", func(c *Config) any { return &c.APIRate }},
 	{"api-burst", "10", "client-side burst of EC2 calls", func(c *Config) any { return &c.APIBurst }},
@@ -239,6 +241,9 @@ func (c *Config) problems() []error {
 	}
 	if err := validateControl(c.Control); err != nil {
 		errs = append(errs, err)
+	}
+	if c.LifecycleHook != "" && !validHookName(c.LifecycleHook) {
+		bad("--lifecycle-hook %q is not a lifecycle hook name (1 to 255 of A-Z a-z 0-9 - _ /)", c.LifecycleHook)
 	}
 	positive := []struct {
 		name string

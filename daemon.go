@@ -16,9 +16,11 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/eipd/eipd/asghook"
 	"github.com/eipd/eipd/eip"
 	"github.com/eipd/eipd/health"
 	"github.com/eipd/eipd/internal/awsenv"
@@ -236,8 +238,9 @@ func runDaemon(ctx context.Context, cfg *Config, getenv func(string) string, log
 	if err != nil {
 		return err
 	}
+	ec2API := ec2.NewFromConfig(awsCfg, eip.GuardRequestBody)
 	cloud := eip.New(eip.Config{Group: cfg.Group, DryRun: cfg.DryRun, Rate: cfg.APIRate, Burst: cfg.APIBurst, Now: now},
-		ec2.NewFromConfig(awsCfg, eip.GuardRequestBody), log.Named("eip"), m)
+		ec2API, log.Named("eip"), m)
 
 	_, portStr, _ := net.SplitHostPort(cfg.Listen)
 	statusPort, _ := strconv.Atoi(portStr)
@@ -255,6 +258,12 @@ func runDaemon(ctx context.Context, cfg *Config, getenv func(string) string, log
 
 	goOwned("health gauge", func(c context.Context) error { return followHealth(c, monitor, m) })
 	goOwned("systemd notify", func(c context.Context) error { return feedSystemd(c, notify, loop, log) })
+	if cfg.LifecycleHook != "" {
+		asg := autoscaling.NewFromConfig(awsCfg, func(o *autoscaling.Options) { o.BaseEndpoint = autoScalingEndpoint(os.Getenv) })
+		hook := asghook.New(asghook.Config{Hook: cfg.LifecycleHook, InstanceID: self.InstanceID, NoticeEvery: cfg.LifecyclePoll,
+			CallTimeout: callTimeout, DryRun: cfg.DryRun}, asg, ec2API, md, loop, log.Named("asghook"))
+		goOwned("lifecycle hook", hook.Run)
+	}
 	view.started(loop, self.InstanceID, func(ctx context.Context) ([]eip.Instance, error) {
 		ctx, cancel := context.WithTimeout(ctx, callTimeout)
 		defer cancel()
@@ -268,6 +277,22 @@ func runDaemon(ctx context.Context, cfg *Config, getenv func(string) string, log
 	wg.Wait()
 	log.Info("stopped")
 	return loopErr
+}
+
+// autoScalingEndpoint is the Auto Scaling endpoint the environment sets:
+// AWS_ENDPOINT_URL_AUTO_SCALING, else AWS_ENDPOINT_URL, as the SDK resolves
+// a service's configured endpoint; nil (the regional endpoint) otherwise.
+// The EC2 endpoint of awsCfg.BaseEndpoint must not leak into this client.
+func autoScalingEndpoint(getenv func(string) string) *string {
+	if ignore, _ := strconv.ParseBool(getenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")); ignore {
+		return nil // awsenv.Load has refused a value that does not parse
+	}
+	for _, name := range []string{"AWS_ENDPOINT_URL_AUTO_SCALING", "AWS_ENDPOINT_URL"} {
+		if v := getenv(name); v != "" {
+			return aws.String(v)
+		}
+	}
+	return nil
 }
 
 // testClock returns the daemon's clock: time.Now, shifted by

@@ -53,3 +53,19 @@ func validAllocationID(s string) bool {
 	}
 	return true
 }
+
+// validHookName: an Auto Scaling lifecycle hook name, [A-Za-z0-9\-_\/]+ of
+// at most 255 characters (Auto Scaling API reference, LifecycleHookName).
+func validHookName(s string) bool {
+	if len(s) == 0 || len(s) > 255 {
+		return false
+	}
+	for _, r := range s {
+		switch {
+		case r >= 'A' && r <= 'Z', r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-', r == '_', r == '/':
+		default:
+			return false
+		}
+	}
+	return true
+}

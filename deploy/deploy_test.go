@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
@@ -641,10 +642,49 @@ func goFiles(t *testing.T, dir string) []*ast.File {
 // *ec2.Client. This reads the code itself, not a list kept beside it.
 func codeOperations(t *testing.T) []string {
 	t.Helper()
-	client := reflect.TypeOf(&ec2.Client{})
+	return serviceOperations(t, goFiles(t, path("eip")), "github.com/aws/aws-sdk-go-v2/service/ec2", reflect.TypeOf(&ec2.Client{}))
+}
+
+// codeActions is every IAM action the daemon's code can call, in any of its
+// packages (not the emulator, the tests or the deploy checks): ec2:Xxx and
+// autoscaling:Xxx for each XxxInput it names.
+func codeActions(t *testing.T) []string {
+	t.Helper()
+	var files []*ast.File
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			switch d.Name() {
+			case "ec2sim", "e2e", "deploy", "testdata", ".git", "node_modules":
+				return filepath.SkipDir
+			}
+			files = append(files, goFiles(t, p)...)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var actions []string
+	for _, op := range serviceOperations(t, files, "github.com/aws/aws-sdk-go-v2/service/ec2", reflect.TypeOf(&ec2.Client{})) {
+		actions = append(actions, "ec2:"+op)
+	}
+	for _, op := range serviceOperations(t, files, "github.com/aws/aws-sdk-go-v2/service/autoscaling", reflect.TypeOf(&autoscaling.Client{})) {
+		actions = append(actions, "autoscaling:"+op)
+	}
+	slices.Sort(actions)
+	return actions
+}
+
+// serviceOperations finds the operations of one SDK service that files name
+// as svc.XxxInput, where Xxx is a method of its client.
+func serviceOperations(t *testing.T, files []*ast.File, importPath string, client reflect.Type) []string {
+	t.Helper()
 	var ops []string
-	for _, f := range goFiles(t, path("eip")) {
-		name := importName(f, "github.com/aws/aws-sdk-go-v2/service/ec2")
+	for _, f := range files {
+		name := importName(f, importPath)
 		if name == "" {
 			continue
 		}
@@ -680,9 +720,20 @@ func TestIAMPolicyCoversCode(t *testing.T) {
 	if !slices.Equal(code, listed) {
 		t.Errorf("EC2 operations used in eip/*.go %v differ from eip.Operations %v", code, listed)
 	}
+	// The whole daemon: eip's EC2 calls, preflight's dry runs, the
+	// lifecycle hook's DescribeInstances and CompleteLifecycleAction.
 	want := map[string]bool{}
+	all := codeActions(t)
+	for _, a := range all {
+		want[a] = true
+	}
 	for _, op := range code {
-		want["ec2:"+op] = true
+		if !want["ec2:"+op] {
+			t.Fatalf("codeActions %v misses eip's ec2:%s", all, op)
+		}
+	}
+	if !want["autoscaling:CompleteLifecycleAction"] {
+		t.Fatalf("codeActions %v misses the lifecycle hook's autoscaling:CompleteLifecycleAction", all)
 	}
 	granted := map[string]bool{}
 	for _, s := range p.Statement {
@@ -701,7 +752,7 @@ func TestIAMPolicyCoversCode(t *testing.T) {
 	}
 	for a := range want {
 		if !granted[a] {
-			t.Errorf("policy does not allow %s, which eip calls", a)
+			t.Errorf("policy does not allow %s, which the code calls", a)
 		}
 	}
 }
@@ -833,7 +884,10 @@ func TestIAMPolicyScopesMutations(t *testing.T) {
 			t.Errorf("%s: mutating statement on Resource %v", s.Sid, s.Resource)
 		}
 		for _, r := range s.Resource {
-			if !regexp.MustCompile(`^arn:aws:ec2:[^:]*:[^:]*:(elastic-ip|network-interface|instance)/\*$`).MatchString(r) {
+			ec2Res := regexp.MustCompile(`^arn:aws:ec2:[^:]*:[^:]*:(elastic-ip|network-interface|instance)/\*$`)
+			// CompleteLifecycleAction: groups only, scoped by their tag.
+			asgRes := regexp.MustCompile(`^arn:aws:autoscaling:[^:]*:[^:]*:autoScalingGroup:\*:autoScalingGroupName/\*$`)
+			if !ec2Res.MatchString(r) && !(asgRes.MatchString(r) && slices.Equal(s.Action, []string{"autoscaling:CompleteLifecycleAction"})) {
 				t.Errorf("%s: unexpected resource %q", s.Sid, r)
 			}
 		}

@@ -339,6 +339,9 @@ func minimalEnv(home string, extra ...string) []string {
 type simOpts struct {
 	instances, eips, targetPort int
 	group                       string
+	// asg and hook: an Auto Scaling group holding every instance and its
+	// termination lifecycle hook (eipd sim --asg, --lifecycle-hook).
+	asg, hook string
 }
 
 // startSim runs `eipd sim` and reads the JSON line it prints.
@@ -349,9 +352,15 @@ func startSim(t testing.TB, dir string, o simOpts) (*proc, simInfo) {
 	}
 	// stdout goes to the log with stderr; the first line starting with {
 	// is the info line.
-	p := startProc(t, dir, "sim", minimalEnv(dir), eipdBin, "sim",
-		"--instances", strconv.Itoa(o.instances), "--eips", strconv.Itoa(o.eips),
-		"--group", o.group, "--target-port", strconv.Itoa(o.targetPort), "--log-level", "info")
+	args := []string{"sim", "--instances", strconv.Itoa(o.instances), "--eips", strconv.Itoa(o.eips),
+		"--group", o.group, "--target-port", strconv.Itoa(o.targetPort), "--log-level", "info"}
+	if o.asg != "" {
+		args = append(args, "--asg", o.asg)
+	}
+	if o.hook != "" {
+		args = append(args, "--lifecycle-hook", o.hook)
+	}
+	p := startProc(t, dir, "sim", minimalEnv(dir), eipdBin, args...)
 	var info simInfo
 	waitFor(t, 20*time.Second, "eipd sim to print its endpoints", func() bool {
 		if p.exited() {
@@ -428,6 +437,8 @@ type clusterOpts struct {
 	// alt marks instances that use the alternate HAProxy and status ports
 	// (the partition scenario).
 	alt func(i int) bool
+	// asg and hook: see simOpts.
+	asg, hook string
 }
 
 type cluster struct {
@@ -481,7 +492,7 @@ func newCluster(t testing.TB, o clusterOpts) *cluster {
 	hap, hapAlt := freePort(t), freePort(t)
 	status, statusAlt := freePort(t), freePort(t)
 	backendPort := freePort(t)
-	sim, info := startSim(t, dir, simOpts{instances: o.instances, eips: o.eips, targetPort: hap})
+	sim, info := startSim(t, dir, simOpts{instances: o.instances, eips: o.eips, targetPort: hap, asg: o.asg, hook: o.hook})
 	c := &cluster{t: t, dir: dir, sim: sim, info: info, flags: o.flags}
 	if c.flags == nil {
 		c.flags = fastFlags
@@ -618,7 +629,7 @@ func (n *node) startDaemon(extra ...string) {
 		"--listen", fmt.Sprintf("%s:%d", n.inst.PrivateIP, n.statusPort), "--control", n.controlAddr},
 		n.c.flags...)
 	args = append(args, extra...)
-	env := minimalEnv(n.c.dir, "AWS_ENDPOINT_URL_EC2="+n.c.info.EC2Endpoint,
+	env := minimalEnv(n.c.dir, "AWS_ENDPOINT_URL_EC2="+n.c.info.EC2Endpoint, "AWS_ENDPOINT_URL_AUTO_SCALING="+n.c.info.EC2Endpoint,
 		"AWS_EC2_METADATA_SERVICE_ENDPOINT="+n.inst.IMDSEndpoint, "AWS_REGION="+n.c.info.Region)
 	name := fmt.Sprintf("eipd-%d", n.idx)
 	if n.restarts > 0 {
