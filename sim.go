@@ -32,6 +32,7 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	listen := fs.String("listen", "127.0.0.1:0", "EC2 API and control listener (port 0 = any free port)")
 	targetPort := fs.Int("target-port", 80, "port EIP traffic is forwarded to on the holder's private IP")
 	enis := fs.Int("enis", 1, "network interfaces per instance")
+	privateIPs := fs.Int("private-ips", 1, fmt.Sprintf("private IPs on each instance's primary network interface (1..%d), each can carry an EIP", ec2sim.MaxPrivateIPs))
 	propagation := fs.Duration("propagation-delay", 0, "how long a new association takes to carry traffic")
 	asg := fs.String("asg", "", "put every instance in an Auto Scaling group of this name (tag aws:autoscaling:groupName); empty: none")
 	hook := fs.String("lifecycle-hook", "", "a termination lifecycle hook of the --asg group, completed with CompleteLifecycleAction")
@@ -56,6 +57,8 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return usagef("--target-port %d: must be a TCP port", *targetPort)
 	case *enis < 1 || *enis > 8:
 		return usagef("--enis %d: must be between 1 and 8", *enis)
+	case *privateIPs < 1 || *privateIPs > ec2sim.MaxPrivateIPs:
+		return usagef("--private-ips %d: must be between 1 and %d", *privateIPs, ec2sim.MaxPrivateIPs)
 	case *hook != "" && *asg == "":
 		return usagef("--lifecycle-hook needs --asg: a hook belongs to an Auto Scaling group")
 	}
@@ -66,7 +69,8 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	log := newLogger(*logLevel, "text", stderr).Named("ec2sim")
 	sim, err := ec2sim.Start(ctx, ec2sim.Options{
 		Instances: *instances, EIPs: *eips, Group: *group, Listen: *listen, TargetPort: *targetPort,
-		ENIsPerInstance: *enis, PropagationDelay: *propagation, AutoScalingGroup: *asg, LifecycleHooks: hooks, Logger: log,
+		ENIsPerInstance: *enis, PrivateIPs: *privateIPs, PropagationDelay: *propagation, AutoScalingGroup: *asg,
+		LifecycleHooks: hooks, Logger: log,
 	})
 	if err != nil {
 		return fmt.Errorf("start simulator: %w", err)

@@ -297,21 +297,29 @@ func releaseAddress(c *call) error {
 	if a.AssociationID != "" {
 		return errf(400, "InvalidIPAddress.InUse", "Address %s is in use.", a.PublicIP)
 	}
+	c.s.releaseLocked(c.now, a, c.caller)
+	c.x.boolean("return", true)
+	return nil
+}
+
+// releaseLocked removes an unassociated address from the account, stops
+// its forwarder and records a "release" event.
+func (s *Sim) releaseLocked(now time.Time, a *addrRec, caller string) {
+	w := s.w
 	for i, x := range w.addresses {
 		if x == a {
 			w.addresses = append(w.addresses[:i:i], w.addresses[i+1:]...)
 			break
 		}
 	}
-	delete(w.tags, id)
-	if f := c.s.fwds[id]; f != nil {
+	delete(w.tags, a.AllocationID)
+	if f := s.fwds[a.AllocationID]; f != nil {
 		f.cancel() // Close waits for its goroutine
-		delete(c.s.fwds, id)
+		delete(s.fwds, a.AllocationID)
 	}
-	delete(c.s.targets, id)
-	c.s.commitLocked(c.now)
-	c.x.boolean("return", true)
-	return nil
+	delete(s.targets, a.AllocationID)
+	s.recordEventLocked(Event{Time: now, AllocationID: a.AllocationID, Caller: caller, Action: "release"})
+	s.commitLocked(now)
 }
 
 func associateAddress(c *call) error {

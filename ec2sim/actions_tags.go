@@ -132,9 +132,12 @@ func createTags(c *call) error {
 		}
 	}
 	for _, id := range ids {
+		written := map[string]string{}
 		for _, t := range tags {
 			w.setTag(id, t.key, t.value)
+			written[t.key] = t.value
 		}
+		c.s.recordTagWriteLocked(c.now, id, c.caller, "create", written)
 	}
 	c.s.commitLocked(c.now)
 	c.x.boolean("return", true)
@@ -164,19 +167,22 @@ func deleteTags(c *call) error {
 	}
 	for _, id := range ids {
 		m := w.tags[id]
+		deleted := map[string]string{}
 		if len(tags) == 0 {
-			for k := range m {
+			for k, v := range m {
 				if !strings.HasPrefix(k, "aws:") {
 					delete(m, k)
+					deleted[k] = v
 				}
 			}
-			continue
 		}
 		for _, t := range tags {
 			if v, ok := m[t.key]; ok && (!t.hasValue || v == t.value) {
 				delete(m, t.key)
+				deleted[t.key] = v
 			}
 		}
+		c.s.recordTagWriteLocked(c.now, id, c.caller, "delete", deleted)
 	}
 	c.s.commitLocked(c.now)
 	c.x.boolean("return", true)

@@ -366,3 +366,64 @@ func cliHasTag(tags []struct{ Key, Value string }, k, v string) bool {
 	}
 	return false
 }
+
+// TestAWSCLISecondaryPrivateIPs: two EIPs on the two private IPs of one
+// ENI, as botocore parses them: each privateIpAddressesSet item carries its
+// own association, and the per-address filters find the instance.
+func TestAWSCLISecondaryPrivateIPs(t *testing.T) {
+	t.Parallel()
+	s := confStartSim(t, Options{Instances: 2, EIPs: 3, PrivateIPs: 2, Group: "conf"})
+	info := s.Info()
+	cli := newAWSCLI(t, info.EC2Endpoint, "AKIAOPERATOR", "secret", "")
+	in := info.Instances[0]
+	e0, e1, e2 := info.EIPs[0], info.EIPs[1], info.EIPs[2]
+	cli.ok(nil, "associate-address", "--allocation-id", e0.AllocationID, "--network-interface-id", in.ENIID, "--private-ip-address", in.PrivateIPs[0])
+	cli.ok(nil, "associate-address", "--allocation-id", e1.AllocationID, "--network-interface-id", in.ENIID, "--private-ip-address", in.PrivateIPs[1])
+	cli.fails("InvalidParameterValue", "associate-address", "--allocation-id", e2.AllocationID, "--network-interface-id", in.ENIID, "--private-ip-address", info.Instances[1].PrivateIP)
+
+	var di struct {
+		Reservations []struct {
+			Instances []struct {
+				InstanceId, PublicIpAddress string
+				NetworkInterfaces           []struct {
+					Association        *struct{ PublicIp, IpOwnerId string }
+					PrivateIpAddresses []struct {
+						PrivateIpAddress, PrivateDnsName string
+						Primary                          bool
+						Association                      *struct{ PublicIp, PublicDnsName, IpOwnerId string }
+					}
+				}
+			}
+		}
+	}
+	cli.ok(&di, "describe-instances", "--instance-ids", in.InstanceID)
+	inst := di.Reservations[0].Instances[0]
+	ni := inst.NetworkInterfaces[0]
+	if inst.PublicIpAddress != e0.PublicIP || ni.Association == nil || ni.Association.PublicIp != e0.PublicIP {
+		t.Errorf("instance/ENI public IP %q / %+v, want the primary IP's EIP %s", inst.PublicIpAddress, ni.Association, e0.PublicIP)
+	}
+	if len(ni.PrivateIpAddresses) != 2 {
+		t.Fatalf("PrivateIpAddresses %+v, want 2", ni.PrivateIpAddresses)
+	}
+	for k, p := range ni.PrivateIpAddresses {
+		want := []string{e0.PublicIP, e1.PublicIP}[k]
+		if p.PrivateIpAddress != in.PrivateIPs[k] || p.Primary != (k == 0) || p.PrivateDnsName == "" ||
+			p.Association == nil || p.Association.PublicIp != want || p.Association.IpOwnerId == "" {
+			t.Errorf("PrivateIpAddresses[%d] = %+v (association %+v), want %s primary=%v with EIP %s", k, p, p.Association, in.PrivateIPs[k], k == 0, want)
+		}
+	}
+	var f cliInstances
+	cli.ok(&f, "describe-instances", "--filters", "Name=network-interface.addresses.association.public-ip,Values="+e1.PublicIP)
+	if ids := f.ids(); len(ids) != 1 || ids[0] != in.InstanceID {
+		t.Errorf("filter network-interface.addresses.association.public-ip: %v", ids)
+	}
+	cli.ok(&f, "describe-instances", "--filters", "Name=network-interface.addresses.private-ip-address,Values="+in.PrivateIPs[1])
+	if ids := f.ids(); len(ids) != 1 || ids[0] != in.InstanceID {
+		t.Errorf("filter network-interface.addresses.private-ip-address: %v", ids)
+	}
+	var da struct{ Addresses []cliAddress }
+	cli.ok(&da, "describe-addresses", "--allocation-ids", e1.AllocationID)
+	if a := da.Addresses[0]; a.PrivateIpAddress != in.PrivateIPs[1] || a.InstanceId != in.InstanceID || a.NetworkInterfaceId != in.ENIID {
+		t.Errorf("describe-addresses of the EIP on the secondary IP: %+v", a)
+	}
+}

@@ -69,22 +69,43 @@ func (s *Sim) routes() http.Handler {
 	mux.HandleFunc("POST /_sim/addresses/{alloc}/associate", func(w http.ResponseWriter, r *http.Request) {
 		var body struct {
 			InstanceID string `json:"instance_id"`
+			PrivateIP  string `json:"private_ip"`
 		}
 		b, err := io.ReadAll(io.LimitReader(r.Body, 1<<16))
 		if err == nil {
 			err = strictUnmarshal(b, &body)
 		}
 		if err != nil || body.InstanceID == "" {
-			writeJSONError(w, 400, errors.New(`want {"instance_id":"i-…"}`))
+			writeJSONError(w, 400, errors.New(`want {"instance_id":"i-…"} or {"instance_id":"i-…","private_ip":"…"}`))
 			return
 		}
 		alloc := r.PathValue("alloc")
-		if err := s.Associate(alloc, body.InstanceID); err != nil {
+		if err := s.AssociatePrivateIP(alloc, body.InstanceID, body.PrivateIP); err != nil {
 			writeOpError(w, err)
 			return
 		}
 		v, _ := s.Address(alloc)
 		writeJSON(w, 200, v)
+	})
+	mux.HandleFunc("POST /_sim/addresses/{alloc}/disassociate", func(w http.ResponseWriter, r *http.Request) {
+		alloc := r.PathValue("alloc")
+		if err := s.Disassociate(alloc); err != nil {
+			writeOpError(w, err)
+			return
+		}
+		v, _ := s.Address(alloc)
+		writeJSON(w, 200, v)
+	})
+	mux.HandleFunc("POST /_sim/addresses/{alloc}/release", func(w http.ResponseWriter, r *http.Request) {
+		alloc := r.PathValue("alloc")
+		if err := s.Release(alloc); err != nil {
+			writeOpError(w, err)
+			return
+		}
+		writeJSON(w, 200, map[string]string{"allocation_id": alloc, "done": "release"})
+	})
+	mux.HandleFunc("GET /_sim/tag-history", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, s.TagHistory(r.URL.Query().Get("resource_id")))
 	})
 	mux.HandleFunc("/_sim/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, 404, fmt.Errorf("no control endpoint %s %s", r.Method, r.URL.Path))

@@ -153,19 +153,28 @@ func (s *Sim) serveEC2(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	if f.Latency > 0 {
-		t := time.NewTimer(f.Latency)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-		case <-s.closing:
+	// Latency models a slow answer, not a slow request: the action below
+	// is applied as the request arrives and only the answer waits, so a
+	// client that gives up first still had its write applied, as on AWS
+	// (a timed-out call is not a call that did not happen). A client gone
+	// by then gets nothing.
+	answer := func(write func()) {
+		if f.Latency > 0 {
+			t := time.NewTimer(f.Latency)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				return
+			case <-s.closing:
+				return
+			}
 		}
-		t.Stop()
+		write()
 	}
-
 	fail := func(e *apiError) {
 		s.count(statAction, caller, e.Code)
-		writeError(w, reqID, e)
+		answer(func() { writeError(w, reqID, e) })
 	}
 	if perr != nil {
 		fail(perr.(*apiError))
@@ -214,7 +223,7 @@ func (s *Sim) serveEC2(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.count(statAction, caller, "ok")
-	writeSuccess(w, req.Action, reqID, c.x.Bytes())
+	answer(func() { writeSuccess(w, req.Action, reqID, c.x.Bytes()) })
 }
 
 // injectLocked applies throttling and random server errors.

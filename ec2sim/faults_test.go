@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -227,5 +229,211 @@ func TestFaultLatency(t *testing.T) {
 	}
 	if err := s.SetInstanceFaults("i-0123456789abcdef0", Faults{}); err == nil {
 		t.Fatal("faults for an unknown instance accepted")
+	}
+}
+
+// TestFaultLatencyAppliesWritesFirst: latency delays the answer, not the
+// action: a client that gives up before the answer still had its writes
+// applied, at the time its request arrived.
+func TestFaultLatencyAppliesWritesFirst(t *testing.T) {
+	s := simStart(t, Options{Instances: 2})
+	info := s.Info()
+	i1, alloc := info.Instances[0].InstanceID, info.EIPs[0].AllocationID
+	c := simInstanceClient(t, s, i1)
+	const lat = time.Second
+	simOK(t, s.SetInstanceFaults(i1, Faults{Latency: lat}))
+
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	_, err := c.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{alloc},
+		Tags: []types.Tag{{Key: aws.String("eipd:renewed"), Value: aws.String("2026-01-01T00:00:00.000Z")}}})
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("impatient CreateTags: %v, want the client's deadline", err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 100*time.Millisecond)
+	_, err = c.AssociateAddress(ctx, &ec2.AssociateAddressInput{AllocationId: aws.String(alloc), InstanceId: aws.String(i1)})
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("impatient AssociateAddress: %v, want the client's deadline", err)
+	}
+	if el := time.Since(start); el >= lat {
+		t.Fatalf("the client's deadline took %v: the test cannot tell apply-then-wait from wait-then-apply", el)
+	}
+	// Both writes landed although neither caller got an answer.
+	v, _ := s.Address(alloc)
+	if v.Tags["eipd:renewed"] != "2026-01-01T00:00:00.000Z" || v.InstanceID != i1 {
+		t.Fatalf("writes of timed-out calls not applied: %+v", v)
+	}
+	h := s.TagHistory(alloc)
+	if len(h) != 1 || h[0].Time.Sub(start) >= lat {
+		t.Fatalf("tag history %+v: the write must land when the request arrives, not after the latency", h)
+	}
+	if ev := s.Events(); len(ev) != 1 || ev[0].Caller != i1 || ev[0].Time.Sub(start) >= lat {
+		t.Fatalf("events %+v", ev)
+	}
+	// A patient caller gets its answer after the latency; errors wait too.
+	start = time.Now()
+	_, err = c.DescribeAddresses(context.Background(), &ec2.DescribeAddressesInput{AllocationIds: []string{"eipalloc-0000000000000dead"}})
+	simWantCode(t, err, "InvalidAllocationID.NotFound")
+	if el := time.Since(start); el < lat {
+		t.Fatalf("error answered after %v with %v latency", el, lat)
+	}
+}
+
+// perCallerCalls makes one call of every EC2 action the simulator serves.
+func perCallerCalls(s *Sim, alloc, inst string) map[string]func(ctx context.Context, c *ec2.Client) error {
+	tag := []types.Tag{{Key: aws.String("eipd:term"), Value: aws.String("1")}}
+	return map[string]func(ctx context.Context, c *ec2.Client) error{
+		"DescribeAddresses": func(ctx context.Context, c *ec2.Client) error {
+			_, err := c.DescribeAddresses(ctx, &ec2.DescribeAddressesInput{})
+			return err
+		},
+		"DescribeInstances": func(ctx context.Context, c *ec2.Client) error {
+			_, err := c.DescribeInstances(ctx, &ec2.DescribeInstancesInput{})
+			return err
+		},
+		"DescribeInstanceStatus": func(ctx context.Context, c *ec2.Client) error {
+			_, err := c.DescribeInstanceStatus(ctx, &ec2.DescribeInstanceStatusInput{})
+			return err
+		},
+		"DescribeTags": func(ctx context.Context, c *ec2.Client) error {
+			_, err := c.DescribeTags(ctx, &ec2.DescribeTagsInput{})
+			return err
+		},
+		"CreateTags": func(ctx context.Context, c *ec2.Client) error {
+			_, err := c.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{alloc}, Tags: tag})
+			return err
+		},
+		"DeleteTags": func(ctx context.Context, c *ec2.Client) error {
+			_, err := c.DeleteTags(ctx, &ec2.DeleteTagsInput{Resources: []string{alloc}, Tags: tag})
+			return err
+		},
+		"AssociateAddress": func(ctx context.Context, c *ec2.Client) error {
+			_, err := c.AssociateAddress(ctx, &ec2.AssociateAddressInput{AllocationId: aws.String(alloc), InstanceId: aws.String(inst)})
+			return err
+		},
+		"DisassociateAddress": func(ctx context.Context, c *ec2.Client) error {
+			v, _ := s.Address(alloc)
+			id := v.AssociationID
+			if id == "" {
+				id = "eipassoc-0000000000000dead"
+			}
+			_, err := c.DisassociateAddress(ctx, &ec2.DisassociateAddressInput{AssociationId: aws.String(id)})
+			return err
+		},
+		"AllocateAddress": func(ctx context.Context, c *ec2.Client) error {
+			_, err := c.AllocateAddress(ctx, &ec2.AllocateAddressInput{Domain: types.DomainTypeVpc})
+			return err
+		},
+		"ReleaseAddress": func(ctx context.Context, c *ec2.Client) error {
+			_, err := c.ReleaseAddress(ctx, &ec2.ReleaseAddressInput{AllocationId: aws.String("eipalloc-0000000000000dead")})
+			return err
+		},
+	}
+}
+
+// TestFaultsPerCallerEveryAction: per-instance error_ratio and partition
+// hit every action of that instance's calls, and nobody else's.
+func TestFaultsPerCallerEveryAction(t *testing.T) {
+	s := simStart(t, Options{Instances: 2, EIPs: 1})
+	info := s.Info()
+	i1, i2, alloc := info.Instances[0].InstanceID, info.Instances[1].InstanceID, info.EIPs[0].AllocationID
+	c1, c2 := simInstanceClient(t, s, i1), simInstanceClient(t, s, i2)
+	calls := perCallerCalls(s, alloc, i2)
+	if len(calls) != len(ec2Actions()) {
+		t.Fatalf("%d actions covered, the simulator serves %d", len(calls), len(ec2Actions()))
+	}
+	server := func(err error) bool { c := simCode(err); return c == "InternalError" || c == "Unavailable" }
+
+	names := slices.Sorted(maps.Keys(calls))
+	simOK(t, s.SetInstanceFaults(i1, Faults{ErrorRatio: 1}))
+	for _, name := range names {
+		call := calls[name]
+		if err := call(context.Background(), c1); !server(err) {
+			t.Errorf("%s by %s with error_ratio 1: %v, want a server error", name, i1, err)
+		}
+		if err := call(context.Background(), c2); server(err) {
+			t.Errorf("%s by %s (no faults): %v", name, i2, err)
+		}
+	}
+	var landed []string
+	for _, e := range s.Events() {
+		landed = append(landed, e.Action+" by "+e.Caller)
+	}
+	if want := []string{"associate by " + i2, "disassociate by " + i2}; !slices.Equal(landed, want) {
+		t.Fatalf("events %v, want %v: only the unfaulted caller's writes land", landed, want)
+	}
+
+	simOK(t, s.SetInstanceFaults(i1, Faults{Partition: true}))
+	before := s.Stats()
+	for _, name := range names {
+		call := calls[name]
+		ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+		err := call(ctx, c1)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("%s by a partitioned %s: %v, want no answer", name, i1, err)
+		}
+		if n := s.Stats().ByOutcome[name]["partitioned"] - before.ByOutcome[name]["partitioned"]; n != 1 {
+			t.Errorf("%s: %d partitioned calls counted, want 1", name, n)
+		}
+		if err := call(context.Background(), c2); server(err) || errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("%s by %s (no faults) during %s's partition: %v", name, i2, i1, err)
+		}
+	}
+	// Nothing the partitioned caller sent was applied.
+	for _, e := range s.Events() {
+		if e.Caller == i1 {
+			t.Errorf("a partitioned caller's write landed: %+v", e)
+		}
+	}
+	for _, w := range s.TagHistory("") {
+		if w.Caller == i1 {
+			t.Errorf("a partitioned caller's tag write landed: %+v", w)
+		}
+	}
+}
+
+// TestFaultDescribeLagPerCaller: one instance reads the past, the others
+// the present, for every Describe action.
+func TestFaultDescribeLagPerCaller(t *testing.T) {
+	ctx := context.Background()
+	s := simStart(t, Options{Instances: 2, EIPs: 1})
+	info := s.Info()
+	i1, i2, alloc := info.Instances[0].InstanceID, info.Instances[1].InstanceID, info.EIPs[0].AllocationID
+	c1, c2 := simInstanceClient(t, s, i1), simInstanceClient(t, s, i2)
+	simOK(t, s.SetInstanceFaults(i1, Faults{DescribeLag: 2 * time.Second}))
+	simOK(t, s.Associate(alloc, i2))
+	_, err := c2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{alloc}, Tags: []types.Tag{{Key: aws.String("eipd:holder"), Value: aws.String(i2)}}})
+	simOK(t, err)
+	view := func(c *ec2.Client) (assoc, eniAssoc, tag string) {
+		a := simAddr(t, c, alloc)
+		assoc = aws.ToString(a.InstanceId)
+		out, err := c.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{i2}})
+		simOK(t, err)
+		eniAssoc = aws.ToString(out.Reservations[0].Instances[0].PublicIpAddress)
+		tags, err := c.DescribeTags(ctx, &ec2.DescribeTagsInput{Filters: []types.Filter{{Name: aws.String("key"), Values: []string{"eipd:holder"}}}})
+		simOK(t, err)
+		if len(tags.Tags) > 0 {
+			tag = aws.ToString(tags.Tags[0].Value)
+		}
+		return
+	}
+	if a, e, tg := view(c1); a != "" || e != "" || tg != "" {
+		t.Fatalf("lagged caller sees the present: address %q, instance public IP %q, tag %q", a, e, tg)
+	}
+	if a, e, tg := view(c2); a != i2 || e != info.EIPs[0].PublicIP || tg != i2 {
+		t.Fatalf("unlagged caller sees the past: address %q, instance public IP %q, tag %q", a, e, tg)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if a, e, tg := view(c1); a == i2 && e != "" && tg == i2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the lagged caller never caught up")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

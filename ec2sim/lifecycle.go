@@ -172,9 +172,17 @@ func (s *Sim) ScheduleMaintenance(id, code string) error {
 	})
 }
 
-// Associate moves an EIP to an instance's primary ENI as an operator would
-// by hand (AllowReassociation=true). The event has Caller "".
+// Associate moves an EIP to the primary IP of an instance's primary ENI as
+// an operator would by hand (AllowReassociation=true). The event has
+// Caller "".
 func (s *Sim) Associate(allocationID, instanceID string) error {
+	return s.AssociatePrivateIP(allocationID, instanceID, "")
+}
+
+// AssociatePrivateIP is Associate to a given private IP of the instance's
+// primary ENI ("" = its primary IP). An EIP already on that private IP is
+// displaced, as on AWS.
+func (s *Sim) AssociatePrivateIP(allocationID, instanceID, privateIP string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
@@ -191,10 +199,57 @@ func (s *Sim) Associate(allocationID, instanceID string) error {
 		return fmt.Errorf("associate %s to %s in state %s: %w", allocationID, instanceID, in.State, ErrInvalidState)
 	}
 	eni := &in.ENIs[0]
-	if a.ENIID == eni.ID && a.PrivateIP == eni.PrivateIPs[0] {
+	ip := eni.PrivateIPs[0]
+	if privateIP != "" {
+		if !hasString(eni.PrivateIPs, privateIP) {
+			return fmt.Errorf("associate %s to %s: private IP %s is not on its primary ENI (%v): %w",
+				allocationID, instanceID, privateIP, eni.PrivateIPs, ErrNotFound)
+		}
+		ip = privateIP
+	}
+	if a.ENIID == eni.ID && a.PrivateIP == ip {
 		return nil
 	}
-	s.associateLocked(now, a, in, eni, eni.PrivateIPs[0], "")
+	s.associateLocked(now, a, in, eni, ip, "")
+	return nil
+}
+
+// Disassociate removes an EIP's association as an operator would by hand
+// (event "disassociate", Caller ""). An unassociated EIP is left alone.
+func (s *Sim) Disassociate(allocationID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	s.tickLocked(now)
+	a := s.w.address(allocationID)
+	if a == nil {
+		return fmt.Errorf("disassociate %s: allocation %w", allocationID, ErrNotFound)
+	}
+	if a.AssociationID == "" {
+		return nil
+	}
+	disassociateLocked(s, now, a, "", "disassociate")
+	s.commitLocked(now)
+	return nil
+}
+
+// Release releases an EIP as an operator would (event "release", Caller
+// ""): afterwards every call naming it fails with
+// InvalidAllocationID.NotFound. Like ReleaseAddress it refuses an
+// associated EIP (ErrInvalidState): disassociate it first.
+func (s *Sim) Release(allocationID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	s.tickLocked(now)
+	a := s.w.address(allocationID)
+	if a == nil {
+		return fmt.Errorf("release %s: allocation %w", allocationID, ErrNotFound)
+	}
+	if a.AssociationID != "" {
+		return fmt.Errorf("release %s: associated with %s; disassociate it first: %w", allocationID, a.InstanceID, ErrInvalidState)
+	}
+	s.releaseLocked(now, a, "")
 	return nil
 }
 

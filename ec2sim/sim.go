@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,13 +23,17 @@ import (
 
 // Options configure a simulator. Zero values take the documented defaults.
 type Options struct {
-	Instances        int           // default 3
-	EIPs             int           // default 1
-	Group            string        // default "demo"; tag eipd:group=Group on instances and EIPs
-	Listen           string        // EC2 + control HTTP listener; default "127.0.0.1:0"
-	TargetPort       int           // default 80: EIP traffic forwarded to <private ip>:TargetPort
-	Region           string        // default "us-east-1"
-	ENIsPerInstance  int           // default 1
+	Instances       int    // default 3
+	EIPs            int    // default 1
+	Group           string // default "demo"; tag eipd:group=Group on instances and EIPs
+	Listen          string // EC2 + control HTTP listener; default "127.0.0.1:0"
+	TargetPort      int    // default 80: EIP traffic forwarded to <private ip>:TargetPort
+	Region          string // default "us-east-1"
+	ENIsPerInstance int    // default 1
+	// PrivateIPs is the number of private IPs on each instance's primary
+	// ENI (the primary one plus PrivateIPs-1 secondary ones), default 1,
+	// at most MaxPrivateIPs. Each can carry its own EIP.
+	PrivateIPs       int
 	FirstIP          string        // default "127.0.0.11": instances get .11, .12, ...
 	PropagationDelay time.Duration // EIP traffic switch delay after an association change
 	// BootDelay is how long a started instance stays pending before it is
@@ -64,6 +69,9 @@ func (o Options) withDefaults() Options {
 	if o.ENIsPerInstance == 0 {
 		o.ENIsPerInstance = 1
 	}
+	if o.PrivateIPs == 0 {
+		o.PrivateIPs = 1
+	}
 	if o.FirstIP == "" {
 		o.FirstIP = "127.0.0.11"
 	}
@@ -72,6 +80,11 @@ func (o Options) withDefaults() Options {
 	}
 	return o
 }
+
+// MaxPrivateIPs bounds Options.PrivateIPs. EC2's own limit depends on the
+// instance type (a t3.micro has 2 per ENI, large types 30 or 50); a handful
+// is all eipd's tests need.
+const MaxPrivateIPs = 10
 
 func (o Options) validate() error {
 	var errs []error
@@ -83,6 +96,9 @@ func (o Options) validate() error {
 	}
 	if o.ENIsPerInstance < 0 || o.ENIsPerInstance > 15 {
 		errs = append(errs, fmt.Errorf("enis per instance %d: want 1..15", o.ENIsPerInstance))
+	}
+	if o.PrivateIPs < 0 || o.PrivateIPs > MaxPrivateIPs {
+		errs = append(errs, fmt.Errorf("private ips %d: want 1..%d", o.PrivateIPs, MaxPrivateIPs))
 	}
 	if o.TargetPort < 0 || o.TargetPort > 65535 {
 		errs = append(errs, fmt.Errorf("target port %d: want 1..65535", o.TargetPort))
@@ -122,11 +138,13 @@ type Info struct {
 
 // InstanceInfo is one simulated instance.
 type InstanceInfo struct {
-	InstanceID   string `json:"instance_id"`
-	PrivateIP    string `json:"private_ip"`
-	AZ           string `json:"az"`
-	ENIID        string `json:"eni_id"`
-	IMDSEndpoint string `json:"imds_endpoint"`
+	InstanceID string `json:"instance_id"`
+	PrivateIP  string `json:"private_ip"`
+	// PrivateIPs are the private IPs of the primary ENI, primary first.
+	PrivateIPs   []string `json:"private_ips"`
+	AZ           string   `json:"az"`
+	ENIID        string   `json:"eni_id"`
+	IMDSEndpoint string   `json:"imds_endpoint"`
 }
 
 // EIPInfo is one allocated EIP and the loopback address carrying its traffic.
@@ -155,6 +173,23 @@ type Event struct {
 	Action        string    `json:"action"` // associate, move, disassociate, displaced, terminate, release
 	AssociationID string    `json:"association_id,omitempty"`
 }
+
+// TagWrite is one CreateTags or DeleteTags call that touched eipd:* keys
+// of a resource, as it landed (the time the simulator applied it, which
+// with Faults.Latency is before the caller got its answer). Tags holds
+// only the eipd:* keys: for "create" the values written, for "delete" the
+// values the deleted keys had. One record per resource of the call.
+type TagWrite struct {
+	Time       time.Time         `json:"time"`
+	ResourceID string            `json:"resource_id"`
+	Caller     string            `json:"caller"` // instance ID, "" for the operator
+	Action     string            `json:"action"` // create or delete
+	Tags       map[string]string `json:"tags"`
+}
+
+// maxTagHistory bounds the tag history (oldest dropped): a day of one
+// renewal per second per EIP for several EIPs.
+const maxTagHistory = 500000
 
 // Stats counts EC2 API calls. Caller "" is the operator (unknown access
 // keys); action "(invalid)" counts requests that named no known action.
@@ -202,6 +237,7 @@ type Sim struct {
 	w          *world
 	hist       []snap // only kept while some DescribeLag is set
 	events     []Event
+	tagHist    []TagWrite
 	stats      Stats
 	faults     Faults
 	instFaults map[string]Faults
@@ -360,6 +396,12 @@ func ipAdd(base net.IP, n int) string {
 
 // buildWorld creates the instances (running, tagged, ENIs, credentials) and
 // the group's EIPs (unassociated, tagged).
+//
+// Address layout from FirstIP (offsets): instance i's primary IP is i;
+// the extra ENIs' IPs follow all primaries (Instances + i*(ENIs-1) + j-1);
+// the secondary IPs of primary ENIs follow those
+// (Instances*ENIs + i*(PrivateIPs-1) + k-1). So the primary IPs stay
+// .11, .12, … whatever the other options, and no two IPs collide.
 func (s *Sim) buildWorld(now time.Time) {
 	o := s.opts
 	base := net.ParseIP(o.FirstIP)
@@ -382,14 +424,19 @@ func (s *Sim) buildWorld(now time.Time) {
 			LaunchTime: launch, Creds: newCredentials(now),
 		}
 		for j := 0; j < o.ENIsPerInstance; j++ {
-			ip := ipAdd(base, i)
+			ips := []string{ipAdd(base, i)}
 			if j > 0 {
-				ip = ipAdd(base, o.Instances+i*(o.ENIsPerInstance-1)+j-1)
+				ips = []string{ipAdd(base, o.Instances+i*(o.ENIsPerInstance-1)+j-1)}
+			} else {
+				for k := 1; k < o.PrivateIPs; k++ {
+					ips = append(ips, ipAdd(base, o.Instances*o.ENIsPerInstance+i*(o.PrivateIPs-1)+k-1))
+				}
 			}
 			in.ENIs = append(in.ENIs, eniRec{ID: newResourceID("eni"), MAC: newMAC(),
-				AttachmentID: newResourceID("eni-attach"), DeviceIndex: j, PrivateIPs: []string{ip}})
+				AttachmentID: newResourceID("eni-attach"), DeviceIndex: j, PrivateIPs: ips})
 		}
 		in.PrimaryENI, in.PrimaryIP = in.ENIs[0].ID, in.ENIs[0].PrivateIPs[0]
+		in.PrimaryIPs = append([]string(nil), in.ENIs[0].PrivateIPs...)
 		s.w.instances = append(s.w.instances, in)
 		s.w.setTag(in.ID, "eipd:group", o.Group)
 		s.w.setTag(in.ID, "Name", fmt.Sprintf("%s-%d", o.Group, i+1))
@@ -519,10 +566,14 @@ func (s *Sim) viewLocked(now time.Time, lag time.Duration) *world {
 
 func (s *Sim) recordTargetsLocked(now time.Time) {
 	for _, a := range s.w.addresses {
+		// The instance's stand-in binds its primary IP only; an HAProxy
+		// bound to 0.0.0.0 serves every private IP of the instance, so
+		// traffic for an EIP on a secondary IP (or another ENI) goes
+		// there too.
 		want := ""
 		if a.ENIID != "" {
 			if in, _ := s.w.eni(a.ENIID); in != nil && in.State == "running" {
-				want = net.JoinHostPort(a.PrivateIP, strconv.Itoa(s.opts.TargetPort))
+				want = net.JoinHostPort(in.PrimaryIP, strconv.Itoa(s.opts.TargetPort))
 			}
 		}
 		h := s.targets[a.AllocationID]
@@ -548,6 +599,43 @@ func (s *Sim) recordEventLocked(e Event) {
 	s.events = append(s.events, e)
 	s.logger.Info("association change", "action", e.Action, "allocation_id", e.AllocationID,
 		"from", e.From, "to", e.To, "caller", e.Caller, "association_id", e.AssociationID)
+}
+
+// recordTagWriteLocked keeps the eipd:* part of a tag write on id.
+func (s *Sim) recordTagWriteLocked(now time.Time, id, caller, action string, kv map[string]string) {
+	tags := map[string]string{}
+	for k, v := range kv {
+		if strings.HasPrefix(k, "eipd:") {
+			tags[k] = v
+		}
+	}
+	if len(tags) == 0 {
+		return
+	}
+	s.tagHist = append(s.tagHist, TagWrite{Time: now, ResourceID: id, Caller: caller, Action: action, Tags: tags})
+	if len(s.tagHist) > maxTagHistory {
+		s.tagHist = append([]TagWrite(nil), s.tagHist[len(s.tagHist)-maxTagHistory/2:]...)
+	}
+}
+
+// TagHistory returns the writes of eipd:* tags, oldest first: all of
+// them, or those on one resource when resourceID is not "".
+func (s *Sim) TagHistory(resourceID string) []TagWrite {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := []TagWrite{}
+	for _, tw := range s.tagHist {
+		if resourceID != "" && tw.ResourceID != resourceID {
+			continue
+		}
+		c := tw
+		c.Tags = make(map[string]string, len(tw.Tags))
+		for k, v := range tw.Tags {
+			c.Tags[k] = v
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 // metadata is the IMDS source of one instance.
@@ -601,7 +689,8 @@ func (s *Sim) Info() Info {
 		Instances: []InstanceInfo{}, EIPs: []EIPInfo{}, AutoScalingGroup: s.opts.AutoScalingGroup, LifecycleHooks: s.opts.LifecycleHooks}
 	for _, in := range s.w.instances {
 		info.Instances = append(info.Instances, InstanceInfo{InstanceID: in.ID, PrivateIP: in.PrimaryIP,
-			AZ: in.AZ, ENIID: in.PrimaryENI, IMDSEndpoint: s.imdsAddr[in.ID]})
+			PrivateIPs: append([]string{}, in.PrimaryIPs...),
+			AZ:         in.AZ, ENIID: in.PrimaryENI, IMDSEndpoint: s.imdsAddr[in.ID]})
 	}
 	for _, a := range s.w.addresses {
 		fa := ""

@@ -38,8 +38,9 @@ type eniRec struct {
 
 type instRec struct {
 	ID, ReservationID, AZ, SubnetID, VPCID string
-	PrimaryENI                             string // kept after termination for Info
-	PrimaryIP                              string // kept after termination for Info
+	PrimaryENI                             string   // kept after termination for Info
+	PrimaryIP                              string   // kept after termination for Info
+	PrimaryIPs                             []string // primary ENI's private IPs, kept for Info
 	State                                  string
 	Reason                                 string // stateTransitionReason
 	LaunchTime                             time.Time
