@@ -49,6 +49,7 @@ func NewPeerProber(checks []Checker, statusPort int, timeout time.Duration) *Pee
 // peerView is the part of the peer's /status that the prober reads.
 type peerView struct {
 	Health         string   `json:"health"`
+	Draining       string   `json:"draining"`
 	UpForSeconds   float64  `json:"up_for_seconds"`
 	DownAgoSeconds *float64 `json:"down_ago_seconds"`
 	EIPs           []struct {
@@ -66,6 +67,8 @@ type PeerReport struct {
 	// Answered: /status answered with a document the prober could read.
 	Answered bool
 	Health   string
+	// Draining is why the peer is giving its EIPs away, "" when it is not.
+	Draining string
 	// Roles maps allocation ID to the peer's role for it ("holder", …).
 	Roles map[string]string
 	// Terms maps allocation ID to the term the peer reports.
@@ -160,7 +163,7 @@ func (p *PeerProber) status(ctx context.Context, ip string) (PeerReport, error) 
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&v); err != nil {
 		return PeerReport{}, fmt.Errorf("GET %s: decode: %w", u, err)
 	}
-	r := PeerReport{Answered: true, Health: v.Health, Roles: map[string]string{}, Terms: map[string]int64{},
+	r := PeerReport{Answered: true, Health: v.Health, Draining: v.Draining, Roles: map[string]string{}, Terms: map[string]int64{},
 		Renewed: map[string]time.Time{}, UpFor: seconds(v.UpForSeconds), DownAgo: -1}
 	if v.DownAgoSeconds != nil {
 		r.DownAgo = seconds(*v.DownAgoSeconds)

@@ -92,6 +92,7 @@ func (l *Loop) adopt(ctx context.Context, st *eipState, d Decision, log hclog.Lo
 		return
 	}
 	moved := st.addr.Lease // the move that brought the EIP here, as its mover recorded it
+	st.movedByDaemonAt = moved.Decided
 	st.addr.Lease = d.Lease
 	l.becomeHolder(st, d.Lease.Term, d.Lease.Renewed)
 	log.Info("holding the EIP found on this instance", "term", d.Lease.Term, "association_id", st.addr.AssociationID)
@@ -140,9 +141,14 @@ func (l *Loop) claim(ctx context.Context, st *eipState, d Decision, log hclog.Lo
 	st.addr.AssociationID, st.addr.NetworkInterfaceID, st.addr.PrivateIP, st.addr.InstanceID =
 		assoc, l.self.NetworkInterfaceID, d.Slot, l.self.InstanceID
 	st.addr.Lease = d.Lease
+	st.movedByDaemonAt = now
 	l.becomeHolder(st, d.Lease.Term, verified)
 	if verified.IsZero() {
 		st.gapSince = now
+	}
+	if prev := observed.InstanceID; prev != "" && prev != l.self.InstanceID {
+		st.letGo, st.letGoUntil = prev, now.Add(l.cfg.trustWindow())
+		l.watchPeer(st)
 	}
 	l.recordFailover(st, FailoverRecord{Time: now, Reason: d.Reason, From: observed.InstanceID, To: l.self.InstanceID,
 		DurationSeconds: now.Sub(d.Lease.Decided).Seconds()})
@@ -205,6 +211,7 @@ func (l *Loop) becomeHolder(st *eipState, term int64, verified time.Time) {
 	st.verifiedAt = verified
 	st.gapSince = time.Time{}
 	st.imdsLost, st.imdsIgnore = false, false
+	st.letGo = ""
 	st.targets, st.targetsAt = nil, time.Time{}
 	l.watchPeer(st)
 	l.holding.Store(true)
@@ -222,12 +229,15 @@ func (l *Loop) stopHolding(st *eipState) {
 		st.bury(st.addr.AssociationID)
 	}
 	st.holding = false
+	st.letGo = ""
 	st.movedAt = l.cfg.Now()
 	st.mayRenew = false
 	l.watchPeer(st)
 	if l.obs != nil {
 		l.obs.SetHolder(st.addr.AllocationID, false)
 	}
+	// Say so at once: the new holder may adopt before this pass ends.
+	l.publish()
 }
 
 func (l *Loop) recordFailover(st *eipState, rec FailoverRecord) {

@@ -179,6 +179,10 @@ type Observation struct {
 	// Spreading of several EIPs.
 	Held    int // managed EIPs this instance holds (this one included if Holding)
 	MaxHold int // most EIPs one instance should hold; 0 = no cap
+	// RebalanceFirst: of the EIPs this holder holds, this is the one to
+	// move first when it holds more than MaxHold: the one a daemon moved
+	// longest ago, so no EIP moves twice for one fault (§9.4).
+	RebalanceFirst bool
 
 	// Handoff targets: ready members with a free slot that passed a probe,
 	// best first (RankTargets).
@@ -250,7 +254,7 @@ func decideHolder(t Timing, o Observation) Decision {
 			settled := o.AddressAt.Sub(o.HolderSince) > t.LeaseDuration
 			if lease.Term >= o.Term || settled {
 				if !o.Address.Associated() {
-					if fit(o) && o.FreeSlot != "" {
+					if fit(o) && o.FreeSlot != "" && (o.MaxHold == 0 || o.Held <= o.MaxHold) {
 						// Disassociated under us (by hand, or by AWS):
 						// take it back at once, fenced like any claim.
 						return Decision{
@@ -300,14 +304,16 @@ func decideHolder(t Timing, o Observation) Decision {
 			d.Why = "waiting for a read that shows the EIP here before handing it off (" + reason + ")"
 			return d
 		}
-		if tgt := pickTarget(o); tgt != nil {
+		// Targets were probed when sought: use only a recent search.
+		fresh := !o.TargetsAt.IsZero() && o.Now.Sub(o.TargetsAt) < t.TargetRetry
+		if tgt := pickTarget(o); tgt != nil && fresh {
 			return Decision{
 				Action: Handoff, Why: "handing off to a ready member", Reason: reason, Target: tgt,
 				Lease: eip.Lease{Holder: tgt.InstanceID, Term: max(o.Term, lease.Term) + 1, Renewed: o.Now,
 					Reason: reason, Decided: o.Now, From: o.Self.InstanceID},
 			}
 		}
-		if o.TargetsAt.IsZero() || o.Now.Sub(o.TargetsAt) >= t.TargetRetry {
+		if !fresh {
 			return Decision{Action: SeekTargets, Why: "looking for a ready member to hand off to", Reason: reason, MayRenew: true}
 		}
 		// No ready target: keep the EIP (moving it to an unknown
@@ -327,7 +333,7 @@ func leaveReason(o Observation) string {
 		return o.Drain
 	case o.Health == health.Down:
 		return ReasonHandoffUnhealthy
-	case o.MaxHold > 0 && o.Held > o.MaxHold:
+	case o.MaxHold > 0 && o.Held > o.MaxHold && o.RebalanceFirst:
 		return ReasonHandoffRebalance
 	}
 	return ""
@@ -521,7 +527,8 @@ func standbyWait(t Timing, o Observation, why string) Decision {
 // RankDelay is how long a standby waits, once eligible, before claiming
 // (§9.4): members below the best eipd:priority wait a step per level (at
 // most five), a member that was unhealthy within the last minute waits
-// three steps more, and a hash of instance ID, allocation ID and term
+// three steps more, one step more per EIP it already holds (at most
+// three), and a hash of instance ID, allocation ID and term
 // orders the rest within a step, so that the best candidate usually goes
 // first and the others see it done, and different EIPs tend to go to
 // different members.
@@ -541,6 +548,9 @@ func RankDelay(t Timing, o Observation) time.Duration {
 	if o.DownRecently {
 		steps += 3
 	}
+	// Members that hold fewer EIPs go first: spreading at claim time
+	// saves a rebalancing move later.
+	steps += float64(min(o.Held, 3))
 	return time.Duration(steps * float64(t.RankStep))
 }
 

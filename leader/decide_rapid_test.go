@@ -91,6 +91,7 @@ func genObservation(t *rapid.T) Observation {
 	o.RankSince = genTime(t, "rank_since")
 
 	o.MaxHold = rapid.IntRange(0, 3).Draw(t, "max_hold")
+	o.RebalanceFirst = rapid.Bool().Draw(t, "rebalance_first")
 	o.Held = rapid.IntRange(0, 4).Draw(t, "held")
 
 	n := rapid.IntRange(0, 4).Draw(t, "targets")

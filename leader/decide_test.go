@@ -278,11 +278,11 @@ func TestDecideHolderHandoff(t *testing.T) {
 			o.Drain, o.ManualTarget = ReasonHandoffDraining, "i-b"
 		}), want: Handoff, check: handoffTo("i-a", ReasonHandoffDraining)},
 		{name: "rebalance moves to a member under the cap", o: found(func(o *Observation) {
-			o.Held, o.MaxHold = 2, 1
+			o.Held, o.MaxHold, o.RebalanceFirst = 2, 1, true
 			o.Targets = []Target{target("i-a", 1), target("i-b", 0)}
 		}), want: Handoff, check: handoffTo("i-b", ReasonHandoffRebalance)},
 		{name: "rebalance with every member at the cap keeps the EIP, not blocked", o: found(func(o *Observation) {
-			o.Held, o.MaxHold = 2, 1
+			o.Held, o.MaxHold, o.RebalanceFirst = 2, 1, true
 			o.Targets = []Target{target("i-a", 1), target("i-b", 1)}
 		}), want: Hold, check: wantReason("", false)},
 		{name: "at the cap is not a reason to leave", o: found(func(o *Observation) { o.Held, o.MaxHold = 1, 1 }),
@@ -292,7 +292,7 @@ func TestDecideHolderHandoff(t *testing.T) {
 		{name: "old empty target list seeks again", o: seeking(func(o *Observation) {
 			o.Drain, o.TargetsAt = ReasonHandoffDraining, ago(3*time.Second)
 		}), want: SeekTargets, check: wantReason(ReasonHandoffDraining, false)},
-		{name: "rebalance seeks targets too", o: seeking(func(o *Observation) { o.Held, o.MaxHold = 3, 2 }),
+		{name: "rebalance seeks targets too", o: seeking(func(o *Observation) { o.Held, o.MaxHold, o.RebalanceFirst = 3, 2, true }),
 			want: SeekTargets, check: wantReason(ReasonHandoffRebalance, false)},
 		{name: "recent empty target list: blocked, holding", o: seeking(func(o *Observation) {
 			o.Health, o.TargetsAt = health.Down, ago(time.Second)

@@ -165,7 +165,9 @@ func (l *Loop) seekTargets(ctx context.Context, st *eipState) {
 			if r.Answered {
 				cands[i].UpFor = r.UpFor
 				cands[i].DownRecently = r.DownAgo >= 0 && r.DownAgo < recentDown
-				if r.Health != health.Up.String() {
+				if r.Health != health.Up.String() || r.Draining != "" {
+					// Its eipd knows better than our member list: a
+					// member that is leaving is no target.
 					ok[i] = false
 				}
 			}

@@ -363,6 +363,19 @@ func (l *Loop) reconcile(ctx context.Context) {
 	l.publish()
 }
 
+// rebalanceFirst is the held EIP a daemon moved longest ago (then the
+// lowest allocation ID), or nil.
+func (l *Loop) rebalanceFirst() *eipState {
+	var first *eipState
+	for _, id := range l.sortedIDs() {
+		st := l.eips[id]
+		if st.holding && (first == nil || st.movedByDaemonAt.Before(first.movedByDaemonAt)) {
+			first = st
+		}
+	}
+	return first
+}
+
 func (l *Loop) setNoFreeSlot(st *eipState, blocked bool) {
 	if st.noFreeSlot == blocked {
 		return
@@ -392,7 +405,7 @@ func (l *Loop) observe(st *eipState) Observation {
 		LeaseStamp: st.stamp, LeaseSeenAt: st.stampSeenAt,
 		Holding: st.holding, Term: st.term, HolderSince: st.holderSince, LastRenew: st.lastRenew,
 		VerifiedAt: st.verifiedAt, GapSince: st.gapSince, IMDSLost: st.imdsLost,
-		RankSince: st.rankSince, Held: held, MaxHold: l.maxHold(),
+		RankSince: st.rankSince, Held: held, MaxHold: l.maxHold(), RebalanceFirst: l.rebalanceFirst() == st,
 		Targets: st.targets, TargetsAt: st.targetsAt,
 	}
 	if !st.readAt.After(st.movedAt) {

@@ -350,15 +350,26 @@ func (p *fakeProber) Check(ctx context.Context, ip string) (health.PeerReport, e
 	if !ok {
 		return health.PeerReport{}, nil
 	}
-	r := health.PeerReport{Answered: true, Health: st.Health, Roles: map[string]string{}, Terms: map[string]int64{},
-		Renewed: map[string]time.Time{}, DownAgo: -1}
+	r := reportFromStatus(st)
+	return r, nil
+}
+
+// reportFromStatus is what health.PeerProber makes of a peer's /status
+// (the fields it decodes), for fakes that answer from a Loop's Status.
+func reportFromStatus(st Status) health.PeerReport {
+	r := health.PeerReport{Answered: true, Health: st.Health, Draining: st.Draining, Roles: map[string]string{},
+		Terms: map[string]int64{}, Renewed: map[string]time.Time{},
+		UpFor: time.Duration(st.UpForSeconds * float64(time.Second)), DownAgo: -1}
+	if st.DownAgoSeconds != nil {
+		r.DownAgo = time.Duration(*st.DownAgoSeconds * float64(time.Second))
+	}
 	for _, e := range st.EIPs {
 		r.Roles[e.AllocationID], r.Terms[e.AllocationID] = e.Role, e.Term
 		if !e.LeaseRenewed.IsZero() {
 			r.Renewed[e.AllocationID] = e.LeaseRenewed
 		}
 	}
-	return r, nil
+	return r
 }
 
 // fakeMetadata lists lifecycle notices set by the test and the public IPs

@@ -14,7 +14,7 @@ import (
 func (l *Loop) probePeers(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, st := range l.eips {
-		if st.holding || st.peerIP == "" {
+		if st.peerIP == "" || (st.holding && st.letGo == "") {
 			continue
 		}
 		wg.Go(func() {
@@ -29,6 +29,14 @@ func (l *Loop) probePeers(ctx context.Context) {
 	}
 	wg.Wait()
 	for id, st := range l.eips {
+		if st.holding {
+			if st.letGo != "" && st.peerAt.After(st.holderSince) && (st.peerErr != nil || !st.peerReport.Holds(id)) {
+				l.log.Debug("the former holder let go", "allocation_id", id, "instance_id", st.letGo)
+				st.letGo = ""
+				l.watchPeer(st)
+			}
+			continue
+		}
 		l.notePeerSilence(id, st)
 		if r := st.peerReport; r.Holds(id) {
 			// The holder vouches for its lease, and says so only while

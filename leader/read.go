@@ -40,6 +40,11 @@ type eipState struct {
 	stamp       time.Time
 	stampSeenAt time.Time
 
+	// movedByDaemonAt is when a daemon last moved the EIP, as far as this
+	// instance knows (its own claims, and the eipd:decided of moves it
+	// adopted): rebalancing moves the EIP moved longest ago first.
+	movedByDaemonAt time.Time
+
 	// Holder side.
 	holding     bool
 	term        int64
@@ -55,6 +60,12 @@ type eipState struct {
 	imdsLost   bool
 	imdsLostAt time.Time
 	imdsIgnore bool
+	// letGo is the member this instance took the EIP from: until that
+	// member stops calling itself holder (probed), is unreachable, or a
+	// trust window has passed (letGoUntil), this instance does not call
+	// itself holder either, so two never do at once (§9.1).
+	letGo      string
+	letGoUntil time.Time
 
 	// Standby side: the probe of the private IP the EIP points at.
 	peer             *health.Hysteresis
@@ -239,6 +250,10 @@ func (l *Loop) watchPeer(st *eipState) {
 	ip := ""
 	a := st.addr
 	switch {
+	case st.holding && st.letGo != "":
+		if m := l.member(st.letGo); m != nil {
+			ip = m.PrivateIP
+		}
 	case st.holding || !a.Associated():
 	case a.NetworkInterfaceID != l.self.NetworkInterfaceID:
 		ip = a.PrivateIP

@@ -83,6 +83,8 @@ type holderTrust struct {
 	verifiedAt time.Time
 	imdsLost   bool
 	term       int64
+	letGo      string
+	letGoUntil time.Time
 }
 
 // Status returns the view at this moment; safe for concurrent use.
@@ -111,11 +113,15 @@ func (l *Loop) Status() Status {
 				e.LeaseRenewed = renewed
 			}
 		}
-		if h.imdsLost || verified.IsZero() || now.Sub(verified) >= l.cfg.trustWindow() {
+		switch {
+		case h.imdsLost || verified.IsZero() || now.Sub(verified) >= l.cfg.trustWindow():
 			e.Role, e.LeaseRenewed = RoleUnverified, time.Time{}
 			if e.Why == "holding" {
 				e.Why = "AWS has not confirmed this holder lately"
 			}
+		case h.letGo != "" && now.Before(h.letGoUntil):
+			e.Role, e.LeaseRenewed = RoleUnverified, time.Time{}
+			e.Why = "took the EIP; waiting for " + h.letGo + " to stop calling itself holder"
 		}
 	}
 	return s
@@ -147,7 +153,8 @@ func (l *Loop) publish() {
 		if st.holding {
 			e.Term = st.term
 			e.Holder = l.self.InstanceID
-			holders[id] = holderTrust{verifiedAt: st.verifiedAt, imdsLost: st.imdsLost, term: st.term}
+			holders[id] = holderTrust{verifiedAt: st.verifiedAt, imdsLost: st.imdsLost, term: st.term,
+				letGo: st.letGo, letGoUntil: st.letGoUntil}
 		}
 		confirmed := !st.holding && st.peerReport.Holds(id) && st.peerIP != ""
 		switch {
