@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/eipd/eipd/eip"
+	"github.com/eipd/eipd/health"
 )
 
 // act carries out one decision for one EIP.
@@ -115,6 +116,11 @@ func (l *Loop) claim(ctx context.Context, st *eipState, d Decision, log hclog.Lo
 	l.refreshNow = true
 	if err != nil && assoc == "" {
 		l.passFailed = true
+		if errors.Is(err, eip.ErrUnavailable) {
+			// The association may have happened (its answer lost):
+			// keep the slot for this EIP until a lease has passed.
+			st.reserve(l.self.NetworkInterfaceID, d.Slot, l.cfg.Now())
+		}
 		switch {
 		case errors.Is(err, eip.ErrAlreadyAssociated), errors.Is(err, eip.ErrStaleAssociation):
 			log.Info("another member moved the EIP first; staying standby", "error", err)
@@ -146,11 +152,11 @@ func (l *Loop) claim(ctx context.Context, st *eipState, d Decision, log hclog.Lo
 	if verified.IsZero() {
 		st.gapSince = now
 	}
-	if prev := observed.InstanceID; prev != "" && prev != l.self.InstanceID {
+	if prev := previousHolder(observed); prev != "" && prev != l.self.InstanceID {
 		st.letGo, st.letGoUntil = prev, now.Add(l.cfg.trustWindow())
 		l.watchPeer(st)
 	}
-	l.recordFailover(st, FailoverRecord{Time: now, Reason: d.Reason, From: observed.InstanceID, To: l.self.InstanceID,
+	l.recordFailover(st, FailoverRecord{Time: now, Reason: d.Reason, From: previousHolder(observed), To: l.self.InstanceID,
 		DurationSeconds: now.Sub(d.Lease.Decided).Seconds()})
 	log.Info("now holding the EIP", "term", d.Lease.Term, "association_id", assoc, "private_ip", d.Slot)
 }
@@ -167,6 +173,11 @@ func (l *Loop) handoff(ctx context.Context, st *eipState, d Decision, log hclog.
 		tg.Slot = slot
 		d.Target = &tg
 	}
+	if !l.stillGoodTarget(ctx, d.Target) {
+		log.Info("handoff target no longer ready; looking again", "to", d.Target.InstanceID)
+		st.targetsAt = time.Time{}
+		return
+	}
 	defer l.lockWrites(st.addr.AllocationID)()
 	cctx, cancel := l.callCtx(ctx)
 	defer cancel()
@@ -175,6 +186,9 @@ func (l *Loop) handoff(ctx context.Context, st *eipState, d Decision, log hclog.
 	st.targetsAt = time.Time{}
 	if err != nil && assoc == "" {
 		l.passFailed = true
+		if errors.Is(err, eip.ErrUnavailable) {
+			st.reserve(d.Target.NetworkInterfaceID, d.Target.Slot, l.cfg.Now())
+		}
 		log.Warn("handoff failed; still holding", "to", d.Target.InstanceID, "error", err)
 		return
 	}
@@ -199,6 +213,29 @@ func (l *Loop) handoff(ctx context.Context, st *eipState, d Decision, log hclog.
 		l.obs.SetHandoffBlocked(st.addr.AllocationID, false)
 	}
 	log.Info("handed off the EIP", "to", d.Target.InstanceID, "term", d.Lease.Term, "association_id", assoc)
+}
+
+// previousHolder is the instance an EIP was taken from: the one it was
+// associated to, or, when it was unassociated (disassociated by hand, or
+// the instance terminated), the one its lease named.
+func previousHolder(a eip.Address) string {
+	if a.InstanceID != "" {
+		return a.InstanceID
+	}
+	return a.Lease.Holder
+}
+
+// stillGoodTarget probes a handoff target once more right before the move:
+// its state may have changed
+// since the targets were sought, and a handoff has no fence to undo it.
+func (l *Loop) stillGoodTarget(ctx context.Context, tg *Target) bool {
+	pctx, cancel := context.WithTimeout(ctx, l.cfg.ProbeTimeout)
+	defer cancel()
+	r, err := l.prober.Check(pctx, tg.PrivateIP)
+	if err != nil {
+		return false
+	}
+	return !r.Answered || (r.Health == health.Up.String() && r.Draining == "")
 }
 
 func (l *Loop) becomeHolder(st *eipState, term int64, verified time.Time) {

@@ -174,6 +174,9 @@ type Observation struct {
 	// this EIP (or cannot confirm it): the cached address is out of date.
 	HolderDenies  bool
 	HolderStopped bool      // the holder instance is known not to be running
+	// PeerProbed: the member probed for this EIP (see HolderConfirmed)
+	// was probed after the last read, or there is none to probe.
+	PeerProbed bool
 	RankSince     time.Time // when this standby became eligible to claim; zero = not yet
 
 	// Spreading of several EIPs.
@@ -354,6 +357,11 @@ func pickTarget(o Observation) *Target {
 			continue
 		case reason == ReasonHandoffRebalance && (o.MaxHold == 0 || tg.Held+1 > o.MaxHold || tg.DownRecently):
 			continue
+		case reason == ReasonHandoffRebalance && tg.InstanceID == o.Address.Lease.From &&
+			o.Now.Sub(o.Address.Lease.Decided) < recentDown:
+			// Never rebalance an EIP back to the member it just left
+			// (a manual handoff away from it, say): that is ping-pong.
+			continue
 		}
 		return tg
 	}
@@ -428,7 +436,7 @@ func decideStandby(t Timing, o Observation) Decision {
 	}
 	if ownsAssociation(o) && !o.ReadError {
 		l := o.Address.Lease
-		if l.Holder != o.Self.InstanceID && o.HolderConfirmed {
+		if stale, _ := Stale(t, o); l.Holder != o.Self.InstanceID && len(l.Invalid) == 0 && !stale && (o.HolderConfirmed || !o.PeerProbed) {
 			// Moved here by hand (or a handoff whose lease is not
 			// written yet) while the member the lease names still says
 			// it holds the EIP: let it notice first (it watches its own
@@ -513,7 +521,7 @@ func decideStandby(t Timing, o Observation) Decision {
 	return Decision{
 		Action: Claim, Why: "lease stale (" + why + ")", Reason: reason, Eligible: true, Slot: o.FreeSlot,
 		Lease: eip.Lease{Holder: o.Self.InstanceID, Term: l.Term + 1, Renewed: o.Now, Reason: reason, Decided: o.Now,
-			From: o.Address.InstanceID},
+			From: previousHolder(o.Address)},
 	}
 }
 

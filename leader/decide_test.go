@@ -60,7 +60,7 @@ func standbyObs() Observation {
 			Lease: eip.Lease{Holder: "i-a", Term: 5, Renewed: ago(time.Second)}},
 		AddressAt: ago(time.Second), ReadTriedAt: ago(time.Second),
 		LeaseStamp: ago(time.Second), LeaseSeenAt: ago(time.Second),
-		MembersKnown: true, FreeSlot: "10.0.0.1",
+		MembersKnown: true, FreeSlot: "10.0.0.1", PeerProbed: true,
 	}
 }
 
@@ -352,6 +352,19 @@ func TestDecideStandby(t *testing.T) {
 			o.Address.Lease = eip.Lease{Holder: "i-a", Term: 5, Renewed: ago(time.Second),
 				Reason: ReasonTakeoverStale, Decided: decided}
 		}), want: Adopt, check: wantLease(eip.Lease{Holder: "i-self", Term: 6, Renewed: t0})},
+		{name: "moved here by hand: wait while the lease's holder still says it holds it", o: onSelf(func(o *Observation) {
+			o.Address.Lease = eip.Lease{Holder: "i-a", Term: 5, Renewed: ago(time.Second)}
+			o.HolderConfirmed = true
+		}), want: Wait},
+		{name: "moved here by hand: wait until the lease's holder was probed after the read", o: onSelf(func(o *Observation) {
+			o.Address.Lease = eip.Lease{Holder: "i-a", Term: 5, Renewed: ago(time.Second)}
+			o.PeerProbed = false
+		}), want: Wait},
+		{name: "moved here by hand, the old lease stale: adopt without waiting", o: onSelf(func(o *Observation) {
+			o.Address.Lease = eip.Lease{Holder: "i-a", Term: 5, Renewed: ago(time.Minute)}
+			o.LeaseStamp = o.Address.Lease.Renewed
+			o.HolderConfirmed, o.PeerProbed = true, false
+		}), want: Adopt},
 		{name: "adopt with invalid tags takes a new term", o: onSelf(func(o *Observation) {
 			o.Address.Lease = eip.Lease{Holder: "i-self", Term: 0, Invalid: []string{eip.TagTerm}}
 		}), want: Adopt, check: wantLease(eip.Lease{Holder: "i-self", Term: 1, Renewed: t0})},

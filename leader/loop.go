@@ -363,6 +363,27 @@ func (l *Loop) reconcile(ctx context.Context) {
 	l.publish()
 }
 
+// currentTargets re-ranks the targets found for st with what this pass
+// has done since: an EIP just handed to one of them counts, so two EIPs
+// leaving at once spread over the members.
+func (l *Loop) currentTargets(st *eipState) []Target {
+	if len(st.targets) == 0 {
+		return nil
+	}
+	held := map[string]int{}
+	for _, s := range l.eips {
+		if s.addr.Associated() && s.addr.InstanceID != "" {
+			held[s.addr.InstanceID]++
+		}
+	}
+	ts := slices.Clone(st.targets)
+	for i := range ts {
+		ts[i].Held = held[ts[i].InstanceID]
+	}
+	RankTargets(ts)
+	return ts
+}
+
 // rebalanceFirst is the held EIP a daemon moved longest ago (then the
 // lowest allocation ID), or nil.
 func (l *Loop) rebalanceFirst() *eipState {
@@ -406,7 +427,7 @@ func (l *Loop) observe(st *eipState) Observation {
 		Holding: st.holding, Term: st.term, HolderSince: st.holderSince, LastRenew: st.lastRenew,
 		VerifiedAt: st.verifiedAt, GapSince: st.gapSince, IMDSLost: st.imdsLost,
 		RankSince: st.rankSince, Held: held, MaxHold: l.maxHold(), RebalanceFirst: l.rebalanceFirst() == st,
-		Targets: st.targets, TargetsAt: st.targetsAt,
+		Targets: l.currentTargets(st), TargetsAt: st.targetsAt,
 	}
 	if !st.readAt.After(st.movedAt) {
 		// §9.5: a read started before our own last move of this EIP
@@ -423,6 +444,7 @@ func (l *Loop) observe(st *eipState) Observation {
 	if !st.holding {
 		o.PeerDown = !st.addr.Associated() || st.peer.Status() == health.Down
 		o.HolderStopped = l.holderStopped(st)
+		o.PeerProbed = st.peerIP == "" || st.peerAt.After(st.readAt)
 		// A report stands in for a poll when it is about the IP the EIP
 		// points at now (watchPeer clears it when that changes) and came
 		// within one standby poll; a failed probe clears it.

@@ -238,8 +238,9 @@ func (v *invariants) freeSlot(d *simDaemon) bool {
 
 // checkOneMovePerFault (§9.4), on every association change a daemon makes:
 // each EIP changes association at most once between two injected faults.
-// A claim (DisassociateAddress then AssociateAddress by the same daemon in
-// one pass) is one move; an EIP knocked off its private IP by another
+// A claim (DisassociateAddress then AssociateAddress by the same daemon,
+// with no other change of that EIP between: a lost answer may split them
+// over two passes) is one move; an EIP knocked off its private IP by another
 // EIP's association moved too.
 func (v *invariants) checkOneMovePerFault(c ec2Change) {
 	if v.moveEpoch != v.s.faults {
@@ -254,12 +255,14 @@ func (v *invariants) checkOneMovePerFault(c ec2Change) {
 	switch {
 	case c.Op == "DisassociateAddress":
 		v.fence[c.Resource] = fenceMark{caller: c.Caller, step: v.s.steps}
-	case c.DisplacedBy == "" && v.fence[c.Resource] == (fenceMark{caller: c.Caller, step: v.s.steps}):
+	case c.DisplacedBy == "" && v.fence[c.Resource].caller == c.Caller:
 		// The second half of a claim: the same move.
 		delete(v.fence, c.Resource)
 		ms := v.moves[c.Resource]
 		ms[len(ms)-1] += ", then -> " + c.To
 		return
+	default:
+		delete(v.fence, c.Resource)
 	}
 	v.daemonMoves++
 	v.moves[c.Resource] = append(v.moves[c.Resource], what)

@@ -25,12 +25,13 @@ type eipState struct {
 	// replaced: EC2 never reuses one, so a read showing one of them lags
 	// behind a move and is ignored (the handoff fence of §9.5).
 	deadAssoc []string
-	// vacated is the private IP this EIP was last seen on before a read
-	// showed it unassociated, and when: the slot is kept for it for a
-	// lease, so a handoff of another EIP does not take the slot its
-	// holder is about to re-associate it to.
-	vacatedENI, vacatedIP string
-	vacatedAt             time.Time
+	// reserved is a private IP kept for this EIP for a lease from
+	// reservedAt: the one it was last seen on before a read showed it
+	// unassociated (its holder is about to re-associate it there), or one
+	// an association of it was sent to with an unknown outcome (the
+	// answer was lost: it may be there). Another EIP does not go there.
+	reservedENI, reservedIP string
+	reservedAt              time.Time
 	// missing counts successive successful reads that did not list the
 	// EIP (§9.8: two in a row and it is forgotten).
 	missing int
@@ -104,6 +105,10 @@ func (st *eipState) bury(assoc string) {
 	if len(st.deadAssoc) > keep {
 		st.deadAssoc = st.deadAssoc[len(st.deadAssoc)-keep:]
 	}
+}
+
+func (st *eipState) reserve(eni, ip string, at time.Time) {
+	st.reservedENI, st.reservedIP, st.reservedAt = eni, ip, at
 }
 
 // seeStamp records a renewal stamp if it is newer than any known (§9.7).
@@ -190,7 +195,7 @@ func (l *Loop) applyRead(st *eipState, a eip.Address, started time.Time) {
 		// The association we knew is gone for good.
 		st.bury(st.addr.AssociationID)
 		if !a.Associated() {
-			st.vacatedENI, st.vacatedIP, st.vacatedAt = st.addr.NetworkInterfaceID, st.addr.PrivateIP, started
+			st.reserve(st.addr.NetworkInterfaceID, st.addr.PrivateIP, started)
 		}
 	}
 	st.addr, st.readAt = a, started

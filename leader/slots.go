@@ -45,9 +45,9 @@ func (l *Loop) freeSlot(in eip.Instance, alloc string) string {
 				(a.NetworkInterfaceID == in.NetworkInterfaceID || a.InstanceID == in.InstanceID) {
 				return true
 			}
-			if !a.Associated() && st.vacatedIP == ip && st.vacatedENI == in.NetworkInterfaceID &&
-				now.Sub(st.vacatedAt) < l.cfg.LeaseDuration {
-				return true // kept for the EIP that just left it
+			if st.reservedIP == ip && st.reservedENI == in.NetworkInterfaceID &&
+				now.Sub(st.reservedAt) < l.cfg.LeaseDuration && !(a.Associated() && a.PrivateIP == st.reservedIP && a.NetworkInterfaceID == st.reservedENI) {
+				return true // kept for that EIP (see eipState.reserved)
 			}
 		}
 		return false
@@ -56,10 +56,10 @@ func (l *Loop) freeSlot(in eip.Instance, alloc string) string {
 	if len(slots) > 1 {
 		start = int(hashString(alloc) % uint64(len(slots)))
 	}
-	if st, ok := l.eips[alloc]; ok && !st.addr.Associated() && st.vacatedENI == in.NetworkInterfaceID {
+	if st, ok := l.eips[alloc]; ok && !st.addr.Associated() && st.reservedENI == in.NetworkInterfaceID {
 		// An EIP that was disassociated goes back where it was first.
 		for i, s := range slots {
-			if s.Address == st.vacatedIP {
+			if s.Address == st.reservedIP {
 				start = i
 			}
 		}
