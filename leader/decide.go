@@ -186,6 +186,10 @@ type Observation struct {
 	// move first when it holds more than MaxHold: the one a daemon moved
 	// longest ago, so no EIP moves twice for one fault (§9.4).
 	RebalanceFirst bool
+	// LastMove is when a daemon last moved this EIP, as far as this
+	// instance knows; a rebalance waits a minute after it, so an EIP a
+	// fault just moved is not moved again for spreading.
+	LastMove time.Time
 
 	// Handoff targets: ready members with a free slot that passed a probe,
 	// best first (RankTargets).
@@ -336,7 +340,7 @@ func leaveReason(o Observation) string {
 		return o.Drain
 	case o.Health == health.Down:
 		return ReasonHandoffUnhealthy
-	case o.MaxHold > 0 && o.Held > o.MaxHold && o.RebalanceFirst:
+	case o.MaxHold > 0 && o.Held > o.MaxHold && o.RebalanceFirst && o.Now.Sub(o.LastMove) >= recentDown:
 		return ReasonHandoffRebalance
 	}
 	return ""
@@ -497,8 +501,6 @@ func decideStandby(t Timing, o Observation) Decision {
 		return standbyWait(t, o, "lease stale ("+why+") but draining")
 	case !o.PeerDown:
 		return standbyWait(t, o, "lease stale ("+why+") but the holder answers as healthy")
-	case o.MaxHold > 0 && o.Held >= o.MaxHold:
-		return standbyWait(t, o, "lease stale ("+why+") but already holding the most EIPs one member should")
 	case o.FreeSlot == "":
 		d := standbyWait(t, o, "lease stale ("+why+") but no private IP of this instance is free for it")
 		d.NoFreeSlot = true

@@ -279,10 +279,12 @@ func TestDecideHolderHandoff(t *testing.T) {
 		}), want: Handoff, check: handoffTo("i-a", ReasonHandoffDraining)},
 		{name: "rebalance moves to a member under the cap", o: found(func(o *Observation) {
 			o.Held, o.MaxHold, o.RebalanceFirst = 2, 1, true
+			o.LastMove = ago(2 * time.Minute)
 			o.Targets = []Target{target("i-a", 1), target("i-b", 0)}
 		}), want: Handoff, check: handoffTo("i-b", ReasonHandoffRebalance)},
 		{name: "rebalance with every member at the cap keeps the EIP, not blocked", o: found(func(o *Observation) {
 			o.Held, o.MaxHold, o.RebalanceFirst = 2, 1, true
+			o.LastMove = ago(2 * time.Minute)
 			o.Targets = []Target{target("i-a", 1), target("i-b", 1)}
 		}), want: Hold, check: wantReason("", false)},
 		{name: "at the cap is not a reason to leave", o: found(func(o *Observation) { o.Held, o.MaxHold = 1, 1 }),
@@ -292,7 +294,7 @@ func TestDecideHolderHandoff(t *testing.T) {
 		{name: "old empty target list seeks again", o: seeking(func(o *Observation) {
 			o.Drain, o.TargetsAt = ReasonHandoffDraining, ago(3*time.Second)
 		}), want: SeekTargets, check: wantReason(ReasonHandoffDraining, false)},
-		{name: "rebalance seeks targets too", o: seeking(func(o *Observation) { o.Held, o.MaxHold, o.RebalanceFirst = 3, 2, true }),
+		{name: "rebalance seeks targets too", o: seeking(func(o *Observation) { o.Held, o.MaxHold, o.RebalanceFirst, o.LastMove = 3, 2, true, ago(2*time.Minute) }),
 			want: SeekTargets, check: wantReason(ReasonHandoffRebalance, false)},
 		{name: "recent empty target list: blocked, holding", o: seeking(func(o *Observation) {
 			o.Health, o.TargetsAt = health.Down, ago(time.Second)
@@ -430,8 +432,14 @@ func TestDecideStandby(t *testing.T) {
 		{name: "stale but the holder answers as healthy (daemon dead, HAProxy serving)", o: with(claimReady(), func(o *Observation) {
 			o.PeerDown = false
 		}), want: Wait, check: noClaim},
-		{name: "stale but already at MaxHold", o: with(claimReady(), func(o *Observation) { o.Held, o.MaxHold = 1, 1 }),
-			want: Wait, check: noClaim},
+		{name: "stale and already at MaxHold: claims all the same, after the others (never leave an EIP dangling)", o: with(claimReady(), func(o *Observation) {
+			o.Held, o.MaxHold = 1, 1
+		}), want: Claim, check: func(t *testing.T, d Decision) {
+			base := claimReady()
+			if RankDelay(testTiming, with(base, func(o *Observation) { o.Held = 1 })) <= RankDelay(testTiming, base) {
+				t.Error("holding an EIP does not delay the claim")
+			}
+		}},
 		{name: "stale under MaxHold claims", o: with(claimReady(), func(o *Observation) { o.Held, o.MaxHold = 1, 2 }),
 			want: Claim},
 		{name: "stale, just eligible: wait for the rank delay", o: with(claimReady(), func(o *Observation) {

@@ -426,7 +426,7 @@ func (l *Loop) observe(st *eipState) Observation {
 		LeaseStamp: st.stamp, LeaseSeenAt: st.stampSeenAt,
 		Holding: st.holding, Term: st.term, HolderSince: st.holderSince, LastRenew: st.lastRenew,
 		VerifiedAt: st.verifiedAt, GapSince: st.gapSince, IMDSLost: st.imdsLost,
-		RankSince: st.rankSince, Held: held, MaxHold: l.maxHold(), RebalanceFirst: l.rebalanceFirst() == st,
+		RankSince: st.rankSince, Held: held, MaxHold: l.maxHold(), RebalanceFirst: l.rebalanceFirst() == st, LastMove: st.movedByDaemonAt,
 		Targets: l.currentTargets(st), TargetsAt: st.targetsAt,
 	}
 	if !st.readAt.After(st.movedAt) {

@@ -19,6 +19,11 @@ type renewer struct {
 
 	mu        sync.Mutex
 	plan      []string // allocation IDs it may renew
+	// validUntil bounds each plan entry: the renewer writes a lease only
+	// while AWS confirmed the holding within a trust window, so a daemon
+	// that was paused (or whose loop is stuck) never renews from memory
+	// (§9.2). Its own successes extend it.
+	validUntil map[string]time.Time
 	lastStart time.Time
 	okAt      map[string]time.Time // stamp of the last successful renewal
 	failAt    map[string]time.Time // start of the last failed renewal
@@ -26,7 +31,7 @@ type renewer struct {
 }
 
 func newRenewer() renewer {
-	return renewer{okAt: map[string]time.Time{}, failAt: map[string]time.Time{}}
+	return renewer{okAt: map[string]time.Time{}, failAt: map[string]time.Time{}, validUntil: map[string]time.Time{}}
 }
 
 // renewTimeout is shorter than the renew interval, so one slow call cannot
@@ -56,7 +61,12 @@ func (l *Loop) renewIfDue(ctx context.Context) {
 	defer r.write.Unlock()
 	now := l.cfg.Now()
 	r.mu.Lock()
-	plan := slices.Clone(r.plan)
+	var plan []string
+	for _, id := range r.plan {
+		if now.Before(r.validUntil[id]) {
+			plan = append(plan, id)
+		}
+	}
 	due := len(plan) > 0 && (r.lastStart.IsZero() || now.Sub(r.lastStart) >= l.cfg.RenewInterval)
 	if due {
 		r.lastStart = now
@@ -73,6 +83,7 @@ func (l *Loop) renewIfDue(ctx context.Context) {
 	for _, id := range plan {
 		if err == nil {
 			r.okAt[id] = now
+			r.validUntil[id] = now.Add(l.cfg.trustWindow())
 		} else {
 			r.failAt[id] = now
 		}
@@ -111,14 +122,21 @@ func (l *Loop) syncRenewals() {
 // planRenewals tells the renewer which leases it may keep alive.
 func (l *Loop) planRenewals() {
 	var plan []string
+	valid := map[string]time.Time{}
 	for _, id := range l.sortedIDs() {
 		if st := l.eips[id]; st.holding && st.mayRenew {
 			plan = append(plan, id)
+			valid[id] = st.verifiedAt.Add(l.cfg.trustWindow())
 		}
 	}
 	r := &l.renewer
 	r.mu.Lock()
 	r.plan = plan
+	for id, v := range valid {
+		if v.After(r.validUntil[id]) {
+			r.validUntil[id] = v
+		}
+	}
 	r.mu.Unlock()
 	l.holding.Store(l.holdingAny())
 }
@@ -132,6 +150,7 @@ func (l *Loop) unplan(id string) {
 	r.plan = slices.DeleteFunc(r.plan, func(s string) bool { return s == id })
 	delete(r.okAt, id)
 	delete(r.failAt, id)
+	delete(r.validUntil, id)
 }
 
 // renewedAt is the stamp of the renewer's last success for id, for Status.
