@@ -119,7 +119,7 @@ func (l *Loop) claim(ctx context.Context, st *eipState, d Decision, log hclog.Lo
 		if errors.Is(err, eip.ErrUnavailable) {
 			// The association may have happened (its answer lost):
 			// keep the slot for this EIP until a lease has passed.
-			st.reserve(l.self.NetworkInterfaceID, d.Slot, l.cfg.Now())
+			st.reserve(l.self.NetworkInterfaceID, d.Slot, l.cfg.Now(), l.cfg.LeaseDuration)
 		}
 		switch {
 		case errors.Is(err, eip.ErrAlreadyAssociated), errors.Is(err, eip.ErrStaleAssociation):
@@ -187,7 +187,7 @@ func (l *Loop) handoff(ctx context.Context, st *eipState, d Decision, log hclog.
 	if err != nil && assoc == "" {
 		l.passFailed = true
 		if errors.Is(err, eip.ErrUnavailable) {
-			st.reserve(d.Target.NetworkInterfaceID, d.Target.Slot, l.cfg.Now())
+			st.reserve(d.Target.NetworkInterfaceID, d.Target.Slot, l.cfg.Now(), l.cfg.LeaseDuration)
 		}
 		log.Warn("handoff failed; still holding", "to", d.Target.InstanceID, "error", err)
 		return
@@ -199,9 +199,7 @@ func (l *Loop) handoff(ctx context.Context, st *eipState, d Decision, log hclog.
 		log.Warn("handed off the EIP but could not write the lease", "association_id", assoc, "error", err)
 	}
 	now := l.cfg.Now()
-	old := st.addr.AssociationID
-	l.stopHolding(st)
-	st.bury(old) // a lagging read showing it must not bring the EIP back (§9.5)
+	l.stopHolding(st) // buries the association we held: a lagging read showing it must not bring the EIP back (§9.5)
 	st.addr.AssociationID, st.addr.NetworkInterfaceID, st.addr.PrivateIP, st.addr.InstanceID =
 		assoc, d.Target.NetworkInterfaceID, d.Target.Slot, d.Target.InstanceID
 	st.addr.Lease = d.Lease
@@ -241,6 +239,7 @@ func (l *Loop) stillGoodTarget(ctx context.Context, tg *Target) bool {
 func (l *Loop) becomeHolder(st *eipState, term int64, verified time.Time) {
 	now := l.cfg.Now()
 	st.holding = true
+	st.ownAssoc = st.addr.AssociationID
 	st.term = term
 	st.holderSince = now
 	st.movedAt = now
@@ -263,10 +262,14 @@ func (l *Loop) stopHolding(st *eipState) {
 	l.unplan(st.addr.AllocationID)
 	if st.holding {
 		// The association we held is over, whatever replaced it.
-		st.bury(st.addr.AssociationID)
+		st.bury(st.ownAssoc)
+		st.ownAssoc = ""
 	}
 	st.holding = false
 	st.letGo = ""
+	if st.reservedENI == l.self.NetworkInterfaceID {
+		st.reservedIP = "" // this instance will not take it back
+	}
 	st.movedAt = l.cfg.Now()
 	st.mayRenew = false
 	l.watchPeer(st)

@@ -31,7 +31,7 @@ type eipState struct {
 	// an association of it was sent to with an unknown outcome (the
 	// answer was lost: it may be there). Another EIP does not go there.
 	reservedENI, reservedIP string
-	reservedAt              time.Time
+	reservedAt, reservedTil time.Time
 	// missing counts successive successful reads that did not list the
 	// EIP (§9.8: two in a row and it is forgotten).
 	missing int
@@ -46,7 +46,10 @@ type eipState struct {
 	// adopted): rebalancing moves the EIP moved longest ago first.
 	movedByDaemonAt time.Time
 
-	// Holder side.
+	// Holder side. ownAssoc is the association this instance holds the
+	// EIP by, kept apart from addr (which a lagging read may overwrite),
+	// so that it is buried when the holding ends.
+	ownAssoc    string
 	holding     bool
 	term        int64
 	holderSince time.Time
@@ -107,8 +110,8 @@ func (st *eipState) bury(assoc string) {
 	}
 }
 
-func (st *eipState) reserve(eni, ip string, at time.Time) {
-	st.reservedENI, st.reservedIP, st.reservedAt = eni, ip, at
+func (st *eipState) reserve(eni, ip string, at time.Time, d time.Duration) {
+	st.reservedENI, st.reservedIP, st.reservedAt, st.reservedTil = eni, ip, at, at.Add(d)
 }
 
 // seeStamp records a renewal stamp if it is newer than any known (§9.7).
@@ -192,11 +195,20 @@ func (l *Loop) applyRead(st *eipState, a eip.Address, started time.Time) {
 		l.log.Warn("lease tags do not parse; treating the lease as stale", "allocation_id", a.AllocationID, "tags", a.Lease.Invalid)
 	}
 	if st.addr.AssociationID != "" && a.AssociationID != st.addr.AssociationID && st.readAt.Before(started) {
-		// The association we knew is gone for good.
-		st.bury(st.addr.AssociationID)
+		// The association we knew may be gone, or this read may lag
+		// behind it: it is not buried here (only associations this
+		// instance replaced itself are), but the slot is kept a moment.
 		if !a.Associated() {
-			st.reserve(st.addr.NetworkInterfaceID, st.addr.PrivateIP, started)
+			// Its holder notices within a probe interval and takes it
+			// back at once: a renew interval covers that.
+			st.reserve(st.addr.NetworkInterfaceID, st.addr.PrivateIP, started, l.cfg.RenewInterval)
 		}
+	}
+	if st.reservedIP != "" && started.Sub(st.reservedAt) >= l.cfg.RenewInterval &&
+		!(a.NetworkInterfaceID == st.reservedENI && a.PrivateIP == st.reservedIP) {
+		// A read well after an association of unknown outcome shows the
+		// EIP elsewhere: the slot is not in doubt any more.
+		st.reservedIP = ""
 	}
 	st.addr, st.readAt = a, started
 	st.seeStamp(a.Lease.Renewed, started)
@@ -206,6 +218,7 @@ func (l *Loop) applyRead(st *eipState, a eip.Address, started time.Time) {
 		if started.After(st.verifiedAt) {
 			st.verifiedAt = started
 		}
+		st.ownAssoc = a.AssociationID
 		if !st.gapSince.IsZero() && started.After(st.gapSince) {
 			st.gapSince = time.Time{}
 		}

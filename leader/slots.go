@@ -46,7 +46,7 @@ func (l *Loop) freeSlot(in eip.Instance, alloc string) string {
 				return true
 			}
 			if st.reservedIP == ip && st.reservedENI == in.NetworkInterfaceID &&
-				now.Sub(st.reservedAt) < l.cfg.LeaseDuration && !(a.Associated() && a.PrivateIP == st.reservedIP && a.NetworkInterfaceID == st.reservedENI) {
+				now.Before(st.reservedTil) && !(a.Associated() && a.PrivateIP == st.reservedIP && a.NetworkInterfaceID == st.reservedENI) {
 				return true // kept for that EIP (see eipState.reserved)
 			}
 		}
