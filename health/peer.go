@@ -50,6 +50,7 @@ func NewPeerProber(checks []Checker, statusPort int, timeout time.Duration) *Pee
 type peerView struct {
 	Health         string   `json:"health"`
 	Draining       string   `json:"draining"`
+	SlotsInUse     []string `json:"private_ips_in_use"`
 	UpForSeconds   float64  `json:"up_for_seconds"`
 	DownAgoSeconds *float64 `json:"down_ago_seconds"`
 	EIPs           []struct {
@@ -69,6 +70,8 @@ type PeerReport struct {
 	Health   string
 	// Draining is why the peer is giving its EIPs away, "" when it is not.
 	Draining string
+	// SlotsInUse are the peer's private IPs that carry an EIP it holds.
+	SlotsInUse []string
 	// Roles maps allocation ID to the peer's role for it ("holder", …).
 	Roles map[string]string
 	// Terms maps allocation ID to the term the peer reports.
@@ -163,7 +166,7 @@ func (p *PeerProber) status(ctx context.Context, ip string) (PeerReport, error) 
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&v); err != nil {
 		return PeerReport{}, fmt.Errorf("GET %s: decode: %w", u, err)
 	}
-	r := PeerReport{Answered: true, Health: v.Health, Draining: v.Draining, Roles: map[string]string{}, Terms: map[string]int64{},
+	r := PeerReport{Answered: true, Health: v.Health, Draining: v.Draining, SlotsInUse: v.SlotsInUse, Roles: map[string]string{}, Terms: map[string]int64{},
 		Renewed: map[string]time.Time{}, UpFor: seconds(v.UpForSeconds), DownAgo: -1}
 	if v.DownAgoSeconds != nil {
 		r.DownAgo = seconds(*v.DownAgoSeconds)

@@ -3,6 +3,7 @@ package leader
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -173,11 +174,13 @@ func (l *Loop) handoff(ctx context.Context, st *eipState, d Decision, log hclog.
 		tg.Slot = slot
 		d.Target = &tg
 	}
-	if !l.stillGoodTarget(ctx, d.Target) {
-		log.Info("handoff target no longer ready; looking again", "to", d.Target.InstanceID)
+	tg, ok := l.confirmTarget(ctx, d.Target, st.addr.AllocationID)
+	if !ok {
+		log.Info("handoff target no longer ready or has no free private IP; looking again", "to", d.Target.InstanceID)
 		st.targetsAt = time.Time{}
 		return
 	}
+	d.Target = tg
 	defer l.lockWrites(st.addr.AllocationID)()
 	cctx, cancel := l.callCtx(ctx)
 	defer cancel()
@@ -223,23 +226,40 @@ func previousHolder(a eip.Address) string {
 	return a.Lease.Holder
 }
 
-// stillGoodTarget probes a handoff target once more right before the move:
-// its state may have changed
-// since the targets were sought, and a handoff has no fence to undo it.
-func (l *Loop) stillGoodTarget(ctx context.Context, tg *Target) bool {
+// confirmTarget probes a handoff target once more right before the move
+// (its state may have changed since the targets were sought, and a
+// handoff has no fence to undo it): it must still be up and not leaving,
+// and the slot must not carry an EIP it holds (its own word is fresher
+// than any read of ours); another free slot of it will do.
+func (l *Loop) confirmTarget(ctx context.Context, tg *Target, alloc string) (*Target, bool) {
 	pctx, cancel := context.WithTimeout(ctx, l.cfg.ProbeTimeout)
 	defer cancel()
 	r, err := l.prober.Check(pctx, tg.PrivateIP)
-	if err != nil {
-		return false
+	switch {
+	case err != nil:
+		return nil, false
+	case !r.Answered:
+		return tg, true
+	case r.Health != health.Up.String() || r.Draining != "":
+		return nil, false
+	case !slices.Contains(r.SlotsInUse, tg.Slot):
+		return tg, true
 	}
-	return !r.Answered || (r.Health == health.Up.String() && r.Draining == "")
+	in := tg.Instance
+	in.PrivateIPs = slices.DeleteFunc(slices.Clone(in.Slots()), func(p eip.PrivateIP) bool { return slices.Contains(r.SlotsInUse, p.Address) })
+	slot := l.freeSlot(in, alloc)
+	if slot == "" {
+		return nil, false
+	}
+	c := *tg
+	c.Slot = slot
+	return &c, true
 }
 
 func (l *Loop) becomeHolder(st *eipState, term int64, verified time.Time) {
 	now := l.cfg.Now()
 	st.holding = true
-	st.ownAssoc = st.addr.AssociationID
+	st.ownAssoc, st.ownSlot = st.addr.AssociationID, st.addr.PrivateIP
 	st.term = term
 	st.holderSince = now
 	st.movedAt = now
@@ -263,7 +283,7 @@ func (l *Loop) stopHolding(st *eipState) {
 	if st.holding {
 		// The association we held is over, whatever replaced it.
 		st.bury(st.ownAssoc)
-		st.ownAssoc = ""
+		st.ownAssoc, st.ownSlot = "", ""
 	}
 	st.holding = false
 	st.letGo = ""

@@ -50,6 +50,7 @@ type eipState struct {
 	// EIP by, kept apart from addr (which a lagging read may overwrite),
 	// so that it is buried when the holding ends.
 	ownAssoc    string
+	ownSlot     string // the private IP of ours it is on
 	holding     bool
 	term        int64
 	holderSince time.Time
@@ -218,7 +219,7 @@ func (l *Loop) applyRead(st *eipState, a eip.Address, started time.Time) {
 		if started.After(st.verifiedAt) {
 			st.verifiedAt = started
 		}
-		st.ownAssoc = a.AssociationID
+		st.ownAssoc, st.ownSlot = a.AssociationID, a.PrivateIP
 		if !st.gapSince.IsZero() && started.After(st.gapSince) {
 			st.gapSince = time.Time{}
 		}

@@ -40,6 +40,9 @@ func (l *Loop) freeSlot(in eip.Instance, alloc string) string {
 			if id == alloc {
 				continue
 			}
+			if st.holding && st.ownSlot == ip && in.InstanceID == l.self.InstanceID {
+				return true // ours, whatever a lagging read says
+			}
 			a := st.addr
 			if a.Associated() && a.PrivateIP == ip &&
 				(a.NetworkInterfaceID == in.NetworkInterfaceID || a.InstanceID == in.InstanceID) {

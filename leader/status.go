@@ -30,10 +30,13 @@ type Status struct {
 	UpForSeconds     float64 `json:"up_for_seconds"`
 	// DownAgoSeconds: how long ago the own check was last down; absent
 	// when it never was since the daemon started.
-	DownAgoSeconds *float64    `json:"down_ago_seconds,omitempty"`
-	Draining       string      `json:"draining,omitempty"`
-	AWSStateKnown  bool        `json:"aws_state_known"`
-	EIPs           []EIPStatus `json:"eips"`
+	DownAgoSeconds *float64 `json:"down_ago_seconds,omitempty"`
+	Draining       string   `json:"draining,omitempty"`
+	// SlotsInUse are this instance's private IPs that carry an EIP it
+	// holds: a member handing an EIP here picks another one.
+	SlotsInUse    []string    `json:"private_ips_in_use,omitempty"`
+	AWSStateKnown bool        `json:"aws_state_known"`
+	EIPs          []EIPStatus `json:"eips"`
 }
 
 // EIPStatus is the view of one EIP.
@@ -153,6 +156,9 @@ func (l *Loop) publish() {
 		if st.holding {
 			e.Term = st.term
 			e.Holder = l.self.InstanceID
+			if st.ownSlot != "" {
+				s.SlotsInUse = append(s.SlotsInUse, st.ownSlot)
+			}
 			holders[id] = holderTrust{verifiedAt: st.verifiedAt, imdsLost: st.imdsLost, term: st.term,
 				letGo: st.letGo, letGoUntil: st.letGoUntil}
 		}
