@@ -247,6 +247,9 @@ func (l *Loop) confirmTarget(ctx context.Context, tg *Target, alloc string) (*Ta
 	}
 	in := tg.Instance
 	in.PrivateIPs = slices.DeleteFunc(slices.Clone(in.Slots()), func(p eip.PrivateIP) bool { return slices.Contains(r.SlotsInUse, p.Address) })
+	if len(in.PrivateIPs) == 0 {
+		return nil, false // (an empty list would mean "the primary IP")
+	}
 	slot := l.freeSlot(in, alloc)
 	if slot == "" {
 		return nil, false
