@@ -40,10 +40,15 @@ func (l *Loop) act(ctx context.Context, st *eipState, d Decision) {
 	}
 	switch d.Action {
 	case Wait, Hold:
-	case Repair:
-		l.writeLease(ctx, st, d.Lease, log, "rewrote the lease")
-	case Adopt:
-		l.adopt(ctx, st, d, log)
+	case Repair, Adopt:
+		if l.cfg.Now().Before(st.writeQuiet) {
+			return
+		}
+		if d.Action == Repair {
+			l.writeLease(ctx, st, d.Lease, log, "rewrote the lease")
+		} else {
+			l.adopt(ctx, st, d, log)
+		}
 	case Claim:
 		l.claim(ctx, st, d, log)
 	case Handoff:
@@ -68,7 +73,7 @@ func (l *Loop) writeLease(ctx context.Context, st *eipState, lease eip.Lease, lo
 	cctx, cancel := l.callCtx(ctx)
 	defer cancel()
 	if err := l.cloud.WriteLease(cctx, st.addr.AllocationID, lease); err != nil {
-		l.passFailed = true
+		l.writeFailed(st, err)
 		if st.holding && st.gapSince.IsZero() {
 			st.gapSince = l.cfg.Now()
 		}
@@ -84,12 +89,25 @@ func (l *Loop) writeLease(ctx context.Context, st *eipState, lease eip.Lease, lo
 	return true
 }
 
+// writeFailed paces lease writes after a failure: a probe interval, or a
+// lease when EC2 says the EIP does not exist (released: reads will show
+// it gone and it is forgotten, §9.8), and asks for a read.
+func (l *Loop) writeFailed(st *eipState, err error) {
+	l.passFailed = true
+	pause := l.cfg.ProbeInterval
+	if errors.Is(err, eip.ErrNotFound) {
+		pause = l.cfg.LeaseDuration
+		l.refreshNow = true
+	}
+	st.writeQuiet = l.cfg.Now().Add(pause)
+}
+
 func (l *Loop) adopt(ctx context.Context, st *eipState, d Decision, log hclog.Logger) {
 	defer l.lockWrites(st.addr.AllocationID)()
 	cctx, cancel := l.callCtx(ctx)
 	defer cancel()
 	if err := l.cloud.WriteLease(cctx, st.addr.AllocationID, d.Lease); err != nil {
-		l.passFailed = true
+		l.writeFailed(st, err)
 		log.Warn("cannot write the lease of an EIP found on this instance; will retry", "term", d.Lease.Term, "error", err)
 		return
 	}

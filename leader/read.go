@@ -32,6 +32,9 @@ type eipState struct {
 	// answer was lost: it may be there). Another EIP does not go there.
 	reservedENI, reservedIP string
 	reservedAt, reservedTil time.Time
+	// writeQuiet: no lease write for this EIP before this time, after a
+	// failed one (paced; a long pause when EC2 said it does not exist).
+	writeQuiet time.Time
 	// missing counts successive successful reads that did not list the
 	// EIP (§9.8: two in a row and it is forgotten).
 	missing int
