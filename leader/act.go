@@ -112,7 +112,7 @@ func (l *Loop) adopt(ctx context.Context, st *eipState, d Decision, log hclog.Lo
 		return
 	}
 	moved := st.addr.Lease // the move that brought the EIP here, as its mover recorded it
-	st.movedByDaemonAt = moved.Decided
+	st.movedByDaemonAt = l.cfg.Now() // it just arrived, by whatever means
 	st.addr.Lease = d.Lease
 	l.becomeHolder(st, d.Lease.Term, d.Lease.Renewed)
 	log.Info("holding the EIP found on this instance", "term", d.Lease.Term, "association_id", st.addr.AssociationID)

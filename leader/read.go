@@ -44,9 +44,9 @@ type eipState struct {
 	stamp       time.Time
 	stampSeenAt time.Time
 
-	// movedByDaemonAt is when a daemon last moved the EIP, as far as this
-	// instance knows (its own claims, and the eipd:decided of moves it
-	// adopted): rebalancing moves the EIP moved longest ago first.
+	// movedByDaemonAt is when the EIP last arrived here (claimed or
+	// adopted): rebalancing moves the EIP that arrived longest ago first,
+	// and none within a minute of arriving.
 	movedByDaemonAt time.Time
 
 	// Holder side. ownAssoc is the association this instance holds the
