@@ -129,6 +129,16 @@ func (l *Loop) claim(ctx context.Context, st *eipState, d Decision, log hclog.Lo
 	cctx, cancel := l.callCtx(ctx)
 	defer cancel()
 	observed := st.addr
+	if l.alreadyHere(ctx, observed) {
+		// Instance metadata (local, fresher than a lagging read) shows
+		// the EIP on this instance already: a handoff to us landed. A
+		// claim would succeed (re-associating in place is a no-op) and
+		// write a term older than the handoff's.
+		log.Info("the EIP is already on this instance; reading instead of claiming")
+		st.rankSince = time.Time{}
+		l.refreshNow = true
+		return
+	}
 	log.Info("claiming the EIP", "why", d.Why, "term", d.Lease.Term, "association_id", observed.AssociationID, "private_ip", d.Slot)
 	assoc, err := l.cloud.Claim(cctx, observed, l.self, d.Slot, d.Lease)
 	st.rankSince = time.Time{}
@@ -232,6 +242,18 @@ func (l *Loop) handoff(ctx context.Context, st *eipState, d Decision, log hclog.
 		l.obs.SetHandoffBlocked(st.addr.AllocationID, false)
 	}
 	log.Info("handed off the EIP", "to", d.Target.InstanceID, "term", d.Lease.Term, "association_id", assoc)
+}
+
+// alreadyHere asks instance metadata whether the EIP is on this instance's
+// ENI already (a holder re-associating its own EIP asks nothing).
+func (l *Loop) alreadyHere(ctx context.Context, a eip.Address) bool {
+	if l.meta == nil || a.PublicIP == "" || a.NetworkInterfaceID == l.self.NetworkInterfaceID {
+		return false
+	}
+	mctx, cancel := context.WithTimeout(ctx, l.cfg.ProbeTimeout)
+	defer cancel()
+	ips, err := l.meta.PublicIPs(mctx)
+	return err == nil && slices.Contains(ips, a.PublicIP)
 }
 
 // previousHolder is the instance an EIP was taken from: the one it was

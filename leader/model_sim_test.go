@@ -258,7 +258,7 @@ func (s *sim) start(d *simDaemon) {
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: d.id, Level: hclog.Info, Output: simLogWriter{d}, DisableTime: true})
 	cloud := &modelCloud{api: d.conn, group: simGroup, now: d.clock}
-	d.loop = New(simConfigFor(d, allocs), d.ident, cloud, nil, simHealth{d}, simProber{s}, nil, logger)
+	d.loop = New(simConfigFor(d, allocs), d.ident, cloud, simMeta{d}, simHealth{d}, simProber{s}, nil, logger)
 	d.started, d.notice, d.noticeSeen, d.stopBy, d.roles = true, false, false, time.Time{}, map[string]string{}
 	d.lastHealth = simHealth{d}.Status()
 	// Each process starts at its own phase of the tick, probe and
@@ -423,6 +423,14 @@ func (d *simDaemon) metadata() metadataReport {
 	}
 	return r
 }
+
+// simMeta answers the loop's own metadata calls (the watcher's polls are
+// driven by step through metadata()): the public IPs on the ENI, now.
+type simMeta struct{ d *simDaemon }
+
+func (m simMeta) Notices(context.Context) ([]eip.Notice, error) { return nil, nil }
+
+func (m simMeta) PublicIPs(context.Context) ([]string, error) { return m.d.metadata().publicIPs, nil }
 
 // simHealth is the daemon's own check: down while its proxy is dead or its
 // health flaps down.
