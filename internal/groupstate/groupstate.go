@@ -160,7 +160,6 @@ func EIPs(ids []string, results []Result) []groupview.EIP {
 // daemons' own records.
 func Moves(results []Result) []groupview.Move {
 	var out []groupview.Move
-	seen := map[string]bool{}
 	for _, r := range results {
 		if r.Err != nil {
 			continue
@@ -172,14 +171,29 @@ func Moves(results []Result) []groupview.Move {
 			}
 			m := groupview.Move{Time: f.Time, AllocationID: e.AllocationID, Reason: f.Reason, From: f.From, To: f.To,
 				Duration: time.Duration(f.DurationSeconds * float64(time.Second))}
-			key := m.AllocationID + "|" + m.To + "|" + m.Time.UTC().Format(time.RFC3339Nano)
-			if seen[key] {
+			// The old and the new holder of a handoff both report it,
+			// each with its own clock reading of the same association:
+			// one move, whatever the few milliseconds between them.
+			// The earlier reading is kept: it is nearer the association.
+			if i := slices.IndexFunc(out, func(o groupview.Move) bool { return sameMove(o, m) }); i >= 0 {
+				if m.Time.Before(out[i].Time) {
+					out[i] = m
+				}
 				continue
 			}
-			seen[key] = true
 			out = append(out, m)
 		}
 	}
 	slices.SortStableFunc(out, func(a, b groupview.Move) int { return a.Time.Compare(b.Time) })
 	return out
+}
+
+// sameMove reports whether two members' records describe one move: same
+// EIP, reason and destination, the same origin where both name one, and
+// times within a few seconds.
+func sameMove(a, b groupview.Move) bool {
+	const near = 5 * time.Second
+	d := a.Time.Sub(b.Time)
+	return a.AllocationID == b.AllocationID && a.Reason == b.Reason && a.To == b.To &&
+		(a.From == "" || b.From == "" || a.From == b.From) && d < near && d > -near
 }

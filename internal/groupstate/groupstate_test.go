@@ -95,3 +95,22 @@ func TestEIPs(t *testing.T) {
 		})
 	}
 }
+
+// TestMovesOneHandoffOnce: the old and the new holder both report a
+// handoff, a moment apart; the group view shows it once. A later move of
+// the same kind is another move.
+func TestMovesOneHandoffOnce(t *testing.T) {
+	at := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	rec := func(from string, when time.Time, d float64) Result {
+		return Result{Status: leader.Status{EIPs: []leader.EIPStatus{{AllocationID: alloc,
+			LastFailover: &leader.FailoverRecord{Time: when, Reason: "handoff-manual", From: from, To: "i-b", DurationSeconds: d}}}}}
+	}
+	old, adopter := rec("i-a", at.Add(700*time.Millisecond), 0.02), rec("i-a", at, 0.01)
+	if got := Moves([]Result{old, adopter}); len(got) != 1 || !got[0].Time.Equal(at) {
+		t.Errorf("one handoff reported by both holders = %+v, want one move", got)
+	}
+	later := rec("i-a", at.Add(time.Minute), 0.01)
+	if got := Moves([]Result{old, later}); len(got) != 2 {
+		t.Errorf("two handoffs a minute apart = %+v, want two moves", got)
+	}
+}
