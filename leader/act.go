@@ -204,7 +204,7 @@ func (l *Loop) handoff(ctx context.Context, st *eipState, d Decision, log hclog.
 	}
 	tg, ok := l.confirmTarget(ctx, d.Target, st.addr.AllocationID)
 	if !ok {
-		log.Info("handoff target no longer ready or has no free private IP; looking again", "to", d.Target.InstanceID)
+		log.Info("handoff target no longer ready or has no free private IP; looking again", "target_instance_id", d.Target.InstanceID)
 		st.targetsAt = time.Time{}
 		return
 	}
@@ -212,7 +212,7 @@ func (l *Loop) handoff(ctx context.Context, st *eipState, d Decision, log hclog.
 	defer l.lockWrites(st.addr.AllocationID)()
 	cctx, cancel := l.callCtx(ctx)
 	defer cancel()
-	log.Info("handing off the EIP", "reason", d.Reason, "to", d.Target.InstanceID, "private_ip", d.Target.Slot, "term", d.Lease.Term)
+	log.Info("handing off the EIP", "reason", d.Reason, "target_instance_id", d.Target.InstanceID, "private_ip", d.Target.Slot, "term", d.Lease.Term)
 	assoc, err := l.cloud.Handoff(cctx, st.addr, d.Target.Instance, d.Target.Slot, d.Lease)
 	st.targetsAt = time.Time{}
 	if err != nil && assoc == "" {
@@ -220,7 +220,7 @@ func (l *Loop) handoff(ctx context.Context, st *eipState, d Decision, log hclog.
 		if errors.Is(err, eip.ErrUnavailable) {
 			st.reserve(d.Target.NetworkInterfaceID, d.Target.Slot, l.cfg.Now(), l.cfg.LeaseDuration)
 		}
-		log.Warn("handoff failed; still holding", "to", d.Target.InstanceID, "error", err)
+		log.Warn("handoff failed; still holding", "target_instance_id", d.Target.InstanceID, "error", err)
 		return
 	}
 	if err != nil {
@@ -241,7 +241,7 @@ func (l *Loop) handoff(ctx context.Context, st *eipState, d Decision, log hclog.
 	if l.obs != nil {
 		l.obs.SetHandoffBlocked(st.addr.AllocationID, false)
 	}
-	log.Info("handed off the EIP", "to", d.Target.InstanceID, "term", d.Lease.Term, "association_id", assoc)
+	log.Info("handed off the EIP", "target_instance_id", d.Target.InstanceID, "term", d.Lease.Term, "association_id", assoc)
 }
 
 // alreadyHere asks instance metadata whether the EIP is on this instance's
@@ -368,8 +368,8 @@ func (l *Loop) dryRunMove(ctx context.Context, st *eipState, d Decision, log hcl
 		_, err = l.cloud.Handoff(ctx, st.addr, d.Target.Instance, d.Target.Slot, d.Lease)
 	}
 	if err != nil {
-		log.Warn("dry-run: the move would fail", "action", d.Action, "to", to, "reason", d.Reason, "error", err)
+		log.Warn("dry-run: the move would fail", "action", d.Action, "target_instance_id", to, "reason", d.Reason, "error", err)
 		return
 	}
-	log.Info("dry-run: would move the EIP", "action", d.Action, "to", to, "reason", d.Reason, "why", d.Why, "term", d.Lease.Term)
+	log.Info("dry-run: would move the EIP", "action", d.Action, "target_instance_id", to, "reason", d.Reason, "why", d.Why, "term", d.Lease.Term)
 }

@@ -60,7 +60,7 @@ func (l *Loop) startManual(ctx context.Context, req *handoffRequest) {
 	for _, st := range l.eips {
 		st.targetsAt = time.Time{}
 	}
-	l.log.Info("manual handoff requested", "to", req.to)
+	l.log.Info("manual handoff requested", "target_instance_id", req.to)
 }
 
 func (l *Loop) finishManual(err error) {

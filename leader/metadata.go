@@ -81,7 +81,7 @@ func (l *Loop) applyMetadata(r metadataReport) {
 			l.log.Info("rebalance recommendation received", "detail", n.Detail)
 			continue
 		}
-		l.log.Warn("lifecycle notice: draining", "kind", n.Kind, "detail", n.Detail, "time", n.Time)
+		l.log.Warn("lifecycle notice: draining", "kind", n.Kind, "detail", n.Detail, "notice_time", n.Time)
 		if l.drain == "" || l.drain == ReasonHandoffManual {
 			l.drain = ReasonHandoffDraining
 		}

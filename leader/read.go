@@ -195,9 +195,7 @@ func (l *Loop) applyRead(st *eipState, a eip.Address, started time.Time) {
 	if !started.After(st.movedAt) {
 		return // started before our own last move (§9.5)
 	}
-	if len(a.Lease.Invalid) > 0 && !slices.Equal(a.Lease.Invalid, st.addr.Lease.Invalid) {
-		l.log.Warn("lease tags do not parse; treating the lease as stale", "allocation_id", a.AllocationID, "tags", a.Lease.Invalid)
-	}
+	// (Tags that do not parse are logged once by eip, with their values.)
 	if st.addr.AssociationID != "" && a.AssociationID != st.addr.AssociationID && st.readAt.Before(started) {
 		// The association we knew may be gone, or this read may lag
 		// behind it: it is not buried here (only associations this
