@@ -111,7 +111,7 @@ func (l *Loop) adopt(ctx context.Context, st *eipState, d Decision, log hclog.Lo
 		log.Warn("cannot write the lease of an EIP found on this instance; will retry", "term", d.Lease.Term, "error", err)
 		return
 	}
-	moved := st.addr.Lease // the move that brought the EIP here, as its mover recorded it
+	moved := st.addr.Lease           // the move that brought the EIP here, as its mover recorded it
 	st.movedByDaemonAt = l.cfg.Now() // it just arrived, by whatever means
 	st.addr.Lease = d.Lease
 	l.becomeHolder(st, d.Lease.Term, d.Lease.Renewed)

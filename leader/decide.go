@@ -173,11 +173,11 @@ type Observation struct {
 	// HolderDenies: that instance's eipd answered and says it does not hold
 	// this EIP (or cannot confirm it): the cached address is out of date.
 	HolderDenies  bool
-	HolderStopped bool      // the holder instance is known not to be running
+	HolderStopped bool // the holder instance is known not to be running
 	// PeerProbed: the member probed for this EIP (see HolderConfirmed)
 	// was probed after the last read, or there is none to probe.
 	PeerProbed bool
-	RankSince     time.Time // when this standby became eligible to claim; zero = not yet
+	RankSince  time.Time // when this standby became eligible to claim; zero = not yet
 
 	// Spreading of several EIPs.
 	Held    int // managed EIPs this instance holds (this one included if Holding)

@@ -17,17 +17,17 @@ type renewer struct {
 	// holder again.
 	write sync.Mutex
 
-	mu        sync.Mutex
-	plan      []string // allocation IDs it may renew
+	mu   sync.Mutex
+	plan []string // allocation IDs it may renew
 	// validUntil bounds each plan entry: the renewer writes a lease only
 	// while AWS confirmed the holding within a trust window, so a daemon
 	// that was paused (or whose loop is stuck) never renews from memory
 	// (§9.2). Its own successes extend it.
 	validUntil map[string]time.Time
-	lastStart time.Time
-	okAt      map[string]time.Time // stamp of the last successful renewal
-	failAt    map[string]time.Time // start of the last failed renewal
-	failing   bool                 // last attempt failed (logged once)
+	lastStart  time.Time
+	okAt       map[string]time.Time // stamp of the last successful renewal
+	failAt     map[string]time.Time // start of the last failed renewal
+	failing    bool                 // last attempt failed (logged once)
 }
 
 func newRenewer() renewer {
