@@ -83,6 +83,11 @@ type Timing struct {
 	// TargetRetry is how often a holder that wants to leave looks again
 	// for a ready target when it found none.
 	TargetRetry time.Duration
+	// TargetsKeep is how long a list of handoff targets stays usable: a
+	// healthy holder keeps one at hand, refreshed this often, so that a
+	// handoff needs no EC2 read on its critical path (the chosen target
+	// is probed again right before the move). Zero: seek when leaving.
+	TargetsKeep time.Duration
 }
 
 // trustWindow is how long a successful read or renewal vouches for a
@@ -163,6 +168,10 @@ type Observation struct {
 	GapSince time.Time
 	// IMDSLost: instance metadata no longer lists the EIP on this ENI.
 	IMDSLost bool
+	// IMDSSeenAt is when instance metadata last listed the EIP on this
+	// ENI (polled every probe interval while holding): local evidence,
+	// fresher than any API read, that the EIP is still here.
+	IMDSSeenAt time.Time
 
 	// Standby-side memory.
 	PeerDown bool // probe of the address's private IP has failed fall times (true when there is nothing to probe)
@@ -298,7 +307,12 @@ func decideHolder(t Timing, o Observation) Decision {
 		// fences on nothing: move only what a fresh read shows is still
 		// here, or a holder cut off from the API could move an EIP that
 		// another member already took.
-		if o.ReadError || !dated || o.Now.Sub(o.AddressAt) >= t.RenewInterval {
+		// Instance metadata listing it here within two probe intervals
+		// will do too: it is fresher than a read, and saves a call on
+		// the handoff's critical path.
+		imdsFresh := o.IMDSSeenAt.After(o.HolderSince) && o.Now.Sub(o.IMDSSeenAt) <= 2*t.ProbeInterval
+		readFresh := dated && o.Now.Sub(o.AddressAt) < t.RenewInterval
+		if o.ReadError || !(readFresh || imdsFresh) {
 			if readDue(t, o, t.ProbeInterval) {
 				return Decision{Action: Refresh, Why: "checking the EIP is still here before handing it off", Reason: reason, MayRenew: true}
 			}
@@ -311,9 +325,12 @@ func decideHolder(t Timing, o Observation) Decision {
 			d.Why = "waiting for a read that shows the EIP here before handing it off (" + reason + ")"
 			return d
 		}
-		// Targets were probed when sought: use only a recent search.
-		fresh := !o.TargetsAt.IsZero() && o.Now.Sub(o.TargetsAt) < t.TargetRetry
-		if tgt := pickTarget(o); tgt != nil && fresh {
+		// A kept list will do (the loop probes the chosen target again
+		// right before the move); an empty one is sought again.
+		age := o.Now.Sub(o.TargetsAt)
+		tgt := pickTarget(o)
+		fresh := !o.TargetsAt.IsZero() && (age < t.TargetRetry || (tgt != nil && age < t.TargetsKeep))
+		if tgt != nil && fresh {
 			return Decision{
 				Action: Handoff, Why: "handing off to a ready member", Reason: reason, Target: tgt,
 				Lease: eip.Lease{Holder: tgt.InstanceID, Term: max(o.Term, lease.Term) + 1, Renewed: o.Now,
@@ -384,6 +401,9 @@ func holderRoutine(t Timing, o Observation) Decision {
 	}
 	if readDue(t, o, t.HolderPoll) {
 		return Decision{Action: Refresh, Why: "holder poll", MayRenew: true}
+	}
+	if t.TargetsKeep > 0 && (o.TargetsAt.IsZero() || o.Now.Sub(o.TargetsAt) >= t.TargetsKeep) {
+		return Decision{Action: SeekTargets, Why: "keeping handoff targets at hand", MayRenew: true}
 	}
 	return Decision{Action: Hold, Why: "holding", MayRenew: true}
 }

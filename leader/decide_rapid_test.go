@@ -76,6 +76,7 @@ func genObservation(t *rapid.T) Observation {
 	o.VerifiedAt = genTime(t, "verified_at")
 	o.GapSince = genTime(t, "gap_since")
 	o.IMDSLost = rapid.IntRange(0, 7).Draw(t, "imds_lost") == 0
+	o.IMDSSeenAt = genTime(t, "imds_seen_at")
 	o.LeaseStamp = a.Lease.Renewed
 	if rapid.IntRange(0, 3).Draw(t, "stamp_from_peer") == 0 {
 		o.LeaseStamp = genTime(t, "lease_stamp")
@@ -230,9 +231,11 @@ func TestDecideProperties(t *testing.T) {
 			}
 			// A handoff has no fence: only what a fresh, successful read
 			// shows on this ENI may be moved.
-			if o.ReadError || o.Now.Sub(o.AddressAt) >= testTiming.RenewInterval || !ownsAssociation(o) {
-				t.Fatalf("handoff without a fresh read showing the EIP here (read error %v, read age %s, on %s)",
-					o.ReadError, o.Now.Sub(o.AddressAt), o.Address.NetworkInterfaceID)
+			imdsFresh := o.IMDSSeenAt.After(o.HolderSince) && o.Now.Sub(o.IMDSSeenAt) <= 2*testTiming.ProbeInterval
+			readFresh := o.Now.Sub(o.AddressAt) < testTiming.RenewInterval
+			if o.ReadError || !(readFresh || imdsFresh) || !ownsAssociation(o) {
+				t.Fatalf("handoff without fresh evidence of the EIP here (read error %v, read age %s, metadata age %s, on %s)",
+					o.ReadError, o.Now.Sub(o.AddressAt), o.Now.Sub(o.IMDSSeenAt), o.Address.NetworkInterfaceID)
 			}
 			if !o.AddressAt.After(o.HolderSince) {
 				t.Fatal("handoff on a read from before this holding began")

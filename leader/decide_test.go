@@ -649,6 +649,14 @@ func TestDecideHandoffOnlyWhatAFreshReadShowsHere(t *testing.T) {
 		{name: "old read is refreshed first", o: leaving(func(o *Observation) {
 			o.AddressAt, o.ReadTriedAt = ago(5*time.Second), ago(5*time.Second)
 		}), want: Refresh},
+		{name: "old read, but instance metadata listed the EIP here a moment ago: hand off without a read", o: leaving(func(o *Observation) {
+			o.AddressAt, o.ReadTriedAt = ago(5*time.Second), ago(5*time.Second)
+			o.IMDSSeenAt = ago(time.Second)
+		}), want: Handoff},
+		{name: "old read and old metadata: read first", o: leaving(func(o *Observation) {
+			o.AddressAt, o.ReadTriedAt = ago(5*time.Second), ago(5*time.Second)
+			o.IMDSSeenAt = ago(3 * time.Second)
+		}), want: Refresh},
 		{name: "failed read is retried, not acted on", o: leaving(func(o *Observation) {
 			o.ReadError, o.ReadTriedAt = true, ago(2*time.Second)
 		}), want: Refresh},

@@ -183,6 +183,11 @@ func New(cfg Config, self eip.Identity, cloud Cloud, meta Metadata, h Health, pr
 	if cfg.TargetRetry <= 0 {
 		cfg.TargetRetry = cfg.RenewInterval
 	}
+	if cfg.TargetsKeep == 0 {
+		// One DescribeInstances per holder per 30 s buys a handoff with
+		// a single EC2 call on its critical path.
+		cfg.TargetsKeep = 30 * time.Second
+	}
 	if cfg.CallTimeout <= 0 {
 		cfg.CallTimeout = 10 * time.Second
 	}
@@ -425,7 +430,7 @@ func (l *Loop) observe(st *eipState) Observation {
 		Address: st.addr, AddressAt: st.readAt, ReadTriedAt: l.readTriedAt, ReadError: l.readError,
 		LeaseStamp: st.stamp, LeaseSeenAt: st.stampSeenAt,
 		Holding: st.holding, Term: st.term, HolderSince: st.holderSince, LastRenew: st.lastRenew,
-		VerifiedAt: st.verifiedAt, GapSince: st.gapSince, IMDSLost: st.imdsLost,
+		VerifiedAt: st.verifiedAt, GapSince: st.gapSince, IMDSLost: st.imdsLost, IMDSSeenAt: st.imdsSeenAt,
 		RankSince: st.rankSince, Held: held, MaxHold: l.maxHold(), RebalanceFirst: l.rebalanceFirst() == st, LastMove: st.movedByDaemonAt,
 		Targets: l.currentTargets(st), TargetsAt: st.targetsAt,
 	}

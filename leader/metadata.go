@@ -97,6 +97,7 @@ func (l *Loop) applyMetadata(r metadataReport) {
 			l.refreshNow = true
 		case st.holding && here:
 			st.imdsLost, st.imdsIgnore = false, false
+			st.imdsSeenAt = r.at
 		case st.holding && !st.imdsLost && !st.imdsIgnore && r.at.Sub(st.holderSince) > 2*l.cfg.ProbeInterval:
 			// Metadata may lag a fresh association by a moment; past
 			// that, an EIP missing from our ENI was moved or

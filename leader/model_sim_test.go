@@ -459,6 +459,9 @@ func (p simProber) Check(_ context.Context, ip string) (health.PeerReport, error
 		return health.PeerReport{}, fmt.Errorf("probe peer %s: no route to host", ip)
 	case d.stopped:
 		return health.PeerReport{}, fmt.Errorf("probe peer %s: instance stopped", ip)
+	case d.proxyOff && d.started && !d.paused:
+		// The proxy check fails, but its eipd still answers /status.
+		return reportFromStatus(d.loop.Status()), fmt.Errorf("probe peer %s: connection refused", ip)
 	case d.proxyOff:
 		return health.PeerReport{}, fmt.Errorf("probe peer %s: connection refused", ip)
 	case d.paused && d.frozen:

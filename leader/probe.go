@@ -30,7 +30,9 @@ func (l *Loop) probePeers(ctx context.Context) {
 	wg.Wait()
 	for id, st := range l.eips {
 		if st.holding {
-			if st.letGo != "" && st.peerAt.After(st.holderSince) && (st.peerErr != nil || !st.peerReport.Holds(id)) {
+			// Let go: its eipd says it does not hold the EIP, or its eipd
+			// does not answer at all (its proxy's fate does not matter).
+			if st.letGo != "" && st.peerAt.After(st.holderSince) && !st.peerSaid.Holds(id) {
 				l.log.Debug("the former holder let go", "allocation_id", id, "instance_id", st.letGo)
 				st.letGo = ""
 				l.watchPeer(st)
@@ -93,7 +95,7 @@ func (st *eipState) peerResult(report health.PeerReport, err error, now time.Tim
 		st.peerChanged = true
 	}
 	st.peerErr = err
-	st.peerReport, st.peerAt = report, now
+	st.peerReport, st.peerSaid, st.peerAt = report, report, now
 	if err != nil {
 		st.peerReport = health.PeerReport{}
 	}

@@ -67,6 +67,7 @@ type eipState struct {
 	// metadata is not believed again until it lists the EIP once more.
 	imdsLost   bool
 	imdsLostAt time.Time
+	imdsSeenAt time.Time // metadata last listed it on our ENI
 	imdsIgnore bool
 	// letGo is the member this instance took the EIP from: until that
 	// member stops calling itself holder (probed), is unreachable, or a
@@ -82,6 +83,7 @@ type eipState struct {
 	peerWasDown      bool
 	peerErr          error
 	peerReport       health.PeerReport // from the last probe; zero when it failed
+	peerSaid         health.PeerReport // what its eipd said in the last probe, even when the probe failed
 	peerAt           time.Time         // when that probe completed
 	peerEverAnswered bool              // its /status answered at least once
 	peerSilent       bool              // silence logged
