@@ -52,6 +52,9 @@ type Observer interface {
 	SetHolder(allocationID string, holder bool)
 	SetLease(allocationID string, term int64, age time.Duration)
 	SetPeerProbeUp(allocationID string, up bool)
+	// ForgetPeerProbe: this instance no longer probes anyone for the EIP
+	// (it holds it, or the EIP is unassociated).
+	ForgetPeerProbe(allocationID string)
 	SetHandoffBlocked(allocationID string, blocked bool)
 	SetNoFreePrivateIP(allocationID string, blocked bool)
 	Failover(allocationID, reason string, d time.Duration)

@@ -443,6 +443,7 @@ func (r *recObserver) Failover(alloc, reason string, d time.Duration) {
 	r.failovers = append(r.failovers, failover{alloc, reason, d})
 }
 func (r *recObserver) SetNoFreePrivateIP(string, bool) {}
+func (r *recObserver) ForgetPeerProbe(string)          {}
 func (r *recObserver) Forgotten(string)                {}
 func (r *recObserver) LifecycleNotice(kind string) {
 	r.mu.Lock()

@@ -290,6 +290,9 @@ func (l *Loop) watchPeer(st *eipState) {
 		}
 	}
 	if ip != st.peerIP {
+		if ip == "" && st.peerIP != "" && l.obs != nil {
+			l.obs.ForgetPeerProbe(st.addr.AllocationID)
+		}
 		st.peerIP = ip
 		st.peer = health.NewHysteresis(1, max(1, l.cfg.ProbeFall))
 		st.peerReport, st.peerAt, st.peerSilent, st.peerEverAnswered = health.PeerReport{}, time.Time{}, false, false

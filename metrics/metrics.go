@@ -126,7 +126,7 @@ func New(build BuildInfo, allocationIDs []string, operations, outcomes, imdsOutc
 		}),
 		peerProbeUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "eipd_peer_probe_up",
-			Help: "1 when this standby's probe of the instance holding the EIP succeeds after fall hysteresis, else 0. Absent until probed.",
+			Help: "1 when this standby's probe of the instance holding the EIP succeeds after fall hysteresis, else 0. Absent until probed, and while this instance probes nobody for the EIP (it holds it, or the EIP is unassociated).",
 		}, []string{"allocation_id"}),
 		isHolder: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "eipd_is_holder",
@@ -299,6 +299,12 @@ func (m *Metrics) SetPeerProbeUp(allocationID string, up bool) {
 	if m.allocation(allocationID) {
 		m.peerProbeUp.WithLabelValues(allocationID).Set(b2f(up))
 	}
+}
+
+// ForgetPeerProbe drops eipd_peer_probe_up for allocationID: this instance
+// no longer probes anyone for it, and a last value would go stale.
+func (m *Metrics) ForgetPeerProbe(allocationID string) {
+	m.peerProbeUp.DeleteLabelValues(allocationID)
 }
 
 // SetHolder says whether this instance holds allocationID.
