@@ -27,7 +27,7 @@ import (
 // EIPD_MODEL_EVENTS how many events a failure shows.
 
 const (
-	modelRuns    = 48 // 8 with -short
+	modelRuns    = 120 // 8 with -short
 	modelMinutes = 5
 	modelEvents  = 40
 )
