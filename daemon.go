@@ -158,6 +158,7 @@ func configFields(c *Config) []any {
 // runDaemon is eipd run with a valid configuration.
 func runDaemon(ctx context.Context, cfg *Config, getenv func(string) string, log hclog.Logger) error {
 	log.Info("starting", append([]any{"version", version, "revision", revision}, configFields(cfg)...)...)
+	tuneRuntime(os.Getenv, cfg.Pprof)
 
 	awsCfg, imdsClient, err := loadAWS(ctx, log.Named("aws"))
 	if err != nil {
