@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,8 +20,11 @@ import (
 
 // Benchmarks run the daemons at their DEFAULT settings (no timing flags)
 // and report figures with b.ReportMetric; they assert nothing about speed.
-// Run with: go test -run '^$' -bench . -benchtime 1x -timeout 60m ./e2e/
-// Each benchmark does its own trials (E2E_TRIALS, default 20) whatever b.N.
+// Run with `make bench` (all of them, then docs/BENCHMARKS.md is written),
+// or e.g. go test -run '^$' -bench FailoverHAProxyDeath -benchtime 1x ./e2e/
+// Each benchmark does its own trials whatever b.N. Knobs (environment):
+// E2E_TRIALS (failover trials, default 20), E2E_API_WINDOW (default 1m),
+// E2E_IDLE_WINDOW (default 1m), E2E_BENCH_N100=1 (adds APICost/N=100).
 
 var defaults = []string{}
 
@@ -40,7 +44,7 @@ func percentile(xs []float64, p float64) float64 {
 	return s[max(0, min(i, len(s)-1))]
 }
 
-func fmtSeconds(xs []float64) string {
+func fmtList(xs []float64) string {
 	parts := make([]string, len(xs))
 	for i, x := range xs {
 		parts[i] = strconv.FormatFloat(x, 'f', 2, 64)
@@ -71,16 +75,37 @@ func (c *cluster) allReady(n int) {
 	})
 }
 
+// failoverCase is one kind of fault for failoverBench.
+type failoverCase struct {
+	// spares: instances kept in reserve, for faults the holder does not
+	// come back from (one per trial).
+	spares int
+	// faults are emulator faults for the whole run, set before the daemons
+	// start (e.g. latency on every EC2 call).
+	faults map[string]any
+	// fail injects the fault into the holder h; restore undoes it (or
+	// replaces h) so that the next trial starts from a steady cluster of
+	// three.
+	fail, restore func(c *cluster, h *node)
+}
+
+// liveMembers is the size of the failover benchmarks' cluster.
+const liveMembers = 3
+
 // failoverBench runs trials of: steady state → fail the holder → time
 // until the emulator associates the EIP with another instance → restore.
-func failoverBench(b *testing.B, fail func(h *node), restore func(h *node)) {
-	c := newCluster(b, clusterOpts{instances: 3, flags: defaults})
+func failoverBench(b *testing.B, fc failoverCase) {
+	c := newCluster(b, clusterOpts{instances: liveMembers, spares: fc.spares, flags: defaults})
+	if fc.faults != nil {
+		c.setFaults(fc.faults)
+	}
 	alloc := c.alloc(0)
 	c.startAll()
+	logLoad(b, "at start")
 	var ds, ages []float64
 	for i := 0; i < trials(); i++ {
 		h := c.steady(alloc)
-		c.allReady(len(c.nodes))
+		c.allReady(liveMembers)
 		// A thawed ex-holder writes one stale renewal (eipd:holder = itself)
 		// before it re-reads and steps down; start the trial only once the
 		// real holder's own renewal has replaced it, so the lease age at the
@@ -94,7 +119,7 @@ func failoverBench(b *testing.B, fail func(h *node), restore func(h *node)) {
 		mark := c.mark()
 		renewed, _ := time.Parse(time.RFC3339Nano, c.address(alloc).Tags["eipd:renewed"])
 		t0 := time.Now()
-		fail(h)
+		fc.fail(c, h)
 		ages = append(ages, t0.Sub(renewed).Seconds())
 		waitFor(b, 120*time.Second, "the EIP to move off the failed holder", func() bool { return len(c.assocsSince(mark, alloc)) > 0 })
 		e := c.assocsSince(mark, alloc)[0]
@@ -102,34 +127,156 @@ func failoverBench(b *testing.B, fail func(h *node), restore func(h *node)) {
 			b.Fatalf("trial %d: associated back to the failed holder:%s", i, c.eventsSince(mark))
 		}
 		ds = append(ds, e.Time.Sub(t0).Seconds())
-		restore(h)
+		fc.restore(c, h)
 	}
-	b.Logf("trials (s): %s", fmtSeconds(ds))
-	b.Logf("lease age when the holder failed (s): %s", fmtSeconds(ages))
+	logLoad(b, "at end")
+	b.Logf("trials (s): %s", fmtList(ds))
+	b.Logf("lease age when the holder failed (s): %s", fmtList(ages))
 	b.ReportMetric(percentile(ds, 50), "p50-s")
 	b.ReportMetric(percentile(ds, 99), "p99-s")
 	b.ReportMetric(percentile(ds, 100), "max-s")
 	b.ReportMetric(float64(len(ds)), "trials")
 }
 
+// logLoad logs the machine's load average: the benchmarks share it.
+func logLoad(b *testing.B, when string) {
+	if l, err := os.ReadFile("/proc/loadavg"); err == nil {
+		b.Logf("load average %s: %s", when, strings.Join(strings.Fields(string(l))[:3], " "))
+	}
+}
+
+func killHAProxy(_ *cluster, h *node)    { h.killHAProxy() }
+func restartHAProxy(_ *cluster, h *node) { h.restartHAProxy() }
+
+// powerOff is what a stopped or terminated instance does to the processes
+// on it: they die at once, without a handoff.
+func powerOff(h *node) {
+	h.eipd.killWait(h.c.t)
+	h.haproxy.killWait(h.c.t)
+}
+
 // BenchmarkFailoverHAProxyDeath: the holder's HAProxy is killed; time
 // until the EIP is associated with a healthy instance (a handoff).
 func BenchmarkFailoverHAProxyDeath(b *testing.B) {
-	failoverBench(b, func(h *node) { h.killHAProxy() }, func(h *node) { h.restartHAProxy() })
+	failoverBench(b, failoverCase{fail: killHAProxy, restore: restartHAProxy})
+}
+
+// BenchmarkFailoverHAProxyDeathSlowAPI: the same on a slow day or from a
+// far region: the emulator adds 300 ms to every EC2 call.
+func BenchmarkFailoverHAProxyDeathSlowAPI(b *testing.B) {
+	failoverBench(b, failoverCase{faults: map[string]any{"latency": "300ms"}, fail: killHAProxy, restore: restartHAProxy})
 }
 
 // BenchmarkFailoverInstanceDeath: the holder instance hangs (its eipd and
-// HAProxy are SIGSTOPped: no renewals, no answers); time until a standby
-// has taken the EIP over. The hang is thawed between trials (a terminated
-// instance cannot come back in the emulator).
+// HAProxy are SIGSTOPped: no renewals, no answers, but the instance is
+// still running); time until a standby has taken the EIP over. Bounded by
+// the lease. The hang is thawed between trials.
 func BenchmarkFailoverInstanceDeath(b *testing.B) {
-	failoverBench(b, func(h *node) {
+	failoverBench(b, failoverCase{fail: func(_ *cluster, h *node) {
 		h.eipd.stop()
 		h.haproxy.stop()
-	}, func(h *node) {
+	}, restore: func(_ *cluster, h *node) {
 		h.eipd.cont()
 		h.haproxy.cont()
+	}})
+}
+
+// BenchmarkFailoverInstanceStopped: the holder instance is stopped through
+// the emulator's control API (it keeps the EIP, as on AWS) and its
+// processes die with it; time until a standby has taken the EIP over.
+// Between trials the instance is started again with a fresh HAProxy and
+// daemon, which join as a standby.
+func BenchmarkFailoverInstanceStopped(b *testing.B) {
+	failoverBench(b, failoverCase{fail: func(c *cluster, h *node) {
+		powerOff(h)
+		c.instanceOp(h.id(), "stop")
+	}, restore: func(c *cluster, h *node) {
+		c.instanceOp(h.id(), "start")
+		h.restartHAProxy()
+		h.startDaemon()
+		h.waitUp()
+	}})
+}
+
+// BenchmarkFailoverInstanceTerminated: the holder instance is terminated
+// through the emulator's control API (the EIP is disassociated with its
+// ENI) and its processes die with it; time until the EIP is associated
+// with a survivor. A terminated instance cannot come back, so each trial
+// brings in one of the spare instances as the third member.
+func BenchmarkFailoverInstanceTerminated(b *testing.B) {
+	failoverBench(b, failoverCase{spares: trials(), fail: func(c *cluster, h *node) {
+		powerOff(h)
+		c.instanceOp(h.id(), "terminate")
+	}, restore: func(c *cluster, _ *node) {
+		n := c.spare()
+		if n == nil {
+			b.Fatal("no spare instance left")
+		}
+		n.activate()
+	}})
+}
+
+// apiWindow is how long the API benchmarks count calls.
+func apiWindow() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("E2E_API_WINDOW")); err == nil && d > 0 {
+		return d
+	}
+	return time.Minute
+}
+
+// apiCost counts the emulator's calls over the window once the cluster is
+// steady for every EIP and no EIP has moved for settle, and reports them.
+func apiCost(b *testing.B, c *cluster, label string) {
+	var allocs []string
+	for i := range c.info.EIPs {
+		allocs = append(allocs, c.alloc(i))
+	}
+	for _, a := range allocs {
+		c.steady(a)
+	}
+	// Settle: start-up reads, eipd:state writes and the spreading of
+	// several EIPs are not steady state. Wait until nothing has moved for
+	// settle (at most 3 minutes).
+	const settle = 15 * time.Second
+	quietSince, seen := time.Now(), len(c.events())
+	waitFor(b, 3*time.Minute, "no EIP moving for "+settle.String(), func() bool {
+		if n := len(c.events()); n != seen {
+			quietSince, seen = time.Now(), n
+		}
+		return time.Since(quietSince) >= settle
 	})
+	window := apiWindow()
+	mark := c.mark()
+	s0 := c.stats()
+	time.Sleep(window)
+	s1 := c.stats()
+	for _, a := range allocs {
+		if m := c.assocsSince(mark, a); len(m) > 0 {
+			b.Fatalf("an EIP moved during the measurement:%s", c.eventsSince(mark))
+		}
+	}
+	perMin := func(d int64) float64 { return float64(d) / window.Minutes() }
+	mut := int64(0)
+	var parts []string
+	actions := make([]string, 0, len(s1.ByAction))
+	for a := range s1.ByAction {
+		actions = append(actions, a)
+	}
+	sort.Strings(actions)
+	for _, a := range actions {
+		d := s1.ByAction[a] - s0.ByAction[a]
+		if d == 0 {
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s=%.1f/min", a, perMin(d)))
+		switch a {
+		case "AssociateAddress", "DisassociateAddress", "CreateTags", "DeleteTags":
+			mut += d
+		}
+	}
+	b.Logf("%s over %s: %s", label, window, strings.Join(parts, " "))
+	b.ReportMetric(perMin(s1.Total-s0.Total), "calls/min")
+	b.ReportMetric(perMin(mut), "mutating-calls/min")
 }
 
 // BenchmarkAPICost: steady-state EC2 calls per minute of a whole cluster,
@@ -141,48 +288,32 @@ func BenchmarkAPICost(b *testing.B) {
 	if os.Getenv("E2E_BENCH_N100") == "1" {
 		sizes = append(sizes, 100)
 	}
-	window := time.Minute
-	if d, err := time.ParseDuration(os.Getenv("E2E_API_WINDOW")); err == nil && d > 0 {
-		window = d
-	}
 	for _, n := range sizes {
 		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
 			c := newCluster(b, clusterOpts{instances: n, flags: defaults, tcpTarget: n >= 10})
-			alloc := c.alloc(0)
 			c.startAll()
-			c.steady(alloc)
-			// Settle: start-up reads and eipd:state writes are not steady
-			// state.
-			time.Sleep(15 * time.Second)
-			mark := c.mark()
-			s0 := c.stats()
-			time.Sleep(window)
-			s1 := c.stats()
-			if m := c.assocsSince(mark, alloc); len(m) > 0 {
-				b.Fatalf("the EIP moved during the measurement:%s", c.eventsSince(mark))
-			}
-			perMin := func(d int64) float64 { return float64(d) / window.Minutes() }
-			mut := int64(0)
-			var parts []string
-			actions := make([]string, 0, len(s1.ByAction))
-			for a := range s1.ByAction {
-				actions = append(actions, a)
-			}
-			sort.Strings(actions)
-			for _, a := range actions {
-				d := s1.ByAction[a] - s0.ByAction[a]
-				if d == 0 {
-					continue
-				}
-				parts = append(parts, fmt.Sprintf("%s=%.1f/min", a, perMin(d)))
-				switch a {
-				case "AssociateAddress", "DisassociateAddress", "CreateTags", "DeleteTags":
-					mut += d
-				}
-			}
-			b.Logf("N=%d over %s: %s", n, window, strings.Join(parts, " "))
-			b.ReportMetric(perMin(s1.Total-s0.Total), "calls/min")
-			b.ReportMetric(perMin(mut), "mutating-calls/min")
+			apiCost(b, c, fmt.Sprintf("N=%d", n))
+		})
+	}
+}
+
+// apiCostMembers and apiCostPrivateIPs shape BenchmarkAPICostEIPs: eight
+// members with room for several EIPs each (an EIP needs a private IP of
+// its own), so that where the EIPs go is the daemons' choice.
+const (
+	apiCostMembers    = 8
+	apiCostPrivateIPs = 4
+)
+
+// BenchmarkAPICostEIPs: the same count with 1, 4 and 16 EIPs on eight
+// members (TCP health targets): the cost of holding several EIPs.
+func BenchmarkAPICostEIPs(b *testing.B) {
+	for _, k := range []int{1, 4, 16} {
+		b.Run(fmt.Sprintf("EIPs=%d", k), func(b *testing.B) {
+			c := newCluster(b, clusterOpts{instances: apiCostMembers, eips: k, privateIPs: apiCostPrivateIPs,
+				flags: defaults, tcpTarget: true})
+			c.startAll()
+			apiCost(b, c, fmt.Sprintf("EIPs=%d on %d members", k, apiCostMembers))
 		})
 	}
 }
@@ -225,8 +356,46 @@ func procRSS(pid int) (float64, error) {
 	return 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
 }
 
+// idleWindow is how long BenchmarkIdle samples the daemons.
+func idleWindow() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("E2E_IDLE_WINDOW")); err == nil && d > 0 {
+		return d
+	}
+	return time.Minute
+}
+
+// healthcheckRSS runs `eipd healthcheck` against n's status listener, as a
+// container runtime does, and returns the peak resident memory (MiB) of
+// each run. GNU time reports it: the rusage Go gets for its own child is
+// useless here, because Go starts children with vfork and Linux then
+// credits the child with the (large) peak of this test process.
+func healthcheckRSS(b *testing.B, n *node, runs int) []float64 {
+	const timeBin = "/usr/bin/time"
+	if _, err := os.Stat(timeBin); err != nil {
+		b.Fatalf("measuring eipd healthcheck needs GNU time (Debian package time): %v", err)
+	}
+	var out []float64
+	for range runs {
+		cmd := exec.Command(timeBin, "-f", "maxrss-kib=%M", eipdBin, "healthcheck",
+			"--listen", fmt.Sprintf("%s:%d", n.inst.PrivateIP, n.statusPort))
+		cmd.Env = minimalEnv(n.c.dir)
+		msg, err := cmd.CombinedOutput()
+		if err != nil {
+			b.Fatalf("eipd healthcheck: %v\n%s", err, msg)
+		}
+		_, v, ok := strings.Cut(string(msg), "maxrss-kib=")
+		kib, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if !ok || err != nil {
+			b.Fatalf("no peak RSS in the output of %s: %q", timeBin, msg)
+		}
+		out = append(out, kib/1024)
+	}
+	return out
+}
+
 // BenchmarkIdle: resident memory and CPU of the holder's daemon (and of a
-// standby's) over one minute of steady state, three instances, defaults.
+// standby's) over one minute of steady state, three instances, defaults;
+// and the peak resident memory of `eipd healthcheck` (median of 11 runs).
 func BenchmarkIdle(b *testing.B) {
 	c := newCluster(b, clusterOpts{instances: 3, flags: defaults})
 	alloc := c.alloc(0)
@@ -234,6 +403,7 @@ func BenchmarkIdle(b *testing.B) {
 	h := c.steady(alloc)
 	sb := c.others(h)[0]
 	time.Sleep(10 * time.Second)
+	logLoad(b, "at start")
 	type m struct{ cpu0, rssMax float64 }
 	pids := []int{h.eipd.pid(), sb.eipd.pid()}
 	ms := make([]m, len(pids))
@@ -245,7 +415,7 @@ func BenchmarkIdle(b *testing.B) {
 		ms[i].cpu0 = cpu
 	}
 	start := time.Now()
-	for time.Since(start) < time.Minute {
+	for time.Since(start) < idleWindow() {
 		time.Sleep(time.Second)
 		for i, p := range pids {
 			r, err := procRSS(p)
@@ -264,11 +434,15 @@ func BenchmarkIdle(b *testing.B) {
 		}
 		cpu[i] = 100 * (c1 - ms[i].cpu0) / el
 	}
+	logLoad(b, "at end")
 	if h.role(alloc) != "holder" {
 		b.Fatalf("the holder changed during the measurement")
 	}
+	hc := healthcheckRSS(b, h, 11)
+	b.Logf("eipd healthcheck peak RSS (MiB): %s", fmtList(hc))
 	b.ReportMetric(ms[0].rssMax, "rss-MiB")
 	b.ReportMetric(cpu[0], "cpu-%")
 	b.ReportMetric(ms[1].rssMax, "standby-rss-MiB")
 	b.ReportMetric(cpu[1], "standby-cpu-%")
+	b.ReportMetric(percentile(hc, 50), "healthcheck-rss-MiB")
 }

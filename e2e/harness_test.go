@@ -342,6 +342,8 @@ type simOpts struct {
 	// asg and hook: an Auto Scaling group holding every instance and its
 	// termination lifecycle hook (eipd sim --asg, --lifecycle-hook).
 	asg, hook string
+	// privateIPs per instance (eipd sim --private-ips); 0 = the emulator's default.
+	privateIPs int
 }
 
 // startSim runs `eipd sim` and reads the JSON line it prints.
@@ -359,6 +361,9 @@ func startSim(t testing.TB, dir string, o simOpts) (*proc, simInfo) {
 	}
 	if o.hook != "" {
 		args = append(args, "--lifecycle-hook", o.hook)
+	}
+	if o.privateIPs > 0 {
+		args = append(args, "--private-ips", strconv.Itoa(o.privateIPs))
 	}
 	p := startProc(t, dir, "sim", minimalEnv(dir), eipdBin, args...)
 	var info simInfo
@@ -434,6 +439,12 @@ type clusterOpts struct {
 	// (tcp://ip:port) instead of HAProxy, to spare a 2-core machine when
 	// many instances run.
 	tcpTarget bool
+	// spares are further instances created in the emulator (running, in
+	// the group) on which nothing is started until node.activate: fresh
+	// members for benchmarks that terminate instances.
+	spares int
+	// privateIPs per instance in the emulator; 0 = its default.
+	privateIPs int
 	// alt marks instances that use the alternate HAProxy and status ports
 	// (the partition scenario).
 	alt func(i int) bool
@@ -461,6 +472,9 @@ type node struct {
 	backendPort int
 	controlAddr string
 	tcpTarget   bool
+	// spare: an instance of the emulator with nothing started on it yet
+	// (clusterOpts.spares); activate brings it in.
+	spare bool
 
 	backend  *http.Server
 	tcpLn    net.Listener
@@ -492,7 +506,8 @@ func newCluster(t testing.TB, o clusterOpts) *cluster {
 	hap, hapAlt := freePort(t), freePort(t)
 	status, statusAlt := freePort(t), freePort(t)
 	backendPort := freePort(t)
-	sim, info := startSim(t, dir, simOpts{instances: o.instances, eips: o.eips, targetPort: hap, asg: o.asg, hook: o.hook})
+	sim, info := startSim(t, dir, simOpts{instances: o.instances + o.spares, eips: o.eips, targetPort: hap,
+		asg: o.asg, hook: o.hook, privateIPs: o.privateIPs})
 	c := &cluster{t: t, dir: dir, sim: sim, info: info, flags: o.flags}
 	if c.flags == nil {
 		c.flags = fastFlags
@@ -504,19 +519,54 @@ func newCluster(t testing.TB, o clusterOpts) *cluster {
 			n.hapPort, n.statusPort = hapAlt, statusAlt
 		}
 		c.nodes = append(c.nodes, n)
-		if o.tcpTarget {
-			n.startTCPTarget()
-		} else {
-			n.startBackend()
-			n.startHAProxy()
+		if i >= o.instances {
+			n.spare = true
+			continue
 		}
+		n.startTarget()
 	}
 	for _, n := range c.nodes {
-		if !o.tcpTarget {
+		if !o.tcpTarget && !n.spare {
 			n.waitHAProxy()
 		}
 	}
 	return c
+}
+
+// startTarget starts the instance's health target: backend and HAProxy, or
+// the plain TCP listener.
+func (n *node) startTarget() {
+	if n.tcpTarget {
+		n.startTCPTarget()
+		return
+	}
+	n.startBackend()
+	n.startHAProxy()
+}
+
+// activate brings a spare instance into the cluster: its health target,
+// then its daemon, and waits until the daemon serves /status.
+func (n *node) activate() {
+	if !n.spare {
+		n.c.t.Fatalf("%s is not a spare", n.id())
+	}
+	n.spare = false
+	n.startTarget()
+	if !n.tcpTarget {
+		n.waitHAProxy()
+	}
+	n.startDaemon()
+	n.waitUp()
+}
+
+// spare returns the first instance still kept in reserve, or nil.
+func (c *cluster) spare() *node {
+	for _, n := range c.nodes {
+		if n.spare {
+			return n
+		}
+	}
+	return nil
 }
 
 // startBackend runs the web server behind this instance's HAProxy; it
@@ -652,10 +702,14 @@ func (n *node) waitUp() {
 
 func (c *cluster) startAll() {
 	for _, n := range c.nodes {
-		n.startDaemon()
+		if !n.spare {
+			n.startDaemon()
+		}
 	}
 	for _, n := range c.nodes {
-		n.waitUp()
+		if !n.spare {
+			n.waitUp()
+		}
 	}
 }
 
