@@ -124,8 +124,8 @@ const maxProbed = 8
 // seekTargets lists ready members with a free private IP and keeps those
 // that pass a probe, ranked by RankTargets.
 func (l *Loop) seekTargets(ctx context.Context, st *eipState) {
-	// One listing serves every EIP sought in the same moment.
-	l.refreshMembers(ctx, l.membersAt.IsZero() || l.cfg.Now().Sub(l.membersAt) >= l.cfg.TargetRetry)
+	// One listing serves every EIP sought in the same pass.
+	l.refreshMembers(ctx, !l.membersAt.After(l.passStart))
 	st.targetsAt = l.cfg.Now()
 	held := map[string]int{}
 	for _, s := range l.eips {

@@ -115,7 +115,8 @@ type Loop struct {
 	stateTagAt  time.Time
 	refreshNow  bool
 	own         ownHealth
-	passFailed  bool // an AWS call of this pass failed
+	passFailed  bool      // an AWS call of this pass failed
+	passStart   time.Time // when this pass began
 
 	requests chan *handoffRequest
 	renewer  renewer
@@ -308,7 +309,7 @@ func (l *Loop) callCtx(ctx context.Context) (context.Context, context.CancelFunc
 func (l *Loop) reconcile(ctx context.Context) {
 	now := l.cfg.Now()
 	l.own.observe(l.health.Status(), now)
-	l.passFailed = false
+	l.passFailed, l.passStart = false, now
 	l.syncRenewals()
 	if l.refreshNow || len(l.eips) == 0 {
 		l.refreshNow = false
