@@ -247,17 +247,45 @@ func during(t testing.TB, d time.Duration, what string, cond func() error) {
 	}
 }
 
-// freePort returns a TCP port that was free on 127.0.0.1 a moment ago.
-// Instances bind their own 127.0.0.x addresses, on which it is free too
-// unless something binds 0.0.0.0 on it in between.
+// freePort returns a TCP port that was free a moment ago on 127.0.0.1 and
+// on every address the emulator gives instances (127.0.0.11 onwards). The
+// kernel picks an ephemeral port free on 127.0.0.1 only: a port that another
+// run's cluster holds on 127.0.0.11 (the same instance IPs, since every
+// emulator starts there) would be handed out again, and the instance
+// listeners of two concurrent runs would then collide.
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
+	for try := 0; try < 50; try++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("free port: %v", err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if freeOnInstanceIPs(port) {
+			return port
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatalf("free port: no port free on every instance address in 50 tries")
+	return 0
+}
+
+// instanceIPs is how many emulator addresses freePort checks: 127.0.0.11
+// up to the largest cluster of the benchmarks (100 instances) plus their
+// secondary IPs.
+const instanceIPs = 130
+
+func freeOnInstanceIPs(port int) bool {
+	base := net.ParseIP("127.0.0.11").To4()
+	for i := 0; i < instanceIPs; i++ {
+		ip := net.IPv4(base[0], base[1], base[2], base[3]+byte(i))
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip.String(), strconv.Itoa(port)))
+		if err != nil {
+			return false
+		}
+		ln.Close()
+	}
+	return true
 }
 
 // fastFlags are the daemon timings of the tests: failures are seen in
