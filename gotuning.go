@@ -18,10 +18,24 @@ import (
 // noise). A GOGC set in the environment wins.
 const daemonGCPercent = 50
 
+// daemonProcs is the daemon's GOMAXPROCS when the environment sets none.
+//
+// The daemon waits on timers and the network and uses well under 1 % of a
+// core; one P is plenty. With one P per CPU, every wake-up may spin other
+// Ps looking for work to steal, each P keeps its own cache of spans, and
+// both grow with the instance size. Measured on 2 CPUs (e2e-style cluster,
+// 60-90 s windows): holder idle CPU 0.28-0.30 % with one P against
+// 0.34-0.37 % with two, standby 0.20-0.21 % against 0.23-0.27 %, RSS about
+// 0.2 MiB lower. A GOMAXPROCS set in the environment wins.
+const daemonProcs = 1
+
 // tuneRuntime sets the daemon's runtime knobs; getenv is os.Getenv.
 func tuneRuntime(getenv func(string) string, pprof bool) {
 	if getenv("GOGC") == "" {
 		debug.SetGCPercent(daemonGCPercent)
+	}
+	if getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(daemonProcs)
 	}
 	if !pprof {
 		// Nobody can read a heap profile without --pprof: stop sampling

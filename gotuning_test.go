@@ -9,9 +9,11 @@ import (
 func TestTuneRuntime(t *testing.T) {
 	rate := runtime.MemProfileRate
 	prev := debug.SetGCPercent(100)
+	procs := runtime.GOMAXPROCS(0)
 	t.Cleanup(func() {
 		runtime.MemProfileRate = rate
 		debug.SetGCPercent(prev)
+		runtime.GOMAXPROCS(procs)
 	})
 	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
@@ -22,8 +24,15 @@ func TestTuneRuntime(t *testing.T) {
 	if runtime.MemProfileRate != rate {
 		t.Errorf("with --pprof the memory profile rate changed to %d", runtime.MemProfileRate)
 	}
+	if got := runtime.GOMAXPROCS(0); got != daemonProcs {
+		t.Errorf("GOMAXPROCS unset: %d, want %d", got, daemonProcs)
+	}
 
-	tuneRuntime(env(map[string]string{"GOGC": "200"}), false)
+	runtime.GOMAXPROCS(3)
+	tuneRuntime(env(map[string]string{"GOGC": "200", "GOMAXPROCS": "3"}), false)
+	if got := runtime.GOMAXPROCS(0); got != 3 {
+		t.Errorf("GOMAXPROCS set in the environment: changed to %d", got)
+	}
 	if got := debug.SetGCPercent(100); got != 100 {
 		t.Errorf("GOGC set in the environment: GC percent changed to %d", got)
 	}
