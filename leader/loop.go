@@ -126,8 +126,17 @@ type Loop struct {
 
 	mu     sync.Mutex
 	status snapshot
+	// seen is the metadata watcher's last successful read of this
+	// instance's public IPs: Status judges a holder by it at once, even
+	// while the loop is stuck in a slow EC2 call.
+	seen ipsSeen
 
 	lastReconcile atomic.Int64 // unix nanos
+}
+
+type ipsSeen struct {
+	at  time.Time
+	ips []string
 }
 
 type handoffRequest struct {

@@ -43,6 +43,9 @@ func (l *Loop) watchMetadata(ctx context.Context, out chan<- metadataReport) {
 			ips, err := l.meta.PublicIPs(cctx)
 			if err == nil {
 				r.publicIPs, r.ipsKnown = ips, true
+				l.mu.Lock()
+				l.seen = ipsSeen{at: now, ips: ips}
+				l.mu.Unlock()
 			} else if ctx.Err() == nil {
 				l.log.Debug("cannot read own public IPs", "error", err)
 			}

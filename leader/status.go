@@ -1,6 +1,7 @@
 package leader
 
 import (
+	"slices"
 	"time"
 
 	"github.com/eipd/eipd/health"
@@ -84,6 +85,8 @@ type snapshot struct {
 
 type holderTrust struct {
 	verifiedAt time.Time
+	since      time.Time // holding since
+	publicIP   string // "" when metadata is not believed for it (imdsIgnore)
 	imdsLost   bool
 	term       int64
 	letGo      string
@@ -93,7 +96,7 @@ type holderTrust struct {
 // Status returns the view at this moment; safe for concurrent use.
 func (l *Loop) Status() Status {
 	l.mu.Lock()
-	snap := l.status
+	snap, seen := l.status, l.seen
 	s := snap.Status
 	s.EIPs = append([]EIPStatus(nil), s.EIPs...)
 	l.mu.Unlock()
@@ -116,8 +119,11 @@ func (l *Loop) Status() Status {
 				e.LeaseRenewed = renewed
 			}
 		}
+		// Metadata read after the holding began (and its first moments)
+		// that no longer lists the EIP: it left this ENI.
+		gone := h.publicIP != "" && seen.at.Sub(h.since) > 2*l.cfg.ProbeInterval && !slices.Contains(seen.ips, h.publicIP)
 		switch {
-		case h.imdsLost || verified.IsZero() || now.Sub(verified) >= l.cfg.trustWindow():
+		case h.imdsLost || gone || verified.IsZero() || now.Sub(verified) >= l.cfg.trustWindow():
 			e.Role, e.LeaseRenewed = RoleUnverified, time.Time{}
 			if e.Why == "holding" {
 				e.Why = "AWS has not confirmed this holder lately"
@@ -159,7 +165,12 @@ func (l *Loop) publish() {
 			if st.ownSlot != "" {
 				s.SlotsInUse = append(s.SlotsInUse, st.ownSlot)
 			}
-			holders[id] = holderTrust{verifiedAt: st.verifiedAt, imdsLost: st.imdsLost, term: st.term,
+			pub := st.addr.PublicIP
+			if st.imdsIgnore {
+				pub = ""
+			}
+			holders[id] = holderTrust{verifiedAt: st.verifiedAt, since: st.holderSince, publicIP: pub,
+				imdsLost: st.imdsLost, term: st.term,
 				letGo: st.letGo, letGoUntil: st.letGoUntil}
 		}
 		confirmed := !st.holding && st.peerReport.Holds(id) && st.peerIP != ""
