@@ -312,11 +312,12 @@ type simInfo struct {
 }
 
 type instInfo struct {
-	InstanceID   string `json:"instance_id"`
-	PrivateIP    string `json:"private_ip"`
-	AZ           string `json:"az"`
-	ENIID        string `json:"eni_id"`
-	IMDSEndpoint string `json:"imds_endpoint"`
+	InstanceID   string   `json:"instance_id"`
+	PrivateIP    string   `json:"private_ip"`
+	PrivateIPs   []string `json:"private_ips"`
+	AZ           string   `json:"az"`
+	ENIID        string   `json:"eni_id"`
+	IMDSEndpoint string   `json:"imds_endpoint"`
 }
 
 type eipInfo struct {
@@ -339,9 +340,10 @@ func (e simEvent) String() string {
 }
 
 type simStats struct {
-	Total    int64                       `json:"total"`
-	ByAction map[string]int64            `json:"by_action"`
-	ByCaller map[string]map[string]int64 `json:"by_caller"`
+	Total     int64                       `json:"total"`
+	ByAction  map[string]int64            `json:"by_action"`
+	ByCaller  map[string]map[string]int64 `json:"by_caller"`
+	ByOutcome map[string]map[string]int64 `json:"by_outcome"`
 }
 
 type simAddress struct {
@@ -503,6 +505,8 @@ type node struct {
 	// spare: an instance of the emulator with nothing started on it yet
 	// (clusterOpts.spares); activate brings it in.
 	spare bool
+	// env is added to the daemon's environment (e.g. a test clock offset).
+	env []string
 
 	backend  *http.Server
 	tcpLn    net.Listener
@@ -707,8 +711,9 @@ func (n *node) startDaemon(extra ...string) {
 		"--listen", fmt.Sprintf("%s:%d", n.inst.PrivateIP, n.statusPort), "--control", n.controlAddr},
 		n.c.flags...)
 	args = append(args, extra...)
-	env := minimalEnv(n.c.dir, "AWS_ENDPOINT_URL_EC2="+n.c.info.EC2Endpoint, "AWS_ENDPOINT_URL_AUTO_SCALING="+n.c.info.EC2Endpoint,
-		"AWS_EC2_METADATA_SERVICE_ENDPOINT="+n.inst.IMDSEndpoint, "AWS_REGION="+n.c.info.Region)
+	env := minimalEnv(n.c.dir, append([]string{"AWS_ENDPOINT_URL_EC2=" + n.c.info.EC2Endpoint,
+		"AWS_ENDPOINT_URL_AUTO_SCALING=" + n.c.info.EC2Endpoint,
+		"AWS_EC2_METADATA_SERVICE_ENDPOINT=" + n.inst.IMDSEndpoint, "AWS_REGION=" + n.c.info.Region}, n.env...)...)
 	name := fmt.Sprintf("eipd-%d", n.idx)
 	if n.restarts > 0 {
 		name = fmt.Sprintf("eipd-%d.%d", n.idx, n.restarts)
