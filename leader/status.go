@@ -86,7 +86,7 @@ type snapshot struct {
 type holderTrust struct {
 	verifiedAt time.Time
 	since      time.Time // holding since
-	publicIP   string // "" when metadata is not believed for it (imdsIgnore)
+	publicIP   string    // "" when metadata is not believed for it (imdsIgnore)
 	imdsLost   bool
 	term       int64
 	letGo      string
