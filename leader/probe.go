@@ -53,6 +53,7 @@ func (l *Loop) probePeers(ctx context.Context) {
 				l.log.Info("holder reachable as healthy again", "allocation_id", id, "peer_ip", st.peerIP)
 			} else if !up {
 				l.log.Warn("holder not reachable as healthy", "allocation_id", id, "peer_ip", st.peerIP, "error", st.peerErr)
+				st.peerDownAt = st.peerAt
 				// Does it still run? A stopped or terminated holder will
 				// never renew: list members now rather than wait out
 				// its lease.

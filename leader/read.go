@@ -84,6 +84,7 @@ type eipState struct {
 	peerErr          error
 	peerReport       health.PeerReport // from the last probe; zero when it failed
 	peerSaid         health.PeerReport // what its eipd said in the last probe, even when the probe failed
+	peerDownAt       time.Time         // when the probe of it last fell
 	peerAt           time.Time         // when that probe completed
 	peerEverAnswered bool              // its /status answered at least once
 	peerSilent       bool              // silence logged
@@ -365,12 +366,15 @@ func (l *Loop) bestPriority() int {
 	return best
 }
 
-// holderStopped reports whether a member list newer than the address read
-// shows the instance the EIP points at as gone (members are running
-// instances only): it will not renew again, so its lease protects nothing.
+// holderStopped reports whether a member list, read after the address or
+// after the probe of the holder fell, shows the instance the EIP points at
+// as gone (members are running instances only): it will not renew again,
+// so its lease protects nothing. (The re-read before a claim must not make
+// that evidence look old.)
 func (l *Loop) holderStopped(st *eipState) bool {
 	a := st.addr
-	if !a.Associated() || a.InstanceID == "" || l.membersAt.IsZero() || l.membersAt.Before(st.readAt) {
+	if !a.Associated() || a.InstanceID == "" || l.membersAt.IsZero() ||
+		(l.membersAt.Before(st.readAt) && (st.peerDownAt.IsZero() || l.membersAt.Before(st.peerDownAt))) {
 		return false
 	}
 	return l.member(a.InstanceID) == nil
