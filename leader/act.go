@@ -202,7 +202,7 @@ func (l *Loop) handoff(ctx context.Context, st *eipState, d Decision, log hclog.
 		tg.Slot = slot
 		d.Target = &tg
 	}
-	tg, ok := l.confirmTarget(ctx, d.Target, st.addr.AllocationID)
+	tg, ok := l.confirmTarget(ctx, d.Target, st.addr.AllocationID, l.cfg.Now().Sub(st.targetsAt) < l.cfg.TargetRetry)
 	if !ok {
 		log.Info("handoff target no longer ready or has no free private IP; looking again", "target_instance_id", d.Target.InstanceID)
 		st.targetsAt = time.Time{}
@@ -271,7 +271,10 @@ func previousHolder(a eip.Address) string {
 // handoff has no fence to undo it): it must still be up and not leaving,
 // and the slot must not carry an EIP it holds (its own word is fresher
 // than any read of ours); another free slot of it will do.
-func (l *Loop) confirmTarget(ctx context.Context, tg *Target, alloc string) (*Target, bool) {
+//
+// Without an answer from its eipd (status port blocked), only the member
+// list says it is ready: a kept list must then be recent.
+func (l *Loop) confirmTarget(ctx context.Context, tg *Target, alloc string, listFresh bool) (*Target, bool) {
 	pctx, cancel := context.WithTimeout(ctx, l.cfg.ProbeTimeout)
 	defer cancel()
 	r, err := l.prober.Check(pctx, tg.PrivateIP)
@@ -279,7 +282,7 @@ func (l *Loop) confirmTarget(ctx context.Context, tg *Target, alloc string) (*Ta
 	case err != nil:
 		return nil, false
 	case !r.Answered:
-		return tg, true
+		return tg, listFresh
 	case r.Health != health.Up.String() || r.Draining != "":
 		return nil, false
 	case !slices.Contains(r.SlotsInUse, tg.Slot):
