@@ -21,7 +21,7 @@ func TestDefaultsMatchDesign(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// DESIGN.md §5.
+	// docs/design.md, Defaults.
 	want := Config{
 		Group: "web", HealthChecks: []string{"tcp://127.0.0.1:80"}, Listen: ":9380", Control: "unix:/run/eipd/eipd.sock",
 		HealthInterval: time.Second, HealthFast: 200 * time.Millisecond, HealthTimeout: 500 * time.Millisecond, HealthRise: 2, HealthFall: 3,

@@ -854,7 +854,7 @@ func eipTagKeys(t *testing.T) (declared map[string]string, written []string) {
 func TestIAMPolicyScopesMutations(t *testing.T) {
 	groupCond := "aws:ResourceTag/" + eip.TagGroup
 	// The policy allows the keys eipd owns: every eip Tag* constant except the
-	// operator's (DESIGN.md §2). Each key the code writes must be among them,
+	// operator's (docs/design.md, What is stored in EC2). Each key the code writes must be among them,
 	// and the group tag never: the policy's scoping relies on it.
 	declared, written := eipTagKeys(t)
 	if len(written) == 0 {

@@ -17,8 +17,8 @@ import (
 // "deny":["AssociateAddress"]}; durations are Go duration strings (a bare
 // number is taken as nanoseconds).
 type Faults struct {
-	// Throttle turns on AWS-like token buckets per action (AWS-PROTOCOL.md
-	// §5); an empty bucket answers 503 RequestLimitExceeded. The buckets
+	// Throttle turns on AWS-like token buckets per action (EC2 request
+	// throttling); an empty bucket answers 503 RequestLimitExceeded. The buckets
 	// are account-wide, as on AWS: callers share them.
 	Throttle bool
 	// ThrottleRatio additionally throttles this fraction of calls at random.
@@ -142,7 +142,7 @@ func (b *bucket) take(now time.Time) bool {
 }
 
 // bucketFor names the throttling bucket of a call and its size
-// (AWS-PROTOCOL.md §5). Each API has its own bucket; DescribeInstances and
+// (EC2 request throttling, docs/ec2sim.md). Each API has its own bucket; DescribeInstances and
 // DescribeInstanceStatus use a smaller one when neither filtered nor paged.
 func bucketFor(req request) (key string, capacity, refill float64) {
 	switch req.Action {

@@ -22,7 +22,7 @@ type request struct {
 	Params map[string]string
 }
 
-// apiError is an EC2 error response: AWS-PROTOCOL.md §1.3.
+// apiError is an EC2 error response: the EC2 API error format (docs/ec2sim.md).
 type apiError struct {
 	Status  int
 	Code    string

@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// Instance state codes as EC2 reports them (AWS-PROTOCOL.md §1.2).
+// Instance state codes as EC2 reports them (as the EC2 API documents them).
 var instanceStateCodes = map[string]int{
 	"pending":       0,
 	"running":       16,

@@ -12,7 +12,7 @@ import (
 
 // xmlw builds an EC2 response body. Absent values are omitted rather than
 // written empty: the Go SDK turns <x/> into aws.String("") and fails on empty
-// numbers (AWS-PROTOCOL.md §1.2).
+// numbers (as the EC2 API documents them).
 type xmlw struct{ bytes.Buffer }
 
 func (x *xmlw) open(name string)  { x.WriteString("<" + name + ">") }
@@ -90,7 +90,7 @@ func writeSuccess(w http.ResponseWriter, action, requestID string, body []byte) 
 }
 
 // writeError writes the EC2 error document: no namespace, RequestID in
-// capitals (AWS-PROTOCOL.md §1.3).
+// capitals (the EC2 error format).
 func writeError(w http.ResponseWriter, requestID string, e *apiError) {
 	var x xmlw
 	x.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\n")

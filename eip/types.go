@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Tag keys eipd reads and writes. DESIGN.md §2.
+// Tag keys eipd reads and writes (docs/design.md, What is stored in EC2).
 const (
 	TagGroup    = "eipd:group"
 	TagHolder   = "eipd:holder"

@@ -1,5 +1,5 @@
 // Package health runs eipd's local health checks (TCP, HTTP, HAProxy runtime
-// API), keeps their rise/fall hysteresis, and probes peers. DESIGN.md §3, §6.
+// API), keeps their rise/fall hysteresis, and probes peers. docs/design.md.
 package health
 
 import (

@@ -9,7 +9,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 )
 
-// Config times the local checks. Zero fields take the defaults of DESIGN.md §5.
+// Config times the local checks. Zero fields take the defaults of docs/design.md (Defaults).
 type Config struct {
 	Interval time.Duration // between rounds while the status is settled; default 1s
 	// FastInterval is between rounds while a failure streak has not yet

@@ -128,7 +128,7 @@ func TestConfigDefaults(t *testing.T) {
 	got := Config{}.withDefaults()
 	want := Config{Interval: time.Second, FastInterval: 200 * time.Millisecond, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 3}
 	if got != want {
-		t.Errorf("defaults %+v, want %+v (DESIGN.md §5)", got, want)
+		t.Errorf("defaults %+v, want %+v (docs/design.md (Defaults))", got, want)
 	}
 	// A fast interval is never slower than the interval.
 	if got := (Config{Interval: 100 * time.Millisecond}).withDefaults().FastInterval; got != 100*time.Millisecond {

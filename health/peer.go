@@ -14,7 +14,7 @@ import (
 )
 
 // PeerProber answers "is this peer reachable as healthy?" for a standby
-// deciding whether the holder has failed (DESIGN.md §3, takeover condition 3).
+// deciding whether the holder has failed (docs/design.md, takeover condition 3).
 // It runs the peer forms of the local checks against the peer's private IP
 // and asks the peer's eipd for its own view on /status.
 //
@@ -63,7 +63,7 @@ type peerView struct {
 
 // PeerReport is what a peer's eipd said about itself on /status, when it
 // answered: a standby that sees the instance an EIP points at report it as
-// holder, healthy, needs no API read to know the same (DESIGN.md §4).
+// holder, healthy, needs no API read to know the same (docs/design.md).
 type PeerReport struct {
 	// Answered: /status answered with a document the prober could read.
 	Answered bool

@@ -139,7 +139,7 @@ func genObservation(t *rapid.T) Observation {
 	return o
 }
 
-// TestDecideProperties checks the safety rules of DESIGN.md §3 over
+// TestDecideProperties checks the safety rules of docs/design.md over
 // arbitrary observations, including impossible ones.
 func TestDecideProperties(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {

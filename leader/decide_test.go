@@ -10,7 +10,7 @@ import (
 	"github.com/eipd/eipd/health"
 )
 
-// testTiming is DESIGN.md §5 plus the rank step: the table below reasons in
+// testTiming is docs/design.md (Defaults) plus the rank step: the table below reasons in
 // these units.
 var testTiming = Timing{
 	RenewInterval: 3 * time.Second,

@@ -1144,7 +1144,7 @@ func TestRequestHandoffHonoursContext(t *testing.T) {
 
 // TestLoopStandbysTrustTheHolderStatus: when the holder's eipd answers
 // /status and says it holds the EIP, standbys skip their API polls (the
-// cluster's read cost stays flat as it grows, DESIGN.md §4); without that
+// cluster's read cost stays flat as it grows, docs/design.md); without that
 // answer they poll. When the instance the EIP pointed at says it no longer
 // holds it, standbys read at once, long before their poll.
 func TestLoopStandbysTrustTheHolderStatus(t *testing.T) {

@@ -12,7 +12,7 @@ import (
 	"github.com/eipd/eipd/health"
 )
 
-// The safety invariants of DESIGN.md §9 as the model-based test checks
+// The safety invariants of docs/design.md (Safety invariants) as the model-based test checks
 // them: on every change EC2 applies (terms, moves) and after every step
 // (holders, dangling EIPs, released EIPs).
 const (

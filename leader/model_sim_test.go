@@ -36,7 +36,7 @@ const (
 	simMeanFaultGap = 12 * time.Second
 )
 
-// simTiming is the daemon's default timing (DESIGN.md §5, `eipd run -h`).
+// simTiming is the daemon's default timing (docs/design.md (Defaults), `eipd run -h`).
 var simTiming = Timing{
 	RenewInterval: 3 * time.Second,
 	LeaseDuration: 10 * time.Second,

@@ -13,7 +13,7 @@ import (
 )
 
 // The model-based test of the election (issue 8, "Prove it"): several
-// daemons' real Loops against the EC2 model under faults, with the DESIGN.md
+// daemons' real Loops against the EC2 model under faults, with docs/design.md
 // §9 invariants checked after every step. The driver is in
 // model_sim_test.go, the EC2 model in model_ec2_test.go, the Cloud adapter
 // in model_cloud_test.go and the invariants in model_invariants_test.go.
