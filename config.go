@@ -71,7 +71,7 @@ var runFlags = []flagSpec{
 	{"health-fall", "3", "consecutive failures before the own health is down", func(c *Config) any { return &c.HealthFall }},
 	{"probe-interval", "1s", "how often a standby probes the holder over the network", func(c *Config) any { return &c.ProbeInterval }},
 	{"probe-fall", "3", "consecutive failed probes before the holder counts as unreachable", func(c *Config) any { return &c.ProbeFall }},
-	{"renew-interval", "3s", "how often the holder renews its lease (one CreateTags per EIP)", func(c *Config) any { return &c.RenewInterval }},
+	{"renew-interval", "3s", "how often the holder renews its leases (one CreateTags for every EIP it holds)", func(c *Config) any { return &c.RenewInterval }},
 	{"lease-duration", "10s", "how long a lease protects the holder without renewal", func(c *Config) any { return &c.LeaseDuration }},
 	{"max-clock-skew", "1s", "clock difference allowed between instances when judging a lease", func(c *Config) any { return &c.MaxClockSkew }},
 	{"holder-poll", "10s", "how often the holder re-reads its EIPs from the API", func(c *Config) any { return &c.HolderPoll }},
