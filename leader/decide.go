@@ -159,7 +159,6 @@ type Observation struct {
 	Holding     bool
 	Term        int64     // term this instance holds with
 	HolderSince time.Time // when it became holder
-	LastRenew   time.Time // last successful lease write
 	// VerifiedAt is the last time AWS confirmed the holding: a successful
 	// renewal, or a read that showed the EIP here with this term.
 	VerifiedAt time.Time

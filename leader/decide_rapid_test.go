@@ -72,7 +72,6 @@ func genObservation(t *rapid.T) Observation {
 	o.Holding = rapid.Bool().Draw(t, "holding")
 	o.Term = rapid.Int64Range(0, 6).Draw(t, "term")
 	o.HolderSince = genTime(t, "holder_since")
-	o.LastRenew = genTime(t, "last_renew")
 	o.VerifiedAt = genTime(t, "verified_at")
 	o.GapSince = genTime(t, "gap_since")
 	o.IMDSLost = rapid.IntRange(0, 7).Draw(t, "imds_lost") == 0

@@ -46,8 +46,8 @@ func holderObs() Observation {
 			Lease: eip.Lease{Holder: "i-self", Term: 5, Renewed: ago(time.Second)}},
 		AddressAt: ago(2 * time.Second), ReadTriedAt: ago(2 * time.Second),
 		Holding: true, Term: 5, HolderSince: ago(time.Minute),
-		LastRenew: ago(time.Second), VerifiedAt: ago(time.Second),
-		Held: 1, MembersKnown: true, FreeSlot: "10.0.0.1",
+		VerifiedAt: ago(time.Second),
+		Held:       1, MembersKnown: true, FreeSlot: "10.0.0.1",
 	}
 }
 
@@ -301,7 +301,6 @@ func TestDecideHolderHandoff(t *testing.T) {
 		}), want: Hold, check: wantReason("", true)},
 		{name: "recent empty target list: blocked, still renewing", o: seeking(func(o *Observation) {
 			o.Health, o.TargetsAt = health.Down, ago(time.Second)
-			o.LastRenew = ago(4 * time.Second)
 		}), want: Hold, check: func(t *testing.T, d Decision) {
 			wantReason("", true)(t, d)
 			mayRenew(true)(t, d)
@@ -710,10 +709,9 @@ func TestDecideHolderReadsBeforeRenewingAfterAGap(t *testing.T) {
 	runDecideCases(t, []decideCase{
 		{name: "paused past a lease: read first, no renewal", o: with(holderObs(), func(o *Observation) {
 			o.AddressAt, o.ReadTriedAt = ago(30*time.Second), ago(30*time.Second)
-			o.LastRenew, o.VerifiedAt = ago(30*time.Second), ago(30*time.Second)
+			o.VerifiedAt = ago(30 * time.Second)
 		}), want: Refresh, check: mayRenew(false)},
 		{name: "a read confirmed it just now: renew", o: with(holderObs(), func(o *Observation) {
-			o.LastRenew = ago(30 * time.Second)
 			o.VerifiedAt = o.AddressAt
 		}), want: Hold, check: mayRenew(true)},
 		{name: "a renewal failed: no renewal until a read after it succeeds", o: with(holderObs(), func(o *Observation) {

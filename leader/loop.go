@@ -442,7 +442,7 @@ func (l *Loop) observe(st *eipState) Observation {
 		Health: l.health.Status(), DownRecently: l.own.downRecently(now), Drain: l.drain,
 		Address: st.addr, AddressAt: st.readAt, ReadTriedAt: l.readTriedAt, ReadError: l.readError,
 		LeaseStamp: st.stamp, LeaseSeenAt: st.stampSeenAt,
-		Holding: st.holding, Term: st.term, HolderSince: st.holderSince, LastRenew: st.lastRenew,
+		Holding: st.holding, Term: st.term, HolderSince: st.holderSince,
 		VerifiedAt: st.verifiedAt, GapSince: st.gapSince, IMDSLost: st.imdsLost, IMDSSeenAt: st.imdsSeenAt,
 		RankSince: st.rankSince, Held: held, MaxHold: l.maxHold(), RebalanceFirst: l.rebalanceFirst() == st, LastMove: st.movedByDaemonAt,
 		Targets: l.currentTargets(st), TargetsAt: st.targetsAt,

@@ -88,7 +88,6 @@ type holderTrust struct {
 	since      time.Time // holding since
 	publicIP   string    // "" when metadata is not believed for it (imdsIgnore)
 	imdsLost   bool
-	term       int64
 	letGo      string
 	letGoUntil time.Time
 }
@@ -170,8 +169,8 @@ func (l *Loop) publish() {
 				pub = ""
 			}
 			holders[id] = holderTrust{verifiedAt: st.verifiedAt, since: st.holderSince, publicIP: pub,
-				imdsLost: st.imdsLost, term: st.term,
-				letGo: st.letGo, letGoUntil: st.letGoUntil}
+				imdsLost: st.imdsLost,
+				letGo:    st.letGo, letGoUntil: st.letGoUntil}
 		}
 		confirmed := !st.holding && st.peerReport.Holds(id) && st.peerIP != ""
 		switch {
