@@ -9,21 +9,29 @@ DIST     ?= dist
 IMAGE    ?= eipd
 ARCHES   := amd64 arm64
 
-.PHONY: build test check lint bench bench-smoke dist docker demo clean
+.PHONY: build test check lint chaos bench bench-smoke dist docker demo clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) .
 
-# Unit, integration and end-to-end tests (the e2e suite builds the binary itself).
+# Unit, integration and end-to-end tests (the e2e suite builds the binary
+# itself); the chaos suite runs on its own in `make chaos`.
 test:
-	$(GO) test -race -count=1 -timeout 30m ./...
+	$(GO) test -race -count=1 -timeout 30m -skip '^TestChaos$$' ./...
 
 lint:
 	$(GO) vet ./...
 	staticcheck ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-check: lint test
+check: lint test chaos
+
+# The chaos suite: production-shaped faults with real HAProxy, judged on the
+# design's safety invariants and on what a client of the EIP sees
+# (scripts/chaos.sh). RUNS=n repeats every scenario, SCENARIO=regexp picks
+# scenarios by name, REPORT=1 also writes docs/CHAOS.md from the runs.
+chaos:
+	GO=$(GO) ./scripts/chaos.sh
 
 # Benchmarks: long (about 45 minutes on 2 cores), so not part of check. The
 # run's output is kept in bench.out, and docs/BENCHMARKS.md and

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,6 +39,9 @@ var children struct {
 func TestMain(m *testing.M) { os.Exit(testMain(m)) }
 
 func testMain(m *testing.M) int {
+	if os.Getenv(orphanParentEnv) == "1" {
+		return orphanParent()
+	}
 	dir, err := os.MkdirTemp("", "eipd-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: temp dir:", err)
@@ -61,11 +65,28 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	code := m.Run()
+	if line, ok := chaosSummary(); ok {
+		fmt.Println(line)
+	}
 	if left := unreaped(); len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "e2e: %d child processes were not reaped: %s\n", len(left), strings.Join(left, ", "))
 		code = 1
 	}
 	return code
+}
+
+// forkChild starts cmd in its own process group (a Ctrl-C on the test run
+// is not delivered twice) and tied to this test binary: the kernel kills it
+// when the binary dies, however it dies (an outer timeout's SIGKILL
+// included), so no daemon, HAProxy or emulator outlives a run.
+func forkChild(cmd *exec.Cmd) error {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// Pdeathsig fires when the thread that forked the child exits, not the
+	// process: fork from a thread the runtime will not retire while this
+	// goroutine is locked to it, and unlocked it stays in the pool.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	return cmd.Start()
 }
 
 // moduleRoot is the directory of go.mod, found with `go env GOMOD`.
@@ -142,9 +163,7 @@ func startProc(t testing.TB, dir, name string, env []string, bin string, args ..
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Dir = dir
-	// Own process group: a Ctrl-C on the test run is not delivered twice.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	if err := forkChild(cmd); err != nil {
 		f.Close()
 		t.Fatalf("start %s: %v", name, err)
 	}
@@ -480,6 +499,9 @@ type clusterOpts struct {
 	alt func(i int) bool
 	// asg and hook: see simOpts.
 	asg, hook string
+	// runtimeCheck: the daemons check HAProxy through its runtime API (the
+	// stats socket, haproxy://ip:port?backend=be) instead of monitor-uri.
+	runtimeCheck bool
 }
 
 type cluster struct {
@@ -500,8 +522,11 @@ type node struct {
 	hapPort     int
 	statusPort  int
 	backendPort int
-	controlAddr string
-	tcpTarget   bool
+	// statsPort is HAProxy's runtime API (stats socket) on the instance's IP.
+	statsPort    int
+	controlAddr  string
+	tcpTarget    bool
+	runtimeCheck bool
 	// spare: an instance of the emulator with nothing started on it yet
 	// (clusterOpts.spares); activate brings it in.
 	spare bool
@@ -521,6 +546,9 @@ func (n *node) healthURL() string {
 	if n.tcpTarget {
 		return fmt.Sprintf("tcp://%s:%d", n.inst.PrivateIP, n.hapPort)
 	}
+	if n.runtimeCheck {
+		return fmt.Sprintf("haproxy://%s:%d?backend=be", n.inst.PrivateIP, n.statsPort)
+	}
 	return fmt.Sprintf("http://%s:%d/healthz", n.inst.PrivateIP, n.hapPort)
 }
 
@@ -537,7 +565,7 @@ func newCluster(t testing.TB, o clusterOpts) *cluster {
 	dir := t.TempDir()
 	hap, hapAlt := freePort(t), freePort(t)
 	status, statusAlt := freePort(t), freePort(t)
-	backendPort := freePort(t)
+	backendPort, statsPort := freePort(t), freePort(t)
 	sim, info := startSim(t, dir, simOpts{instances: o.instances + o.spares, eips: o.eips, targetPort: hap,
 		asg: o.asg, hook: o.hook, privateIPs: o.privateIPs})
 	c := &cluster{t: t, dir: dir, sim: sim, info: info, flags: o.flags}
@@ -545,8 +573,8 @@ func newCluster(t testing.TB, o clusterOpts) *cluster {
 		c.flags = fastFlags
 	}
 	for i, in := range info.Instances {
-		n := &node{c: c, idx: i, inst: in, hapPort: hap, statusPort: status, backendPort: backendPort,
-			controlAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), tcpTarget: o.tcpTarget}
+		n := &node{c: c, idx: i, inst: in, hapPort: hap, statusPort: status, backendPort: backendPort, statsPort: statsPort,
+			controlAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), tcpTarget: o.tcpTarget, runtimeCheck: o.runtimeCheck}
 		if o.alt != nil && o.alt(i) {
 			n.hapPort, n.statusPort = hapAlt, statusAlt
 		}
@@ -652,6 +680,7 @@ func (n *node) startTCPTarget() {
 
 const haproxyConfig = `global
     maxconn 200
+    stats socket ipv4@%[1]s:%[4]d level admin
 defaults
     mode http
     timeout connect 1s
@@ -671,7 +700,7 @@ backend be
 func (n *node) startHAProxy() {
 	t := n.c.t
 	cfg := filepath.Join(n.c.dir, fmt.Sprintf("haproxy-%d.cfg", n.idx))
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(haproxyConfig, n.inst.PrivateIP, n.hapPort, n.backendPort)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(haproxyConfig, n.inst.PrivateIP, n.hapPort, n.backendPort, n.statsPort)), 0o644); err != nil {
 		t.Fatalf("haproxy config: %v", err)
 	}
 	n.haproxy = startProc(t, n.c.dir, fmt.Sprintf("haproxy-%d", n.idx), minimalEnv(n.c.dir), needHAProxy(t), "-f", cfg, "-db")
@@ -937,8 +966,11 @@ func (c *cluster) instanceOp(id, op string) {
 
 // viaEIP fetches / through the EIP's forwarder: the instance ID of the
 // backend that answered, or an error.
-func (c *cluster) viaEIP(i int) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+func (c *cluster) viaEIP(i int) (string, error) { return c.viaEIPWithin(i, 3*time.Second) }
+
+// viaEIPWithin is viaEIP giving up after timeout.
+func (c *cluster) viaEIPWithin(i int, timeout time.Duration) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+c.info.EIPs[i].ForwardAddr+"/", nil)
 	if err != nil {

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# make chaos: run the chaos suite (e2e TestChaos) and print one line per
+# scenario run as it ends, the failures, and last the closing line
+# "chaos: N passed, M failed". The whole test output is kept in chaos.out,
+# every run's figures in chaos-results.jsonl.
+#   RUNS=n       runs of every scenario (default 1)
+#   SCENARIO=re  regexp of scenario names (default: all)
+#   REPORT=1     then write docs/CHAOS.md from the runs (make chaos-report)
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+
+runs=${RUNS:-1}
+scenario=${SCENARIO:-.}
+go=${GO:-go}
+case $runs in '' | *[!0-9]* | 0) echo "chaos: RUNS=$runs: want a positive number" >&2; exit 2 ;; esac
+
+rm -f chaos-results.jsonl chaos.out
+# About a minute per scenario run at most, with room to spare.
+timeout=$((runs * 30 + 10))m
+CHAOS_RESULTS=$PWD/chaos-results.jsonl "$go" test -count="$runs" -v -timeout "$timeout" \
+	-run "TestChaos/$scenario" ./e2e/ >chaos.out 2>&1 &
+pid=$!
+# Ctrl-C stops the test binary; the processes it started die with it.
+trap 'kill -INT $pid 2>/dev/null' INT TERM
+tail --pid="$pid" -n +1 -F chaos.out 2>/dev/null | grep --line-buffered -E '^chaos [a-z]'
+wait "$pid"
+rc=$?
+
+summary=$(grep -E '^chaos: [0-9]+ passed, [0-9]+ failed$' chaos.out | tail -n 1)
+if [ -z "$summary" ]; then
+	tail -n 60 chaos.out
+	echo "make chaos: no scenario ran (exit $rc); full output in chaos.out"
+	summary="chaos: 0 passed, 0 failed"
+	[ "$rc" = 0 ] && rc=1
+elif [ "$rc" != 0 ]; then
+	grep -E -- '^\s*--- FAIL|_test\.go:[0-9]+: ' chaos.out | head -n 100
+	echo "make chaos: failed (exit $rc); full output in chaos.out"
+elif [ -n "${REPORT:-}" ]; then
+	make --no-print-directory chaos-report || rc=$?
+fi
+echo "$summary"
+exit "$rc"
