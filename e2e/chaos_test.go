@@ -179,7 +179,6 @@ type chaosTimeline struct {
 
 const timelineBucket = 250 * time.Millisecond
 
-
 // TestChaos runs every scenario (SCENARIO filters with -run
 // 'TestChaos/regexp'; RUNS repeats with -count).
 func TestChaos(t *testing.T) {

@@ -709,6 +709,9 @@ func (n *node) startHAProxy() {
 // waitHAProxy waits until the instance's /healthz answers 200.
 func (n *node) waitHAProxy() {
 	url := n.healthURL()
+	if n.runtimeCheck {
+		url = fmt.Sprintf("http://%s:%d/healthz", n.inst.PrivateIP, n.hapPort)
+	}
 	waitFor(n.c.t, 20*time.Second, "haproxy of "+n.id()+" to answer "+url, func() bool {
 		if n.haproxy.exited() {
 			n.c.t.Fatalf("haproxy of %s exited: %v\n%s", n.id(), n.haproxy.err, tail(n.haproxy.logPath, 20))
