@@ -18,6 +18,8 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	"github.com/eipd/eipd/internal/machine"
 )
 
 //go:embed before.txt
@@ -67,7 +69,7 @@ func benchreport(args []string) error {
 	}
 	page, err := render(pageData{
 		Commit: *commit, Version: *version, Date: time.Now().UTC().Format("2006-01-02 15:04 MST"),
-		Machine: describeMachine(), Table: table(rows(before, after)), Plot: filepath.Base(*plotPath),
+		Machine: machine.Describe(), Table: table(rows(before, after)), Plot: filepath.Base(*plotPath),
 		After: strings.TrimSpace(after.Raw), Before: strings.TrimSpace(before.Raw),
 	})
 	if err != nil {
@@ -79,7 +81,7 @@ func benchreport(args []string) error {
 // pageData fills report.md.tmpl.
 type pageData struct {
 	Commit, Version, Date string
-	Machine               machine
+	Machine               machine.Machine
 	Table, Plot           string
 	After, Before         string
 }

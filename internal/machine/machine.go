@@ -1,4 +1,7 @@
-package main
+// Package machine describes the machine a measurement ran on, for the pages
+// the report commands write (docs/BENCHMARKS.md, docs/CHAOS.md): figures
+// mean little without the CPUs, memory and versions behind them.
+package machine
 
 import (
 	"bufio"
@@ -10,8 +13,8 @@ import (
 	"strings"
 )
 
-// machine describes where the benchmarks ran.
-type machine struct {
+// Machine describes where a run happened.
+type Machine struct {
 	CPUs    int    // what nproc says: the CPUs this process may use
 	CPU     string // model name
 	RAM     string
@@ -21,8 +24,11 @@ type machine struct {
 	Load    string // load averages when the report was written
 }
 
-func describeMachine() machine {
-	m := machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), CPU: "unknown", RAM: "unknown", OS: runtime.GOOS + " " + runtime.GOARCH,
+// Describe reads this machine's description; what cannot be read is
+// "unknown" (or "not found" for HAProxy), never an error, so a report can
+// always be written.
+func Describe() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), CPU: "unknown", RAM: "unknown", OS: runtime.GOOS + " " + runtime.GOARCH,
 		HAProxy: "not found", Load: "unknown"}
 	if v := procField("/proc/cpuinfo", "model name"); v != "" {
 		m.CPU = v
