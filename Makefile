@@ -9,7 +9,7 @@ DIST     ?= dist
 IMAGE    ?= eipd
 ARCHES   := amd64 arm64
 
-.PHONY: build test check lint chaos bench bench-smoke dist docker demo clean
+.PHONY: build test check lint chaos bench bench-smoke chaos-report dist docker demo clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) .
@@ -42,6 +42,11 @@ bench:
 	@{ $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime 1x -timeout 120m ./e2e/ 2>&1; echo $$? > bench.rc; } | tee bench.out
 	@rc=$$(cat bench.rc); rm -f bench.rc; if [ "$$rc" != 0 ]; then echo "make bench: the benchmarks failed (exit $$rc); docs/BENCHMARKS.md is unchanged"; exit 1; fi
 	$(GO) run ./internal/benchreport -after bench.out -commit "$(REVISION)" -version "$(VERSION)" -out docs/BENCHMARKS.md -plot docs/benchmarks-failover.png
+
+# docs/CHAOS.md and its plots (docs/chaos-*.png) from chaos-results.jsonl,
+# the results `make chaos` saves (internal/chaosreport).
+chaos-report:
+	$(GO) run ./internal/chaosreport -in chaos-results.jsonl -commit "$(REVISION)" -version "$(VERSION)" -out docs/CHAOS.md -plots docs/
 
 # A few minutes' proof that the benchmarks still run: one trial, short windows.
 bench-smoke:
