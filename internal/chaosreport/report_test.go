@@ -163,12 +163,12 @@ func TestTimelineRun(t *testing.T) {
 	}
 	// Without haproxy-killed: the first passed run with a move and a
 	// timeline. Only haproxy-killed lines carry timelines in the fixture,
-	// so give one to backend-down run 3 and sigterm-handoff run 1.
+	// so give one to eipd-killed run 1 (no move: skipped although first)
+	// and to sigterm-handoff run 2.
 	rest := group(mustRead(t))[1:]
-	rest[0].Runs[2].Timeline = rest[len(rest)-1].Runs[0].Timeline // none yet
 	tl := ss[0].Runs[1].Timeline
-	rest[0].Runs[2].Timeline, rest[2].Runs[0].Timeline = tl, tl
-	if r := timelineRun(rest); r == nil || r.Scenario != "backend-down" || r.Run != 3 {
+	rest[1].Runs[0].Timeline, rest[2].Runs[1].Timeline = tl, tl
+	if r := timelineRun(rest); r == nil || r.Scenario != "sigterm-handoff" || r.Run != 2 {
 		t.Fatalf("fallback picked %+v", r)
 	}
 	if d := describeTimelineRun(timelineRun(rest)); !strings.Contains(d, "first passed run with a move") {
