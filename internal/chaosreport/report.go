@@ -92,6 +92,9 @@ func summarize(s *scenario) row {
 	}
 	if b := s.bound(); b != nil {
 		r.Bound = seconds(*b)
+		if *b == 0 { // the harness's zero bound: a planned move
+			r.Bound = "0 failed"
+		}
 	}
 	if p50, ok := median(down); ok {
 		r.DowntimeP50 = seconds(p50)

@@ -137,7 +137,7 @@ func TestSummarize(t *testing.T) {
 			DowntimeMax: "1.50", Bound: "5.00", FailedTotal: "140", FailedMax: "30", MovesMax: "1", APICallsMedian: "43"},
 		// Even count: API calls 13 12 13 12.
 		"eipd-killed": {Title: "Holder's eipd SIGKILLed while HAProxy serves (EIP must stay)", Check: "http", Runs: "4", Passed: "4", DowntimeP50: "0.00",
-			DowntimeMax: "0.00", Bound: "0.00", FailedTotal: "0", FailedMax: "0", MovesMax: "0", APICallsMedian: "12.5"},
+			DowntimeMax: "0.00", Bound: "0 failed", FailedTotal: "0", FailedMax: "0", MovesMax: "0", APICallsMedian: "12.5"},
 		// The run that failed before its fault is not in the figures.
 		"holder-hung": {Title: "Holder hung (SIGSTOP eipd + HAProxy) | lease", Check: "http", Runs: "2", Passed: "**1**", DowntimeP50: "9.80",
 			DowntimeMax: "9.80", Bound: "12.00", FailedTotal: "196", FailedMax: "196", MovesMax: "1", APICallsMedian: "38"},
