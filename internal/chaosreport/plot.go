@@ -21,7 +21,7 @@ var (
 	boundColor   = color.RGBA{R: 230, G: 130, B: 30, A: 255}
 	heldColor    = color.RGBA{R: 35, G: 35, B: 35, A: 255}
 	noRoleColor  = color.RGBA{R: 228, G: 228, B: 228, A: 255}
-	otherRoleCol = color.RGBA{R: 170, G: 140, B: 200, A: 255}
+	otherRoleCol = color.RGBA{R: 140, G: 110, B: 80, A: 255}
 )
 
 // roleColors are the roles a daemon reports, in legend order. Any other
@@ -33,6 +33,8 @@ var roleColors = []struct {
 	{"holder", color.RGBA{R: 50, G: 165, B: 80, A: 255}},
 	{"standby", color.RGBA{R: 150, G: 195, B: 235, A: 255}},
 	{"unverified", color.RGBA{R: 245, G: 175, B: 50, A: 255}},
+	{"draining", color.RGBA{R: 170, G: 140, B: 200, A: 255}},
+	{"unhealthy", color.RGBA{R: 215, G: 85, B: 85, A: 255}},
 }
 
 func roleColor(role string) color.Color {

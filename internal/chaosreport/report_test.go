@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"flag"
+	"image/color"
 	"image/png"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/eipd/eipd/internal/machine"
+	"github.com/eipd/eipd/leader"
 	"github.com/eipd/eipd/internal/markdown"
 )
 
@@ -404,5 +406,20 @@ func TestChaosreport(t *testing.T) {
 		if err := chaosreport(c.args); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: error %v, want %q", c.args, err, c.want)
 		}
+	}
+}
+
+// Every role a daemon reports has its own colour in the timeline.
+func TestRoleColors(t *testing.T) {
+	seen := map[color.Color]string{otherRoleCol: "other", noRoleColor: "no answer"}
+	for _, role := range []string{leader.RoleHolder, leader.RoleUnverified, leader.RoleStandby, leader.RoleDraining, leader.RoleUnhealthy} {
+		c := roleColor(role)
+		if other, dup := seen[c]; dup {
+			t.Errorf("role %s has the colour of %s", role, other)
+		}
+		seen[c] = role
+	}
+	if roleColor("something new") != otherRoleCol || roleColor("") != noRoleColor {
+		t.Error("unknown role or no answer")
 	}
 }
