@@ -11,8 +11,8 @@ import (
 	"testing"
 
 	"github.com/eipd/eipd/internal/machine"
-	"github.com/eipd/eipd/leader"
 	"github.com/eipd/eipd/internal/markdown"
+	"github.com/eipd/eipd/leader"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/CHAOS.golden.md from the fixture")
