@@ -41,10 +41,7 @@ func init() {
 					x.Fatalf("the old holder's eipd did not exit within 30 s of SIGTERM")
 				}
 				x.clientBack(30*time.Second, 25)
-				x.quiet(2 * dRenew)
-				if h := x.c.holder(x.alloc()); h != to.id() {
-					x.Fatalf("the EIP left %s after the handoff (now on %q)", to.id(), h)
-				}
+				x.stays(to, 2*dRenew, "after the handoff")
 			},
 		},
 	)

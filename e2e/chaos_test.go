@@ -240,6 +240,8 @@ func runChaos(t *testing.T, sc *chaosScenario) {
 		waitFor(x, 10*time.Second, "the client to get through the EIP before the fault", func() bool {
 			return x.cl.okInARow(x.started) >= 10
 		})
+		// A little steady state before the fault, for the timeline.
+		time.Sleep(time.Second)
 		sc.fault(x)
 	}
 	if x.faultAt.IsZero() {
