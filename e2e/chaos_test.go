@@ -266,7 +266,9 @@ func (x *chaosRun) anyDaemon() bool {
 // fillResult computes the figures of a finished run.
 func fillResult(x *chaosRun, res *chaosResult) {
 	res.Started, res.FaultAt, res.Ended = x.started, x.faultAt, x.ended
-	down, failed, total := x.cl.downtime(x.faultAt, x.ended)
+	// A request sent up to its timeout before the fault can still be hit
+	// by it (HAProxy killed while it was in flight): it counts too.
+	down, failed, total := x.cl.downtime(x.faultAt.Add(-clientTimeout), x.ended)
 	res.DowntimeS, res.FailedRequests, res.Requests = down.Seconds(), failed, total
 	ev := x.c.events()
 	for i := range x.c.info.EIPs {
@@ -504,7 +506,10 @@ type clientResult struct {
 	who string // the instance that answered
 }
 
-const clientInterval = 40 * time.Millisecond
+const (
+	clientInterval = 40 * time.Millisecond
+	clientTimeout  = time.Second
+)
 
 func startChaosClient(c *cluster, eip int) *chaosClient {
 	cl := &chaosClient{quit: make(chan struct{})}
@@ -521,7 +526,7 @@ func startChaosClient(c *cluster, eip int) *chaosClient {
 				cl.wg.Add(1)
 				go func() {
 					defer cl.wg.Done()
-					who, err := c.viaEIPWithin(eip, time.Second)
+					who, err := c.viaEIPWithin(eip, clientTimeout)
 					cl.mu.Lock()
 					cl.reqs = append(cl.reqs, clientResult{at: at, ok: err == nil, who: who})
 					cl.mu.Unlock()
