@@ -4,7 +4,8 @@
 # "chaos: N passed, M failed". The whole test output is kept in chaos.out,
 # every run's figures in chaos-results.jsonl.
 #   RUNS=n       runs of every scenario (default 1)
-#   SCENARIO=re  regexp of scenario names (default: all)
+#   SCENARIO=re  regexp of scenario names (default: all); grouped, so that
+#                'a|b' selects both (go test splits -run at a top-level |)
 #   REPORT=1     then write docs/CHAOS.md from the runs (make chaos-report)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -18,7 +19,7 @@ rm -f chaos-results.jsonl chaos.out
 # About a minute per scenario run at most, with room to spare.
 timeout=$((runs * 30 + 10))m
 CHAOS_RESULTS=$PWD/chaos-results.jsonl "$go" test -count="$runs" -v -timeout "$timeout" \
-	-run "TestChaos/$scenario" ./e2e/ >chaos.out 2>&1 &
+	-run "TestChaos/($scenario)" ./e2e/ >chaos.out 2>&1 &
 pid=$!
 # Ctrl-C stops the test binary; the processes it started die with it.
 trap 'kill -INT $pid 2>/dev/null' INT TERM
