@@ -38,9 +38,17 @@ func tuneRuntime(getenv func(string) string, pprof bool) {
 	if getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(daemonProcs)
 	}
-	if !pprof {
-		// Nobody can read a heap profile without --pprof: stop sampling
-		// allocations (and filling the profiler's 1.4 MiB bucket table).
-		runtime.MemProfileRate = 0
+	// Nobody can read a heap profile without --pprof: no sampling of
+	// allocations (nor filling the profiler's 1.4 MiB bucket table).
+	// Package earlyinit already stopped it before the package initialisers
+	// ran; with --pprof the heap profile covers what the daemon allocates
+	// from here on.
+	runtime.MemProfileRate = 0
+	if pprof {
+		runtime.MemProfileRate = defaultMemProfileRate
 	}
 }
+
+// defaultMemProfileRate is the runtime's own default for
+// runtime.MemProfileRate (one sample per 512 KiB allocated).
+const defaultMemProfileRate = 512 * 1024

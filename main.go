@@ -12,6 +12,9 @@ import (
 	"runtime"
 	"strings"
 	"syscall"
+
+	// Before every other initialiser: see the package.
+	_ "github.com/eipd/eipd/internal/earlyinit"
 )
 
 // Set by the linker: -X main.version=… -X main.revision=….
