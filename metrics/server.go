@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -62,8 +61,9 @@ func NewServer(cfg ServerConfig, m *Metrics, status func() any, ready func() err
 	s := &Server{cfg: cfg, logger: logger}
 	writeTimeout := 15 * time.Second
 	if cfg.EnablePprof {
-		// /debug/pprof/profile samples for 30s by default.
-		writeTimeout = 65 * time.Second
+		// /debug/pprof/profile and trace sample for up to
+		// maxProfileSeconds.
+		writeTimeout = (maxProfileSeconds + 5) * time.Second
 	}
 	s.srv = &http.Server{
 		Handler:           s.handler(m, status, ready),
@@ -165,11 +165,7 @@ func (s *Server) handler(m *Metrics, status func() any, ready func() error) http
 		_, _ = w.Write(buf.Bytes())
 	})
 	if s.cfg.EnablePprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		pprofHandlers(mux)
 	}
 	mux.HandleFunc("/{$}", func(w http.ResponseWriter, _ *http.Request) {
 		writeText(w, http.StatusOK, "eipd\n\n/metrics\n/healthz\n/readyz\n/status\n")

@@ -191,11 +191,36 @@ func TestServerStatusEncodeError(t *testing.T) {
 
 func TestServerPprof(t *testing.T) {
 	base := startServer(t, ServerConfig{EnablePprof: true}, newTest(), nil, nil)
-	if code, _, body := get(t, "GET", base+"/debug/pprof/"); code != 200 || !strings.Contains(body, "goroutine") {
-		t.Errorf("/debug/pprof/ with EnablePprof: %d, want 200 and the index", code)
+	if code, _, body := get(t, "GET", base+"/debug/pprof/"); code != 200 || !strings.Contains(body, "goroutine") || !strings.Contains(body, "heap") {
+		t.Errorf("/debug/pprof/ with EnablePprof: %d, want 200 and the index listing goroutine and heap:\n%s", code, body)
 	}
-	if code, _, _ := get(t, "GET", base+"/debug/pprof/cmdline"); code != 200 {
-		t.Errorf("/debug/pprof/cmdline with EnablePprof: %d, want 200", code)
+	if code, _, body := get(t, "GET", base+"/debug/pprof/cmdline"); code != 200 || body != strings.Join(os.Args, "\x00") {
+		t.Errorf("/debug/pprof/cmdline with EnablePprof: %d %q, want 200 and the command line", code, body)
+	}
+	// What docs/operations.md asks for in a bug report.
+	if code, _, body := get(t, "GET", base+"/debug/pprof/goroutine?debug=2"); code != 200 || !strings.Contains(body, "goroutine ") || !strings.Contains(body, "TestServerPprof") {
+		t.Errorf("/debug/pprof/goroutine?debug=2: %d, want 200 and every goroutine's stack:\n%s", code, body)
+	}
+	// Profiles for go tool pprof: gzipped protocol buffers.
+	for _, path := range []string{"/debug/pprof/heap?gc=1", "/debug/pprof/allocs", "/debug/pprof/profile?seconds=1", "/debug/pprof/trace?seconds=1"} {
+		code, h, body := get(t, "GET", base+path)
+		if code != 200 || h.Get("Content-Type") != "application/octet-stream" || len(body) == 0 {
+			t.Errorf("%s: %d %q, %d bytes; want 200, application/octet-stream and a profile", path, code, h.Get("Content-Type"), len(body))
+			continue
+		}
+		if !strings.HasPrefix(path, "/debug/pprof/trace") && !strings.HasPrefix(body, "\x1f\x8b") {
+			t.Errorf("%s: not gzip (starts %q)", path, body[:min(len(body), 8)])
+		}
+	}
+	for path, want := range map[string]int{
+		"/debug/pprof/nosuch":              404,
+		"/debug/pprof/profile?seconds=0":   400,
+		"/debug/pprof/profile?seconds=61":  400,
+		"/debug/pprof/trace?seconds=often": 400,
+	} {
+		if code, _, _ := get(t, "GET", base+path); code != want {
+			t.Errorf("%s: %d, want %d", path, code, want)
+		}
 	}
 }
 
