@@ -43,6 +43,11 @@ type chaosScenario struct {
 	// runtimeCheck: eipd checks HAProxy through its runtime API
 	// (haproxy://ip:port?backend=be) instead of its monitor-uri.
 	runtimeCheck bool
+	// asg and hook: every instance is in the emulator's Auto Scaling group
+	// asg, with the termination lifecycle hook hook (clusterOpts.asg,
+	// hook); the scenario's setup starts the daemons with
+	// --lifecycle-hook.
+	asg, hook string
 	// downtime bounds the client-visible downtime after the fault; zero
 	// means a planned move: not one request may fail.
 	downtime time.Duration
@@ -95,6 +100,11 @@ type chaosRun struct {
 	holder   *node
 	apiAtFlt int64
 	firstErr string
+	// downFrom, when set (x.measureFrom), is where the client's downtime
+	// and failed requests start to count instead of faultAt: for faults
+	// whose outage is total by nature until a repair the scenario makes.
+	// The invariants and the request rate still count from the fault.
+	downFrom time.Time
 }
 
 // Errorf and Fatalf keep the first failure message for the result (the
@@ -129,6 +139,16 @@ func (x *chaosRun) fault() {
 	}
 	x.apiAtFlt = x.c.stats().Total
 	x.faultAt = time.Now()
+}
+
+// measureFrom marks the moment from which the client's downtime counts
+// (see chaosRun.downFrom); after fault(), at most once.
+func (x *chaosRun) measureFrom() {
+	x.Helper()
+	if x.faultAt.IsZero() || !x.downFrom.IsZero() {
+		x.Fatalf("measureFrom() must come once, after fault()")
+	}
+	x.downFrom = time.Now()
 }
 
 // clientBack waits until the client has had n requests in a row succeed
@@ -214,7 +234,7 @@ func runChaos(t *testing.T, sc *chaosScenario) {
 
 	eips := max(sc.eips, 1)
 	x.c = newCluster(x, clusterOpts{instances: sc.instances, eips: eips, flags: defaults,
-		privateIPs: sc.privateIPs, runtimeCheck: sc.runtimeCheck})
+		privateIPs: sc.privateIPs, runtimeCheck: sc.runtimeCheck, asg: sc.asg, hook: sc.hook})
 	x.s = startSampler(x.c)
 	if sc.setup != nil {
 		sc.setup(x)
@@ -269,6 +289,11 @@ func fillResult(x *chaosRun, res *chaosResult) {
 	// A request sent up to its timeout before the fault can still be hit
 	// by it (HAProxy killed while it was in flight): it counts too.
 	down, failed, total := x.cl.downtime(x.faultAt.Add(-clientTimeout), x.ended)
+	if !x.downFrom.IsZero() {
+		// Only what follows the repair is judged (x.measureFrom); the
+		// request rate still counts every request from the fault.
+		down, failed, _ = x.cl.downtime(x.downFrom, x.ended)
+	}
 	res.DowntimeS, res.FailedRequests, res.Requests = down.Seconds(), failed, total
 	ev := x.c.events()
 	for i := range x.c.info.EIPs {
