@@ -1,0 +1,432 @@
+package e2e
+
+// Chaos scenarios: the life of the cluster: a cold start, the notices AWS
+// gives before it takes an instance away (spot interruption, Auto Scaling
+// scale-in, rebalance recommendation), a handoff followed by a failure,
+// every proxy down at once, a flapping proxy.
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Bounds shared by the scenarios below, from the default timings.
+const (
+	// proxyDeathBound bounds the client-visible downtime when a holder's
+	// proxy dies: the health check falls after 3 failed checks 1 s apart
+	// (≤ 3 s, plus up to 1 s until the first failing check), then the
+	// handoff: one probe of the target and AssociateAddress (well under a
+	// second on loopback). The same bound as haproxy-killed.
+	proxyDeathBound = 5 * time.Second
+	// noticeBound bounds how long a holder takes to hand off after a
+	// lifecycle notice is posted: the notice is read within one lifecycle
+	// poll (5 s), the handoff takes a probe and an association (about 2.5 s
+	// in all on an idle machine); margin for a loaded one.
+	noticeBound = 10 * time.Second
+)
+
+func init() {
+	addChaos(
+		chaosScenario{
+			name: "five-cold-start", title: "Five daemons started at once on an unassociated EIP",
+			instances: 5, cold: true,
+			// Downtime here is the time from the start of the daemons to
+			// the first association (the client has nowhere to go until
+			// then): identity from IMDS, health up after rise 2 checks 1 s
+			// apart, the member list, the first election's rank delay
+			// (under one 200 ms step among equal priorities) and one
+			// association: about 1.5 s on an idle machine. The bound
+			// leaves room for five daemons starting at once on a loaded
+			// 2-core machine.
+			downtime: 8 * time.Second,
+			fault:    fiveColdStart,
+		},
+		chaosScenario{
+			name: "spot-interruption", title: "Spot interruption notice on the holder",
+			instances: 3,
+			fault:     spotInterruption,
+		},
+		chaosScenario{
+			name: "asg-scale-in", title: "ASG scale-in of the holder (lifecycle hook)",
+			instances: 3, asg: "chaos-asg", hook: "eipd-drain",
+			setup: func(x *chaosRun) {
+				for _, n := range x.c.nodes {
+					n.startDaemon("--lifecycle-hook", x.sc.hook)
+				}
+			},
+			fault: asgScaleIn,
+		},
+		chaosScenario{
+			name: "rebalance-recommendation", title: "Rebalance recommendation on the holder (EIP stays)",
+			instances: 3, maxMoves: -1,
+			fault: rebalanceRecommendation,
+		},
+		chaosScenario{
+			name: "handoff-then-new-holder-dies", title: "SIGTERM handoff, then the new holder's HAProxy dies",
+			instances: 3, maxMoves: 2, downtime: proxyDeathBound,
+			fault: handoffThenNewHolderDies,
+		},
+		chaosScenario{
+			name: "all-haproxy-down-one-back", title: "All HAProxies down, then one back (downtime from its return)",
+			instances: 3,
+			// Counted from the moment a standby's HAProxy is started
+			// again (the outage before is total by nature): HAProxy up
+			// (≤ 1 s), its health rises after 2 checks 1 s apart (≤ 2 s),
+			// it tags itself ready at once, the blocked holder looks for
+			// targets again every renew interval (3 s) and hands off
+			// (probe, association): ≤ about 6.5 s, 3.3 s measured on an
+			// idle machine. Margin for a loaded one.
+			downtime: 10 * time.Second,
+			fault:    allHAProxyDownOneBack,
+		},
+		chaosScenario{
+			name: "health-flapping", title: "Holder's health flapping every 3 s for a minute",
+			instances: 3, runtimeCheck: true, downtime: proxyDeathBound,
+			fault: healthFlapping,
+		},
+	)
+}
+
+// ---- helpers ----
+
+// drainingReason is the "draining" field of n's /status ("" when it does
+// not answer or is not draining).
+func (n *node) drainingReason() string {
+	var s struct {
+		Draining string `json:"draining"`
+	}
+	if err := doJSON("GET", fmt.Sprintf("http://%s:%d/status", n.inst.PrivateIP, n.statusPort), nil, &s); err != nil {
+		return ""
+	}
+	return s.Draining
+}
+
+// handoffBlocked reports whether n's /status says its handoff of alloc is
+// blocked (no ready target).
+func (n *node) handoffBlocked(alloc string) bool {
+	s, err := n.status()
+	if err != nil {
+		return false
+	}
+	for _, e := range s.EIPs {
+		if e.AllocationID == alloc {
+			return e.HandoffBlocked
+		}
+	}
+	return false
+}
+
+// lastStateTag is the last eipd:state written on instance id, with when.
+func (c *cluster) lastStateTag(id string) (string, time.Time) {
+	state, at := "", time.Time{}
+	for _, w := range c.tagHistory(id) {
+		if v, ok := w.Tags["eipd:state"]; ok && w.Action == "create" {
+			state, at = v, w.Time
+		}
+	}
+	return state, at
+}
+
+// onlyMove asserts that the first EIP moved exactly once since the fault,
+// from `from`, and returns that move.
+func (x *chaosRun) onlyMove(from *node) simEvent {
+	x.Helper()
+	m := assocsIn(x.c.events(), x.alloc(), x.faultAt)
+	if len(m) != 1 || m[0].From != from.id() {
+		x.Fatalf("want one move away from %s since the fault, got:%s", from.id(), eventList(m))
+	}
+	return m[0]
+}
+
+// failoverReason asserts that n counted exactly one move of alloc to
+// itself with reason (eipd_failovers_total, counted by the new holder).
+func (x *chaosRun) failoverReason(n *node, alloc, reason string) {
+	x.Helper()
+	var got float64
+	waitFor(x, 10*time.Second, n.id()+" to count the move with reason "+reason, func() bool {
+		got = n.metric("eipd_failovers_total", map[string]string{"allocation_id": alloc, "reason": reason})
+		return got >= 1
+	})
+	if got != 1 {
+		x.Fatalf("%s counted %v moves of %s with reason %s, want 1", n.id(), got, alloc, reason)
+	}
+}
+
+// instanceGoes does what happens to an instance after a planned handoff:
+// the OS shuts down (SIGTERM to eipd, which holds nothing and exits at
+// once), HAProxy goes, the instance is terminated.
+func (x *chaosRun) instanceGoes(n *node) {
+	x.Helper()
+	n.eipd.term()
+	if !n.eipd.waitExit(10 * time.Second) {
+		x.Fatalf("eipd of %s, holding nothing, did not exit within 10 s of SIGTERM", n.id())
+	}
+	n.killHAProxy()
+	x.c.instanceOp(n.id(), "terminate")
+}
+
+// ---- scenarios ----
+
+// fiveColdStart: five daemons start together on an EIP nobody holds:
+// exactly one association (no claim is undone: no disassociation) and one
+// holder; the client waits for the first association.
+func fiveColdStart(x *chaosRun) {
+	alloc := x.alloc()
+	if a := x.c.address(alloc); a.InstanceID != "" || len(x.c.events()) != 0 {
+		x.Fatalf("the EIP is not unassociated and untouched before the start: %+v", a)
+	}
+	x.fault()
+	for _, n := range x.c.nodes {
+		n.startDaemon()
+	}
+	for _, n := range x.c.nodes {
+		n.waitUp()
+	}
+	h := x.c.heldBy(30*time.Second, alloc)[0]
+	x.clientBack(15*time.Second, 25)
+	// Every other daemon must have settled as a standby that trusts h, and
+	// nothing may happen for two renew intervals more.
+	x.c.steady(alloc)
+	x.quiet(2 * dRenew)
+	ev := x.c.events()
+	if len(ev) != 1 || ev[0].To != h.id() || ev[0].Caller != h.id() {
+		x.Fatalf("want exactly one association (by %s to itself) and nothing else, got:%s", h.id(), eventList(ev))
+	}
+	if got := x.c.holder(alloc); got != h.id() {
+		x.Fatalf("the EIP is on %q, want %s", got, h.id())
+	}
+	x.Logf("%s claimed the EIP %s after the daemons started", h.id(), ev[0].Time.Sub(x.faultAt).Round(time.Millisecond))
+}
+
+// spotInterruption: AWS posts a spot interruption notice on the holder
+// (two minutes before it takes the instance): the holder drains and hands
+// the EIP to a ready member before the instance goes. Planned: not one
+// failed request, one move, counted as handoff-draining.
+func spotInterruption(x *chaosRun) {
+	h, alloc := x.holder, x.alloc()
+	x.fault()
+	x.c.instanceOp(h.id(), "spot-interruption")
+	to := x.movedAway(h, noticeBound)
+	if d := x.onlyMove(h).Time.Sub(x.faultAt); d > noticeBound {
+		x.Fatalf("handoff %s after the notice, bound %s", d, noticeBound)
+	}
+	// The notice really was read, and it is why the EIP moved.
+	if n := h.metric("eipd_lifecycle_notices_total", map[string]string{"kind": "spot-interruption"}); n != 1 {
+		x.Fatalf("%s counted %v spot interruption notices, want 1", h.id(), n)
+	}
+	waitFor(x, 5*time.Second, h.id()+" to report draining", func() bool { return h.drainingReason() == "handoff-draining" })
+	x.failoverReason(to, alloc, "handoff-draining")
+	x.clientBack(10*time.Second, 25)
+	// Then the instance goes: nothing moves any more.
+	x.instanceGoes(h)
+	x.quiet(2 * dRenew)
+	if got := x.c.holder(alloc); got != to.id() {
+		x.Fatalf("the EIP left %s after the old holder went (now on %q)", to.id(), got)
+	}
+}
+
+// asgScaleIn: Auto Scaling scales in the holder: its target lifecycle state
+// becomes Terminated (the instance is in Terminating:Wait on the
+// termination hook). The holder drains and hands off first, then completes
+// the hook (CONTINUE) once it holds nothing; then the instance goes.
+func asgScaleIn(x *chaosRun) {
+	h, alloc := x.holder, x.alloc()
+	x.fault()
+	x.c.control("PUT", "/instances/"+h.id()+"/lifecycle-state", map[string]string{"state": "Terminated"}, nil)
+	to := x.movedAway(h, noticeBound)
+	move := x.onlyMove(h)
+	var act *lifecycleAction
+	waitFor(x, noticeBound, "the holder's lifecycle action to be completed", func() bool {
+		act = x.c.completedFor(h.id())
+		return act != nil
+	})
+	if !act.Completed.After(move.Time) {
+		x.Fatalf("the lifecycle hook was completed at %s, before the handoff at %s",
+			act.Completed.Format("15:04:05.000"), move.Time.Format("15:04:05.000"))
+	}
+	if act.Result != "CONTINUE" || act.Caller != h.id() || act.Group != x.sc.asg || act.Hook != x.sc.hook {
+		x.Fatalf("lifecycle action %+v, want CONTINUE by %s for %s/%s", *act, h.id(), x.sc.asg, x.sc.hook)
+	}
+	if n := h.metric("eipd_lifecycle_notices_total", map[string]string{"kind": "asg-terminating"}); n != 1 {
+		x.Fatalf("%s counted %v asg-terminating notices, want 1", h.id(), n)
+	}
+	x.failoverReason(to, alloc, "handoff-draining")
+	x.Logf("handoff %s after the scale-in, hook completed %s after the handoff",
+		move.Time.Sub(x.faultAt).Round(time.Millisecond), act.Completed.Sub(move.Time).Round(time.Millisecond))
+	x.clientBack(10*time.Second, 25)
+	// Auto Scaling terminates the instance once the hook is complete.
+	x.instanceGoes(h)
+	x.quiet(2 * dRenew)
+	if got := x.c.holder(alloc); got != to.id() {
+		x.Fatalf("the EIP left %s after the old holder went (now on %q)", to.id(), got)
+	}
+	if n := len(x.c.lifecycleActions()); n != 1 {
+		x.Fatalf("%d lifecycle actions, want the holder's only", n)
+	}
+}
+
+// rebalanceRecommendation: AWS recommends rebalancing the holder's spot
+// capacity. That is an early signal, not a stop: by design eipd keeps the
+// EIP where it is (a move costs clients a connection each, and the
+// instance may run for hours) and only stops offering the instance as a
+// target: it tags itself eipd:state=draining (leader/metadata.go). So: the
+// notice is read and counted, the holder tags itself draining, and the EIP
+// stays with no failed request.
+func rebalanceRecommendation(x *chaosRun) {
+	h := x.holder
+	x.fault()
+	x.c.instanceOp(h.id(), "rebalance")
+	// One lifecycle poll (5 s) to read it; margin for a loaded machine.
+	waitFor(x, 10*time.Second, h.id()+" to count the rebalance recommendation", func() bool {
+		return h.metric("eipd_lifecycle_notices_total", map[string]string{"kind": "rebalance"}) == 1
+	})
+	waitFor(x, 5*time.Second, h.id()+" to tag itself eipd:state=draining", func() bool {
+		st, at := x.c.lastStateTag(h.id())
+		return st == "draining" && at.After(x.faultAt)
+	})
+	if !strings.Contains(h.logOf(0), "rebalance recommendation received") {
+		x.Fatalf("%s did not log the rebalance recommendation:\n%s", h.id(), tail(h.eipd.logPath, 20))
+	}
+	// It holds on: no handoff, and it is not draining its EIPs.
+	x.stays(h, 2*dRenew, "after a rebalance recommendation")
+	if r := h.drainingReason(); r != "" {
+		x.Fatalf("%s reports draining %q after a rebalance recommendation, want none", h.id(), r)
+	}
+}
+
+// handoffThenNewHolderDies: SIGTERM on the holder A hands the EIP to B
+// (planned, no failed request); then B's HAProxy dies: B hands it to C.
+// Two moves in all, one per fault; the EIP never goes back to A, whose
+// eipd is stopped (its HAProxy still runs, and it must not be a target).
+func handoffThenNewHolderDies(x *chaosRun) {
+	a, alloc := x.holder, x.alloc()
+	x.fault()
+	a.eipd.term()
+	b := x.movedAway(a, 30*time.Second)
+	if !a.eipd.waitExit(30 * time.Second) {
+		x.Fatalf("%s's eipd did not exit within 30 s of SIGTERM", a.id())
+	}
+	x.clientBack(10*time.Second, 25)
+	// Let the new holder settle (a renewal, the standbys probing it)
+	// before the second fault.
+	x.quiet(dRenew)
+	if _, failed, _ := x.cl.downtime(x.faultAt, time.Now()); failed > 0 {
+		x.Fatalf("%d requests failed during the SIGTERM handoff (planned: want none)", failed)
+	}
+	killed := time.Now()
+	b.killHAProxy()
+	next := x.movedAway(b, 30*time.Second)
+	m := assocsIn(x.c.events(), alloc, killed)
+	if len(m) != 1 || m[0].From != b.id() || m[0].To != next.id() {
+		x.Fatalf("want one move from %s to %s after its HAProxy died, got:%s", b.id(), next.id(), eventList(m))
+	}
+	if d := m[0].Time.Sub(killed); d > proxyDeathBound {
+		x.Fatalf("the second move came %s after the HAProxy died, bound %s", d.Round(time.Millisecond), proxyDeathBound)
+	}
+	x.clientBack(10*time.Second, 25)
+	x.quiet(2 * dRenew)
+	for _, e := range assocsIn(x.c.events(), alloc, x.faultAt) {
+		if e.To == a.id() {
+			x.Fatalf("the EIP went back to the stopped member %s:%s", a.id(), eventList(assocsIn(x.c.events(), alloc, x.faultAt)))
+		}
+	}
+	if got := x.c.holder(alloc); got != next.id() {
+		x.Fatalf("the EIP left %s (now on %q)", next.id(), got)
+	}
+	x.Logf("SIGTERM handoff %s → %s, then %s → %s %s after its HAProxy died", a.id(), b.id(), b.id(), next.id(), m[0].Time.Sub(killed).Round(time.Millisecond))
+}
+
+// allHAProxyDownOneBack: every HAProxy dies. Moving the EIP to an unhealthy
+// member helps nobody, so it stays associated where it is and the holder
+// says its handoff is blocked; nothing moves. Then one standby's HAProxy
+// comes back: the EIP moves there, once. The outage is total until then;
+// the downtime is counted from that HAProxy's return.
+func allHAProxyDownOneBack(x *chaosRun) {
+	h, alloc := x.holder, x.alloc()
+	x.fault()
+	for _, n := range x.c.nodes {
+		n.killHAProxy()
+	}
+	waitFor(x, 15*time.Second, h.id()+" to report its handoff blocked", func() bool { return h.handoffBlocked(alloc) })
+	// No move and no disassociation while every member is down.
+	during(x, 2*dRenew, "every HAProxy down", func() error {
+		if got := x.c.holder(alloc); got != h.id() {
+			return fmt.Errorf("the EIP went from %s to %q", h.id(), got)
+		}
+		return nil
+	})
+	if ch := changesSince(x.c.events(), alloc, x.faultAt); len(ch) > 0 {
+		x.Fatalf("association changes while every member was down:%s", eventList(ch))
+	}
+	back := x.c.others(h)[0]
+	x.measureFrom()
+	back.restartHAProxy()
+	to := x.movedAway(h, 30*time.Second)
+	if to != back {
+		x.Fatalf("the EIP went to %s, want %s (the only member with a proxy)", to.id(), back.id())
+	}
+	x.clientBack(x.sc.downtime+5*time.Second, 25)
+	x.quiet(2 * dRenew)
+	if got := x.c.holder(alloc); got != back.id() {
+		x.Fatalf("the EIP left %s (now on %q)", back.id(), got)
+	}
+	m := x.onlyMove(h)
+	x.Logf("moved to %s %s after its HAProxy came back", back.id(), m.Time.Sub(x.downFrom).Round(time.Millisecond))
+}
+
+// healthFlapping: the holder's backend stops and starts every 3 s for a
+// minute (runtime-API check: HAProxy reports the backend down, eipd's
+// check falls after 3 failures). The first fall hands the EIP off; after
+// that the flapping member was unhealthy within the last minute, so it is
+// nobody's target: at most one move in the minute, never back to it.
+func healthFlapping(x *chaosRun) {
+	a, alloc := x.holder, x.alloc()
+	ai := x.c.index(a)
+	x.fault()
+	const period = 3 * time.Second
+	up := true
+	toggles := 0
+	for start := time.Now(); time.Since(start) < time.Minute; {
+		if up {
+			a.stopBackend()
+		} else {
+			a.startBackend()
+		}
+		up = !up
+		toggles++
+		time.Sleep(period)
+	}
+	if !up {
+		a.startBackend()
+	}
+	end := time.Now()
+	// The flapping really reached eipd's health (after hysteresis), more
+	// than once: a check that never fell would prove nothing.
+	falls, prev := 0, "up"
+	for _, r := range x.s.between(x.faultAt, end) {
+		if r.sts[ai] == nil {
+			continue
+		}
+		if h := r.health(ai); h != prev {
+			if h == "down" {
+				falls++
+			}
+			prev = h
+		}
+	}
+	if falls < 3 {
+		x.Fatalf("%s's health fell %d times in the minute of flapping (%d toggles), want at least 3", a.id(), falls, toggles)
+	}
+	m := assocsIn(x.c.events(), alloc, x.faultAt)
+	for _, e := range m {
+		if e.To == a.id() {
+			x.Fatalf("the EIP went back to the flapping member %s:%s", a.id(), eventList(m))
+		}
+	}
+	if len(m) == 0 {
+		x.Fatalf("the EIP never left the flapping holder %s", a.id())
+	}
+	x.clientBack(10*time.Second, 25)
+	x.Logf("%d toggles, %s's health fell %d times; moves:%s", toggles, a.id(), falls, eventList(m))
+}
