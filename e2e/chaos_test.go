@@ -236,6 +236,15 @@ func runChaos(t *testing.T, sc *chaosScenario) {
 	x.c = newCluster(x, clusterOpts{instances: sc.instances, eips: eips, flags: defaults,
 		privateIPs: sc.privateIPs, runtimeCheck: sc.runtimeCheck, asg: sc.asg, hook: sc.hook})
 	x.s = startSampler(x.c)
+	// A run that failed after its fault still reports what the client
+	// saw until then; this runs before the cluster's processes go.
+	t.Cleanup(func() {
+		if x.ended.IsZero() && !x.faultAt.IsZero() && x.cl != nil {
+			x.ended = time.Now()
+			x.cl.stop()
+			fillResult(x, &res)
+		}
+	})
 	if sc.setup != nil {
 		sc.setup(x)
 	}
