@@ -1,0 +1,501 @@
+package e2e
+
+// Chaos scenarios: the holder's own failures (its daemon, its instance, a
+// freeze), its links (to its peers, to the EC2 API), and an EC2 API that
+// throttles or answers reads late.
+//
+// Bounds use the daemon's default timings (renew 3 s, lease 10 s, skew 1 s,
+// health 1 s × fall 3, probe 1 s × fall 3); each says where it comes from.
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+)
+
+// Bounds shared by several scenarios.
+const (
+	// dProbe is how long a standby takes to see a dead holder: probe
+	// interval 1 s × fall 3.
+	dProbe = 3 * time.Second
+	// dTrust is how long a holder calls itself holder after its last
+	// confirmation by AWS: lease − skew (design invariant 6).
+	dTrust = dLease - dSkew
+	// lagChaos is the read lag of the read-lag scenarios.
+	lagChaos = 5 * time.Second
+)
+
+func init() {
+	addChaos(
+		chaosScenario{
+			name: "eipd-killed", title: "Holder's eipd SIGKILLed while its HAProxy serves (EIP stays)",
+			instances: 3, maxMoves: -1, // downtime 0: not one request may fail
+			fault: faultEipdKilled,
+		},
+		chaosScenario{
+			name: "instance-terminated", title: "Holder instance terminated",
+			// The stopped/terminated-holder path: probe detection (3 s),
+			// then a member listing and the claim; the benchmarks put its
+			// p99 near 3 s. 8 s leaves room for a loaded 2-core machine.
+			instances: 3, downtime: 8 * time.Second,
+			fault: func(x *chaosRun) { faultInstanceGone(x, "terminate") },
+		},
+		chaosScenario{
+			name: "instance-stopped", title: "Holder instance stopped",
+			instances: 3, downtime: 8 * time.Second,
+			fault: func(x *chaosRun) { faultInstanceGone(x, "stop") },
+		},
+		chaosScenario{
+			name: "holder-hung", title: "Holder hung (SIGSTOP eipd and HAProxy), then thawed",
+			// Takeover needs a stale lease: lease + skew (11 s) after the
+			// last renewal, which is at most a renew interval before the
+			// freeze; the probe has long fallen by then (3 s), and a
+			// standby re-reads a stale-looking lease every renew interval
+			// (up to 3 s more). 16 s covers that with a margin.
+			instances: 3, downtime: 16 * time.Second,
+			fault: faultHolderHung,
+		},
+		chaosScenario{
+			name: "api-cut-holder-serves", title: "Holder cut from the EC2 API while its HAProxy serves (EIP stays)",
+			instances: 3, maxMoves: -1,
+			fault: faultAPICutHolderServes,
+		},
+		chaosScenario{
+			name: "api-cut-haproxy-dies", title: "Holder cut from the EC2 API, then its HAProxy dies",
+			// The only scenario where the old holder cannot hear that it
+			// lost the EIP: design invariant 1 allows one renew interval
+			// of two daemons calling themselves holder.
+			instances: 3, overlap: dRenew,
+			// Nobody can move the EIP before its lease is stale: lease +
+			// skew (11 s) after the last renewal, at most a renew interval
+			// before the cut; then a re-read (renew interval, 3 s) and the
+			// fenced claim. 16 s covers it with a margin.
+			downtime: 16 * time.Second,
+			fault:    faultAPICutHAProxyDies,
+		},
+		chaosScenario{
+			name: "read-lag-steady", title: "5 s read lag (DescribeAddresses/Instances) in steady state",
+			instances: 3, maxMoves: -1,
+			fault: faultReadLagSteady,
+		},
+		chaosScenario{
+			name: "read-lag-handoff", title: "5 s read lag with a manual handoff (eipd handoff)",
+			instances: 3, // planned: not one request may fail; one move
+			fault:     faultReadLagHandoff,
+		},
+		chaosScenario{
+			name: "read-lag-unhealthy", title: "5 s read lag with an unhealthy handoff (HAProxy killed)",
+			// The handoff of haproxy-killed, with its bound (5 s): the
+			// holder keeps its targets at hand and probes the chosen one
+			// over the network, so no read is on the critical path and
+			// the move itself is a write, which sees no lag.
+			instances: 3, downtime: 5 * time.Second,
+			fault: faultReadLagUnhealthy,
+		},
+	)
+}
+
+// ---- eipd-killed ----
+
+// faultEipdKilled: the holder's daemon dies (SIGKILL) while its HAProxy
+// serves. Its lease goes stale, but the standbys' probes of its HAProxy
+// pass, so nobody takes the EIP: a dead daemon is not a dead proxy. The
+// daemon restarted finds the EIP on its own ENI and resumes as holder with
+// the stored term.
+func faultEipdKilled(x *chaosRun) {
+	h := x.holder
+	term := x.leaseTag("eipd:term")
+	x.fault()
+	h.eipd.killWait(x)
+	// Lease + skew (11 s) after the last renewal, plus the probe's fall
+	// (3 s) and a second: every standby has had time to judge.
+	stay := dLease + dSkew + dProbe + time.Second
+	x.staysOn(h, stay, "the holder's eipd is dead but its HAProxy serves")
+	// The fault really left the standbys a stale lease to judge.
+	if age := time.Since(x.leaseRenewed()); age <= dLease+dSkew {
+		x.Fatalf("the lease is only %s old %s after the holder's eipd died: someone renewed it (want older than lease + skew, %s)",
+			age.Round(time.Millisecond), stay, dLease+dSkew)
+	}
+	for _, n := range x.c.others(h) {
+		if p := n.peerProbe(x.alloc()); p != "up" {
+			x.Fatalf("%s's probe of the holder's HAProxy is %q, want up (the proxy serves)", n.id(), p)
+		}
+	}
+	h.startDaemon()
+	h.waitUp()
+	waitFor(x, 20*time.Second, "the restarted daemon to resume as holder", func() bool { return h.role(x.alloc()) == "holder" })
+	restarted := time.Now()
+	waitFor(x, 2*dRenew, "the restarted holder to renew the lease", func() bool {
+		rs := renewals(x.c.tagHistory(x.alloc()))
+		return len(rs) > 0 && rs[len(rs)-1].Caller == h.id() && rs[len(rs)-1].Time.After(restarted)
+	})
+	x.stays(h, dRenew, "after the restart")
+	if got := x.leaseTag("eipd:term"); got != term {
+		x.Fatalf("eipd:term went from %s to %s across a restart: a restart is not a change of holder", term, got)
+	}
+}
+
+// ---- instance terminated or stopped ----
+
+// faultInstanceGone: the holder's instance is terminated or stopped (op);
+// its processes die with it. A standby takes over once.
+func faultInstanceGone(x *chaosRun, op string) {
+	h := x.holder
+	x.fault()
+	x.c.instanceOp(h.id(), op)
+	h.eipd.killWait(x)
+	h.killHAProxy()
+	to := x.movedAway(h, 30*time.Second)
+	e := x.firstAssoc(h)
+	if e.Caller != e.To {
+		x.Fatalf("the EIP went to %s by %q, want a takeover by the survivor itself:%s", e.To, e.Caller, eventList(x.changes()))
+	}
+	if op == "stop" {
+		// A stopped instance keeps its EIP on EC2: the survivor must
+		// have fenced (disassociated the association it saw) first.
+		x.requireFenced(h, e)
+	}
+	x.clientBack(30*time.Second, 25)
+	x.quiet(2 * dRenew)
+	if got := x.c.holder(x.alloc()); got != to.id() {
+		x.Fatalf("the EIP left %s after the takeover (now on %q)", to.id(), got)
+	}
+}
+
+// ---- holder hung ----
+
+// faultHolderHung: the holder's eipd and HAProxy freeze (SIGSTOP). A
+// standby takes over once the lease is stale, never before; thawed, the
+// old holder steps down without a fight.
+func faultHolderHung(x *chaosRun) {
+	h := x.holder
+	x.fault()
+	h.eipd.stop()
+	h.haproxy.stop()
+	e := x.waitFirstAssoc(h, 40*time.Second)
+	took := e.Time.Sub(x.faultAt)
+	// The lease was renewed at most a renew interval before the freeze:
+	// a takeover earlier than lease + skew − renew (8 s; 1 s margin for
+	// a renewal that landed late) would not have waited for it to expire.
+	if earliest := dLease + dSkew - dRenew - time.Second; took < earliest {
+		x.Fatalf("taken over by %s %s after the freeze, before the lease could have gone stale (%s)", e.To, took.Round(time.Millisecond), earliest)
+	}
+	if bound := 16 * time.Second; took > bound {
+		x.Fatalf("taken over by %s %s after the freeze, want within lease + skew + probe + re-read + margin (%s)", e.To, took.Round(time.Millisecond), bound)
+	}
+	x.requireFenced(h, e)
+	to := x.movedAway(h, 20*time.Second)
+	x.clientBack(30*time.Second, 25)
+	thawed := time.Now()
+	h.haproxy.cont()
+	h.eipd.cont()
+	// Its trust ran out while frozen: it must not call itself holder
+	// again, and it ends as a standby once it reads the API.
+	waitFor(x, 30*time.Second, "the thawed old holder to step down to standby", func() bool { return h.role(x.alloc()) == "standby" })
+	if last := lastRole(x.s.between(thawed, time.Now()), x.c.index(h), x.alloc(), "holder"); !last.IsZero() {
+		x.Fatalf("the thawed old holder reported holder at %s, %s after the thaw (its trust had run out)",
+			last.Format("15:04:05.000"), last.Sub(thawed).Round(time.Millisecond))
+	}
+	x.quiet(2 * dRenew)
+	if got := x.c.holder(x.alloc()); got != to.id() {
+		x.Fatalf("the EIP left %s after the thaw (now on %q)", to.id(), got)
+	}
+}
+
+// ---- holder cut from the EC2 API ----
+
+// faultAPICutHolderServes: the holder's EC2 calls hang (partition for its
+// credentials) while its HAProxy serves. The lease goes stale, but the
+// holder answers its peers' probes: nobody moves the EIP. Healed, the
+// holder renews again.
+func faultAPICutHolderServes(x *chaosRun) {
+	h := x.holder
+	x.fault()
+	x.c.setInstanceFaults(h.id(), map[string]any{"partition": true})
+	stale := dLease + dSkew
+	during(x, stale+dProbe+time.Second, "the holder cut from the EC2 API while its HAProxy serves", x.onHolder(h))
+	// The fault really happened: the lease in EC2 went stale, and the
+	// holder's calls were really held up.
+	if age := time.Since(x.leaseRenewed()); age <= stale {
+		x.Fatalf("the lease is only %s old after the holder was cut from the API: it still renewed (want older than %s)", age.Round(time.Millisecond), stale)
+	}
+	if n := x.c.stats().ByOutcome["CreateTags"]["partitioned"]; n == 0 {
+		x.Fatalf("no CreateTags was held up by the partition: the holder never tried to renew while cut off")
+	}
+	for _, n := range x.c.others(h) {
+		if p := n.peerProbe(x.alloc()); p != "up" {
+			x.Fatalf("%s's probe of the holder is %q, want up (its HAProxy serves)", n.id(), p)
+		}
+	}
+	// A standby reads a stale-looking lease every renew interval: give it
+	// two more rounds with the stale lease in front of it.
+	during(x, 2*dRenew, "the holder cut from the EC2 API, lease stale", x.onHolder(h))
+	healed := time.Now()
+	x.c.clearInstanceFaults(h.id())
+	waitFor(x, 3*dRenew+5*time.Second, "the healed holder to renew and call itself holder again", func() bool {
+		rs := renewals(x.c.tagHistory(x.alloc()))
+		return len(rs) > 0 && rs[len(rs)-1].Caller == h.id() && rs[len(rs)-1].Time.After(healed) && h.role(x.alloc()) == "holder"
+	})
+	x.stays(h, dRenew, "after the API came back")
+}
+
+// faultAPICutHAProxyDies: the holder is cut from the EC2 API, then its
+// HAProxy dies: it can neither hand off nor hear that it lost the EIP. A
+// standby takes over once the lease is stale, fencing (disassociating the
+// association it saw, then associating); the cut-off holder stops calling
+// itself holder within its trust window.
+func faultAPICutHAProxyDies(x *chaosRun) {
+	h := x.holder
+	hi := x.c.index(h)
+	cut := partitioned(x.c.stats())
+	x.fault()
+	x.c.setInstanceFaults(h.id(), map[string]any{"partition": true})
+	h.killHAProxy()
+	e := x.waitFirstAssoc(h, 40*time.Second)
+	x.requireFenced(h, e)
+	to := x.movedAway(h, 20*time.Second)
+	x.clientBack(30*time.Second, 25)
+	// Keep it cut off past its trust window, then judge its /status.
+	if rest := time.Until(x.faultAt.Add(dTrust + 2*time.Second)); rest > 0 {
+		time.Sleep(rest)
+	}
+	rows := x.s.between(x.faultAt, time.Now())
+	// Its last confirmation was its last renewal, at or before the cut;
+	// half a second covers a renewal in flight and the sampler's rounds.
+	if last := lastRole(rows, hi, x.alloc(), "holder"); !last.IsZero() && last.Sub(x.faultAt) > dTrust+500*time.Millisecond {
+		x.Fatalf("the cut-off holder reported holder %s after the cut, want at most its trust window (lease − skew, %s)",
+			last.Sub(x.faultAt).Round(time.Millisecond), dTrust)
+	}
+	if r := h.role(x.alloc()); r == "holder" {
+		x.Fatalf("the cut-off holder still reports holder %s after the cut", time.Since(x.faultAt).Round(time.Millisecond))
+	}
+	if n := partitioned(x.c.stats()) - cut; n == 0 {
+		x.Fatalf("no EC2 call of the cut-off holder was held up by the partition: it was not cut off")
+	}
+	healed := time.Now()
+	x.c.clearInstanceFaults(h.id())
+	h.restartHAProxy()
+	waitFor(x, 30*time.Second, "the healed old holder to end as standby", func() bool { return h.role(x.alloc()) == "standby" })
+	x.quiet(dRenew)
+	for _, w := range x.c.tagHistory(x.alloc()) {
+		if w.Caller == h.id() && w.Time.After(healed) {
+			x.Fatalf("the old holder wrote the lease after its API came back: %s", w)
+		}
+	}
+	if got := x.c.holder(x.alloc()); got != to.id() {
+		x.Fatalf("the EIP left %s after the heal (now on %q)", to.id(), got)
+	}
+}
+
+// ---- read lag ----
+
+// faultReadLagSteady: every Describe* answers from the state of 5 s ago
+// (writes see the truth) for two lease durations: nothing moves.
+func faultReadLagSteady(x *chaosRun) {
+	h := x.holder
+	x.fault()
+	x.c.setFaults(map[string]any{"describe_lag": lagChaos.String()})
+	x.requireLag()
+	x.stays(h, 2*dLease, "5 s read lag in steady state")
+}
+
+// faultReadLagHandoff: with reads 5 s late, the operator runs `eipd
+// handoff` on the holder: one move, no failed request, and the old holder
+// never takes the EIP back from a read that still shows it there.
+func faultReadLagHandoff(x *chaosRun) {
+	h := x.holder
+	x.fault()
+	x.c.setFaults(map[string]any{"describe_lag": lagChaos.String()})
+	x.requireLag()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, eipdBin, "handoff", "--control", h.controlAddr)
+	cmd.Env = minimalEnv(x.c.dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		x.Fatalf("eipd handoff: %v\n%s", err, out)
+	}
+	e := x.waitFirstAssoc(h, 10*time.Second)
+	if e.From != h.id() || e.Caller != h.id() {
+		x.Fatalf("want the handoff to be a move from %s made by it, got:%s", h.id(), eventList(x.changes()))
+	}
+	x.movedAway(h, 30*time.Second)
+	x.notBackOnOld(h, e)
+}
+
+// faultReadLagUnhealthy: with reads 5 s late, the holder's HAProxy dies:
+// it hands off once; its HAProxy back while reads still show the EIP on
+// it, it never takes it back.
+func faultReadLagUnhealthy(x *chaosRun) {
+	h := x.holder
+	x.c.setFaults(map[string]any{"describe_lag": lagChaos.String()})
+	x.requireLag()
+	x.fault()
+	h.killHAProxy()
+	e := x.waitFirstAssoc(h, 30*time.Second)
+	x.movedAway(h, 30*time.Second)
+	// Healthy again within the lag: its reads still show it the EIP.
+	h.restartHAProxy()
+	if time.Since(e.Time) > lagChaos {
+		x.Logf("note: the old holder's HAProxy was back %s after the move (after the read lag)", time.Since(e.Time).Round(time.Millisecond))
+	}
+	x.clientBack(30*time.Second, 25)
+	x.notBackOnOld(h, e)
+}
+
+// notBackOnOld: for lag + two renew intervals after the move e away from
+// h, h never reports holder and never writes itself back into the lease.
+func (x *chaosRun) notBackOnOld(h *node, e simEvent) {
+	x.Helper()
+	x.quiet(lagChaos + 2*dRenew)
+	if last := lastRole(x.s.between(e.Time.Add(overlapTolerance), time.Now()), x.c.index(h), x.alloc(), "holder"); !last.IsZero() {
+		x.Fatalf("the old holder %s reported holder again after the move (at %s, %s after it)",
+			h.id(), last.Format("15:04:05.000"), last.Sub(e.Time).Round(time.Millisecond))
+	}
+	for _, w := range x.c.tagHistory(x.alloc()) {
+		if w.Time.After(e.Time) && w.Tags["eipd:holder"] == h.id() {
+			x.Fatalf("the lease names the old holder again after the move: %s", w)
+		}
+	}
+	if got := x.c.holder(x.alloc()); got != e.To {
+		x.Fatalf("the EIP left %s after the move (now on %q)", e.To, got)
+	}
+}
+
+// requireLag proves the read lag is in force: a Describe read by the
+// operator shows an older eipd:renewed than the emulator's true state
+// (the holder renews every 3 s, so within 5 s of lag a newer stamp has
+// always landed).
+func (x *chaosRun) requireLag() {
+	x.Helper()
+	cl := x.c.operatorEC2()
+	var truth, seen string
+	waitFor(x, 3*lagChaos, "a lagging read (an older eipd:renewed than the true one)", func() bool {
+		truth = x.c.address(x.alloc()).Tags["eipd:renewed"]
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		out, err := cl.DescribeAddresses(ctx, &ec2.DescribeAddressesInput{AllocationIds: []string{x.alloc()}})
+		if err != nil || len(out.Addresses) != 1 {
+			return false
+		}
+		seen = ""
+		for _, t := range out.Addresses[0].Tags {
+			if aws.ToString(t.Key) == "eipd:renewed" {
+				seen = aws.ToString(t.Value)
+			}
+		}
+		ts, err1 := time.Parse(time.RFC3339Nano, truth)
+		ss, err2 := time.Parse(time.RFC3339Nano, seen)
+		return err1 == nil && err2 == nil && ss.Before(ts)
+	})
+}
+
+// ---- helpers ----
+
+// leaseTag is a tag of the first EIP as the emulator holds it.
+func (x *chaosRun) leaseTag(key string) string { return x.c.address(x.alloc()).Tags[key] }
+
+// leaseRenewed is the first EIP's eipd:renewed stamp in the emulator.
+func (x *chaosRun) leaseRenewed() time.Time {
+	x.Helper()
+	v := x.leaseTag("eipd:renewed")
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		x.Fatalf("eipd:renewed of %s is %q: %v", x.alloc(), v, err)
+	}
+	return t
+}
+
+// onHolder is a during() condition: the first EIP is associated with n.
+func (x *chaosRun) onHolder(n *node) func() error {
+	return func() error {
+		if h := x.c.holder(x.alloc()); h != n.id() {
+			return fmt.Errorf("the EIP moved to %q:%s", h, eventList(x.changes()))
+		}
+		return nil
+	}
+}
+
+// staysOn asserts that the first EIP stays associated with n for d,
+// whatever n's daemon reports (it may be dead).
+func (x *chaosRun) staysOn(n *node, d time.Duration, what string) {
+	x.Helper()
+	during(x, d, what, x.onHolder(n))
+}
+
+// changes are the first EIP's association changes since the fault.
+func (x *chaosRun) changes() []simEvent { return changesSince(x.c.events(), x.alloc(), x.faultAt) }
+
+// firstAssoc is the first association of the first EIP to an instance
+// other than from since the fault.
+func (x *chaosRun) firstAssoc(from *node) simEvent {
+	x.Helper()
+	e, ok := firstAssocAfter(x.c.events(), x.alloc(), from.id(), x.faultAt)
+	if !ok {
+		x.Fatalf("no association away from %s since the fault:%s", from.id(), eventList(x.changes()))
+	}
+	return e
+}
+
+// waitFirstAssoc waits for the first association away from `from` since
+// the fault and returns it.
+func (x *chaosRun) waitFirstAssoc(from *node, timeout time.Duration) simEvent {
+	x.Helper()
+	var e simEvent
+	waitFor(x, timeout, "the EIP to be associated away from "+from.id(), func() bool {
+		var ok bool
+		e, ok = firstAssocAfter(x.c.events(), x.alloc(), from.id(), x.faultAt)
+		return ok
+	})
+	return e
+}
+
+// requireFenced asserts that the takeover e was fenced: the claimant
+// first disassociated the association it saw on the old holder h (design
+// §3), rather than associating over it.
+func (x *chaosRun) requireFenced(h *node, e simEvent) {
+	x.Helper()
+	var prev *simEvent
+	for _, c := range x.changes() {
+		if c.Time.After(e.Time) || (c.Time.Equal(e.Time) && c.Action == e.Action && c.To == e.To) {
+			break
+		}
+		prev = &c
+	}
+	if e.Caller != e.To || e.Action != "associate" || prev == nil || prev.Action != "disassociate" || prev.Caller != e.To || prev.From != h.id() {
+		x.Fatalf("want a fenced takeover (the claimant disassociates %s's association, then associates), got:%s", h.id(), eventList(x.changes()))
+	}
+}
+
+// partitioned counts the EC2 calls the emulator held up in a partition.
+func partitioned(s simStats) int64 {
+	var n int64
+	for _, o := range s.ByOutcome {
+		n += o["partitioned"]
+	}
+	return n
+}
+
+// peerProbe is n's view of the holder's probe for alloc ("up", "down",
+// "" when unknown), from its /status.
+func (n *node) peerProbe(alloc string) string {
+	var s struct {
+		EIPs []struct {
+			AllocationID string `json:"allocation_id"`
+			PeerProbe    string `json:"peer_probe"`
+		} `json:"eips"`
+	}
+	if err := doJSON("GET", fmt.Sprintf("http://%s:%d/status", n.inst.PrivateIP, n.statusPort), nil, &s); err != nil {
+		return ""
+	}
+	for _, e := range s.EIPs {
+		if e.AllocationID == alloc {
+			return strings.ToLower(e.PeerProbe)
+		}
+	}
+	return ""
+}
