@@ -38,6 +38,9 @@ const waitingForIMDS = "waiting for instance metadata"
 type runningLoop interface {
 	progress
 	RequestHandoff(ctx context.Context, to string) error
+	// StatusNow is Status with this instance's own ENI view refreshed
+	// from instance metadata first (what members read before a handoff).
+	StatusNow(ctx context.Context) leader.Status
 }
 
 // healthView is the own health check; *health.Monitor satisfies it.
@@ -114,7 +117,7 @@ func (v *daemonView) healthStatus() health.Status {
 // status is the /status document.
 func (v *daemonView) status() statusDoc {
 	if loop, _ := v.running(); loop != nil {
-		return statusDoc{Status: loop.Status()}
+		return statusDoc{Status: loop.StatusNow(context.Background())}
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()

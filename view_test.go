@@ -38,6 +38,8 @@ func (f *fakeLoop) Status() leader.Status {
 	return leader.Status{InstanceID: "i-self", Health: "up", EIPs: []leader.EIPStatus{{AllocationID: "eipalloc-0a", Role: leader.RoleHolder}}}
 }
 
+func (f *fakeLoop) StatusNow(context.Context) leader.Status { return f.Status() }
+
 func (f *fakeLoop) RequestHandoff(_ context.Context, to string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -6,11 +6,19 @@ import (
 	"strings"
 )
 
-// PublicIPs lists the public IPv4 addresses associated with this instance's
-// primary ENI (IMDS network/interfaces/macs/<mac>/public-ipv4s). It is a
-// local, free signal that an EIP has been moved here, so the leader reads
-// the EC2 API only when something changed. None associated → empty, nil.
-func (m *Metadata) PublicIPs(ctx context.Context) ([]string, error) {
+// ENIAssociation is one public IPv4 address on this instance's primary ENI
+// and the private IP it is associated with.
+type ENIAssociation struct {
+	PublicIP, PrivateIP string
+}
+
+// Associations lists the public IPv4 addresses associated with this
+// instance's primary ENI and the private IP each one is on (IMDS
+// network/interfaces/macs/<mac>/public-ipv4s, then ipv4-associations/<ip>).
+// It is a local, free and current view: the leader learns from it that an
+// EIP was moved here or away without reading the EC2 API, and which of its
+// private IPs already carry an EIP. None associated → empty, nil.
+func (m *Metadata) Associations(ctx context.Context) ([]ENIAssociation, error) {
 	mac, err := m.get(ctx, "mac")
 	if err != nil {
 		if errors.Is(err, errNoItem) {
@@ -18,12 +26,33 @@ func (m *Metadata) PublicIPs(ctx context.Context) ([]string, error) {
 		}
 		return nil, err
 	}
-	body, err := m.get(ctx, "network/interfaces/macs/"+mac+"/public-ipv4s")
+	base := "network/interfaces/macs/" + mac + "/"
+	body, err := m.get(ctx, base+"public-ipv4s")
 	if errors.Is(err, errNoItem) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	return strings.Fields(body), nil
+	var out []ENIAssociation
+	for _, pub := range strings.Fields(body) {
+		priv, err := m.get(ctx, base+"ipv4-associations/"+pub)
+		if errors.Is(err, errNoItem) {
+			continue // moved away between the two reads
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ENIAssociation{PublicIP: pub, PrivateIP: strings.TrimSpace(priv)})
+	}
+	return out, nil
+}
+
+// PublicIPsOf are the public IPs of as.
+func PublicIPsOf(as []ENIAssociation) []string {
+	out := make([]string, 0, len(as))
+	for _, a := range as {
+		out = append(out, a.PublicIP)
+	}
+	return out
 }

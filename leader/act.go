@@ -44,6 +44,13 @@ func (l *Loop) act(ctx context.Context, st *eipState, d Decision) {
 		if l.cfg.Now().Before(st.writeQuiet) {
 			return
 		}
+		if !st.writeFailedAt.IsZero() && !st.readAt.After(st.writeFailedAt) {
+			// A lease write failed (its answer may be lost, the world may
+			// have moved on meanwhile): write again only from a read
+			// started after it, never from memory (§9.2).
+			l.refreshNow = true
+			return
+		}
 		if d.Action == Repair {
 			l.writeLease(ctx, st, d.Lease, log, "rewrote the lease")
 		} else {
@@ -100,6 +107,7 @@ func (l *Loop) writeFailed(st *eipState, err error) {
 		l.refreshNow = true
 	}
 	st.writeQuiet = l.cfg.Now().Add(pause)
+	st.writeFailedAt = l.cfg.Now()
 }
 
 func (l *Loop) adopt(ctx context.Context, st *eipState, d Decision, log hclog.Logger) {
@@ -129,12 +137,22 @@ func (l *Loop) claim(ctx context.Context, st *eipState, d Decision, log hclog.Lo
 	cctx, cancel := l.callCtx(ctx)
 	defer cancel()
 	observed := st.addr
-	if l.alreadyHere(ctx, observed) {
+	here, busy := l.onThisENI(ctx, observed, d.Slot)
+	switch {
+	case here:
 		// Instance metadata (local, fresher than a lagging read) shows
 		// the EIP on this instance already: a handoff to us landed. A
 		// claim would succeed (re-associating in place is a no-op) and
 		// write a term older than the handoff's.
 		log.Info("the EIP is already on this instance; reading instead of claiming")
+		st.rankSince = time.Time{}
+		l.refreshNow = true
+		return
+	case busy != "":
+		// Another EIP landed on that private IP since the last read
+		// (a handoff to us): associating there would knock it off.
+		log.Info("instance metadata shows another EIP on the private IP; reading instead of claiming",
+			"private_ip", d.Slot, "other_public_ip", busy)
 		st.rankSince = time.Time{}
 		l.refreshNow = true
 		return
@@ -244,16 +262,30 @@ func (l *Loop) handoff(ctx context.Context, st *eipState, d Decision, log hclog.
 	log.Info("handed off the EIP", "target_instance_id", d.Target.InstanceID, "term", d.Lease.Term, "association_id", assoc)
 }
 
-// alreadyHere asks instance metadata whether the EIP is on this instance's
-// ENI already (a holder re-associating its own EIP asks nothing).
-func (l *Loop) alreadyHere(ctx context.Context, a eip.Address) bool {
-	if l.meta == nil || a.PublicIP == "" || a.NetworkInterfaceID == l.self.NetworkInterfaceID {
-		return false
+// onThisENI asks instance metadata, right before a claim, whether the EIP
+// is on this instance's ENI already (here; a holder re-associating its own
+// EIP does not count), and which other public IP, if any, is on the
+// private IP slot (busy). Metadata that cannot be read says neither: the
+// claim goes on with what the last read showed.
+func (l *Loop) onThisENI(ctx context.Context, a eip.Address, slot string) (here bool, busy string) {
+	if l.meta == nil {
+		return false, ""
 	}
 	mctx, cancel := context.WithTimeout(ctx, l.cfg.ProbeTimeout)
 	defer cancel()
-	ips, err := l.meta.PublicIPs(mctx)
-	return err == nil && slices.Contains(ips, a.PublicIP)
+	assocs, err := l.meta.Associations(mctx)
+	if err != nil {
+		return false, ""
+	}
+	for _, as := range assocs {
+		switch {
+		case a.PublicIP != "" && as.PublicIP == a.PublicIP:
+			here = a.NetworkInterfaceID != l.self.NetworkInterfaceID
+		case as.PrivateIP == slot:
+			busy = as.PublicIP
+		}
+	}
+	return here, busy
 }
 
 // previousHolder is the instance an EIP was taken from: the one it was

@@ -29,9 +29,10 @@ type Cloud interface {
 // satisfies it.
 type Metadata interface {
 	Notices(ctx context.Context) ([]eip.Notice, error)
-	// PublicIPs lists the public IPs associated with this instance's
-	// primary ENI: a free, local signal that an EIP arrived or left.
-	PublicIPs(ctx context.Context) ([]string, error)
+	// Associations lists the public IPs on this instance's primary ENI
+	// and the private IP each is on: a free, local and current signal
+	// that an EIP arrived or left, and of which private IPs are taken.
+	Associations(ctx context.Context) ([]eip.ENIAssociation, error)
 }
 
 // Health is the own health check after rise/fall; *health.Monitor
@@ -130,14 +131,20 @@ type Loop struct {
 	// instance's public IPs: Status judges a holder by it at once, even
 	// while the loop is stuck in a slow EC2 call.
 	seen ipsSeen
+	// seenRefresh: one on-demand metadata read at a time (StatusNow),
+	// at most one per probe interval (seenTried, under seenRefresh).
+	seenRefresh sync.Mutex
+	seenTried   time.Time
 
 	lastReconcile atomic.Int64 // unix nanos
 }
 
 type ipsSeen struct {
-	at  time.Time
-	ips []string
+	at     time.Time
+	assocs []eip.ENIAssociation
 }
+
+func (s ipsSeen) publicIPs() []string { return eip.PublicIPsOf(s.assocs) }
 
 type handoffRequest struct {
 	to    string

@@ -394,13 +394,13 @@ func (m *fakeMetadata) Notices(ctx context.Context) ([]eip.Notice, error) {
 	return slices.Clone(m.notices), nil
 }
 
-func (m *fakeMetadata) PublicIPs(ctx context.Context) ([]string, error) {
+func (m *fakeMetadata) Associations(ctx context.Context) ([]eip.ENIAssociation, error) {
 	m.cloud.mu.Lock()
 	defer m.cloud.mu.Unlock()
-	var ips []string
+	var ips []eip.ENIAssociation
 	for _, a := range m.cloud.addrs {
 		if a.InstanceID == m.self {
-			ips = append(ips, a.PublicIP)
+			ips = append(ips, eip.ENIAssociation{PublicIP: a.PublicIP, PrivateIP: a.PrivateIP})
 		}
 	}
 	return ips, nil

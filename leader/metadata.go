@@ -14,7 +14,7 @@ type metadataReport struct {
 	at        time.Time
 	notices   []eip.Notice
 	noticesOK bool
-	publicIPs []string
+	assocs    []eip.ENIAssociation
 	ipsKnown  bool
 }
 
@@ -40,11 +40,11 @@ func (l *Loop) watchMetadata(ctx context.Context, out chan<- metadataReport) {
 		}
 		if l.holding.Load() || !now.Before(nextIPs) {
 			nextIPs = now.Add(l.cfg.LifecyclePoll)
-			ips, err := l.meta.PublicIPs(cctx)
+			assocs, err := l.meta.Associations(cctx)
 			if err == nil {
-				r.publicIPs, r.ipsKnown = ips, true
+				r.assocs, r.ipsKnown = assocs, true
 				l.mu.Lock()
-				l.seen = ipsSeen{at: now, ips: ips}
+				l.seen = ipsSeen{at: now, assocs: assocs}
 				l.mu.Unlock()
 			} else if ctx.Err() == nil {
 				l.log.Debug("cannot read own public IPs", "error", err)
@@ -64,6 +64,44 @@ func (l *Loop) watchMetadata(ctx context.Context, out chan<- metadataReport) {
 			return
 		}
 	}
+}
+
+// StatusNow is Status for a caller outside the loop: the /status endpoint,
+// which a member reads right before it hands an EIP here. A standby reads
+// its ENI's associations only every lifecycle poll; this first refreshes
+// that view when it is older than two probe intervals (at most once per
+// probe interval), so private_ips_in_use lists an EIP that landed here a
+// moment ago and the member picks another private IP instead of knocking
+// it off.
+func (l *Loop) StatusNow(ctx context.Context) Status {
+	l.refreshSeen(ctx)
+	return l.Status()
+}
+
+func (l *Loop) refreshSeen(ctx context.Context) {
+	if l.meta == nil || !l.seenRefresh.TryLock() {
+		return // another request is reading it now
+	}
+	defer l.seenRefresh.Unlock()
+	now := l.cfg.Now()
+	l.mu.Lock()
+	at := l.seen.at
+	l.mu.Unlock()
+	if now.Sub(at) < 2*l.cfg.ProbeInterval || now.Sub(l.seenTried) < l.cfg.ProbeInterval {
+		return
+	}
+	l.seenTried = now
+	cctx, cancel := context.WithTimeout(ctx, l.cfg.ProbeTimeout)
+	defer cancel()
+	assocs, err := l.meta.Associations(cctx)
+	if err != nil {
+		return
+	}
+	l.mu.Lock()
+	if l.seen.at.Before(now) {
+		l.seen = ipsSeen{at: now, assocs: assocs}
+	}
+	l.mu.Unlock()
 }
 
 // applyMetadata turns notices into draining, notices an EIP that appeared
@@ -92,8 +130,9 @@ func (l *Loop) applyMetadata(r metadataReport) {
 	if !r.ipsKnown {
 		return
 	}
+	ips := eip.PublicIPsOf(r.assocs)
 	for id, st := range l.eips {
-		here := st.addr.PublicIP != "" && slices.Contains(r.publicIPs, st.addr.PublicIP)
+		here := st.addr.PublicIP != "" && slices.Contains(ips, st.addr.PublicIP)
 		switch {
 		case !st.holding && here:
 			l.log.Debug("an EIP appeared on this instance; reading addresses", "allocation_id", id)

@@ -418,7 +418,7 @@ func (d *simDaemon) metadata() metadataReport {
 	}
 	for _, id := range slices.Sorted(maps.Keys(d.s.world.current().addrs)) {
 		if a := d.s.world.current().addrs[id]; a.NetworkInterfaceID == d.ident.NetworkInterfaceID {
-			r.publicIPs = append(r.publicIPs, a.PublicIP)
+			r.assocs = append(r.assocs, eip.ENIAssociation{PublicIP: a.PublicIP, PrivateIP: a.PrivateIP})
 		}
 	}
 	return r
@@ -430,7 +430,9 @@ type simMeta struct{ d *simDaemon }
 
 func (m simMeta) Notices(context.Context) ([]eip.Notice, error) { return nil, nil }
 
-func (m simMeta) PublicIPs(context.Context) ([]string, error) { return m.d.metadata().publicIPs, nil }
+func (m simMeta) Associations(context.Context) ([]eip.ENIAssociation, error) {
+	return m.d.metadata().assocs, nil
+}
 
 // simHealth is the daemon's own check: down while its proxy is dead or its
 // health flaps down.
@@ -452,7 +454,7 @@ func (simHealth) Changed() <-chan struct{} { return nil }
 // that says health down fails the probe.
 type simProber struct{ s *sim }
 
-func (p simProber) Check(_ context.Context, ip string) (health.PeerReport, error) {
+func (p simProber) Check(ctx context.Context, ip string) (health.PeerReport, error) {
 	d := p.s.daemonByIP(ip)
 	switch {
 	case d == nil:
@@ -461,7 +463,7 @@ func (p simProber) Check(_ context.Context, ip string) (health.PeerReport, error
 		return health.PeerReport{}, fmt.Errorf("probe peer %s: instance stopped", ip)
 	case d.proxyOff && d.started && !d.paused:
 		// The proxy check fails, but its eipd still answers /status.
-		return reportFromStatus(d.loop.Status()), fmt.Errorf("probe peer %s: connection refused", ip)
+		return reportFromStatus(d.loop.StatusNow(ctx)), fmt.Errorf("probe peer %s: connection refused", ip)
 	case d.proxyOff:
 		return health.PeerReport{}, fmt.Errorf("probe peer %s: connection refused", ip)
 	case d.paused && d.frozen:
@@ -469,7 +471,7 @@ func (p simProber) Check(_ context.Context, ip string) (health.PeerReport, error
 	case d.paused || !d.started:
 		return health.PeerReport{}, nil // the proxy serves; /status does not answer
 	}
-	st := d.loop.Status()
+	st := d.loop.StatusNow(ctx)
 	r := reportFromStatus(st)
 	if st.Health == health.Down.String() {
 		return r, fmt.Errorf("probe peer %s: its eipd reports health down", ip)

@@ -35,6 +35,9 @@ type eipState struct {
 	// writeQuiet: no lease write for this EIP before this time, after a
 	// failed one (paced; a long pause when EC2 said it does not exist).
 	writeQuiet time.Time
+	// writeFailedAt: the last failed lease write; the next one waits for
+	// a read started after it.
+	writeFailedAt time.Time
 	// missing counts successive successful reads that did not list the
 	// EIP (§9.8: two in a row and it is forgotten).
 	missing int

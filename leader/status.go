@@ -33,8 +33,10 @@ type Status struct {
 	// when it never was since the daemon started.
 	DownAgoSeconds *float64 `json:"down_ago_seconds,omitempty"`
 	Draining       string   `json:"draining,omitempty"`
-	// SlotsInUse are this instance's private IPs that carry an EIP it
-	// holds: a member handing an EIP here picks another one.
+	// SlotsInUse are this instance's private IPs that carry an EIP: the
+	// ones it holds, and those instance metadata lists (an EIP handed here
+	// that this daemon has not read yet, or one it does not manage). A
+	// member handing an EIP here picks another one.
 	SlotsInUse    []string    `json:"private_ips_in_use,omitempty"`
 	AWSStateKnown bool        `json:"aws_state_known"`
 	EIPs          []EIPStatus `json:"eips"`
@@ -100,6 +102,15 @@ func (l *Loop) Status() Status {
 	s.EIPs = append([]EIPStatus(nil), s.EIPs...)
 	l.mu.Unlock()
 	now := l.cfg.Now()
+	if !seen.at.IsZero() && now.Sub(seen.at) <= l.cfg.LifecyclePoll+l.cfg.ProbeInterval {
+		s.SlotsInUse = slices.Clone(s.SlotsInUse)
+		for _, as := range seen.assocs {
+			if as.PrivateIP != "" && !slices.Contains(s.SlotsInUse, as.PrivateIP) {
+				s.SlotsInUse = append(s.SlotsInUse, as.PrivateIP)
+			}
+		}
+		slices.Sort(s.SlotsInUse)
+	}
 	for i := range s.EIPs {
 		e := &s.EIPs[i]
 		h, ok := snap.holders[e.AllocationID]
@@ -120,7 +131,7 @@ func (l *Loop) Status() Status {
 		}
 		// Metadata read after the holding began (and its first moments)
 		// that no longer lists the EIP: it left this ENI.
-		gone := h.publicIP != "" && seen.at.Sub(h.since) > 2*l.cfg.ProbeInterval && !slices.Contains(seen.ips, h.publicIP)
+		gone := h.publicIP != "" && seen.at.Sub(h.since) > 2*l.cfg.ProbeInterval && !slices.Contains(seen.publicIPs(), h.publicIP)
 		switch {
 		case h.imdsLost || gone || verified.IsZero() || now.Sub(verified) >= l.cfg.trustWindow():
 			e.Role, e.LeaseRenewed = RoleUnverified, time.Time{}
