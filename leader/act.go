@@ -111,6 +111,14 @@ func (l *Loop) writeFailed(st *eipState, err error) {
 }
 
 func (l *Loop) adopt(ctx context.Context, st *eipState, d Decision, log hclog.Logger) {
+	if l.notOnThisENI(ctx, st.addr.PublicIP) {
+		// The read that shows the EIP here lags its move away (a daemon
+		// that just started has no move of its own to date reads by):
+		// instance metadata, which is current, says it is gone.
+		log.Info("a read shows the EIP on this instance but instance metadata does not; reading again")
+		l.refreshNow = true
+		return
+	}
 	defer l.lockWrites(st.addr.AllocationID)()
 	cctx, cancel := l.callCtx(ctx)
 	defer cancel()
@@ -260,6 +268,18 @@ func (l *Loop) handoff(ctx context.Context, st *eipState, d Decision, log hclog.
 		l.obs.SetHandoffBlocked(st.addr.AllocationID, false)
 	}
 	log.Info("handed off the EIP", "target_instance_id", d.Target.InstanceID, "term", d.Lease.Term, "association_id", assoc)
+}
+
+// notOnThisENI: instance metadata, read now, does not list publicIP on
+// this instance's ENI. Metadata that cannot be read says nothing.
+func (l *Loop) notOnThisENI(ctx context.Context, publicIP string) bool {
+	if l.meta == nil || publicIP == "" {
+		return false
+	}
+	mctx, cancel := context.WithTimeout(ctx, l.cfg.ProbeTimeout)
+	defer cancel()
+	assocs, err := l.meta.Associations(mctx)
+	return err == nil && !slices.Contains(eip.PublicIPsOf(assocs), publicIP)
 }
 
 // onThisENI asks instance metadata, right before a claim, whether the EIP
