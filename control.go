@@ -100,7 +100,7 @@ func (c *controlServer) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(c.view.status())
+		_ = json.NewEncoder(w).Encode(c.view.status(false))
 	})
 	mux.HandleFunc("POST /handoff", func(w http.ResponseWriter, r *http.Request) {
 		to := r.URL.Query().Get("to")
@@ -121,7 +121,7 @@ func (c *controlServer) handler() http.Handler {
 			_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
 			return
 		}
-		_ = json.NewEncoder(w).Encode(c.view.status())
+		_ = json.NewEncoder(w).Encode(c.view.status(false))
 	})
 	return mux
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"runtime"
 	"strconv"
@@ -185,7 +186,7 @@ func runDaemon(ctx context.Context, cfg *Config, getenv func(string) string, log
 		return fmt.Errorf("status listener %s: %w", cfg.Listen, err)
 	}
 	server := metrics.NewServer(metrics.ServerConfig{Listen: cfg.Listen, EnablePprof: cfg.Pprof, Live: view.live}, m,
-		func() any { return view.status() }, view.ready, log.Named("http"))
+		func(r *http.Request) any { return view.status(r.URL.Query().Get("fresh") == "1") }, view.ready, log.Named("http"))
 	// The control endpoint only serves the local operator (eipd status,
 	// eipd handoff): failing to bind it must not take the election down.
 	ctrlLn, err := listenControl(cfg.Control)

@@ -38,9 +38,9 @@ const waitingForIMDS = "waiting for instance metadata"
 type runningLoop interface {
 	progress
 	RequestHandoff(ctx context.Context, to string) error
-	// StatusNow is Status with this instance's own ENI view refreshed
-	// from instance metadata first (what members read before a handoff).
-	StatusNow(ctx context.Context) leader.Status
+	// StatusFresh is Status with this instance's own ENI view read from
+	// instance metadata first (what members ask for before a handoff).
+	StatusFresh(ctx context.Context) leader.Status
 }
 
 // healthView is the own health check; *health.Monitor satisfies it.
@@ -115,9 +115,15 @@ func (v *daemonView) healthStatus() health.Status {
 }
 
 // status is the /status document.
-func (v *daemonView) status() statusDoc {
+// status is the /status document; fresh (/status?fresh=1, asked by a
+// member about to hand an EIP here) reads this instance's ENI from
+// instance metadata first.
+func (v *daemonView) status(fresh bool) statusDoc {
 	if loop, _ := v.running(); loop != nil {
-		return statusDoc{Status: loop.StatusNow(context.Background())}
+		if fresh {
+			return statusDoc{Status: loop.StatusFresh(context.Background())}
+		}
+		return statusDoc{Status: loop.Status()}
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()

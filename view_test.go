@@ -26,6 +26,7 @@ type fakeLoop struct {
 	last      time.Time
 	handoffTo []string
 	reply     error
+	fresh     int // StatusFresh calls
 }
 
 func (f *fakeLoop) LastReconcile() time.Time {
@@ -38,7 +39,12 @@ func (f *fakeLoop) Status() leader.Status {
 	return leader.Status{InstanceID: "i-self", Health: "up", EIPs: []leader.EIPStatus{{AllocationID: "eipalloc-0a", Role: leader.RoleHolder}}}
 }
 
-func (f *fakeLoop) StatusNow(context.Context) leader.Status { return f.Status() }
+func (f *fakeLoop) StatusFresh(context.Context) leader.Status {
+	f.mu.Lock()
+	f.fresh++
+	f.mu.Unlock()
+	return f.Status()
+}
 
 func (f *fakeLoop) RequestHandoff(_ context.Context, to string) error {
 	f.mu.Lock()
@@ -109,16 +115,21 @@ func TestReadyWhileWaitingForIMDS(t *testing.T) {
 	if err := v.ready(); err == nil || err.Error() != "waiting for instance metadata (attempt 3 failed: connection refused)" {
 		t.Errorf("ready after 3 attempts: %v", err)
 	}
-	d := v.status()
+	d := v.status(false)
 	if d.Waiting != waitingForIMDS || d.WaitingAttempts != 3 || d.WaitingError != "connection refused" || d.EIPs == nil || d.Health != "up" {
 		t.Errorf("status while waiting: %+v", d)
 	}
-	v.started(&fakeLoop{}, "i-self", nil)
+	loop := &fakeLoop{}
+	v.started(loop, "i-self", nil)
 	if err := v.ready(); err != nil {
 		t.Errorf("ready once running and up: %v", err)
 	}
-	if d := v.status(); d.Waiting != "" || d.InstanceID != "i-self" {
-		t.Errorf("status once running: %+v", d)
+	if d := v.status(false); d.Waiting != "" || d.InstanceID != "i-self" || loop.fresh != 0 {
+		t.Errorf("status once running: %+v (%d fresh reads)", d, loop.fresh)
+	}
+	// A member about to hand an EIP here asks for a fresh view.
+	if d := v.status(true); d.InstanceID != "i-self" || loop.fresh != 1 {
+		t.Errorf("fresh status: %+v (%d fresh reads, want 1)", d, loop.fresh)
 	}
 	v = newDaemonView(time.Minute, fakeHealth{health.Down})
 	v.started(&fakeLoop{}, "i-self", nil)

@@ -46,13 +46,29 @@ func NewPeerProber(checks []Checker, statusPort int, timeout time.Duration) *Pee
 	return &PeerProber{checks: aimable, statusPort: statusPort, timeout: timeout, client: newHTTPClient()}
 }
 
+type freshKey struct{}
+
+// WithFreshStatus marks a probe as the last look at a member before an EIP
+// is handed to it: the member is asked (/status?fresh=1) to read its own
+// ENI's associations from instance metadata before it answers.
+func WithFreshStatus(ctx context.Context) context.Context {
+	return context.WithValue(ctx, freshKey{}, true)
+}
+
+// FreshStatusWanted reports whether ctx was marked by WithFreshStatus.
+func FreshStatusWanted(ctx context.Context) bool {
+	v, _ := ctx.Value(freshKey{}).(bool)
+	return v
+}
+
 // peerView is the part of the peer's /status that the prober reads.
 type peerView struct {
-	Health         string   `json:"health"`
-	Draining       string   `json:"draining"`
-	SlotsInUse     []string `json:"private_ips_in_use"`
-	UpForSeconds   float64  `json:"up_for_seconds"`
-	DownAgoSeconds *float64 `json:"down_ago_seconds"`
+	Health         string            `json:"health"`
+	Draining       string            `json:"draining"`
+	SlotsInUse     []string          `json:"private_ips_in_use"`
+	ENIPublicIPs   map[string]string `json:"eni_public_ips"`
+	UpForSeconds   float64           `json:"up_for_seconds"`
+	DownAgoSeconds *float64          `json:"down_ago_seconds"`
 	EIPs           []struct {
 		AllocationID string    `json:"allocation_id"`
 		Role         string    `json:"role"`
@@ -72,6 +88,9 @@ type PeerReport struct {
 	Draining string
 	// SlotsInUse are the peer's private IPs that carry an EIP it holds.
 	SlotsInUse []string
+	// ENIPublicIPs maps the peer's private IPs to the public IP on each,
+	// as its instance metadata lists them (nil when it did not say).
+	ENIPublicIPs map[string]string
 	// Roles maps allocation ID to the peer's role for it ("holder", …).
 	Roles map[string]string
 	// Terms maps allocation ID to the term the peer reports.
@@ -149,6 +168,9 @@ func (p *PeerProber) Check(ctx context.Context, ip string) (PeerReport, error) {
 // status GETs the peer's /status and returns what it says.
 func (p *PeerProber) status(ctx context.Context, ip string) (PeerReport, error) {
 	u := "http://" + net.JoinHostPort(ip, strconv.Itoa(p.statusPort)) + "/status"
+	if FreshStatusWanted(ctx) {
+		u += "?fresh=1"
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return PeerReport{}, fmt.Errorf("GET %s: %w", u, err)
@@ -166,7 +188,7 @@ func (p *PeerProber) status(ctx context.Context, ip string) (PeerReport, error) 
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&v); err != nil {
 		return PeerReport{}, fmt.Errorf("GET %s: decode: %w", u, err)
 	}
-	r := PeerReport{Answered: true, Health: v.Health, Draining: v.Draining, SlotsInUse: v.SlotsInUse, Roles: map[string]string{}, Terms: map[string]int64{},
+	r := PeerReport{Answered: true, Health: v.Health, Draining: v.Draining, SlotsInUse: v.SlotsInUse, ENIPublicIPs: v.ENIPublicIPs, Roles: map[string]string{}, Terms: map[string]int64{},
 		Renewed: map[string]time.Time{}, UpFor: seconds(v.UpForSeconds), DownAgo: -1}
 	if v.DownAgoSeconds != nil {
 		r.DownAgo = seconds(*v.DownAgoSeconds)

@@ -329,7 +329,7 @@ func previousHolder(a eip.Address) string {
 func (l *Loop) confirmTarget(ctx context.Context, tg *Target, alloc string, listFresh bool) (*Target, bool) {
 	pctx, cancel := context.WithTimeout(ctx, l.cfg.ProbeTimeout)
 	defer cancel()
-	r, err := l.prober.Check(pctx, tg.PrivateIP)
+	r, err := l.prober.Check(health.WithFreshStatus(pctx), tg.PrivateIP)
 	switch {
 	case err != nil:
 		return nil, false
@@ -337,11 +337,26 @@ func (l *Loop) confirmTarget(ctx context.Context, tg *Target, alloc string, list
 		return tg, listFresh
 	case r.Health != health.Up.String() || r.Draining != "":
 		return nil, false
-	case !slices.Contains(r.SlotsInUse, tg.Slot):
+	}
+	// A slot is taken when the target holds an EIP on it, or when its
+	// instance metadata lists a public IP there other than this EIP's (an
+	// earlier handoff of this very EIP whose answer was lost may have put
+	// it there: that slot is the right one).
+	public := ""
+	if st, ok := l.eips[alloc]; ok {
+		public = st.addr.PublicIP
+	}
+	taken := func(ip string) bool {
+		if pub, ok := r.ENIPublicIPs[ip]; ok {
+			return pub != public
+		}
+		return slices.Contains(r.SlotsInUse, ip)
+	}
+	if !taken(tg.Slot) {
 		return tg, true
 	}
 	in := tg.Instance
-	in.PrivateIPs = slices.DeleteFunc(slices.Clone(in.Slots()), func(p eip.PrivateIP) bool { return slices.Contains(r.SlotsInUse, p.Address) })
+	in.PrivateIPs = slices.DeleteFunc(slices.Clone(in.Slots()), func(p eip.PrivateIP) bool { return taken(p.Address) })
 	if len(in.PrivateIPs) == 0 {
 		return nil, false // (an empty list would mean "the primary IP")
 	}

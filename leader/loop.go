@@ -131,10 +131,8 @@ type Loop struct {
 	// instance's public IPs: Status judges a holder by it at once, even
 	// while the loop is stuck in a slow EC2 call.
 	seen ipsSeen
-	// seenRefresh: one on-demand metadata read at a time (StatusNow),
-	// at most one per probe interval (seenTried, under seenRefresh).
+	// seenRefresh: one on-demand metadata read at a time (StatusFresh).
 	seenRefresh sync.Mutex
-	seenTried   time.Time
 
 	lastReconcile atomic.Int64 // unix nanos
 }

@@ -357,7 +357,7 @@ func (p *fakeProber) Check(ctx context.Context, ip string) (health.PeerReport, e
 // reportFromStatus is what health.PeerProber makes of a peer's /status
 // (the fields it decodes), for fakes that answer from a Loop's Status.
 func reportFromStatus(st Status) health.PeerReport {
-	r := health.PeerReport{Answered: true, Health: st.Health, Draining: st.Draining, SlotsInUse: st.SlotsInUse, Roles: map[string]string{},
+	r := health.PeerReport{Answered: true, Health: st.Health, Draining: st.Draining, SlotsInUse: st.SlotsInUse, ENIPublicIPs: st.ENIPublicIPs, Roles: map[string]string{},
 		Terms: map[string]int64{}, Renewed: map[string]time.Time{},
 		UpFor: time.Duration(st.UpForSeconds * float64(time.Second)), DownAgo: -1}
 	if st.DownAgoSeconds != nil {

@@ -66,31 +66,30 @@ func (l *Loop) watchMetadata(ctx context.Context, out chan<- metadataReport) {
 	}
 }
 
-// StatusNow is Status for a caller outside the loop: the /status endpoint,
-// which a member reads right before it hands an EIP here. A standby reads
-// its ENI's associations only every lifecycle poll; this first refreshes
-// that view when it is older than two probe intervals (at most once per
-// probe interval), so private_ips_in_use lists an EIP that landed here a
-// moment ago and the member picks another private IP instead of knocking
-// it off.
-func (l *Loop) StatusNow(ctx context.Context) Status {
+// StatusFresh is Status with this instance's ENI associations read from
+// instance metadata first: a member about to hand an EIP here asks for it
+// (/status?fresh=1), so private_ips_in_use lists an EIP that landed here a
+// moment ago (a standby reads its ENI only every lifecycle poll) and the
+// member picks another private IP instead of knocking that EIP off.
+func (l *Loop) StatusFresh(ctx context.Context) Status {
 	l.refreshSeen(ctx)
 	return l.Status()
 }
 
+// refreshSeen reads the ENI's associations unless another request is
+// reading them or they are younger than freshEnough.
 func (l *Loop) refreshSeen(ctx context.Context) {
 	if l.meta == nil || !l.seenRefresh.TryLock() {
-		return // another request is reading it now
+		return
 	}
 	defer l.seenRefresh.Unlock()
 	now := l.cfg.Now()
 	l.mu.Lock()
 	at := l.seen.at
 	l.mu.Unlock()
-	if now.Sub(at) < 2*l.cfg.ProbeInterval || now.Sub(l.seenTried) < l.cfg.ProbeInterval {
+	if now.Sub(at) < freshEnough {
 		return
 	}
-	l.seenTried = now
 	cctx, cancel := context.WithTimeout(ctx, l.cfg.ProbeTimeout)
 	defer cancel()
 	assocs, err := l.meta.Associations(cctx)
@@ -103,6 +102,10 @@ func (l *Loop) refreshSeen(ctx context.Context) {
 	}
 	l.mu.Unlock()
 }
+
+// freshEnough: a view of the ENI this young is not read again for a
+// StatusFresh (a few requests at once cost one metadata read).
+const freshEnough = 100 * time.Millisecond
 
 // applyMetadata turns notices into draining, notices an EIP that appeared
 // on this instance (a handoff to us) so it is read at once, and one that

@@ -463,7 +463,7 @@ func (p simProber) Check(ctx context.Context, ip string) (health.PeerReport, err
 		return health.PeerReport{}, fmt.Errorf("probe peer %s: instance stopped", ip)
 	case d.proxyOff && d.started && !d.paused:
 		// The proxy check fails, but its eipd still answers /status.
-		return reportFromStatus(d.loop.StatusNow(ctx)), fmt.Errorf("probe peer %s: connection refused", ip)
+		return reportFromStatus(d.loop.Status()), fmt.Errorf("probe peer %s: connection refused", ip)
 	case d.proxyOff:
 		return health.PeerReport{}, fmt.Errorf("probe peer %s: connection refused", ip)
 	case d.paused && d.frozen:
@@ -471,7 +471,10 @@ func (p simProber) Check(ctx context.Context, ip string) (health.PeerReport, err
 	case d.paused || !d.started:
 		return health.PeerReport{}, nil // the proxy serves; /status does not answer
 	}
-	st := d.loop.StatusNow(ctx)
+	st := d.loop.Status()
+	if health.FreshStatusWanted(ctx) {
+		st = d.loop.StatusFresh(ctx)
+	}
 	r := reportFromStatus(st)
 	if st.Health == health.Down.String() {
 		return r, fmt.Errorf("probe peer %s: its eipd reports health down", ip)

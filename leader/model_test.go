@@ -241,6 +241,33 @@ func TestModelItem1(t *testing.T) {
 	requireSettled(t, s)
 }
 
+// TestModelTwoHandoffsAtOnce: two holders fall ill in the same step and
+// both hand their EIP to the one healthy member: each EIP goes to its own
+// private IP there (neither knocks the other off), one move each. (The
+// model steps daemons one after another, so the second sees the first
+// handoff land through the target's fresh /status; the truly concurrent
+// case, which the per-EIP slot order covers, is the chaos scenario
+// two-eips-two-lose-health.)
+func TestModelTwoHandoffsAtOnce(t *testing.T) {
+	for seed := uint64(1); seed <= 8; seed++ {
+		s := newScenario(t, simConfig{Seed: seed, Daemons: 3, EIPs: 2, Slots: 2, ByGroup: true})
+		h1, h2 := s.holder(t, "eipalloc-1"), s.holder(t, "eipalloc-2")
+		if h1 == h2 {
+			t.Fatalf("seed %d: both EIPs on %s after the cold start; want them spread", seed, h1.id)
+		}
+		s.setSick(h1, true)
+		s.setSick(h2, true)
+		s.run(30 * time.Second)
+		requireNoViolation(t, s)
+		cur := s.world.current()
+		a1, a2 := cur.addrs["eipalloc-1"], cur.addrs["eipalloc-2"]
+		if a1.InstanceID != a2.InstanceID || a1.InstanceID == h1.id || a1.InstanceID == h2.id || a1.PrivateIP == a2.PrivateIP {
+			t.Fatalf("seed %d: EIPs on %s %s and %s %s, want both on the healthy member on distinct private IPs\n%s",
+				seed, a1.InstanceID, a1.PrivateIP, a2.InstanceID, a2.PrivateIP, s.report(t, true))
+		}
+	}
+}
+
 // TestModelItem2: standbys must not trust a holder that cannot see AWS.
 // The holder's API calls all fail, then the EIP is disassociated by hand:
 // a standby must take it within a lease (issue 8, item 2).

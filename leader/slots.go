@@ -2,6 +2,7 @@ package leader
 
 import (
 	"math"
+	"slices"
 
 	"github.com/eipd/eipd/eip"
 	"github.com/eipd/eipd/health"
@@ -26,9 +27,12 @@ func (l *Loop) selfInstance() eip.Instance {
 // no EIP, or "". A slot counts as taken when the member list shows an
 // association on it, or when the last read of a managed EIP (other than
 // alloc) shows it there: whichever is newer may know of a move the other
-// does not. Slots are tried in an order that depends on the EIP, so two
-// holders handing different EIPs to the same member at once tend to pick
-// different slots.
+// does not. Slots are tried starting from the EIP's place among the managed
+// EIPs (sorted by allocation ID, the same on every member), so that two
+// holders handing different EIPs to the same member at the same moment,
+// each unaware of the other, pick different slots whenever the member has
+// enough: EC2 has no conditional association, and the second would knock
+// the first EIP off.
 func (l *Loop) freeSlot(in eip.Instance, alloc string) string {
 	slots := in.Slots()
 	if len(slots) == 0 {
@@ -57,7 +61,10 @@ func (l *Loop) freeSlot(in eip.Instance, alloc string) string {
 	}
 	start := 0
 	if len(slots) > 1 {
-		start = int(hashString(alloc) % uint64(len(slots)))
+		start = slices.Index(l.sortedIDs(), alloc) % len(slots)
+		if start < 0 {
+			start = int(hashString(alloc) % uint64(len(slots)))
+		}
 	}
 	if st, ok := l.eips[alloc]; ok && !st.addr.Associated() && st.reservedENI == in.NetworkInterfaceID {
 		// An EIP that was disassociated goes back where it was first.

@@ -33,13 +33,16 @@ type Status struct {
 	// when it never was since the daemon started.
 	DownAgoSeconds *float64 `json:"down_ago_seconds,omitempty"`
 	Draining       string   `json:"draining,omitempty"`
-	// SlotsInUse are this instance's private IPs that carry an EIP: the
-	// ones it holds, and those instance metadata lists (an EIP handed here
-	// that this daemon has not read yet, or one it does not manage). A
-	// member handing an EIP here picks another one.
-	SlotsInUse    []string    `json:"private_ips_in_use,omitempty"`
-	AWSStateKnown bool        `json:"aws_state_known"`
-	EIPs          []EIPStatus `json:"eips"`
+	// SlotsInUse are this instance's private IPs that carry an EIP it
+	// holds: a member handing an EIP here picks another one.
+	SlotsInUse []string `json:"private_ips_in_use,omitempty"`
+	// ENIPublicIPs maps this instance's private IPs to the public IP on
+	// each, as instance metadata listed them lately (/status?fresh=1 reads
+	// them first): it knows of an EIP handed here that this daemon has
+	// not read yet, and of EIPs it does not manage. Absent when unknown.
+	ENIPublicIPs  map[string]string `json:"eni_public_ips,omitempty"`
+	AWSStateKnown bool              `json:"aws_state_known"`
+	EIPs          []EIPStatus       `json:"eips"`
 }
 
 // EIPStatus is the view of one EIP.
@@ -103,13 +106,10 @@ func (l *Loop) Status() Status {
 	l.mu.Unlock()
 	now := l.cfg.Now()
 	if !seen.at.IsZero() && now.Sub(seen.at) <= l.cfg.LifecyclePoll+l.cfg.ProbeInterval {
-		s.SlotsInUse = slices.Clone(s.SlotsInUse)
+		s.ENIPublicIPs = make(map[string]string, len(seen.assocs))
 		for _, as := range seen.assocs {
-			if as.PrivateIP != "" && !slices.Contains(s.SlotsInUse, as.PrivateIP) {
-				s.SlotsInUse = append(s.SlotsInUse, as.PrivateIP)
-			}
+			s.ENIPublicIPs[as.PrivateIP] = as.PublicIP
 		}
-		slices.Sort(s.SlotsInUse)
 	}
 	for i := range s.EIPs {
 		e := &s.EIPs[i]

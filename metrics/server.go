@@ -51,10 +51,11 @@ func Listen(cfg ServerConfig) (net.Listener, error) {
 }
 
 // NewServer builds the server. status returns what /status encodes as JSON
+// for the request (which may ask for a fresh view, ?fresh=1)
 // (the same document `eipd status --json` prints); ready returns nil when the
 // daemon is ready (identity known, own check up) or the reason it is not.
 // Either may be nil: status then serves {} and ready is always nil.
-func NewServer(cfg ServerConfig, m *Metrics, status func() any, ready func() error, logger hclog.Logger) *Server {
+func NewServer(cfg ServerConfig, m *Metrics, status func(*http.Request) any, ready func() error, logger hclog.Logger) *Server {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
@@ -119,7 +120,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-func (s *Server) handler(m *Metrics, status func() any, ready func() error) http.Handler {
+func (s *Server) handler(m *Metrics, status func(*http.Request) any, ready func() error) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry(), promhttp.HandlerOpts{
 		ErrorLog:      s.logger.Named("metrics").StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Warn}),
@@ -146,10 +147,10 @@ func (s *Server) handler(m *Metrics, status func() any, ready func() error) http
 		}
 		writeText(w, http.StatusOK, "ok\n")
 	})
-	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
 		var v any = struct{}{}
 		if status != nil {
-			v = status()
+			v = status(r)
 		}
 		var buf bytes.Buffer
 		enc := json.NewEncoder(&buf)

@@ -18,7 +18,7 @@ import (
 )
 
 // startServer serves on 127.0.0.1:0 until the test ends and returns the base URL.
-func startServer(t *testing.T, cfg ServerConfig, m *Metrics, status func() any, ready func() error) string {
+func startServer(t *testing.T, cfg ServerConfig, m *Metrics, status func(*http.Request) any, ready func() error) string {
 	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
 	ln, err := Listen(cfg)
@@ -101,7 +101,7 @@ func TestServerRoutes(t *testing.T) {
 		}
 		return nil
 	}
-	status := func() any {
+	status := func(*http.Request) any {
 		return map[string]any{"instance_id": "i-0123", "eips": []map[string]any{{"allocation_id": testAllocs[0], "role": "holder", "term": 4}}}
 	}
 	base := startServer(t, ServerConfig{}, m, status, ready)
@@ -183,7 +183,7 @@ func TestServerNilCallbacks(t *testing.T) {
 }
 
 func TestServerStatusEncodeError(t *testing.T) {
-	base := startServer(t, ServerConfig{}, newTest(), func() any { return map[string]any{"bad": make(chan int)} }, nil)
+	base := startServer(t, ServerConfig{}, newTest(), func(*http.Request) any { return map[string]any{"bad": make(chan int)} }, nil)
 	if code, _, _ := get(t, "GET", base+"/status"); code != 500 {
 		t.Errorf("/status with an unencodable value: %d, want 500", code)
 	}
