@@ -3,7 +3,8 @@ package e2e
 // Chaos scenarios: the life of the cluster: a cold start, the notices AWS
 // gives before it takes an instance away (spot interruption, Auto Scaling
 // scale-in, rebalance recommendation), a handoff followed by a failure,
-// every proxy down at once, a flapping proxy.
+// every proxy down at once, a flapping proxy, and two EIPs losing two
+// members.
 
 import (
 	"fmt"
@@ -85,6 +86,11 @@ func init() {
 			instances: 3, runtimeCheck: true, downtime: proxyDeathBound,
 			fault: healthFlapping,
 		},
+		chaosScenario{
+			name: "two-eips-two-lose-health", title: "Two EIPs on three members, then both holders lose health",
+			instances: 3, eips: 2, privateIPs: 2, downtime: proxyDeathBound,
+			fault: twoEIPsTwoLoseHealth,
+		},
 	)
 }
 
@@ -164,6 +170,19 @@ func (x *chaosRun) instanceGoes(n *node) {
 	}
 	n.killHAProxy()
 	x.c.instanceOp(n.id(), "terminate")
+}
+
+// extraClient starts a second client on EIP i, as the run's client is
+// started (25 requests a second, a new connection each), and waits until
+// it gets through.
+func (x *chaosRun) extraClient(i int) *chaosClient {
+	x.Helper()
+	cl := startChaosClient(x.c, i)
+	from := time.Now()
+	waitFor(x, 10*time.Second, fmt.Sprintf("a client of EIP %d to get through", i), func() bool {
+		return cl.okInARow(from) >= 10
+	})
+	return cl
 }
 
 // ---- scenarios ----
@@ -429,4 +448,52 @@ func healthFlapping(x *chaosRun) {
 	}
 	x.clientBack(10*time.Second, 25)
 	x.Logf("%d toggles, %s's health fell %d times; moves:%s", toggles, a.id(), falls, eventList(m))
+}
+
+// twoEIPsTwoLoseHealth: two EIPs on three members with two private IPs
+// each, spread over two holders; both holders' HAProxies die: both EIPs go
+// to the one healthy member, on its two different private IPs (EC2 allows
+// one EIP per private IP: never one knocking the other off), each moved
+// once, and the clients of both EIPs are served again within the bound.
+func twoEIPsTwoLoseHealth(x *chaosRun) {
+	a0, a1 := x.c.alloc(0), x.c.alloc(1)
+	var h0, h1 *node
+	waitFor(x, 30*time.Second, "the two EIPs to be held by two different members", func() bool {
+		h0, h1 = x.c.node(x.c.holder(a0)), x.c.node(x.c.holder(a1))
+		return h0 != nil && h1 != nil && h0 != h1 && h0.role(a0) == "holder" && h1.role(a1) == "holder"
+	})
+	var free *node
+	for _, n := range x.c.nodes {
+		if n != h0 && n != h1 {
+			free = n
+		}
+	}
+	cl1 := x.extraClient(1)
+	x.fault()
+	h0.killHAProxy()
+	h1.killHAProxy()
+	waitFor(x, 30*time.Second, "both EIPs on "+free.id()+" on different private IPs", func() bool {
+		v0, v1 := x.c.address(a0), x.c.address(a1)
+		return v0.InstanceID == free.id() && v1.InstanceID == free.id() && v0.PrivateIP != "" && v0.PrivateIP != v1.PrivateIP &&
+			free.role(a0) == "holder" && free.role(a1) == "holder"
+	})
+	x.clientBack(10*time.Second, 25)
+	waitFor(x, 10*time.Second, "25 requests in a row through EIP 1 to succeed", func() bool { return cl1.okInARow(x.faultAt) >= 25 })
+	x.quiet(2 * dRenew)
+	cl1.stop()
+	ev := x.c.events()
+	if n := countAction(ev, "displaced"); n > 0 {
+		x.Fatalf("%d displaced events (an EIP knocked the other off its private IP):%s", n, eventList(ev))
+	}
+	for _, al := range []string{a0, a1} {
+		if v := x.c.address(al); v.InstanceID != free.id() {
+			x.Fatalf("%s left %s (now on %q)", al, free.id(), v.InstanceID)
+		}
+	}
+	down, failed, total := cl1.downtime(x.faultAt.Add(-clientTimeout), time.Now())
+	if down > x.sc.downtime {
+		x.Fatalf("client of EIP 1: %.2fs of downtime after the fault, bound %s (%d of %d requests failed)", down.Seconds(), x.sc.downtime, failed, total)
+	}
+	x.Logf("both EIPs on %s (%s, %s); EIP 1's client: %.2fs down, %d of %d failed",
+		free.id(), x.c.address(a0).PrivateIP, x.c.address(a1).PrivateIP, down.Seconds(), failed, total)
 }
