@@ -39,6 +39,12 @@ func (l *Loop) act(ctx context.Context, st *eipState, d Decision) {
 		return
 	}
 	switch d.Action {
+	case Claim, Handoff, Repair, Adopt:
+		if l.cfg.Now().Before(st.deniedUntil) {
+			return // IAM refused the last attempt: see denied
+		}
+	}
+	switch d.Action {
 	case Wait, Hold:
 	case Repair, Adopt:
 		if l.cfg.Now().Before(st.writeQuiet) {
@@ -87,6 +93,7 @@ func (l *Loop) writeLease(ctx context.Context, st *eipState, lease eip.Lease, lo
 		log.Warn("cannot write the lease; will retry after reading", "term", lease.Term, "error", err)
 		return false
 	}
+	l.allowed(st)
 	st.addr.Lease = lease
 	st.lastRenew = lease.Renewed
 	if st.holding && lease.Renewed.After(st.verifiedAt) {
@@ -108,6 +115,36 @@ func (l *Loop) writeFailed(st *eipState, err error) {
 	}
 	st.writeQuiet = l.cfg.Now().Add(pause)
 	st.writeFailedAt = l.cfg.Now()
+	l.denied(st, err)
+}
+
+// IAM refusals are not transient: a member denied ec2:AssociateAddress (or
+// CreateTags) that retried at the loop's pace would hammer an account-wide
+// throttling bucket shared with everything else the account runs, and fill
+// its log. A refused move or lease write of an EIP is retried after
+// deniedFirst, doubling up to deniedMax; /status says why meanwhile.
+const (
+	deniedFirst = 5 * time.Second
+	deniedMax   = time.Minute
+)
+
+// denied paces the next move or lease write of st after err, when IAM
+// refused it; any other error clears the pacing.
+func (l *Loop) denied(st *eipState, err error) {
+	if !errors.Is(err, eip.ErrUnauthorized) {
+		l.allowed(st)
+		return
+	}
+	st.deniedStep = min(max(2*st.deniedStep, deniedFirst), deniedMax)
+	st.deniedUntil = l.cfg.Now().Add(st.deniedStep)
+	st.deniedWhy = err.Error()
+	l.log.Warn("IAM refused the call; not trying again for a while", "allocation_id", st.addr.AllocationID,
+		"retry_in", st.deniedStep, "error", err)
+}
+
+// allowed ends the pacing of denied after a call IAM let through.
+func (l *Loop) allowed(st *eipState) {
+	st.deniedStep, st.deniedUntil, st.deniedWhy = 0, time.Time{}, ""
 }
 
 func (l *Loop) adopt(ctx context.Context, st *eipState, d Decision, log hclog.Logger) {
@@ -127,6 +164,7 @@ func (l *Loop) adopt(ctx context.Context, st *eipState, d Decision, log hclog.Lo
 		log.Warn("cannot write the lease of an EIP found on this instance; will retry", "term", d.Lease.Term, "error", err)
 		return
 	}
+	l.allowed(st)
 	moved := st.addr.Lease           // the move that brought the EIP here, as its mover recorded it
 	st.movedByDaemonAt = l.cfg.Now() // it just arrived, by whatever means
 	st.addr.Lease = d.Lease
@@ -169,6 +207,7 @@ func (l *Loop) claim(ctx context.Context, st *eipState, d Decision, log hclog.Lo
 	assoc, err := l.cloud.Claim(cctx, observed, l.self, d.Slot, d.Lease)
 	st.rankSince = time.Time{}
 	l.refreshNow = true
+	l.denied(st, err)
 	if err != nil && assoc == "" {
 		l.passFailed = true
 		if errors.Is(err, eip.ErrUnavailable) {
@@ -179,6 +218,8 @@ func (l *Loop) claim(ctx context.Context, st *eipState, d Decision, log hclog.Lo
 		switch {
 		case errors.Is(err, eip.ErrAlreadyAssociated), errors.Is(err, eip.ErrStaleAssociation):
 			log.Info("another member moved the EIP first; staying standby", "error", err)
+		case errors.Is(err, eip.ErrUnauthorized):
+			// denied said so, with when it tries again.
 		default:
 			log.Warn("claim failed; staying standby", "error", err)
 		}
@@ -241,6 +282,7 @@ func (l *Loop) handoff(ctx context.Context, st *eipState, d Decision, log hclog.
 	log.Info("handing off the EIP", "reason", d.Reason, "target_instance_id", d.Target.InstanceID, "private_ip", d.Target.Slot, "term", d.Lease.Term)
 	assoc, err := l.cloud.Handoff(cctx, st.addr, d.Target.Instance, d.Target.Slot, d.Lease)
 	st.targetsAt = time.Time{}
+	l.denied(st, err)
 	if err != nil && assoc == "" {
 		l.passFailed = true
 		if errors.Is(err, eip.ErrUnavailable) {

@@ -114,10 +114,12 @@ type Loop struct {
 	notices     map[eip.NoticeKind]bool
 	stateTag    string
 	stateTagAt  time.Time
-	refreshNow  bool
-	own         ownHealth
-	passFailed  bool      // an AWS call of this pass failed
-	passStart   time.Time // when this pass began
+	// stateDeniedUntil: IAM refused the last state tag write.
+	stateDeniedUntil time.Time
+	refreshNow       bool
+	own              ownHealth
+	passFailed       bool      // an AWS call of this pass failed
+	passStart        time.Time // when this pass began
 
 	requests chan *handoffRequest
 	renewer  renewer

@@ -118,6 +118,21 @@ type cloudView struct {
 	readFail bool // DescribeAddresses fails
 	dead     bool // every call fails
 	reads    int  // DescribeAddresses calls made
+	// deny: Claim is refused by IAM; denied counts the refusals.
+	deny   bool
+	denied int
+}
+
+func (v *cloudView) setDeny(on bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.deny = on
+}
+
+func (v *cloudView) deniedCount() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.denied
 }
 
 func (v *cloudView) readCount() int {
@@ -234,6 +249,13 @@ func (v *cloudView) Claim(ctx context.Context, observed eip.Address, self eip.Id
 	if err := v.fault(false); err != nil {
 		return "", fmt.Errorf("claim %s: %w", alloc, err)
 	}
+	v.mu.Lock()
+	if v.deny {
+		v.denied++
+		v.mu.Unlock()
+		return "", fmt.Errorf("claim %s: AssociateAddress: %w", alloc, eip.ErrUnauthorized)
+	}
+	v.mu.Unlock()
 	v.c.mu.Lock()
 	a, ok := v.c.addrs[alloc]
 	inst := v.c.insts[self.InstanceID]
@@ -942,6 +964,35 @@ func TestLoopNoTakeoverWhileHolderServes(t *testing.T) {
 	c.prober.setDown(c.nodes["i-a"].ip, true)
 	if h := c.waitSettled(alloc1, "i-a"); h != "i-b" {
 		t.Fatalf("holder %s", h)
+	}
+}
+
+// TestLoopRefusedClaimBacksOff: a member IAM refuses the move to does not
+// retry at the loop's pace (the calls share an account-wide throttling
+// bucket): after the first refusal it waits 5 s, says why on /status, and
+// claims once IAM lets it.
+func TestLoopRefusedClaimBacksOff(t *testing.T) {
+	c := newCluster(t, false, alloc1)
+	nd := c.add("i-a")
+	nd.view.setDeny(true)
+	c.start("i-a")
+	eventually(t, 5*time.Second, func() bool { return nd.view.deniedCount() >= 1 },
+		func() string { return "the claim was never tried" })
+	eventually(t, 2*time.Second, func() bool { return nd.loop.Status().EIPs[0].Denied != "" },
+		func() string { return "/status never said the claim was refused" })
+	time.Sleep(3 * time.Second)
+	if n := nd.view.deniedCount(); n != 1 {
+		t.Fatalf("%d refused claims within 3 s of the first, want 1 (retry after %s)", n, deniedFirst)
+	}
+	if e := nd.loop.Status().EIPs[0]; !strings.Contains(e.Denied, "not authorized") && !strings.Contains(e.Denied, "unauthorized") {
+		t.Errorf("/status denied %q, want the IAM error", e.Denied)
+	}
+	nd.view.setDeny(false)
+	if h := c.waitSettled(alloc1); h != "i-a" {
+		t.Fatalf("holder %q after IAM allowed the claim", h)
+	}
+	if e := nd.loop.Status().EIPs[0]; e.Denied != "" {
+		t.Errorf("/status still says denied after the claim: %q", e.Denied)
 	}
 }
 

@@ -2,6 +2,7 @@ package leader
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -180,7 +181,8 @@ func (l *Loop) ownState() string {
 func (l *Loop) writeStateTag(ctx context.Context) {
 	want := l.ownState()
 	now := l.cfg.Now()
-	if want == "" || want == l.stateTag || (!l.stateTagAt.IsZero() && now.Sub(l.stateTagAt) < l.cfg.RenewInterval && want != eip.StateDraining) {
+	if want == "" || want == l.stateTag || (!l.stateTagAt.IsZero() && now.Sub(l.stateTagAt) < l.cfg.RenewInterval && want != eip.StateDraining) ||
+		now.Before(l.stateDeniedUntil) {
 		return
 	}
 	l.stateTagAt = now
@@ -188,9 +190,18 @@ func (l *Loop) writeStateTag(ctx context.Context) {
 	defer cancel()
 	if err := l.cloud.SetState(cctx, l.self.InstanceID, want); err != nil {
 		l.passFailed = true
+		if errors.Is(err, eip.ErrUnauthorized) {
+			// Not transient: try again in a minute, not every renew
+			// interval (see denied).
+			l.stateDeniedUntil = now.Add(deniedMax)
+			l.log.Warn("cannot write own eipd:state; this instance is no handoff target until it can", "state", want,
+				"retry_in", deniedMax, "error", err)
+			return
+		}
 		l.log.Warn("cannot write own eipd:state", "state", want, "error", err)
 		return
 	}
+	l.stateDeniedUntil = time.Time{}
 	l.log.Info("own state", "state", want)
 	l.stateTag = want
 }

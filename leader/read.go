@@ -38,6 +38,11 @@ type eipState struct {
 	// writeFailedAt: the last failed lease write; the next one waits for
 	// a read started after it.
 	writeFailedAt time.Time
+	// deniedUntil: IAM refused the last move or lease write (deniedWhy);
+	// none is tried before then (see denied).
+	deniedUntil time.Time
+	deniedStep  time.Duration
+	deniedWhy   string
 	// missing counts successive successful reads that did not list the
 	// EIP (§9.8: two in a row and it is forgotten).
 	missing int

@@ -62,11 +62,14 @@ type EIPStatus struct {
 	PeerProbe    string    `json:"peer_probe,omitempty"`
 	// HolderConfirmed: on a standby, the holder's own /status says it holds
 	// this EIP, so the standby does not read it from the API.
-	HolderConfirmed bool            `json:"holder_confirmed,omitempty"`
-	HandoffBlocked  bool            `json:"handoff_blocked"`
-	NoFreePrivateIP bool            `json:"no_free_private_ip"`
-	Why             string          `json:"why"`
-	LastFailover    *FailoverRecord `json:"last_failover,omitempty"`
+	HolderConfirmed bool `json:"holder_confirmed,omitempty"`
+	HandoffBlocked  bool `json:"handoff_blocked"`
+	NoFreePrivateIP bool `json:"no_free_private_ip"`
+	// Denied: IAM refused this instance's last move or lease write of the
+	// EIP (the error, with the action to grant); retried at a slow pace.
+	Denied       string          `json:"denied,omitempty"`
+	Why          string          `json:"why"`
+	LastFailover *FailoverRecord `json:"last_failover,omitempty"`
 }
 
 // FailoverRecord describes the last move of an EIP this instance took part
@@ -167,7 +170,7 @@ func (l *Loop) publish() {
 		e := EIPStatus{
 			AllocationID: id, PublicIP: st.addr.PublicIP, Holder: st.addr.Lease.Holder, Term: st.addr.Lease.Term,
 			AssociationID: st.addr.AssociationID, AssociatedTo: st.addr.InstanceID, PrivateIPSlot: st.addr.PrivateIP,
-			HandoffBlocked: st.blocked, NoFreePrivateIP: st.noFreeSlot, Why: st.why, LastFailover: st.last,
+			HandoffBlocked: st.blocked, NoFreePrivateIP: st.noFreeSlot, Denied: st.deniedWhy, Why: st.why, LastFailover: st.last,
 		}
 		if st.holding {
 			e.Term = st.term
