@@ -670,14 +670,14 @@ func clockOff(name, title string, off time.Duration) chaosScenario {
 	}
 }
 
-// iamDeniedLastMember (kept off main: eipd retries a refused claim about
-// once a second, see the report): member D's role may not associate,
-// disassociate or tag; the holder dies whole (eipd and HAProxy), so D is
-// the only member left. It cannot move the EIP; it must say why and must
-// not hammer the API (AssociateAddress and DisassociateAddress share a
-// bucket of 5 calls a second with the whole account): at most one move
-// attempt a renew interval. Then the operator fixes IAM, and D takes the
-// EIP within two renew intervals.
+// iamDeniedLastMember: member D's role may not associate, disassociate or
+// tag; the holder dies whole (eipd and HAProxy), so D is the only member
+// left. It cannot move the EIP; it must say why and must not hammer the API
+// (AssociateAddress and DisassociateAddress share a bucket of 5 calls a
+// second with the whole account): at most one move attempt a renew interval
+// (eipd backs off from 5 s; before that it retried every pass, 20 refused
+// calls in 20 s). Then the operator fixes IAM, and D takes the EIP at its
+// next try.
 func iamDeniedLastMember(x *chaosRun) {
 	alloc := x.alloc()
 	d := x.c.nodes[0]
@@ -713,7 +713,7 @@ func iamDeniedLastMember(x *chaosRun) {
 	}
 	x.c.clearInstanceFaults(d.id())
 	x.measureFrom()
-	waitFor(x, 2*dRenew+5*time.Second, "the member, once allowed, to take the EIP", func() bool {
+	waitFor(x, 15*time.Second, "the member, once allowed, to take the EIP", func() bool {
 		return x.c.holder(alloc) == d.id() && d.role(alloc) == "holder"
 	})
 	x.clientBack(10*time.Second, 25)
@@ -725,9 +725,11 @@ func init() {
 		name: "iam-denied-last-member", title: "IAM denied to the only member left, then fixed",
 		instances: 2, cold: true,
 		// Until the operator fixes IAM nobody may move the EIP: the client's
-		// downtime counts from the fix (x.measureFrom): two renew intervals
-		// (the next attempt) + the claim + margin.
-		downtime: 2*dRenew + 2*time.Second,
+		// downtime counts from the fix (x.measureFrom). A refused claim is
+		// retried after 5 s, then 10 s, 20 s…: 20 s after the holder died
+		// (first refusal once the lease ran out, ~12 s) the member waits at
+		// most 10 s for its next try; + the claim + margin.
+		downtime: 12 * time.Second,
 		setup: func(x *chaosRun) {
 			x.c.setInstanceFaults(x.c.nodes[0].id(), map[string]any{"deny": []string{"AssociateAddress", "DisassociateAddress", "CreateTags"}})
 		},
