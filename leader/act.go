@@ -43,6 +43,12 @@ func (l *Loop) act(ctx context.Context, st *eipState, d Decision) {
 		if l.cfg.Now().Before(st.deniedUntil) {
 			return // IAM refused the last attempt: see denied
 		}
+	default:
+		if st.deniedStep > 0 && !l.cfg.Now().Before(st.deniedUntil) {
+			// Nothing to move or write any more: the next refusal, for
+			// another reason, starts from the first step again.
+			l.allowed(st)
+		}
 	}
 	switch d.Action {
 	case Wait, Hold:
