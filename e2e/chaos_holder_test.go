@@ -61,6 +61,16 @@ func init() {
 			fault: faultHolderHung,
 		},
 		chaosScenario{
+			name: "partition-from-peers", title: "Holder partitioned from its peers while it reaches the API (EIP stays)",
+			// Instance 0 serves on the alternate HAProxy and status ports
+			// (the EIP's traffic follows it there): its peers probe the
+			// usual ports on its IP, where nothing answers, as if the
+			// network between them were cut. It is made the holder.
+			instances: 3, maxMoves: -1, alt: func(i int) bool { return i == 0 },
+			setup: setupAltHolder,
+			fault: faultPartitionFromPeers,
+		},
+		chaosScenario{
 			name: "api-cut-holder-serves", title: "Holder cut from the EC2 API while its HAProxy serves (EIP stays)",
 			instances: 3, maxMoves: -1,
 			fault: faultAPICutHolderServes,
@@ -207,6 +217,123 @@ func faultHolderHung(x *chaosRun) {
 	}
 }
 
+// ---- holder partitioned from its peers ----
+
+// setupAltHolder starts instance 0 (on the alternate ports) alone until
+// it holds the EIP, then the others.
+func setupAltHolder(x *chaosRun) {
+	h := x.c.nodes[0]
+	h.startDaemon()
+	h.waitUp()
+	waitFor(x, 30*time.Second, "instance 0 (alternate ports) to hold the EIP", func() bool {
+		return x.c.holder(x.alloc()) == h.id() && h.role(x.alloc()) == "holder"
+	})
+	for _, n := range x.c.others(h) {
+		n.startDaemon()
+	}
+	for _, n := range x.c.others(h) {
+		n.waitUp()
+	}
+}
+
+// faultPartitionFromPeers: no standby can reach the holder (its probes
+// fail), but the holder renews through the API, and the standbys read
+// that fresh lease: nobody takes the EIP, for two lease durations.
+func faultPartitionFromPeers(x *chaosRun) {
+	h := x.holder
+	if h != x.c.nodes[0] {
+		x.Fatalf("the holder is %s, want instance 0 (the one its peers cannot reach)", h.id())
+	}
+	x.fault()
+	standbys := x.c.others(h)
+	// The partition is real: every standby's probe of the holder fails.
+	waitFor(x, 10*time.Second, "every standby to report its probe of the holder down (eipd_peer_probe_up 0)", func() bool {
+		for _, n := range standbys {
+			if n.metric("eipd_peer_probe_up", map[string]string{"allocation_id": x.alloc()}) != 0 {
+				return false
+			}
+		}
+		return true
+	})
+	reads := map[string]int64{}
+	st := x.c.stats()
+	for _, n := range standbys {
+		reads[n.id()] = st.ByCaller[n.id()]["DescribeAddresses"]
+	}
+	from := time.Now()
+	maxAge := map[string]float64{}
+	during(x, 2*dLease+dRenew, "the holder partitioned from its peers", func() error {
+		if err := x.onHolder(h)(); err != nil {
+			return err
+		}
+		for _, n := range standbys {
+			v, err := n.standbyView(x.alloc())
+			if err != nil {
+				continue // a slow answer proves nothing either way
+			}
+			if v.PeerProbe != "down" {
+				return fmt.Errorf("%s's probe of the holder is %q, want down (the partition)", n.id(), v.PeerProbe)
+			}
+			if v.HolderConfirmed {
+				return fmt.Errorf("%s says the holder confirmed its lease over the network, which the partition forbids", n.id())
+			}
+			if v.LeaseAgeSeconds != nil {
+				maxAge[n.id()] = max(maxAge[n.id()], *v.LeaseAgeSeconds)
+			}
+		}
+		return nil
+	})
+	// They judged a fresh lease they read from the API themselves: each
+	// read the address, and the lease age it saw never outgrew lease +
+	// skew + one renew interval (it re-reads a lease that looks stale at
+	// the renew interval, design invariant 6): every read found the lease
+	// renewed. A standby that stopped reading, or read a stale lease,
+	// would see it age past that.
+	st = x.c.stats()
+	seenMax := dLease + dSkew + dRenew
+	for _, n := range standbys {
+		got := st.ByCaller[n.id()]["DescribeAddresses"] - reads[n.id()]
+		age, seen := maxAge[n.id()]
+		x.Logf("%s: %d DescribeAddresses in %s, lease age seen up to %.1fs", n.id(), got, time.Since(from).Round(time.Second), age)
+		switch {
+		case got < 2:
+			x.Fatalf("%s read the address %d times in %s while it could not reach the holder: it did not watch the lease", n.id(), got, time.Since(from).Round(time.Second))
+		case !seen:
+			x.Fatalf("%s never reported a lease age in /status: nothing shows what it judged", n.id())
+		case age > seenMax.Seconds():
+			x.Fatalf("%s saw the lease %.1fs old while it could not reach the holder, want at most lease + skew + renew (%s): it did not read a fresh lease", n.id(), age, seenMax)
+		}
+	}
+	if r := h.role(x.alloc()); r != "holder" {
+		x.Fatalf("the partitioned holder reports %q, want holder (it reaches the API)", r)
+	}
+}
+
+// standbyView is the part of a standby's /status about one EIP.
+type standbyView struct {
+	PeerProbe       string   `json:"peer_probe"`
+	HolderConfirmed bool     `json:"holder_confirmed"`
+	LeaseAgeSeconds *float64 `json:"lease_age_seconds"`
+}
+
+func (n *node) standbyView(alloc string) (standbyView, error) {
+	var s struct {
+		EIPs []struct {
+			AllocationID string `json:"allocation_id"`
+			standbyView
+		} `json:"eips"`
+	}
+	if err := doJSON("GET", fmt.Sprintf("http://%s:%d/status", n.inst.PrivateIP, n.statusPort), nil, &s); err != nil {
+		return standbyView{}, err
+	}
+	for _, e := range s.EIPs {
+		if e.AllocationID == alloc {
+			return e.standbyView, nil
+		}
+	}
+	return standbyView{}, fmt.Errorf("%s does not list %s", n.id(), alloc)
+}
+
 // ---- holder cut from the EC2 API ----
 
 // faultAPICutHolderServes: the holder's EC2 calls hang (partition for its
@@ -337,12 +464,13 @@ func faultReadLagUnhealthy(x *chaosRun) {
 	x.fault()
 	h.killHAProxy()
 	e := x.waitFirstAssoc(h, 30*time.Second)
-	x.movedAway(h, 30*time.Second)
-	// Healthy again within the lag: its reads still show it the EIP.
+	// Healthy again at once, within the lag: its reads still show it the
+	// EIP for a while.
 	h.restartHAProxy()
-	if time.Since(e.Time) > lagChaos {
-		x.Logf("note: the old holder's HAProxy was back %s after the move (after the read lag)", time.Since(e.Time).Round(time.Millisecond))
+	if back := time.Since(e.Time); back > lagChaos/2 {
+		x.Logf("note: the old holder's HAProxy was back only %s after the move", back.Round(time.Millisecond))
 	}
+	x.movedAway(h, 30*time.Second)
 	x.clientBack(30*time.Second, 25)
 	x.notBackOnOld(h, e)
 }

@@ -40,6 +40,9 @@ type chaosScenario struct {
 	title string // what the report's table says
 	// instances, eips, privateIPs: the cluster (eips defaults to 1).
 	instances, eips, privateIPs int
+	// alt marks instances that serve on the alternate HAProxy and status
+	// ports (clusterOpts.alt): their peers' probes miss them. Optional.
+	alt func(i int) bool
 	// runtimeCheck: eipd checks HAProxy through its runtime API
 	// (haproxy://ip:port?backend=be) instead of its monitor-uri.
 	runtimeCheck bool
@@ -237,7 +240,7 @@ func runChaos(t *testing.T, sc *chaosScenario) {
 
 	eips := max(sc.eips, 1)
 	x.c = newCluster(x, clusterOpts{instances: sc.instances, eips: eips, flags: defaults,
-		privateIPs: sc.privateIPs, runtimeCheck: sc.runtimeCheck, asg: sc.asg, hook: sc.hook})
+		privateIPs: sc.privateIPs, runtimeCheck: sc.runtimeCheck, asg: sc.asg, hook: sc.hook, alt: sc.alt})
 	x.s = startSampler(x.c)
 	// A run that failed after its fault still reports what the client
 	// saw until then; this runs before the cluster's processes go.

@@ -363,6 +363,8 @@ type simStats struct {
 	ByAction  map[string]int64            `json:"by_action"`
 	ByCaller  map[string]map[string]int64 `json:"by_caller"`
 	ByOutcome map[string]map[string]int64 `json:"by_outcome"`
+	// ByCallerOutcome: caller ("" the operator) → outcome → calls.
+	ByCallerOutcome map[string]map[string]int64 `json:"by_caller_outcome"`
 }
 
 type simAddress struct {
@@ -577,6 +579,8 @@ func newCluster(t testing.TB, o clusterOpts) *cluster {
 			controlAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), tcpTarget: o.tcpTarget, runtimeCheck: o.runtimeCheck}
 		if o.alt != nil && o.alt(i) {
 			n.hapPort, n.statusPort = hapAlt, statusAlt
+			// The EIP's traffic must still reach its HAProxy.
+			c.control("PUT", "/instances/"+in.InstanceID+"/target-port", map[string]int{"port": hapAlt}, nil)
 		}
 		c.nodes = append(c.nodes, n)
 		if i >= o.instances {

@@ -2,6 +2,7 @@ package ec2sim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -128,6 +129,16 @@ func TestAssociationSemantics(t *testing.T) {
 	if st.ByCaller[i2]["AssociateAddress"] != 2 || st.ByOutcome["AssociateAddress"]["Resource.AlreadyAssociated"] != 1 ||
 		st.ByAction["DisassociateAddress"] != 2 || st.Total == 0 {
 		t.Fatalf("stats = %+v", st)
+	}
+	// Per caller and outcome: the sums agree with the other views.
+	var all int64
+	for _, byOutcome := range st.ByCallerOutcome {
+		for _, n := range byOutcome {
+			all += n
+		}
+	}
+	if all != st.Total || st.ByCallerOutcome[i2]["Resource.AlreadyAssociated"] != 1 {
+		t.Fatalf("by caller and outcome = %v (total %d)", st.ByCallerOutcome, st.Total)
 	}
 }
 
@@ -483,5 +494,35 @@ func TestEIPTrafficReachesInstance(t *testing.T) {
 			t.Fatalf("EIP traffic never reached the instance (last err %v)", err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestSetTargetPort(t *testing.T) {
+	s := simStart(t, Options{Instances: 2, TargetPort: 8080})
+	info := s.Info()
+	alloc, id := info.EIPs[0].AllocationID, info.Instances[0].InstanceID
+	simOK(t, s.Associate(alloc, id))
+	if addr, _ := s.resolveTarget(alloc, time.Now()); addr != "127.0.0.11:8080" {
+		t.Fatalf("default target: %q", addr)
+	}
+	simOK(t, s.SetTargetPort(id, 9090))
+	if addr, _ := s.resolveTarget(alloc, time.Now()); addr != "127.0.0.11:9090" {
+		t.Fatalf("after SetTargetPort: %q, want the instance's own port at once", addr)
+	}
+	// The other instance keeps the default port.
+	simOK(t, s.Associate(alloc, info.Instances[1].InstanceID))
+	if addr, _ := s.resolveTarget(alloc, time.Now()); addr != "127.0.0.12:8080" {
+		t.Fatalf("other instance: %q", addr)
+	}
+	simOK(t, s.Associate(alloc, id))
+	simOK(t, s.SetTargetPort(id, 0))
+	if addr, _ := s.resolveTarget(alloc, time.Now()); addr != "127.0.0.11:8080" {
+		t.Fatalf("after SetTargetPort 0: %q, want the default again", addr)
+	}
+	if err := s.SetTargetPort("i-00000000000000000", 9090); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown instance: %v", err)
+	}
+	if err := s.SetTargetPort(id, 70000); err == nil {
+		t.Fatal("port 70000 accepted")
 	}
 }

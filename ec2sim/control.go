@@ -58,6 +58,24 @@ func (s *Sim) routes() http.Handler {
 		}
 		writeJSON(w, 200, map[string]bool{"cleared": true})
 	})
+	mux.HandleFunc("PUT /_sim/instances/{id}/target-port", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Port *int `json:"port"`
+		}
+		b, err := io.ReadAll(io.LimitReader(r.Body, 1<<16))
+		if err == nil {
+			err = strictUnmarshal(b, &body)
+		}
+		if err != nil || body.Port == nil {
+			writeJSONError(w, 400, errors.New(`want {"port":N} (0 restores the default target port)`))
+			return
+		}
+		if err := s.SetTargetPort(r.PathValue("id"), *body.Port); err != nil {
+			writeOpError(w, err)
+			return
+		}
+		writeJSON(w, 200, map[string]any{"instance_id": r.PathValue("id"), "target_port": *body.Port})
+	})
 	mux.HandleFunc("GET /_sim/addresses/{alloc}", func(w http.ResponseWriter, r *http.Request) {
 		v, ok := s.Address(r.PathValue("alloc"))
 		if !ok {

@@ -144,6 +144,11 @@ func (b *bucket) take(now time.Time) bool {
 // bucketFor names the throttling bucket of a call and its size
 // (EC2 request throttling, docs/ec2sim.md). Each API has its own bucket; DescribeInstances and
 // DescribeInstanceStatus use a smaller one when neither filtered nor paged.
+// The sizes are AWS's "Request token bucket sizes and refill rates"
+// (https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html):
+// non-mutating actions 100 / 20 s⁻¹, unfiltered and unpaginated ones 50 /
+// 10 s⁻¹, mutating actions 50 / 5 s⁻¹, CreateTags and DeleteTags 100 /
+// 10 s⁻¹.
 func bucketFor(req request) (key string, capacity, refill float64) {
 	switch req.Action {
 	case "DescribeInstances", "DescribeInstanceStatus":

@@ -274,6 +274,30 @@ func (s *Sim) SetInstanceFaults(id string, f Faults) error {
 	return nil
 }
 
+// SetTargetPort sends the EIP traffic of instance id to port on its
+// primary IP instead of Options.TargetPort; port 0 restores the default.
+// It stands for an instance whose proxy listens on another port than its
+// peers expect, so that a test can keep the peers' probes from reaching it
+// while clients of the EIP still do. Connections already open keep their
+// target.
+func (s *Sim) SetTargetPort(id string, port int) error {
+	if port < 0 || port > 65535 {
+		return fmt.Errorf("target port %d: want 1..65535, or 0 for the default", port)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.w.instance(id) == nil {
+		return fmt.Errorf("target port of instance %s: %w", id, ErrNotFound)
+	}
+	if port == 0 {
+		delete(s.fwdPorts, id)
+	} else {
+		s.fwdPorts[id] = port
+	}
+	s.recordTargetsLocked(time.Now())
+	return nil
+}
+
 // ClearFaults removes global and per-instance faults and refills the
 // throttling buckets.
 func (s *Sim) ClearFaults() {

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -198,6 +199,10 @@ type Stats struct {
 	ByAction  map[string]int64            `json:"by_action"`
 	ByCaller  map[string]map[string]int64 `json:"by_caller"`  // caller → action → calls
 	ByOutcome map[string]map[string]int64 `json:"by_outcome"` // action → "ok" or error code → calls
+	// ByCallerOutcome: caller → "ok" or error code → calls, to tell whom
+	// a fault was answered to (the throttling of an account-wide bucket
+	// hits whoever calls next).
+	ByCallerOutcome map[string]map[string]int64 `json:"by_caller_outcome"`
 }
 
 // AddressView is the true (not lagged) state of one EIP.
@@ -245,6 +250,9 @@ type Sim struct {
 	akids      map[string]string // access key ID → instance ID
 	imdsAddr   map[string]string // instance ID → IMDS endpoint
 	targets    map[string][]targetChange
+	// fwdPorts: instances whose EIP traffic goes to another port than
+	// Options.TargetPort (SetTargetPort).
+	fwdPorts   map[string]int
 	fwds       map[string]*fwdRun
 	nextPublic int
 	// lifecycleActions: Auto Scaling termination lifecycle actions.
@@ -286,13 +294,15 @@ func Start(ctx context.Context, opts Options) (*Sim, error) {
 		akids:      map[string]string{},
 		imdsAddr:   map[string]string{},
 		targets:    map[string][]targetChange{},
+		fwdPorts:   map[string]int{},
 		fwds:       map[string]*fwdRun{},
 		rnd:        rand.New(rand.NewPCG(uint64(now.UnixNano()), 0x5eed)),
 		ctx:        sctx,
 		cancel:     cancel,
 		closing:    make(chan struct{}),
 	}
-	s.stats = Stats{ByAction: map[string]int64{}, ByCaller: map[string]map[string]int64{}, ByOutcome: map[string]map[string]int64{}}
+	s.stats = Stats{ByAction: map[string]int64{}, ByCaller: map[string]map[string]int64{}, ByOutcome: map[string]map[string]int64{},
+		ByCallerOutcome: map[string]map[string]int64{}}
 	s.buildWorld(now)
 
 	fail := func(err error) (*Sim, error) {
@@ -573,7 +583,11 @@ func (s *Sim) recordTargetsLocked(now time.Time) {
 		want := ""
 		if a.ENIID != "" {
 			if in, _ := s.w.eni(a.ENIID); in != nil && in.State == "running" {
-				want = net.JoinHostPort(in.PrimaryIP, strconv.Itoa(s.opts.TargetPort))
+				port := s.opts.TargetPort
+				if p, ok := s.fwdPorts[in.ID]; ok {
+					port = p
+				}
+				want = net.JoinHostPort(in.PrimaryIP, strconv.Itoa(port))
 			}
 		}
 		h := s.targets[a.AllocationID]
@@ -725,22 +739,15 @@ func (s *Sim) Events() []Event {
 func (s *Sim) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := Stats{Total: s.stats.Total, ByAction: map[string]int64{}, ByCaller: map[string]map[string]int64{},
-		ByOutcome: map[string]map[string]int64{}}
-	for k, v := range s.stats.ByAction {
-		c.ByAction[k] = v
-	}
-	for k, m := range s.stats.ByCaller {
-		c.ByCaller[k] = map[string]int64{}
-		for a, v := range m {
-			c.ByCaller[k][a] = v
-		}
-	}
-	for k, m := range s.stats.ByOutcome {
-		c.ByOutcome[k] = map[string]int64{}
-		for a, v := range m {
-			c.ByOutcome[k][a] = v
-		}
+	c := Stats{Total: s.stats.Total, ByAction: maps.Clone(s.stats.ByAction), ByCaller: cloneCounts(s.stats.ByCaller),
+		ByOutcome: cloneCounts(s.stats.ByOutcome), ByCallerOutcome: cloneCounts(s.stats.ByCallerOutcome)}
+	return c
+}
+
+func cloneCounts(m map[string]map[string]int64) map[string]map[string]int64 {
+	c := make(map[string]map[string]int64, len(m))
+	for k, inner := range m {
+		c[k] = maps.Clone(inner)
 	}
 	return c
 }
@@ -760,6 +767,12 @@ func (s *Sim) countLocked(action, caller, outcome string) {
 		s.stats.ByOutcome[action] = o
 	}
 	o[outcome]++
+	co := s.stats.ByCallerOutcome[caller]
+	if co == nil {
+		co = map[string]int64{}
+		s.stats.ByCallerOutcome[caller] = co
+	}
+	co[outcome]++
 }
 
 // Address returns the true current state of an EIP.
