@@ -285,6 +285,15 @@ func (l *Loop) handoff(ctx context.Context, st *eipState, d Decision, log hclog.
 	defer l.lockWrites(st.addr.AllocationID)()
 	cctx, cancel := l.callCtx(ctx)
 	defer cancel()
+	l.mu.Lock()
+	if l.leaving == nil {
+		l.leaving = map[string]bool{}
+	}
+	l.leaving[st.addr.AllocationID] = true
+	l.mu.Unlock()
+	if l.obs != nil {
+		l.obs.SetHolder(st.addr.AllocationID, false) // as /status says
+	}
 	log.Info("handing off the EIP", "reason", d.Reason, "target_instance_id", d.Target.InstanceID, "private_ip", d.Target.Slot, "term", d.Lease.Term)
 	assoc, err := l.cloud.Handoff(cctx, st.addr, d.Target.Instance, d.Target.Slot, d.Lease)
 	st.targetsAt = time.Time{}

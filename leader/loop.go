@@ -133,6 +133,12 @@ type Loop struct {
 	// instance's public IPs: Status judges a holder by it at once, even
 	// while the loop is stuck in a slow EC2 call.
 	seen ipsSeen
+	// leaving: EIPs this instance is handing off right now. The handoff's
+	// AssociateAddress may land long before its lease write returns
+	// (throttled, slow): from the moment it starts, /status stops calling
+	// this instance their holder, until the next snapshot says how it
+	// ended.
+	leaving map[string]bool
 	// seenRefresh: one on-demand metadata read at a time (StatusFresh).
 	seenRefresh sync.Mutex
 

@@ -121,6 +121,9 @@ type cloudView struct {
 	// deny: Claim is refused by IAM; denied counts the refusals.
 	deny   bool
 	denied int
+	// handoffWrite, when set, is waited on after a handoff's association
+	// lands and before its lease write returns (a throttled CreateTags).
+	handoffWrite chan struct{}
 }
 
 func (v *cloudView) setDeny(on bool) {
@@ -290,6 +293,12 @@ func (v *cloudView) Handoff(ctx context.Context, addr eip.Address, target eip.In
 	}
 	if lease.Holder != target.InstanceID {
 		return "", fmt.Errorf("hand off %s to %s: lease names %s: %w", alloc, target.InstanceID, lease.Holder, eip.ErrInvalidRequest)
+	}
+	v.mu.Lock()
+	gate := v.handoffWrite
+	v.mu.Unlock()
+	if gate != nil {
+		defer func() { <-gate }()
 	}
 	v.c.mu.Lock()
 	defer v.c.mu.Unlock()
@@ -993,6 +1002,34 @@ func TestLoopRefusedClaimBacksOff(t *testing.T) {
 	}
 	if e := nd.loop.Status().EIPs[0]; e.Denied != "" {
 		t.Errorf("/status still says denied after the claim: %q", e.Denied)
+	}
+}
+
+// TestLoopHolderStopsVouchingWhileHandingOff: while a handoff's call is
+// under way (its lease write throttled, say, long after the association
+// landed), the old holder's /status no longer calls it holder, so two
+// members never both do (design invariant 1).
+func TestLoopHolderStopsVouchingWhileHandingOff(t *testing.T) {
+	c := newCluster(t, false, alloc1)
+	for _, id := range []string{"i-a", "i-b"} {
+		c.add(id)
+	}
+	startWithHolder(c, "i-a", "i-b")
+	gate := make(chan struct{})
+	a := c.nodes["i-a"]
+	a.view.mu.Lock()
+	a.view.handoffWrite = gate
+	a.view.mu.Unlock()
+	a.health.set(health.Down)
+	eventually(t, 5*time.Second, func() bool { return c.cloud.address(alloc1).InstanceID == "i-b" },
+		func() string { return "the handoff never associated the EIP to i-b" })
+	// The call has not returned: i-a must already not say holder.
+	if e := a.loop.Status().EIPs[0]; e.Role == RoleHolder {
+		t.Errorf("old holder reports %q (%s) while its handoff call is under way", e.Role, e.Why)
+	}
+	close(gate)
+	if h := c.waitSettled(alloc1, "i-a"); h != "i-b" {
+		t.Fatalf("holder %s, want i-b", h)
 	}
 }
 

@@ -103,7 +103,7 @@ type holderTrust struct {
 // Status returns the view at this moment; safe for concurrent use.
 func (l *Loop) Status() Status {
 	l.mu.Lock()
-	snap, seen := l.status, l.seen
+	snap, seen, leaving := l.status, l.seen, l.leaving
 	s := snap.Status
 	s.EIPs = append([]EIPStatus(nil), s.EIPs...)
 	l.mu.Unlock()
@@ -136,6 +136,9 @@ func (l *Loop) Status() Status {
 		// that no longer lists the EIP: it left this ENI.
 		gone := h.publicIP != "" && seen.at.Sub(h.since) > 2*l.cfg.ProbeInterval && !slices.Contains(seen.publicIPs(), h.publicIP)
 		switch {
+		case leaving[e.AllocationID]:
+			e.Role, e.LeaseRenewed = RoleUnverified, time.Time{}
+			e.Why = "handing the EIP off"
 		case h.imdsLost || gone || verified.IsZero() || now.Sub(verified) >= l.cfg.trustWindow():
 			e.Role, e.LeaseRenewed = RoleUnverified, time.Time{}
 			if e.Why == "holding" {
@@ -224,6 +227,7 @@ func (l *Loop) publish() {
 	}
 	l.mu.Lock()
 	l.status = snapshot{Status: s, holders: holders}
+	l.leaving = nil // the snapshot knows how each handoff ended
 	l.mu.Unlock()
 	if l.obs != nil {
 		// Metrics follow what /status says: is_holder only while trusted.
