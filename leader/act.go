@@ -31,7 +31,12 @@ func (l *Loop) act(ctx context.Context, st *eipState, d Decision) {
 			l.obs.SetHandoffBlocked(id, d.Blocked)
 		}
 	}
-	log := l.log.With("allocation_id", id, "public_ip", st.addr.PublicIP)
+	var log hclog.Logger
+	if d.Action != Wait && d.Action != Hold {
+		// Wait and Hold, nearly every pass, log nothing: no logger built
+		// for them (hclog's With allocates).
+		log = l.log.With("allocation_id", id, "public_ip", st.addr.PublicIP)
+	}
 	if l.cfg.DryRun && (d.Action == Claim || d.Action == Handoff) {
 		cctx, cancel := l.callCtx(ctx)
 		defer cancel()

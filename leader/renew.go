@@ -28,10 +28,13 @@ type renewer struct {
 	okAt       map[string]time.Time // stamp of the last successful renewal
 	failAt     map[string]time.Time // start of the last failed renewal
 	failing    bool                 // last attempt failed (logged once)
+	// wake tells runRenewer that the plan changed (capacity 1, never
+	// blocks the loop).
+	wake chan struct{}
 }
 
 func newRenewer() renewer {
-	return renewer{okAt: map[string]time.Time{}, failAt: map[string]time.Time{}, validUntil: map[string]time.Time{}}
+	return renewer{wake: make(chan struct{}, 1), okAt: map[string]time.Time{}, failAt: map[string]time.Time{}, validUntil: map[string]time.Time{}}
 }
 
 // renewTimeout is shorter than the renew interval, so one slow call cannot
@@ -40,17 +43,45 @@ func (l *Loop) renewTimeout() time.Duration {
 	return min(l.cfg.CallTimeout, l.cfg.RenewInterval*3/4)
 }
 
+// runRenewer calls renewIfDue when a renewal falls due and sleeps in
+// between: no wake-ups on a standby, one per renew interval on a holder
+// (a timer per loop tick used to cost every daemon five wake-ups a second).
+// planRenewals wakes it when the plan changes.
 func (l *Loop) runRenewer(ctx context.Context) {
-	t := time.NewTicker(l.cfg.Tick)
+	t := time.NewTimer(l.cfg.Tick)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			l.renewIfDue(ctx)
+		case <-l.renewer.wake:
+		}
+		l.renewIfDue(ctx)
+		if d, ok := l.nextRenewal(); ok {
+			t.Reset(d)
 		}
 	}
+}
+
+// nextRenewal is how long the renewer may sleep after renewIfDue: until
+// the next renewal falls due; false while nothing is planned (planRenewals
+// wakes it). A due plan that renewIfDue left alone (no confirmation within
+// the trust window, §9.2) is looked at again every tick, as any pass of
+// the loop may confirm it.
+func (l *Loop) nextRenewal() (time.Duration, bool) {
+	r := &l.renewer
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.plan) == 0 {
+		return 0, false
+	}
+	if !r.lastStart.IsZero() {
+		if d := r.lastStart.Add(l.cfg.RenewInterval).Sub(l.cfg.Now()); d > 0 {
+			return d, true
+		}
+	}
+	return l.cfg.Tick, true
 }
 
 // renewIfDue renews the planned leases when a renew interval has passed
@@ -131,6 +162,12 @@ func (l *Loop) planRenewals() {
 	}
 	r := &l.renewer
 	r.mu.Lock()
+	if !slices.Equal(r.plan, plan) {
+		select {
+		case r.wake <- struct{}{}:
+		default:
+		}
+	}
 	r.plan = plan
 	for id, v := range valid {
 		if v.After(r.validUntil[id]) {
