@@ -43,7 +43,25 @@ func NewPeerProber(checks []Checker, statusPort int, timeout time.Duration) *Pee
 			aimable = append(aimable, c)
 		}
 	}
-	return &PeerProber{checks: aimable, statusPort: statusPort, timeout: timeout, client: newHTTPClient()}
+	return &PeerProber{checks: aimable, statusPort: statusPort, timeout: timeout, client: newStatusClient()}
+}
+
+// newStatusClient is newHTTPClient with keep-alives, for the peers'
+// /status. Every standby reads the holder's /status each probe interval: a
+// fresh connection per read cost the holder an accept, a goroutine and a
+// close a second per standby, a good part of its idle CPU (BenchmarkIdle).
+// The checks keep fresh connections, which is what they test; /status is
+// the peer's word, and a kept connection to a peer that died or hangs
+// fails as a new one would (reset, or the probe timeout). Idle connections
+// close well before the status listener's own idle timeout (60 s), so a
+// reused one is not being closed by the server at the same moment.
+func newStatusClient() *http.Client {
+	c := newHTTPClient()
+	t := c.Transport.(*http.Transport)
+	t.DisableKeepAlives = false
+	t.MaxIdleConnsPerHost = 1
+	t.IdleConnTimeout = 30 * time.Second
+	return c
 }
 
 type freshKey struct{}
@@ -188,6 +206,9 @@ func (p *PeerProber) status(ctx context.Context, ip string) (PeerReport, error) 
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&v); err != nil {
 		return PeerReport{}, fmt.Errorf("GET %s: decode: %w", u, err)
 	}
+	// Read to the end, so that the connection is reused even if the
+	// decoder stopped short of it.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
 	r := PeerReport{Answered: true, Health: v.Health, Draining: v.Draining, SlotsInUse: v.SlotsInUse, ENIPublicIPs: v.ENIPublicIPs, Roles: map[string]string{}, Terms: map[string]int64{},
 		Renewed: map[string]time.Time{}, UpFor: seconds(v.UpForSeconds), DownAgo: -1}
 	if v.DownAgoSeconds != nil {

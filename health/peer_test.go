@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -199,4 +200,50 @@ func closedPort(t *testing.T) int {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	return port
+}
+
+// TestPeerProberStatusKeepsConnection: successive probes read a peer's
+// /status over one kept connection (its proxy's check still dials anew),
+// and a peer whose eipd went away fails the next probe as a refused
+// connection would.
+func TestPeerProberStatusKeepsConnection(t *testing.T) {
+	var mu sync.Mutex
+	conns := 0
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		// As the status listener writes it: json.Encoder ends with a newline.
+		fmt.Fprint(w, `{"instance_id":"i-0abc","health":"up","eips":[]}`+"\n")
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			mu.Lock()
+			conns++
+			mu.Unlock()
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	port := srv.Listener.Addr().(*net.TCPAddr).Port
+	p := NewPeerProber(nil, port, time.Second)
+	for i := range 5 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		r, err := p.Check(ctx, "127.0.0.1")
+		cancel()
+		if err != nil || !r.Answered {
+			t.Fatalf("probe %d: report %+v, err %v", i, r, err)
+		}
+	}
+	mu.Lock()
+	n := conns
+	mu.Unlock()
+	if n != 1 {
+		t.Errorf("5 probes opened %d connections to /status, want 1", n)
+	}
+
+	srv.Close() // the peer's eipd is gone
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if r, err := p.Check(ctx, "127.0.0.1"); err == nil || r.Answered {
+		t.Errorf("probe after the peer's eipd stopped: report %+v, err %v, want an error", r, err)
+	}
 }
