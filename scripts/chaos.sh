@@ -21,8 +21,9 @@ timeout=$((runs * 30 + 10))m
 CHAOS_RESULTS=$PWD/chaos-results.jsonl "$go" test -count="$runs" -v -timeout "$timeout" \
 	-run "TestChaos/($scenario)" ./e2e/ >chaos.out 2>&1 &
 pid=$!
-# Ctrl-C stops the test binary; the processes it started die with it.
-trap 'kill -INT $pid 2>/dev/null' INT TERM
+# Ctrl-C (or a TERM to this script) stops the test binary, a child of `go
+# test`; the processes it started die with it (the harness ties them to it).
+trap 'pkill -INT -P "$pid" 2>/dev/null; kill -INT "$pid" 2>/dev/null' INT TERM
 tail --pid="$pid" -n +1 -F chaos.out 2>/dev/null | grep --line-buffered -E '^chaos [a-z]'
 wait "$pid"
 rc=$?
