@@ -21,12 +21,19 @@ timeout=$((runs * 30 + 10))m
 CHAOS_RESULTS=$PWD/chaos-results.jsonl "$go" test -count="$runs" -v -timeout "$timeout" \
 	-run "TestChaos/($scenario)" ./e2e/ >chaos.out 2>&1 &
 pid=$!
+tail --pid="$pid" -n +1 -F chaos.out 2>/dev/null | grep --line-buffered -E '^chaos [a-z]' &
+follow=$!
 # Ctrl-C (or a TERM to this script) stops the test binary, a child of `go
 # test`; the processes it started die with it (the harness ties them to it).
-trap 'pkill -INT -P "$pid" 2>/dev/null; kill -INT "$pid" 2>/dev/null' INT TERM
-tail --pid="$pid" -n +1 -F chaos.out 2>/dev/null | grep --line-buffered -E '^chaos [a-z]'
-wait "$pid"
-rc=$?
+# bash runs a trap only between commands, so this waits with `wait`, which a
+# signal interrupts, and waits again while the test binary winds down.
+trap 'pkill -TERM -P "$pid" 2>/dev/null; kill -TERM "$pid" 2>/dev/null' INT TERM
+while :; do
+	wait "$pid"
+	rc=$?
+	kill -0 "$pid" 2>/dev/null || break
+done
+wait "$follow"
 
 summary=$(grep -E '^chaos: [0-9]+ passed, [0-9]+ failed$' chaos.out | tail -n 1)
 if [ -z "$summary" ]; then
