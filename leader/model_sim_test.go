@@ -122,7 +122,9 @@ type simDaemon struct {
 	lastLog                                string // for simLogWriter
 	logRepeats                             int
 	nextTick, nextProbe, nextMeta, nextIPs time.Time
-	roles                                  map[string]string // last published role per EIP, for the event log
+	// every is the period of the Run loop's ticker (Loop.tickInterval).
+	every time.Duration
+	roles map[string]string // last published role per EIP, for the event log
 }
 
 func newSim(cfg simConfig) *sim {
@@ -264,6 +266,7 @@ func (s *sim) start(d *simDaemon) {
 	// Each process starts at its own phase of the tick, probe and
 	// metadata timers.
 	d.nextTick = s.now.Add(time.Duration(s.rng.IntN(2)) * simStep)
+	d.every = d.loop.cfg.Tick
 	d.nextProbe = s.now.Add(time.Duration(s.rng.IntN(10)) * simStep)
 	d.nextMeta = s.now.Add(time.Duration(s.rng.IntN(50)) * simStep)
 	for _, w := range s.inv.released {
@@ -299,15 +302,21 @@ func (d *simDaemon) step() {
 	}
 	pass := !now.Before(d.nextTick)
 	if pass {
-		d.nextTick = now.Add(d.loop.cfg.Tick)
+		d.nextTick = now.Add(d.every)
 	}
 	if !now.Before(d.nextProbe) {
 		d.nextProbe = now.Add(d.loop.cfg.ProbeInterval)
 		d.loop.probePeers(ctx)
 		pass = true
 	}
-	// The renewer runs on its own timer, beside the loop (§9.9).
+	// The renewer runs on its own timer, beside the loop (§9.9); a failed
+	// renewal wakes the loop.
 	d.loop.renewIfDue(ctx)
+	select {
+	case <-d.loop.renewer.failed:
+		pass = true
+	default:
+	}
 	// The metadata watcher polls public IPs every probe interval while
 	// holding, notices every lifecycle poll.
 	metaDue := !now.Before(d.nextMeta)
@@ -335,6 +344,10 @@ func (d *simDaemon) step() {
 	}
 	if pass {
 		d.loop.reconcile(ctx)
+		// Run resets its ticker when the period changes.
+		if e := d.loop.tickInterval(); e != d.every {
+			d.every, d.nextTick = e, now.Add(e)
+		}
 	}
 }
 
@@ -751,6 +764,7 @@ func (s *sim) sigterm(d *simDaemon) {
 func (s *sim) manualHandoff(d *simDaemon, to string) {
 	s.fault(d.id, "eipd handoff --to=%q", to)
 	d.loop.startManual(context.Background(), &handoffRequest{to: to, reply: make(chan error, 1)})
+	d.nextTick = s.now // the request wakes Run at once
 }
 
 func onOff(on bool) string {

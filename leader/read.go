@@ -69,6 +69,9 @@ type eipState struct {
 	verifiedAt  time.Time
 	gapSince    time.Time
 	mayRenew    bool
+	// steady: the last pass decided a plain Hold, renewals allowed,
+	// nothing wanted (see tickInterval).
+	steady bool
 	// imdsLost: instance metadata stopped listing the EIP on our ENI (at
 	// imdsLostAt). Reads right after may lag, so they do not override it;
 	// imdsIgnore: reads a whole lease later still showed the EIP here, so

@@ -28,13 +28,13 @@ type renewer struct {
 	okAt       map[string]time.Time // stamp of the last successful renewal
 	failAt     map[string]time.Time // start of the last failed renewal
 	failing    bool                 // last attempt failed (logged once)
-	// wake tells runRenewer that the plan changed (capacity 1, never
-	// blocks the loop).
-	wake chan struct{}
+	// wake tells runRenewer that the plan changed; failed tells the loop
+	// that a renewal failed. Capacity 1: a send never blocks.
+	wake, failed chan struct{}
 }
 
 func newRenewer() renewer {
-	return renewer{wake: make(chan struct{}, 1), okAt: map[string]time.Time{}, failAt: map[string]time.Time{}, validUntil: map[string]time.Time{}}
+	return renewer{wake: make(chan struct{}, 1), failed: make(chan struct{}, 1), okAt: map[string]time.Time{}, failAt: map[string]time.Time{}, validUntil: map[string]time.Time{}}
 }
 
 // renewTimeout is shorter than the renew interval, so one slow call cannot
@@ -126,6 +126,12 @@ func (l *Loop) renewIfDue(ctx context.Context) {
 		l.log.Info("lease renewals succeed again", "allocation_ids", plan)
 	}
 	r.failing = err != nil
+	if err != nil {
+		select {
+		case r.failed <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // syncRenewals takes what the renewer did into the loop's state: a success
