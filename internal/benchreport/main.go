@@ -42,6 +42,7 @@ func benchreport(args []string) error {
 	plotPath := fs.String("plot", "docs/benchmarks-failover.png", "the failover plot to write (PNG); the page links it by its base name")
 	commit := fs.String("commit", "unknown", "commit the run measured")
 	version := fs.String("version", "", "git describe of that commit (says -dirty for uncommitted changes)")
+	note := fs.String("note", "", "a paragraph under the commit, for a run pieced together from several (which benchmarks were re-run, at which commit)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -68,7 +69,7 @@ func benchreport(args []string) error {
 		return fmt.Errorf("plot: %w", err)
 	}
 	page, err := render(pageData{
-		Commit: *commit, Version: *version, Date: time.Now().UTC().Format("2006-01-02 15:04 MST"),
+		Commit: *commit, Version: *version, Note: strings.TrimSpace(*note), Date: time.Now().UTC().Format("2006-01-02 15:04 MST"),
 		Machine: machine.Describe(), Table: table(rows(before, after)), Plot: filepath.Base(*plotPath),
 		After: strings.TrimSpace(after.Raw), Before: strings.TrimSpace(before.Raw),
 	})
@@ -81,6 +82,7 @@ func benchreport(args []string) error {
 // pageData fills report.md.tmpl.
 type pageData struct {
 	Commit, Version, Date string
+	Note                  string
 	Machine               machine.Machine
 	Table, Plot           string
 	After, Before         string

@@ -92,7 +92,8 @@ func TestRows(t *testing.T) {
 func TestBenchreport(t *testing.T) {
 	dir := t.TempDir()
 	out, plot := filepath.Join(dir, "BENCHMARKS.md"), filepath.Join(dir, "failover.png")
-	if err := benchreport([]string{"-after", "testdata/after.txt", "-out", out, "-plot", plot, "-commit", "abc1234", "-version", "v1.2.3-dirty"}); err != nil {
+	if err := benchreport([]string{"-after", "testdata/after.txt", "-out", out, "-plot", plot, "-commit", "abc1234", "-version", "v1.2.3-dirty",
+		"-note", "BenchmarkIdle re-run at def5678."}); err != nil {
 		t.Fatal(err)
 	}
 	page, err := os.ReadFile(out)
@@ -100,7 +101,7 @@ func TestBenchreport(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"| commit | `abc1234` (`v1.2.3-dirty`) |", "CPUs (`nproc`)", "| HAProxy death → EIP moved, p99 | 3.06 s | 1.31 s | ≤ 1.50 s | met |",
+		"| commit | `abc1234` (`v1.2.3-dirty`) |", "the machine may be shared) |\n\nBenchmarkIdle re-run at def5678.\n\nAll daemons", "CPUs (`nproc`)", "| HAProxy death → EIP moved, p99 | 3.06 s | 1.31 s | ≤ 1.50 s | met |",
 		"![Failover time per fault kind, before and after](failover.png)", "BenchmarkIdle-2", "BenchmarkFailoverInstanceDeath-2",
 	} {
 		if !strings.Contains(string(page), want) {
