@@ -280,7 +280,11 @@ func (l *Loop) handoff(ctx context.Context, st *eipState, d Decision, log hclog.
 		tg.Slot = slot
 		d.Target = &tg
 	}
-	tg, ok := l.confirmTarget(ctx, d.Target, st.addr.AllocationID, l.cfg.Now().Sub(st.targetsAt) < l.cfg.TargetRetry)
+	// A target whose /status does not answer is taken on the member
+	// list's word only when the list was read in this very pass: a list
+	// kept from earlier may still call ready a member that has fallen ill
+	// since (its eipd:state tag says so now).
+	tg, ok := l.confirmTarget(ctx, d.Target, st.addr.AllocationID, !st.targetsAt.Before(l.passStart))
 	if !ok {
 		log.Info("handoff target no longer ready or has no free private IP; looking again", "target_instance_id", d.Target.InstanceID)
 		st.targetsAt = time.Time{}
