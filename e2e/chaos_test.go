@@ -26,6 +26,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -255,6 +256,13 @@ func runChaos(t *testing.T, sc *chaosScenario) {
 	x.c = newCluster(x, clusterOpts{instances: sc.instances, eips: eips, flags: defaults,
 		privateIPs: sc.privateIPs, runtimeCheck: sc.runtimeCheck, asg: sc.asg, hook: sc.hook, alt: sc.alt})
 	x.s = startSampler(x.c)
+	// A failed run keeps every process's log (the test's own temp dir goes
+	// with it) where CHAOS_LOGS says; this runs before the processes go.
+	t.Cleanup(func() {
+		if dir := os.Getenv("CHAOS_LOGS"); dir != "" && t.Failed() {
+			keepLogs(t, x.c.dir, filepath.Join(dir, fmt.Sprintf("%s-run%d", sc.name, runNo)))
+		}
+	})
 	// A run that failed after its fault still reports what the client
 	// saw until then; this runs before the cluster's processes go.
 	t.Cleanup(func() {
@@ -299,6 +307,25 @@ func runChaos(t *testing.T, sc *chaosScenario) {
 	x.cl.stop()
 	fillResult(x, &res)
 	checkInvariants(x, &res)
+}
+
+// keepLogs copies the *.log files of from into to.
+func keepLogs(t *testing.T, from, to string) {
+	logs, _ := filepath.Glob(filepath.Join(from, "*.log"))
+	if err := os.MkdirAll(to, 0o755); err != nil {
+		t.Logf("keep the logs: %v", err)
+		return
+	}
+	for _, f := range logs {
+		b, err := os.ReadFile(f)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(to, filepath.Base(f)), b, 0o644)
+		}
+		if err != nil {
+			t.Logf("keep %s: %v", f, err)
+		}
+	}
+	t.Logf("the processes' logs of this run are in %s", to)
 }
 
 // anyDaemon reports whether setup started a daemon itself.

@@ -2,7 +2,8 @@
 # make chaos: run the chaos suite (e2e TestChaos) and print one line per
 # scenario run as it ends, the failures, and last the closing line
 # "chaos: N passed, M failed". The whole test output is kept in chaos.out,
-# every run's figures in chaos-results.jsonl.
+# every run's figures in chaos-results.jsonl, the processes' logs of every
+# failed run in chaos-logs/<scenario>-run<n>/.
 #   RUNS=n       runs of every scenario (default 1)
 #   SCENARIO=re  regexp of scenario names (default: all); grouped, so that
 #                'a|b' selects both (go test splits -run at a top-level |)
@@ -15,10 +16,10 @@ scenario=${SCENARIO:-.}
 go=${GO:-go}
 case $runs in '' | *[!0-9]* | 0) echo "chaos: RUNS=$runs: want a positive number" >&2; exit 2 ;; esac
 
-rm -f chaos-results.jsonl chaos.out
+rm -rf chaos-results.jsonl chaos.out chaos-logs
 # About a minute per scenario run at most, with room to spare.
 timeout=$((runs * 30 + 10))m
-CHAOS_RESULTS=$PWD/chaos-results.jsonl "$go" test -count="$runs" -v -timeout "$timeout" \
+CHAOS_RESULTS=$PWD/chaos-results.jsonl CHAOS_LOGS=$PWD/chaos-logs "$go" test -count="$runs" -v -timeout "$timeout" \
 	-run "TestChaos/($scenario)" ./e2e/ >chaos.out 2>&1 &
 pid=$!
 tail --pid="$pid" -n +1 -F chaos.out 2>/dev/null | grep --line-buffered -E '^chaos [a-z]' &
