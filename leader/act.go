@@ -336,16 +336,26 @@ func (l *Loop) handoff(ctx context.Context, st *eipState, d Decision, log hclog.
 	log.Info("handed off the EIP", "target_instance_id", d.Target.InstanceID, "term", d.Lease.Term, "association_id", assoc)
 }
 
-// notOnThisENI: instance metadata, read now, does not list publicIP on
-// this instance's ENI. Metadata that cannot be read says nothing.
-func (l *Loop) notOnThisENI(ctx context.Context, publicIP string) bool {
-	if l.meta == nil || publicIP == "" {
-		return false
+// readENI reads this instance's ENI associations from instance metadata
+// now, bounded by the probe timeout; ok is false when it cannot.
+func (l *Loop) readENI(ctx context.Context) (assocs []eip.ENIAssociation, ok bool) {
+	if l.meta == nil {
+		return nil, false
 	}
 	mctx, cancel := context.WithTimeout(ctx, l.cfg.ProbeTimeout)
 	defer cancel()
 	assocs, err := l.meta.Associations(mctx)
-	return err == nil && !slices.Contains(eip.PublicIPsOf(assocs), publicIP)
+	return assocs, err == nil
+}
+
+// notOnThisENI: instance metadata, read now, does not list publicIP on
+// this instance's ENI. Metadata that cannot be read says nothing.
+func (l *Loop) notOnThisENI(ctx context.Context, publicIP string) bool {
+	if publicIP == "" {
+		return false
+	}
+	assocs, ok := l.readENI(ctx)
+	return ok && !slices.Contains(eip.PublicIPsOf(assocs), publicIP)
 }
 
 // onThisENI asks instance metadata, right before a claim, whether the EIP
@@ -354,13 +364,8 @@ func (l *Loop) notOnThisENI(ctx context.Context, publicIP string) bool {
 // private IP slot (busy). Metadata that cannot be read says neither: the
 // claim goes on with what the last read showed.
 func (l *Loop) onThisENI(ctx context.Context, a eip.Address, slot string) (here bool, busy string) {
-	if l.meta == nil {
-		return false, ""
-	}
-	mctx, cancel := context.WithTimeout(ctx, l.cfg.ProbeTimeout)
-	defer cancel()
-	assocs, err := l.meta.Associations(mctx)
-	if err != nil {
+	assocs, ok := l.readENI(ctx)
+	if !ok {
 		return false, ""
 	}
 	for _, as := range assocs {
