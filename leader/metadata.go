@@ -91,10 +91,8 @@ func (l *Loop) refreshSeen(ctx context.Context) {
 	if now.Sub(at) < freshEnough {
 		return
 	}
-	cctx, cancel := context.WithTimeout(ctx, l.cfg.ProbeTimeout)
-	defer cancel()
-	assocs, err := l.meta.Associations(cctx)
-	if err != nil {
+	assocs, ok := l.readENI(ctx)
+	if !ok {
 		return
 	}
 	l.mu.Lock()
