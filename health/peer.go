@@ -90,6 +90,7 @@ type peerView struct {
 	EIPs           []struct {
 		AllocationID string    `json:"allocation_id"`
 		Role         string    `json:"role"`
+		HandingOff   bool      `json:"handing_off"`
 		Term         int64     `json:"term"`
 		LeaseRenewed time.Time `json:"lease_renewed"`
 	} `json:"eips"`
@@ -111,6 +112,9 @@ type PeerReport struct {
 	ENIPublicIPs map[string]string
 	// Roles maps allocation ID to the peer's role for it ("holder", …).
 	Roles map[string]string
+	// HandingOff: the EIPs the peer is handing off right now (its call to
+	// move one is under way; it writes the lease right after).
+	HandingOff map[string]bool
 	// Terms maps allocation ID to the term the peer reports.
 	Terms map[string]int64
 	// Renewed maps allocation ID to the stamp of the peer's last lease
@@ -216,6 +220,12 @@ func (p *PeerProber) status(ctx context.Context, ip string) (PeerReport, error) 
 	}
 	for _, e := range v.EIPs {
 		r.Roles[e.AllocationID] = e.Role
+		if e.HandingOff {
+			if r.HandingOff == nil {
+				r.HandingOff = map[string]bool{}
+			}
+			r.HandingOff[e.AllocationID] = true
+		}
 		r.Terms[e.AllocationID] = e.Term
 		if !e.LeaseRenewed.IsZero() {
 			r.Renewed[e.AllocationID] = e.LeaseRenewed

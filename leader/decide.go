@@ -180,8 +180,13 @@ type Observation struct {
 	HolderConfirmed bool
 	// HolderDenies: that instance's eipd answered and says it does not hold
 	// this EIP (or cannot confirm it): the cached address is out of date.
-	HolderDenies  bool
-	HolderStopped bool // the holder instance is known not to be running
+	HolderDenies bool
+	// HolderHandingOff: it denies because it is handing the EIP off right
+	// now (moved, lease not yet written); HolderLetGoAt is when its
+	// probes began to deny otherwise (zero unless they do).
+	HolderHandingOff bool
+	HolderLetGoAt    time.Time
+	HolderStopped    bool // the holder instance is known not to be running
 	// PeerProbed: the member probed for this EIP (see HolderConfirmed)
 	// was probed after the last read, or there is none to probe.
 	PeerProbed bool
@@ -459,13 +464,26 @@ func decideStandby(t Timing, o Observation) Decision {
 	}
 	if ownsAssociation(o) && !o.ReadError {
 		l := o.Address.Lease
-		if stale, _ := Stale(t, o); l.Holder != o.Self.InstanceID && len(l.Invalid) == 0 && !stale && (o.HolderConfirmed || !o.PeerProbed) {
+		stale, _ := Stale(t, o)
+		othersLive := l.Holder != o.Self.InstanceID && len(l.Invalid) == 0 && !stale
+		if othersLive && (o.HolderConfirmed || !o.PeerProbed) {
 			// Moved here by hand (or a handoff whose lease is not
 			// written yet) while the member the lease names still says
 			// it holds the EIP: let it notice first (it watches its own
 			// ENI), so that two members never both call themselves
 			// holder. The EIP serves from here meanwhile.
 			return Decision{Action: Wait, Why: "the EIP is on this instance; waiting for " + l.Holder + " to let go of it"}
+		}
+		// A handoff writes its lease (this instance, the move's term,
+		// reason and time) just after the association: a read between
+		// the two shows the EIP here under the old lease. Adopting from
+		// it would write a lease of our own over the handoff's (same
+		// holder, so no harm to safety) and the move would go uncounted.
+		if othersLive && o.HolderHandingOff {
+			return Decision{Action: Wait, Why: "the EIP is on this instance; waiting for " + l.Holder + " to finish handing it off"}
+		}
+		if othersLive && o.HolderDenies && !o.AddressAt.After(o.HolderLetGoAt) {
+			return Decision{Action: Refresh, Why: "the EIP is on this instance and " + l.Holder + " let go of it after the last read; reading the lease it wrote"}
 		}
 		lease := eip.Lease{Holder: o.Self.InstanceID, Term: l.Term, Renewed: o.Now, Reason: l.Reason, Decided: l.Decided, From: l.From}
 		if l.Holder != o.Self.InstanceID || len(l.Invalid) > 0 {

@@ -361,6 +361,23 @@ func TestDecideStandby(t *testing.T) {
 			o.Address.Lease = eip.Lease{Holder: "i-a", Term: 5, Renewed: ago(time.Second)}
 			o.PeerProbed = false
 		}), want: Wait},
+		{name: "on this instance, its lease's holder let go after the read: read the handoff's lease first", o: onSelf(func(o *Observation) {
+			o.Address.Lease = eip.Lease{Holder: "i-a", Term: 5, Renewed: ago(time.Second)}
+			o.HolderDenies, o.HolderLetGoAt = true, o.AddressAt.Add(time.Millisecond)
+		}), want: Refresh},
+		{name: "on this instance, its lease's holder is handing it off: wait for its lease", o: onSelf(func(o *Observation) {
+			o.Address.Lease = eip.Lease{Holder: "i-a", Term: 5, Renewed: ago(time.Second)}
+			o.HolderDenies, o.HolderHandingOff = true, true
+		}), want: Wait},
+		{name: "on this instance, its lease's holder handing it off but the lease stale: adopt", o: onSelf(func(o *Observation) {
+			o.Address.Lease = eip.Lease{Holder: "i-a", Term: 5, Renewed: ago(time.Minute)}
+			o.LeaseStamp = o.Address.Lease.Renewed
+			o.HolderDenies, o.HolderHandingOff = true, true
+		}), want: Adopt},
+		{name: "on this instance, its lease's holder had let go when the read started: adopt with a new term", o: onSelf(func(o *Observation) {
+			o.Address.Lease = eip.Lease{Holder: "i-a", Term: 5, Renewed: ago(time.Second)}
+			o.HolderDenies, o.HolderLetGoAt = true, o.AddressAt.Add(-time.Millisecond)
+		}), want: Adopt, check: wantLease(eip.Lease{Holder: "i-self", Term: 6, Renewed: t0})},
 		{name: "moved here by hand, the old lease stale: adopt without waiting", o: onSelf(func(o *Observation) {
 			o.Address.Lease = eip.Lease{Holder: "i-a", Term: 5, Renewed: ago(time.Minute)}
 			o.LeaseStamp = o.Address.Lease.Renewed

@@ -489,13 +489,10 @@ func (l *Loop) observe(st *eipState) Observation {
 		// points at now (watchPeer clears it when that changes) and came
 		// within one standby poll; a failed probe clears it.
 		if r := st.peerReport; r.Answered && st.peerIP != "" && now.Sub(st.peerAt) < l.cfg.StandbyPoll {
-			id := st.addr.AllocationID
-			role, listed := r.Roles[id]
-			o.HolderConfirmed = r.Holds(id) && r.Health == health.Up.String()
-			// Only a peer that manages this EIP and names another role
-			// denies; one that does not list it (other --allocation-id)
-			// says nothing, and the standby poll covers it.
-			o.HolderDenies = listed && role != RoleHolder
+			o.HolderConfirmed = r.Holds(st.addr.AllocationID) && r.Health == health.Up.String()
+			o.HolderDenies = st.peerDenies()
+			o.HolderHandingOff = o.HolderDenies && r.HandingOff[st.addr.AllocationID]
+			o.HolderLetGoAt = st.peerLetGoAt
 		}
 	}
 	return o

@@ -124,6 +124,10 @@ type cloudView struct {
 	// handoffWrite, when set, is waited on after a handoff's association
 	// lands and before its lease write returns (a throttled CreateTags).
 	handoffWrite chan struct{}
+	// handoffLease, when set, is waited on between a handoff's association
+	// and its lease write: the cloud shows the EIP moved under the old
+	// lease meanwhile.
+	handoffLease chan struct{}
 }
 
 func (v *cloudView) setDeny(on bool) {
@@ -295,7 +299,7 @@ func (v *cloudView) Handoff(ctx context.Context, addr eip.Address, target eip.In
 		return "", fmt.Errorf("hand off %s to %s: lease names %s: %w", alloc, target.InstanceID, lease.Holder, eip.ErrInvalidRequest)
 	}
 	v.mu.Lock()
-	gate := v.handoffWrite
+	gate, leaseGate := v.handoffWrite, v.handoffLease
 	v.mu.Unlock()
 	if gate != nil {
 		defer func() { <-gate }()
@@ -308,6 +312,11 @@ func (v *cloudView) Handoff(ctx context.Context, addr eip.Address, target eip.In
 		return "", fmt.Errorf("hand off %s to %s: %w", alloc, target.InstanceID, eip.ErrNotFound)
 	}
 	assoc := v.c.associateLocked(a, inst, slot, "handoff", lease)
+	if leaseGate != nil {
+		v.c.mu.Unlock()
+		<-leaseGate
+		v.c.mu.Lock()
+	}
 	lease.Renewed = time.Now()
 	writeLeaseLocked(a, lease)
 	return assoc, nil
@@ -396,6 +405,12 @@ func reportFromStatus(st Status) health.PeerReport {
 	}
 	for _, e := range st.EIPs {
 		r.Roles[e.AllocationID], r.Terms[e.AllocationID] = e.Role, e.Term
+		if e.HandingOff {
+			if r.HandingOff == nil {
+				r.HandingOff = map[string]bool{}
+			}
+			r.HandingOff[e.AllocationID] = true
+		}
 		if !e.LeaseRenewed.IsZero() {
 			r.Renewed[e.AllocationID] = e.LeaseRenewed
 		}
@@ -510,6 +525,8 @@ type cluster struct {
 	stopTimeout time.Duration
 	// standbyPoll overrides Timing.StandbyPoll for loops added after.
 	standbyPoll time.Duration
+	// leaseDuration overrides Timing.LeaseDuration for loops added after.
+	leaseDuration time.Duration
 }
 
 // answerStatus makes the prober answer for each node's eipd from that
@@ -592,6 +609,9 @@ func (c *cluster) add(id string) *node {
 	}
 	if c.standbyPoll > 0 {
 		cfg.StandbyPoll = c.standbyPoll
+	}
+	if c.leaseDuration > 0 {
+		cfg.LeaseDuration = c.leaseDuration
 	}
 	nd.loop = New(cfg, self, nd.view, nd.meta, nd.health, c.prober, nd.obs, logger)
 	c.nodes[id] = nd
@@ -1031,6 +1051,57 @@ func TestLoopHolderStopsVouchingWhileHandingOff(t *testing.T) {
 	if h := c.waitSettled(alloc1, "i-a"); h != "i-b" {
 		t.Fatalf("holder %s, want i-b", h)
 	}
+}
+
+// A handoff's target that reads the EIP on its ENI before the handoff's
+// lease is written must not adopt it under a lease of its own: it waits
+// while the old holder says it is handing off, and reads again once it
+// let go, so it holds with the handoff's term and counts the move.
+func TestLoopTargetAdoptsTheHandoffsLease(t *testing.T) {
+	c := newCluster(t, false, alloc1)
+	// The lease write is held back for a while below; a stale lease is
+	// adopted whatever the old holder says, so keep it fresh meanwhile.
+	c.leaseDuration = 2 * time.Second
+	for _, id := range []string{"i-a", "i-b"} {
+		c.add(id)
+	}
+	c.answerStatus()
+	startWithHolder(c, "i-a", "i-b")
+	a, b := c.nodes["i-a"], c.nodes["i-b"]
+	before := c.cloud.address(alloc1).Lease.Term
+	gate := make(chan struct{})
+	var release sync.Once
+	open := func() { release.Do(func() { close(gate) }) }
+	t.Cleanup(open) // a failed check must not leave i-a's handoff blocked
+	a.view.mu.Lock()
+	a.view.handoffLease = gate
+	a.view.mu.Unlock()
+	a.health.set(health.Down)
+	eventually(t, 5*time.Second, func() bool { return c.cloud.address(alloc1).InstanceID == "i-b" },
+		func() string { return "the handoff never associated the EIP to i-b" })
+	// i-b reads the EIP on its ENI under i-a's lease (the old holder has
+	// stopped vouching): it must wait, not adopt, however often it reads.
+	readsThen := b.view.readCount()
+	eventually(t, 5*time.Second, func() bool { return b.view.readCount() > readsThen },
+		func() string { return "i-b did not read the address while the handoff was under way" })
+	time.Sleep(300 * time.Millisecond)
+	if l := c.cloud.address(alloc1).Lease; l.Holder != "i-a" || l.Term != before {
+		t.Fatalf("lease %+v while i-a's handoff has not written it: i-b adopted under a lease of its own", l)
+	}
+	if e := b.loop.Status().EIPs[0]; e.Role == RoleHolder {
+		t.Fatalf("i-b reports holder (%s) before the handoff's lease is written", e.Why)
+	}
+	open()
+	if h := c.waitSettled(alloc1, "i-a"); h != "i-b" {
+		t.Fatalf("holder %s, want i-b", h)
+	}
+	if l := c.cloud.address(alloc1).Lease; l.Holder != "i-b" || l.Term != before+1 || l.Reason != ReasonHandoffUnhealthy {
+		t.Errorf("lease %+v, want the handoff's: i-b, term %d, reason %s", l, before+1, ReasonHandoffUnhealthy)
+	}
+	eventually(t, 5*time.Second, func() bool {
+		f := b.obs.failoverList()
+		return len(f) == 1 && f[0].Reason == ReasonHandoffUnhealthy
+	}, func() string { return fmt.Sprintf("i-b counted %+v, want the handoff", b.obs.failoverList()) })
 }
 
 func TestLoopNoClaimWhenReadsFail(t *testing.T) {

@@ -100,4 +100,19 @@ func (st *eipState) peerResult(report health.PeerReport, err error, now time.Tim
 	if err != nil {
 		st.peerReport = health.PeerReport{}
 	}
+	switch {
+	case !st.peerDenies() || st.peerReport.HandingOff[st.addr.AllocationID]:
+		st.peerLetGoAt = time.Time{}
+	case st.peerLetGoAt.IsZero():
+		st.peerLetGoAt = now
+	}
+}
+
+// peerDenies: the last probe's eipd answered and names a role other than
+// holder for this EIP. Only a peer that manages the EIP denies; one that
+// does not list it (other --allocation-id) says nothing, and the standby
+// poll covers it.
+func (st *eipState) peerDenies() bool {
+	role, listed := st.peerReport.Roles[st.addr.AllocationID]
+	return st.peerReport.Answered && listed && role != RoleHolder
 }

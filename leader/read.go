@@ -97,6 +97,7 @@ type eipState struct {
 	peerSaid         health.PeerReport // what its eipd said in the last probe, even when the probe failed
 	peerDownAt       time.Time         // when the probe of it last fell
 	peerAt           time.Time         // when that probe completed
+	peerLetGoAt      time.Time         // first probe of the current run that found it denying, not handing off; zero when the last did not
 	peerEverAnswered bool              // its /status answered at least once
 	peerSilent       bool              // silence logged
 	rankSince        time.Time
@@ -308,6 +309,7 @@ func (l *Loop) watchPeer(st *eipState) {
 		st.peerIP = ip
 		st.peer = health.NewHysteresis(1, max(1, l.cfg.ProbeFall))
 		st.peerReport, st.peerAt, st.peerSilent, st.peerEverAnswered = health.PeerReport{}, time.Time{}, false, false
+		st.peerLetGoAt = time.Time{}
 	}
 }
 

@@ -64,6 +64,9 @@ type EIPStatus struct {
 	// this EIP, so the standby does not read it from the API.
 	HolderConfirmed bool `json:"holder_confirmed,omitempty"`
 	HandoffBlocked  bool `json:"handoff_blocked"`
+	// HandingOff: this instance's call moving the EIP away is under way
+	// (role unverified meanwhile); the target waits for its lease.
+	HandingOff      bool `json:"handing_off,omitempty"`
 	NoFreePrivateIP bool `json:"no_free_private_ip"`
 	// Denied: IAM refused this instance's last move or lease write of the
 	// EIP (the error, with the action to grant); retried at a slow pace.
@@ -137,7 +140,7 @@ func (l *Loop) Status() Status {
 		gone := h.publicIP != "" && seen.at.Sub(h.since) > 2*l.cfg.ProbeInterval && !slices.Contains(seen.publicIPs(), h.publicIP)
 		switch {
 		case leaving[e.AllocationID]:
-			e.Role, e.LeaseRenewed = RoleUnverified, time.Time{}
+			e.Role, e.LeaseRenewed, e.HandingOff = RoleUnverified, time.Time{}, true
 			e.Why = "handing the EIP off"
 		case h.imdsLost || gone || verified.IsZero() || now.Sub(verified) >= l.cfg.trustWindow():
 			e.Role, e.LeaseRenewed = RoleUnverified, time.Time{}
