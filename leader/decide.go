@@ -483,7 +483,14 @@ func decideStandby(t Timing, o Observation) Decision {
 			return Decision{Action: Wait, Why: "the EIP is on this instance; waiting for " + l.Holder + " to finish handing it off"}
 		}
 		if othersLive && o.HolderDenies && !o.AddressAt.After(o.HolderLetGoAt) {
-			return Decision{Action: Refresh, Why: "the EIP is on this instance and " + l.Holder + " let go of it after the last read; reading the lease it wrote"}
+			// At most once a probe interval: a read dropped as lagging
+			// does not advance AddressAt, and must not make every pass
+			// read.
+			why := "the EIP is on this instance and " + l.Holder + " let go of it after the last read; reading the lease it wrote"
+			if readDue(t, o, t.ProbeInterval) {
+				return Decision{Action: Refresh, Why: why}
+			}
+			return Decision{Action: Wait, Why: why}
 		}
 		lease := eip.Lease{Holder: o.Self.InstanceID, Term: l.Term, Renewed: o.Now, Reason: l.Reason, Decided: l.Decided, From: l.From}
 		if l.Holder != o.Self.InstanceID || len(l.Invalid) > 0 {

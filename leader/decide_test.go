@@ -365,6 +365,11 @@ func TestDecideStandby(t *testing.T) {
 			o.Address.Lease = eip.Lease{Holder: "i-a", Term: 5, Renewed: ago(time.Second)}
 			o.HolderDenies, o.HolderLetGoAt = true, o.AddressAt.Add(time.Millisecond)
 		}), want: Refresh},
+		{name: "on this instance, its lease's holder let go after the read, a read just tried (dropped as lagging): wait a probe interval", o: onSelf(func(o *Observation) {
+			o.Address.Lease = eip.Lease{Holder: "i-a", Term: 5, Renewed: ago(time.Second)}
+			o.HolderDenies, o.HolderLetGoAt = true, o.AddressAt.Add(time.Millisecond)
+			o.ReadTriedAt = ago(100 * time.Millisecond)
+		}), want: Wait},
 		{name: "on this instance, its lease's holder is handing it off: wait for its lease", o: onSelf(func(o *Observation) {
 			o.Address.Lease = eip.Lease{Holder: "i-a", Term: 5, Renewed: ago(time.Second)}
 			o.HolderDenies, o.HolderHandingOff = true, true
