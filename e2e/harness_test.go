@@ -274,38 +274,70 @@ func during(t testing.TB, d time.Duration, what string, cond func() error) {
 // listeners of two concurrent runs would then collide.
 func freePort(t testing.TB) int {
 	t.Helper()
+	ports, release := reservePorts(t, 1)
+	release()
+	return ports[0]
+}
+
+// reservePorts is freePort for n ports that stay bound on 127.0.0.1 and
+// every instance address until release is called. A cluster picks its
+// instance ports before the emulator starts, and the emulator binds its
+// per-instance metadata listeners to port 0 on those same addresses: a
+// port picked and closed could be handed to one of them (a chaos run's
+// backend failed to bind that way), one still held cannot.
+func reservePorts(t testing.TB, n int) (ports []int, release func()) {
+	t.Helper()
+	var held []net.Listener
+	release = func() {
+		for _, ln := range held {
+			ln.Close()
+		}
+		held = nil
+	}
+	for len(ports) < n {
+		port, lns, ok := reservePort()
+		if !ok {
+			release()
+			t.Fatalf("free port: no port free on every instance address in 50 tries")
+		}
+		ports, held = append(ports, port), append(held, lns...)
+	}
+	return ports, release
+}
+
+// reservePort binds one ephemeral port on 127.0.0.1 and on every instance
+// address, retrying with another port where one of them is taken.
+func reservePort() (port int, held []net.Listener, ok bool) {
+	base := net.ParseIP("127.0.0.11").To4()
 	for try := 0; try < 50; try++ {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			t.Fatalf("free port: %v", err)
+			return 0, nil, false
 		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		if freeOnInstanceIPs(port) {
-			return port
+		port = ln.Addr().(*net.TCPAddr).Port
+		held = append(held[:0], ln)
+		for i := 0; i < instanceIPs; i++ {
+			ip := net.IPv4(base[0], base[1], base[2], base[3]+byte(i))
+			l, err := net.Listen("tcp", net.JoinHostPort(ip.String(), strconv.Itoa(port)))
+			if err != nil {
+				break
+			}
+			held = append(held, l)
+		}
+		if len(held) == instanceIPs+1 {
+			return port, held, true
+		}
+		for _, l := range held {
+			l.Close()
 		}
 	}
-	t.Fatalf("free port: no port free on every instance address in 50 tries")
-	return 0
+	return 0, nil, false
 }
 
 // instanceIPs is how many emulator addresses freePort checks: 127.0.0.11
 // up to the largest cluster of the benchmarks (100 instances) plus their
 // secondary IPs.
 const instanceIPs = 130
-
-func freeOnInstanceIPs(port int) bool {
-	base := net.ParseIP("127.0.0.11").To4()
-	for i := 0; i < instanceIPs; i++ {
-		ip := net.IPv4(base[0], base[1], base[2], base[3]+byte(i))
-		ln, err := net.Listen("tcp", net.JoinHostPort(ip.String(), strconv.Itoa(port)))
-		if err != nil {
-			return false
-		}
-		ln.Close()
-	}
-	return true
-}
 
 // fastFlags are the daemon timings of the tests: failures are seen in
 // hundreds of milliseconds, leases last one second.
@@ -565,11 +597,14 @@ func newCluster(t testing.TB, o clusterOpts) *cluster {
 		o.eips = 1
 	}
 	dir := t.TempDir()
-	hap, hapAlt := freePort(t), freePort(t)
-	status, statusAlt := freePort(t), freePort(t)
-	backendPort, statsPort := freePort(t), freePort(t)
+	// Held until the emulator has bound its own listeners on the same
+	// instance addresses (see reservePorts).
+	ports, release := reservePorts(t, 6)
+	t.Cleanup(release) // when startSim fails
+	hap, hapAlt, status, statusAlt, backendPort, statsPort := ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]
 	sim, info := startSim(t, dir, simOpts{instances: o.instances + o.spares, eips: o.eips, targetPort: hap,
 		asg: o.asg, hook: o.hook, privateIPs: o.privateIPs})
+	release()
 	c := &cluster{t: t, dir: dir, sim: sim, info: info, flags: o.flags}
 	if c.flags == nil {
 		c.flags = fastFlags
