@@ -334,7 +334,7 @@ func reservePort() (port int, held []net.Listener, ok bool) {
 	return 0, nil, false
 }
 
-// instanceIPs is how many emulator addresses freePort checks: 127.0.0.11
+// instanceIPs is how many emulator addresses reservePort binds: 127.0.0.11
 // up to the largest cluster of the benchmarks (100 instances) plus their
 // secondary IPs.
 const instanceIPs = 130
