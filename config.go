@@ -31,8 +31,8 @@ type Config struct {
 	RenewInterval  time.Duration
 	LeaseDuration  time.Duration
 	MaxClockSkew   time.Duration
-	HolderPoll     time.Duration
-	StandbyPoll    time.Duration
+	AddressPoll    time.Duration
+	MemberPoll     time.Duration
 	LifecyclePoll  time.Duration
 	LifecycleHook  string
 	StopTimeout    time.Duration
@@ -69,13 +69,13 @@ var runFlags = []flagSpec{
 	{"health-timeout", "500ms", "timeout of one health check round (and of a peer probe)", func(c *Config) any { return &c.HealthTimeout }},
 	{"health-rise", "2", "consecutive passes before the own health is up", func(c *Config) any { return &c.HealthRise }},
 	{"health-fall", "3", "consecutive failures before the own health is down", func(c *Config) any { return &c.HealthFall }},
-	{"probe-interval", "1s", "how often a standby probes the holder over the network", func(c *Config) any { return &c.ProbeInterval }},
-	{"probe-fall", "3", "consecutive failed probes before the holder counts as unreachable", func(c *Config) any { return &c.ProbeFall }},
-	{"renew-interval", "3s", "how often the holder renews its leases (one CreateTags for every EIP it holds)", func(c *Config) any { return &c.RenewInterval }},
-	{"lease-duration", "10s", "how long a lease protects the holder without renewal", func(c *Config) any { return &c.LeaseDuration }},
-	{"max-clock-skew", "1s", "clock difference allowed between instances when judging a lease", func(c *Config) any { return &c.MaxClockSkew }},
-	{"holder-poll", "10s", "how often the holder re-reads its EIPs from the API", func(c *Config) any { return &c.HolderPoll }},
-	{"standby-poll", "60s", "how often a standby re-reads the EIPs from the API when the holder's /status does not confirm it holds them", func(c *Config) any { return &c.StandbyPoll }},
+	{"probe-interval", "1s", "how often the coordinator probes every member, and every member the coordinator, over the network", func(c *Config) any { return &c.ProbeInterval }},
+	{"probe-fall", "3", "consecutive failed probes before a member counts as unreachable", func(c *Config) any { return &c.ProbeFall }},
+	{"renew-interval", "3s", "how often the coordinator renews the group lease (one CreateTags on every EIP)", func(c *Config) any { return &c.RenewInterval }},
+	{"lease-duration", "10s", "how long the group lease protects the coordinator without renewal", func(c *Config) any { return &c.LeaseDuration }},
+	{"max-clock-skew", "1s", "clock difference allowed between instances when judging the lease", func(c *Config) any { return &c.MaxClockSkew }},
+	{"address-poll", "5s", "how often the coordinator reads the EIPs from the API", func(c *Config) any { return &c.AddressPoll }},
+	{"member-poll", "60s", "how often the coordinator lists the group's instances (and at once when a member fails or an unknown one speaks up)", func(c *Config) any { return &c.MemberPoll }},
 	{"lifecycle-poll", "5s", "how often instance metadata is polled for spot, ASG and maintenance notices", func(c *Config) any { return &c.LifecyclePoll }},
 	{"lifecycle-hook", "", "Auto Scaling termination lifecycle hook to complete (CONTINUE) once this instance, being terminated, holds no EIP; empty: off", func(c *Config) any { return &c.LifecycleHook }},
 	{"stop-timeout", "20s", "on SIGTERM, how long to try handing held EIPs to a ready member before exiting", func(c *Config) any { return &c.StopTimeout }},
@@ -250,8 +250,8 @@ func (c *Config) problems() []error {
 		d    time.Duration
 	}{
 		{"health-interval", c.HealthInterval}, {"health-fast-interval", c.HealthFast}, {"health-timeout", c.HealthTimeout}, {"probe-interval", c.ProbeInterval},
-		{"renew-interval", c.RenewInterval}, {"lease-duration", c.LeaseDuration}, {"holder-poll", c.HolderPoll},
-		{"standby-poll", c.StandbyPoll}, {"lifecycle-poll", c.LifecyclePoll}, {"stop-timeout", c.StopTimeout},
+		{"renew-interval", c.RenewInterval}, {"lease-duration", c.LeaseDuration}, {"address-poll", c.AddressPoll},
+		{"member-poll", c.MemberPoll}, {"lifecycle-poll", c.LifecyclePoll}, {"stop-timeout", c.StopTimeout},
 	}
 	for _, p := range positive {
 		if p.d <= 0 {
@@ -266,6 +266,10 @@ func (c *Config) problems() []error {
 	}
 	if c.RenewInterval > 0 && c.LeaseDuration > 0 && c.LeaseDuration < 2*c.RenewInterval {
 		bad("--lease-duration (%s) must be at least twice --renew-interval (%s), or one late renewal loses the lease", c.LeaseDuration, c.RenewInterval)
+	}
+	if c.AddressPoll > 0 && c.LeaseDuration > 0 && c.AddressPoll >= c.LeaseDuration-c.MaxClockSkew {
+		bad("--address-poll (%s) must be shorter than --lease-duration minus --max-clock-skew (%s): the coordinator vouches for where each EIP is only that long after a read",
+			c.AddressPoll, c.LeaseDuration-c.MaxClockSkew)
 	}
 	for _, n := range []struct {
 		name string

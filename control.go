@@ -100,7 +100,7 @@ func (c *controlServer) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(c.view.status(false))
+		_ = json.NewEncoder(w).Encode(c.view.status(r.Context(), nil))
 	})
 	mux.HandleFunc("POST /handoff", func(w http.ResponseWriter, r *http.Request) {
 		to := r.URL.Query().Get("to")
@@ -121,7 +121,7 @@ func (c *controlServer) handler() http.Handler {
 			_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
 			return
 		}
-		_ = json.NewEncoder(w).Encode(c.view.status(false))
+		_ = json.NewEncoder(w).Encode(c.view.status(r.Context(), nil))
 	})
 	return mux
 }
@@ -254,26 +254,23 @@ func printStatus(w io.Writer, s statusDoc) {
 		fmt.Fprint(w, "  AWS state unknown")
 	}
 	fmt.Fprintln(w)
+	switch {
+	case s.IsCoordinator:
+		fmt.Fprintf(w, "coordinates the group (epoch %d)\n", s.Epoch)
+	case s.Coordinator != "":
+		fmt.Fprintf(w, "coordinator %s (epoch %d)\n", s.Coordinator, s.Epoch)
+	default:
+		fmt.Fprintln(w, "no coordinator known")
+	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ALLOCATION\tPUBLIC IP\tROLE\tHOLDER\tTERM\tLEASE AGE\tPEER PROBE\tWHY")
+	fmt.Fprintln(tw, "ALLOCATION\tPUBLIC IP\tROLE\tHOLDER\tTERM\tASSOCIATED TO\tWHY")
 	for _, e := range s.EIPs {
-		age := "-"
-		if e.LeaseAgeSeconds != nil {
-			age = fmt.Sprintf("%.1fs", *e.LeaseAgeSeconds)
-		}
-		holder := e.Holder
-		if holder == "" {
-			holder = "-"
-		}
-		probe := e.PeerProbe
-		if probe == "" {
-			probe = "-"
-		}
 		why := e.Why
 		if e.HandoffBlocked {
 			why = "HANDOFF BLOCKED: " + why
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", e.AllocationID, e.PublicIP, e.Role, holder, e.Term, age, probe, why)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.AllocationID, e.PublicIP, e.Role, dash(e.Holder), dash(e.Term),
+			dash(e.AssociatedTo), why)
 	}
 	_ = tw.Flush()
 	for _, e := range s.EIPs {

@@ -185,8 +185,9 @@ func runDaemon(ctx context.Context, cfg *Config, getenv func(string) string, log
 	if err != nil {
 		return fmt.Errorf("status listener %s: %w", cfg.Listen, err)
 	}
-	server := metrics.NewServer(metrics.ServerConfig{Listen: cfg.Listen, EnablePprof: cfg.Pprof, Live: view.live}, m,
-		func(r *http.Request) any { return view.status(r.URL.Query().Get("fresh") == "1") }, view.ready, log.Named("http"))
+	server := metrics.NewServer(metrics.ServerConfig{Listen: cfg.Listen, EnablePprof: cfg.Pprof, Live: view.live,
+		Notice: view.notice, Probe: view.probe}, m,
+		func(r *http.Request) any { return view.status(r.Context(), r.URL.Query()) }, view.ready, log.Named("http"))
 	// The control endpoint only serves the local operator (eipd status,
 	// eipd handoff): failing to bind it must not take the election down.
 	ctrlLn, err := listenControl(cfg.Control)
@@ -251,9 +252,9 @@ func runDaemon(ctx context.Context, cfg *Config, getenv func(string) string, log
 	loop := leader.New(leader.Config{
 		Timing: leader.Timing{
 			RenewInterval: cfg.RenewInterval, LeaseDuration: cfg.LeaseDuration, MaxClockSkew: cfg.MaxClockSkew,
-			HolderPoll: cfg.HolderPoll, StandbyPoll: cfg.StandbyPoll, ProbeInterval: cfg.ProbeInterval,
+			AddressPoll: cfg.AddressPoll, MemberPoll: cfg.MemberPoll, ProbeInterval: cfg.ProbeInterval, ProbeFall: cfg.ProbeFall,
 		},
-		AllocationIDs: cfg.AllocationIDs, ProbeFall: cfg.ProbeFall, ProbeTimeout: cfg.HealthTimeout,
+		AllocationIDs: cfg.AllocationIDs, ProbeTimeout: cfg.HealthTimeout,
 		LifecyclePoll: cfg.LifecyclePoll, StopTimeout: cfg.StopTimeout, CallTimeout: callTimeout, DryRun: cfg.DryRun,
 		Now: now,
 	}, self, cloud, md, monitor, prober, m, log.Named("leader"))

@@ -137,7 +137,7 @@ func preflightAddresses(ctx context.Context, r *preflightReport, cloud *eip.Clie
 	var err error
 	if len(cfg.AllocationIDs) > 0 {
 		addrs, err = cloud.Addresses(ctx, cfg.AllocationIDs)
-	} else if addrs, err = cloud.GroupAddresses(ctx); err == nil && len(addrs) == 0 {
+	} else if addrs, err = cloud.Addresses(ctx, nil); err == nil && len(addrs) == 0 {
 		r.fail(fmt.Sprintf("tag the EIP(s) of this cluster with eipd:group=%s, or name them with --allocation-id", cfg.Group),
 			fmt.Errorf("no EIP in this account and region is tagged eipd:group=%s", cfg.Group))
 		return nil
@@ -255,27 +255,30 @@ func preflightMoves(ctx context.Context, r *preflightReport, api probeEC2, group
 }
 
 // preflightTags checks, with DryRun, the tag writes the daemon makes: the
-// lease on each EIP and eipd:state on this instance.
+// group lease and a move's record on each EIP (as coordinator), and
+// eipd:heartbeat on this instance.
 func preflightTags(ctx context.Context, r *preflightReport, api probeEC2, group string, addrs []eip.Address, self eip.Identity) {
 	now := time.Now().UTC().Format(eip.RenewedLayout)
 	for _, a := range addrs {
 		_, err := api.CreateTags(ctx, &ec2.CreateTagsInput{
 			DryRun: aws.Bool(true), Resources: []string{a.AllocationID},
 			Tags: []types.Tag{
-				{Key: aws.String(eip.TagHolder), Value: aws.String(self.InstanceID)},
-				{Key: aws.String(eip.TagTerm), Value: aws.String(fmt.Sprint(a.Lease.Term + 1))},
+				{Key: aws.String(eip.TagCoordinator), Value: aws.String(self.InstanceID)},
+				{Key: aws.String(eip.TagEpoch), Value: aws.String(fmt.Sprint(a.Lease.Epoch + 1))},
 				{Key: aws.String(eip.TagRenewed), Value: aws.String(now)},
+				{Key: aws.String(eip.TagHolder), Value: aws.String(self.InstanceID)},
+				{Key: aws.String(eip.TagTerm), Value: aws.String(eip.Term{Epoch: a.Lease.Epoch + 1, Seq: 1}.String())},
 			},
 		})
 		err = dryRunOK(err)
-		r.check(err, "may write the lease tags of "+a.AllocationID+" (DryRun)", grantFix("ec2:CreateTags", group, a.AllocationID, err))
+		r.check(err, "may write the group lease and record tags of "+a.AllocationID+" (DryRun)", grantFix("ec2:CreateTags", group, a.AllocationID, err))
 	}
 	_, err := api.CreateTags(ctx, &ec2.CreateTagsInput{
 		DryRun: aws.Bool(true), Resources: []string{self.InstanceID},
-		Tags: []types.Tag{{Key: aws.String(eip.TagState), Value: aws.String(eip.StateReady)}},
+		Tags: []types.Tag{{Key: aws.String(eip.TagHeartbeat), Value: aws.String(now)}},
 	})
 	err = dryRunOK(err)
-	r.check(err, "may write eipd:state on this instance (DryRun)", grantFix("ec2:CreateTags", group, self.InstanceID, err))
+	r.check(err, "may write eipd:heartbeat on this instance (DryRun)", grantFix("ec2:CreateTags", group, self.InstanceID, err))
 }
 
 // grantFix is the fix for a failed DryRun call: the grant when IAM refused,

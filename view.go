@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -39,8 +41,14 @@ type runningLoop interface {
 	progress
 	RequestHandoff(ctx context.Context, to string) error
 	// StatusFresh is Status with this instance's own ENI view read from
-	// instance metadata first (what members ask for before a handoff).
+	// instance metadata first (what the coordinator asks for before a move).
 	StatusFresh(ctx context.Context) leader.Status
+	// Accept takes a coordinator's probe (/status?coordinator=ID&epoch=N).
+	Accept(id string, epoch int64)
+	// Notice takes a member's notice (POST /notice).
+	Notice(from string)
+	// ProbeMember probes a member for the coordinator (/probe).
+	ProbeMember(ctx context.Context, id string) (health.ProbeAnswer, bool)
 }
 
 // healthView is the own health check; *health.Monitor satisfies it.
@@ -114,14 +122,20 @@ func (v *daemonView) healthStatus() health.Status {
 	return v.health.Status()
 }
 
-// status is the /status document.
-// status is the /status document; fresh (/status?fresh=1, asked by a
-// member about to hand an EIP here) reads this instance's ENI from
-// instance metadata first.
-func (v *daemonView) status(fresh bool) statusDoc {
+// status is the /status document for q, the request's query: fresh=1
+// (asked by the coordinator right before a move that concerns this member)
+// reads this instance's ENI from instance metadata first; coordinator=ID
+// and epoch=N mark the coordinator's own probe, which this member follows
+// if it comes first (leader.Loop.Accept).
+func (v *daemonView) status(ctx context.Context, q url.Values) statusDoc {
 	if loop, _ := v.running(); loop != nil {
-		if fresh {
-			return statusDoc{Status: loop.StatusFresh(context.Background())}
+		if id := q.Get("coordinator"); id != "" {
+			if epoch, err := strconv.ParseInt(q.Get("epoch"), 10, 64); err == nil && epoch > 0 && len(id) <= 64 {
+				loop.Accept(id, epoch)
+			}
+		}
+		if q.Get("fresh") == "1" {
+			return statusDoc{Status: loop.StatusFresh(ctx)}
 		}
 		return statusDoc{Status: loop.Status()}
 	}
@@ -133,6 +147,22 @@ func (v *daemonView) status(fresh bool) statusDoc {
 		d.WaitingError = v.waitErr.Error()
 	}
 	return d
+}
+
+// notice passes a member's notice to the loop (ignored until it runs).
+func (v *daemonView) notice(from string) {
+	if loop, _ := v.running(); loop != nil {
+		loop.Notice(from)
+	}
+}
+
+// probe probes a member for the coordinator (/probe).
+func (v *daemonView) probe(ctx context.Context, instance string) (any, bool) {
+	loop, _ := v.running()
+	if loop == nil || instance == "" {
+		return nil, false
+	}
+	return loop.ProbeMember(ctx, instance)
 }
 
 // ready is nil when the identity is known and the own check is up, else

@@ -101,7 +101,7 @@ func (w *watcher) refresh(ctx context.Context) groupview.View {
 		v.Notes = append(v.Notes, note)
 	}
 	for i, m := range w.members {
-		gm := groupview.Member{InstanceID: m.InstanceID, AZ: m.AvailabilityZone, PrivateIP: m.PrivateIP, StateTag: m.EIPDState}
+		gm := groupview.Member{InstanceID: m.InstanceID, AZ: m.AvailabilityZone, PrivateIP: m.PrivateIP}
 		v.Members = append(v.Members, groupstate.Member(gm, results[i]))
 	}
 	v.EIPs = groupstate.EIPs(ids, results)

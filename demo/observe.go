@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/eipd/eipd/ec2sim"
+	"github.com/eipd/eipd/eip"
 	"github.com/eipd/eipd/groupview"
 	"github.com/eipd/eipd/internal/groupstate"
 	"github.com/eipd/eipd/leader"
@@ -27,7 +27,7 @@ const (
 type leaseRecord struct {
 	seen    time.Time
 	holder  string
-	term    int64
+	term    eip.Term
 	reason  string
 	decided time.Time
 }
@@ -49,7 +49,7 @@ type observer struct {
 
 	mu        sync.Mutex
 	leases    []leaseRecord
-	maxTerm   int64
+	maxTerm   eip.Term
 	termDrops []string
 	samples   int
 	splits    []string
@@ -81,15 +81,17 @@ func (o *observer) sampleTruth(now time.Time) {
 	if !ok {
 		return
 	}
-	term, _ := strconv.ParseInt(a.Tags["eipd:term"], 10, 64)
-	decided, _ := time.Parse(time.RFC3339Nano, a.Tags["eipd:decided"])
-	rec := leaseRecord{seen: now, holder: a.Tags["eipd:holder"], term: term, reason: a.Tags["eipd:reason"], decided: decided}
+	term, _ := eip.ParseTerm(a.Tags[eip.TagTerm])
+	decided, _ := time.Parse(time.RFC3339Nano, a.Tags[eip.TagDecided])
+	rec := leaseRecord{seen: now, holder: a.Tags[eip.TagHolder], term: term, reason: a.Tags[eip.TagReason], decided: decided}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if term < o.maxTerm {
-		o.termDrops = append(o.termDrops, fmt.Sprintf("%s: eipd:term %d after %d", now.Format(groupview.Clock), term, o.maxTerm))
+	if term.Less(o.maxTerm) {
+		o.termDrops = append(o.termDrops, fmt.Sprintf("%s: eipd:term %s after %s", now.Format(groupview.Clock), term, o.maxTerm))
 	}
-	o.maxTerm = max(o.maxTerm, term)
+	if o.maxTerm.Less(term) {
+		o.maxTerm = term
+	}
 	if n := len(o.leases); n == 0 || o.leases[n-1].holder != rec.holder || o.leases[n-1].term != rec.term ||
 		o.leases[n-1].reason != rec.reason || !o.leases[n-1].decided.Equal(rec.decided) {
 		o.leases = append(o.leases, rec)
@@ -183,13 +185,13 @@ func (o *observer) isReady(id string) bool {
 		return false
 	}
 	iv, ok := o.sim.Instance(id)
-	return ok && iv.State == "running" && iv.Tags["eipd:state"] == "ready"
+	return ok && iv.State == "running"
 }
 
 // view is the group as the emulator and the daemons show it now.
 func (o *observer) view() groupview.View {
 	a, _ := o.sim.Address(o.alloc)
-	term, _ := strconv.ParseInt(a.Tags["eipd:term"], 10, 64)
+	term := a.Tags[eip.TagTerm]
 	o.mu.Lock()
 	results := o.results
 	leases := append([]leaseRecord(nil), o.leases...)
@@ -201,7 +203,6 @@ func (o *observer) view() groupview.View {
 	for _, n := range o.nodes {
 		m := groupview.Member{InstanceID: n.id(), AZ: n.inst.AZ, PrivateIP: n.inst.PrivateIP}
 		if iv, ok := o.sim.Instance(n.id()); ok {
-			m.StateTag = iv.Tags["eipd:state"]
 			if iv.State != "running" {
 				m.EC2State = iv.State
 			}
@@ -230,7 +231,7 @@ func (o *observer) view() groupview.View {
 func moves(events []ec2sim.Event, leases []leaseRecord, alloc string) []groupview.Move {
 	var out []groupview.Move
 	last := ""
-	var lastTerm int64
+	var lastTerm eip.Term
 	for _, e := range events {
 		if e.AllocationID != alloc {
 			continue
@@ -247,8 +248,8 @@ func moves(events []ec2sim.Event, leases []leaseRecord, alloc string) []groupvie
 		}
 		m := groupview.Move{Time: e.Time, AllocationID: alloc, From: from, To: e.To, Duration: -1}
 		for _, l := range leases {
-			if l.holder == e.To && l.term > lastTerm && !l.seen.Before(e.Time) {
-				m.Reason, m.Term = l.reason, l.term
+			if l.holder == e.To && lastTerm.Less(l.term) && !l.seen.Before(e.Time) {
+				m.Reason, m.Term = l.reason, l.term.String()
 				if !l.decided.IsZero() {
 					m.Duration = e.Time.Sub(l.decided)
 				}

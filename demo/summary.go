@@ -97,8 +97,8 @@ func (d *demo) summary(partial bool) error {
 	firstIn := map[int]bool{}
 	for _, m := range mv {
 		term := "-"
-		if m.Term > 0 {
-			term = fmt.Sprint(m.Term)
+		if m.Term != "" {
+			term = m.Term
 		}
 		dur := "?"
 		if m.Duration >= 0 {
@@ -145,7 +145,7 @@ func (d *demo) summary(partial bool) error {
 	longest, at := dangling(events, ready, d.alloc, d.started, now)
 	invs := []invariant{
 		{"one holder", len(splits) == 0, fmt.Sprintf("at most one daemon reported role holder in each of %d samples", samples)},
-		{"terms only grow", len(termDrops) == 0, fmt.Sprintf("eipd:term rose to %d and never went back", maxTerm)},
+		{"terms only grow", len(termDrops) == 0, fmt.Sprintf("eipd:term rose to %s and never went back", maxTerm)},
 		{"never dangling", longest <= leaseDuration, fmt.Sprintf("longest time the EIP was associated with nothing while a member was ready: %.2fs (limit %s, the lease duration)", longest.Seconds(), leaseDuration)},
 		{"planned handoff without loss", failedIn[plannedPhase] == 0 && len(starts) > 3, fmt.Sprintf("%d failed requests in the %s phase", failedIn[plannedPhase], plannedPhase)},
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -96,42 +97,28 @@ func (c *Client) call(ctx context.Context, op string, fn func(context.Context) e
 	return err
 }
 
-// Addresses describes the given allocations in one DescribeAddresses call.
-// It filters on allocation-id rather than naming the IDs: EC2 fails the
-// whole call with InvalidAllocationID.NotFound when one named ID no longer
-// exists, while a filter simply leaves it out, so one released EIP cannot
-// blind the daemon to the others. The caller sees a missing ID as gone.
+// Addresses describes the managed EIPs in one DescribeAddresses call: the
+// given allocations, or, when none are given, every EIP tagged
+// eipd:group=<Group>. Given IDs are filtered on allocation-id rather than
+// named: EC2 fails the whole call with InvalidAllocationID.NotFound when
+// one named ID no longer exists, while a filter simply leaves it out, so
+// one released EIP cannot blind the daemon to the others. The caller sees a
+// missing ID as gone.
 func (c *Client) Addresses(ctx context.Context, allocationIDs []string) ([]Address, error) {
-	if len(allocationIDs) == 0 {
-		// An empty filter would describe every address of the account.
-		return nil, nil
+	filter := types.Filter{Name: aws.String("tag:" + TagGroup), Values: []string{c.cfg.Group}}
+	what := fmt.Sprintf("of group %q", c.cfg.Group)
+	if len(allocationIDs) > 0 {
+		filter = types.Filter{Name: aws.String("allocation-id"), Values: allocationIDs}
+		what = fmt.Sprint(allocationIDs)
 	}
 	var out *ec2.DescribeAddressesOutput
 	err := c.call(ctx, OpDescribeAddresses, func(ctx context.Context) error {
 		var err error
-		out, err = c.api.DescribeAddresses(ctx, &ec2.DescribeAddressesInput{
-			Filters: []types.Filter{{Name: aws.String("allocation-id"), Values: allocationIDs}},
-		})
+		out, err = c.api.DescribeAddresses(ctx, &ec2.DescribeAddressesInput{Filters: []types.Filter{filter}})
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("describe addresses %v: %w", allocationIDs, err)
-	}
-	return c.addresses(out), nil
-}
-
-// GroupAddresses describes the addresses tagged eipd:group=<Group>.
-func (c *Client) GroupAddresses(ctx context.Context) ([]Address, error) {
-	var out *ec2.DescribeAddressesOutput
-	err := c.call(ctx, OpDescribeAddresses, func(ctx context.Context) error {
-		var err error
-		out, err = c.api.DescribeAddresses(ctx, &ec2.DescribeAddressesInput{
-			Filters: []types.Filter{{Name: aws.String("tag:" + TagGroup), Values: []string{c.cfg.Group}}},
-		})
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("describe addresses of group %q: %w", c.cfg.Group, err)
+		return nil, fmt.Errorf("describe addresses %s: %w", what, err)
 	}
 	return c.addresses(out), nil
 }
@@ -151,11 +138,12 @@ func (c *Client) addresses(out *ec2.DescribeAddressesOutput) []Address {
 			NetworkInterfaceID: aws.ToString(a.NetworkInterfaceId),
 			PrivateIP:          aws.ToString(a.PrivateIpAddress),
 			Group:              tags[TagGroup],
-			Lease:              ParseLease(tags),
+			Lease:              ParseGroupLease(tags),
+			Record:             ParseRecord(tags),
 		}
-		for _, k := range addr.Lease.Invalid {
+		for _, k := range append(slices.Clone(addr.Lease.Invalid), addr.Record.Invalid...) {
 			if c.warned.first("address|" + addr.AllocationID + "|" + k + "|" + tags[k]) {
-				c.log.Warn("ignoring unparseable lease tag; the lease counts as stale",
+				c.log.Warn("ignoring an unparseable tag; it counts as absent (the coordinator rewrites a bad record)",
 					"allocation_id", addr.AllocationID, "tag", k, "value", tags[k])
 			}
 		}
@@ -222,8 +210,12 @@ func (c *Client) instance(inst types.Instance) Instance {
 		out.PrivateIP = aws.ToString(eni.PrivateIpAddress)
 		for _, p := range eni.PrivateIpAddresses {
 			ip := PrivateIP{Address: aws.ToString(p.PrivateIpAddress), Primary: aws.ToBool(p.Primary)}
-			if p.Association != nil && aws.ToString(p.Association.IpOwnerId) != "amazon" {
-				ip.PublicIP = aws.ToString(p.Association.PublicIp)
+			if p.Association != nil {
+				if aws.ToString(p.Association.IpOwnerId) == "amazon" {
+					ip.AutoPublicIP = aws.ToString(p.Association.PublicIp)
+				} else {
+					ip.PublicIP = aws.ToString(p.Association.PublicIp)
+				}
 			}
 			if ip.Address == "" {
 				continue
@@ -242,14 +234,11 @@ func (c *Client) instance(inst types.Instance) Instance {
 	if out.NetworkInterfaceID == "" && c.warned.first("eni|"+out.InstanceID) {
 		c.log.Warn("member has no device-index-0 network interface; it cannot receive the address", "instance_id", out.InstanceID)
 	}
-	if v, ok := tags[TagState]; ok {
-		switch v {
-		case StateReady, StateUnhealthy, StateDraining:
-			out.EIPDState = v
-		default:
-			if c.warned.first("state|" + out.InstanceID + "|" + v) {
-				c.log.Warn("ignoring unknown eipd:state tag value", "instance_id", out.InstanceID, "value", v)
-			}
+	if v := tags[TagHeartbeat]; v != "" {
+		if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+			out.Heartbeat = t.UTC()
+		} else if c.warned.first("heartbeat|" + out.InstanceID + "|" + v) {
+			c.log.Warn("ignoring an unparseable eipd:heartbeat tag", "instance_id", out.InstanceID, "value", v)
 		}
 	}
 	if v, ok := tags[TagPriority]; ok && v != "" {
@@ -276,190 +265,103 @@ func (c *Client) dryRunFlag() *bool {
 	return nil
 }
 
-// checkLease refuses a lease that would not read back, before anything is
-// sent, so a Claim never associates and then fails to write its lease.
-func checkLease(l Lease) error {
-	if l.Term < 0 {
-		return fmt.Errorf("negative term %d: %w", l.Term, ErrInvalidRequest)
-	}
-	return nil
-}
-
-// Renew stamps eipd:holder and eipd:renewed on every given allocation in
-// one CreateTags call (it accepts many resources), so a holder of k EIPs
-// makes one write per renewal, not k. It does not write the term: a
-// renewal only says "still here", and a term is written only with a move
-// (WriteLease), so a late renewal can never roll a term back.
-func (c *Client) Renew(ctx context.Context, allocationIDs []string, holder string, at time.Time) error {
+// WriteLease writes the group lease on the given allocations in one
+// CreateTags call (it accepts many resources): a renewal, a claim, or the
+// hand-over of the role. An allocation that no longer exists fails the
+// whole call (ErrNotFound): the caller reads again and renews without it.
+func (c *Client) WriteLease(ctx context.Context, allocationIDs []string, l GroupLease) error {
 	if len(allocationIDs) == 0 {
-		return nil
+		return fmt.Errorf("write the group lease: no EIP to write it on: %w", ErrInvalidRequest)
 	}
-	if holder == "" {
-		return fmt.Errorf("renew leases of %v: no holder: %w", allocationIDs, ErrInvalidRequest)
+	if l.Coordinator == "" || l.Epoch <= 0 {
+		return fmt.Errorf("write the group lease on %v: coordinator %q epoch %d: %w", allocationIDs, l.Coordinator, l.Epoch, ErrInvalidRequest)
 	}
-	err := c.call(ctx, OpCreateTags, func(ctx context.Context) error {
-		_, err := c.api.CreateTags(ctx, &ec2.CreateTagsInput{
-			Resources: allocationIDs,
-			Tags: []types.Tag{
-				{Key: aws.String(TagHolder), Value: aws.String(holder)},
-				{Key: aws.String(TagRenewed), Value: aws.String(at.UTC().Format(RenewedLayout))},
-			},
-			DryRun: c.dryRunFlag(),
-		})
-		return err
-	})
+	err := c.createTags(ctx, allocationIDs, leaseTags(l))
 	if c.dryRun(err) {
-		c.log.Debug("dry-run: would renew leases", "allocation_ids", allocationIDs, "instance_id", holder)
+		c.log.Debug("dry-run: would write the group lease", "allocation_ids", allocationIDs, "instance_id", l.Coordinator, "epoch", l.Epoch)
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("renew leases of %v for %s: %w", allocationIDs, holder, err)
+		return fmt.Errorf("write the group lease on %v for %s epoch %d: %w", allocationIDs, l.Coordinator, l.Epoch, err)
 	}
-	c.log.Trace("renewed leases", "allocation_ids", allocationIDs, "instance_id", holder)
+	c.log.Trace("wrote the group lease", "allocation_ids", allocationIDs, "instance_id", l.Coordinator, "epoch", l.Epoch)
 	return nil
 }
 
-// WriteLease writes a whole lease (holder, term, renewed, and the move's
-// reason, decision time and origin when set) on one allocation in one
-// CreateTags call. A zero Renewed is written as now.
-func (c *Client) WriteLease(ctx context.Context, allocationID string, lease Lease) error {
-	if err := checkLease(lease); err != nil {
-		return fmt.Errorf("write lease of %s: %w", allocationID, err)
+// WriteRecord writes the record of a move on one allocation in one
+// CreateTags call.
+func (c *Client) WriteRecord(ctx context.Context, allocationID string, r Record) error {
+	if r.Term.Epoch <= 0 {
+		return fmt.Errorf("write the record of %s: term %s: %w", allocationID, r.Term, ErrInvalidRequest)
 	}
-	if lease.Renewed.IsZero() {
-		lease.Renewed = c.cfg.Now()
-	}
-	err := c.call(ctx, OpCreateTags, func(ctx context.Context) error {
-		_, err := c.api.CreateTags(ctx, &ec2.CreateTagsInput{
-			Resources: []string{allocationID},
-			Tags:      leaseTags(lease),
-			DryRun:    c.dryRunFlag(),
-		})
-		return err
-	})
+	err := c.createTags(ctx, []string{allocationID}, recordTags(r))
 	if c.dryRun(err) {
-		c.log.Debug("dry-run: would write lease", "allocation_id", allocationID, "instance_id", lease.Holder, "term", lease.Term)
+		c.log.Debug("dry-run: would write the record", "allocation_id", allocationID, "instance_id", r.Holder, "term", r.Term.String())
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("write lease of %s for %s term %d: %w", allocationID, lease.Holder, lease.Term, err)
+		return fmt.Errorf("write the record of %s (holder %s, term %s): %w", allocationID, r.Holder, r.Term, err)
 	}
-	c.log.Debug("wrote lease", "allocation_id", allocationID, "instance_id", lease.Holder, "term", lease.Term)
+	c.log.Debug("wrote the record", "allocation_id", allocationID, "instance_id", r.Holder, "term", r.Term.String())
 	return nil
 }
 
-// Claim takes the address for self, on privateIP of self's primary ENI
-// (a free slot: EC2 silently knocks off an EIP already on that private IP).
-// The observed association is the fence: if the address was associated, it
-// is disassociated by exactly the observed association ID
-// (ErrStaleAssociation when someone moved it since), then associated with
-// AllowReassociation=false (ErrAlreadyAssociated when someone else got there
-// first), then the lease is written.
-//
-// A non-empty association ID with an error means the address is now
-// associated to self but the lease tags were not written. In dry-run mode it
-// returns "" and nil when every call would have succeeded.
-func (c *Client) Claim(ctx context.Context, observed Address, self Identity, privateIP string, lease Lease) (string, error) {
-	alloc := observed.AllocationID
-	if privateIP == "" {
-		privateIP = self.PrivateIP
+// Heartbeat writes eipd:heartbeat=at on this member's own instance.
+func (c *Client) Heartbeat(ctx context.Context, instanceID string, at time.Time) error {
+	err := c.createTags(ctx, []string{instanceID}, []types.Tag{{Key: aws.String(TagHeartbeat), Value: aws.String(stamp(at))}})
+	if c.dryRun(err) {
+		return nil
 	}
-	if self.NetworkInterfaceID == "" || privateIP == "" {
-		return "", fmt.Errorf("claim %s: own network interface or private IP unknown: %w", alloc, ErrInvalidRequest)
+	if err != nil {
+		return fmt.Errorf("write the heartbeat of %s: %w", instanceID, err)
 	}
-	if err := checkLease(lease); err != nil {
-		return "", fmt.Errorf("claim %s: %w", alloc, err)
-	}
-	if observed.Associated() {
-		err := c.call(ctx, OpDisassociateAddress, func(ctx context.Context) error {
-			_, err := c.api.DisassociateAddress(ctx, &ec2.DisassociateAddressInput{
-				AssociationId: aws.String(observed.AssociationID),
-				DryRun:        c.dryRunFlag(),
-			})
-			return err
+	return nil
+}
+
+func (c *Client) createTags(ctx context.Context, resources []string, tags []types.Tag) error {
+	return c.call(ctx, OpCreateTags, func(ctx context.Context) error {
+		_, err := c.api.CreateTags(ctx, &ec2.CreateTagsInput{Resources: resources, Tags: tags, DryRun: c.dryRunFlag()})
+		return err
+	})
+}
+
+// Disassociate removes the association by its ID: the fence of a
+// takeover. ErrStaleAssociation when that association no longer exists
+// (someone moved the EIP since it was read). In dry-run mode it returns nil
+// when the call would have succeeded.
+func (c *Client) Disassociate(ctx context.Context, associationID string) error {
+	err := c.call(ctx, OpDisassociateAddress, func(ctx context.Context) error {
+		_, err := c.api.DisassociateAddress(ctx, &ec2.DisassociateAddressInput{
+			AssociationId: aws.String(associationID),
+			DryRun:        c.dryRunFlag(),
 		})
-		switch {
-		case c.dryRun(err):
-			c.log.Info("dry-run: would disassociate", "allocation_id", alloc, "association_id", observed.AssociationID, "public_ip", observed.PublicIP)
-		case err != nil:
-			return "", fmt.Errorf("claim %s: disassociate %s: %w", alloc, observed.AssociationID, err)
-		default:
-			c.log.Info("disassociated address", "allocation_id", alloc, "association_id", observed.AssociationID, "public_ip", observed.PublicIP, "instance_id", observed.InstanceID)
-		}
+		return err
+	})
+	switch {
+	case c.dryRun(err):
+		c.log.Info("dry-run: would disassociate", "association_id", associationID)
+		return nil
+	case err != nil:
+		return fmt.Errorf("disassociate %s: %w", associationID, err)
 	}
-	assoc, err := c.associate(ctx, observed, self.NetworkInterfaceID, privateIP, false)
-	if c.dryRun(err) {
-		c.log.Info("dry-run: would associate", "allocation_id", alloc, "public_ip", observed.PublicIP, "instance_id", self.InstanceID, "network_interface_id", self.NetworkInterfaceID, "private_ip", privateIP, "term", lease.Term)
-	} else if err != nil {
-		return "", fmt.Errorf("claim %s: associate to %s (%s): %w", alloc, self.NetworkInterfaceID, privateIP, err)
-	} else {
-		c.log.Info("claimed address", "allocation_id", alloc, "association_id", assoc, "public_ip", observed.PublicIP, "instance_id", self.InstanceID, "private_ip", privateIP, "term", lease.Term)
-	}
-	lease.Renewed = c.cfg.Now() // when the association was confirmed
-	if err := c.WriteLease(ctx, alloc, lease); err != nil {
-		if c.cfg.DryRun {
-			return "", fmt.Errorf("claim %s: the association would succeed but the lease could not be written: %w", alloc, err)
-		}
-		return assoc, fmt.Errorf("claim %s: associated as %s but lease not written: %w", alloc, assoc, err)
-	}
-	if c.cfg.DryRun {
-		return "", nil
-	}
-	return assoc, nil
+	c.log.Info("disassociated", "association_id", associationID)
+	return nil
 }
 
-// Handoff moves the address it holds to privateIP (a free slot) of target's
-// primary ENI (AllowReassociation=true: it owns the address), then writes
-// the lease, whose holder must be the target. A non-empty association ID
-// with an error means the move happened but the lease tags were not written.
-func (c *Client) Handoff(ctx context.Context, addr Address, target Instance, privateIP string, lease Lease) (string, error) {
-	alloc := addr.AllocationID
-	if privateIP == "" {
-		privateIP = target.PrivateIP
-	}
-	if target.NetworkInterfaceID == "" || privateIP == "" {
-		return "", fmt.Errorf("hand off %s to %s: target network interface or private IP unknown: %w", alloc, target.InstanceID, ErrInvalidRequest)
-	}
-	if lease.Holder == "" {
-		lease.Holder = target.InstanceID
-	}
-	if lease.Holder != target.InstanceID {
-		return "", fmt.Errorf("hand off %s to %s: lease names holder %s: %w", alloc, target.InstanceID, lease.Holder, ErrInvalidRequest)
-	}
-	if err := checkLease(lease); err != nil {
-		return "", fmt.Errorf("hand off %s to %s: %w", alloc, target.InstanceID, err)
-	}
-	assoc, err := c.associate(ctx, addr, target.NetworkInterfaceID, privateIP, true)
-	if c.dryRun(err) {
-		c.log.Info("dry-run: would hand off", "allocation_id", alloc, "public_ip", addr.PublicIP, "instance_id", target.InstanceID, "network_interface_id", target.NetworkInterfaceID, "private_ip", privateIP, "term", lease.Term)
-	} else if err != nil {
-		return "", fmt.Errorf("hand off %s to %s (%s, %s): %w", alloc, target.InstanceID, target.NetworkInterfaceID, privateIP, err)
-	} else {
-		c.log.Info("handed off address", "allocation_id", alloc, "association_id", assoc, "public_ip", addr.PublicIP, "instance_id", target.InstanceID, "private_ip", privateIP, "term", lease.Term)
-	}
-	// renewed is when the association was confirmed, so renewed − decided
-	// is the move's duration for whoever reads the lease (the new holder).
-	lease.Renewed = c.cfg.Now()
-	if err := c.WriteLease(ctx, alloc, lease); err != nil {
-		if c.cfg.DryRun {
-			return "", fmt.Errorf("hand off %s to %s: the association would succeed but the lease could not be written: %w", alloc, target.InstanceID, err)
-		}
-		return assoc, fmt.Errorf("hand off %s to %s: associated as %s but lease not written: %w", alloc, target.InstanceID, assoc, err)
-	}
-	if c.cfg.DryRun {
-		return "", nil
-	}
-	return assoc, nil
-}
-
-// associate always names the ENI and private IP, never the instance:
+// Associate associates the allocation with privateIP of the network
+// interface eni, always by interface and private IP, never by instance:
 // instances with several ENIs (ECS awsvpc trunking) refuse association by
-// instance.
-func (c *Client) associate(ctx context.Context, addr Address, eni, privateIP string, reassociate bool) (string, error) {
+// instance. reassociate=false is the fence of a takeover: ErrAlreadyAssociated
+// when the EIP is associated anywhere. It returns the new association ID;
+// in dry-run mode "" and nil when the call would have succeeded.
+func (c *Client) Associate(ctx context.Context, allocationID, eni, privateIP string, reassociate bool) (string, error) {
+	if eni == "" || privateIP == "" {
+		return "", fmt.Errorf("associate %s: network interface %q, private IP %q: %w", allocationID, eni, privateIP, ErrInvalidRequest)
+	}
 	var assoc string
 	err := c.call(ctx, OpAssociateAddress, func(ctx context.Context) error {
 		out, err := c.api.AssociateAddress(ctx, &ec2.AssociateAddressInput{
-			AllocationId:       aws.String(addr.AllocationID),
+			AllocationId:       aws.String(allocationID),
 			NetworkInterfaceId: aws.String(eni),
 			PrivateIpAddress:   aws.String(privateIP),
 			AllowReassociation: aws.Bool(reassociate),
@@ -470,31 +372,13 @@ func (c *Client) associate(ctx context.Context, addr Address, eni, privateIP str
 		}
 		return err
 	})
-	return assoc, err
-}
-
-// SetState writes the instance's eipd:state tag.
-func (c *Client) SetState(ctx context.Context, instanceID, state string) error {
-	switch state {
-	case StateReady, StateUnhealthy, StateDraining:
-	default:
-		return fmt.Errorf("set state of %s: unknown state %q: %w", instanceID, state, ErrInvalidRequest)
+	switch {
+	case c.dryRun(err):
+		c.log.Info("dry-run: would associate", "allocation_id", allocationID, "network_interface_id", eni, "private_ip", privateIP, "reassociate", reassociate)
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("associate %s to %s (%s): %w", allocationID, eni, privateIP, err)
 	}
-	err := c.call(ctx, OpCreateTags, func(ctx context.Context) error {
-		_, err := c.api.CreateTags(ctx, &ec2.CreateTagsInput{
-			Resources: []string{instanceID},
-			Tags:      []types.Tag{{Key: aws.String(TagState), Value: aws.String(state)}},
-			DryRun:    c.dryRunFlag(),
-		})
-		return err
-	})
-	if c.dryRun(err) {
-		c.log.Info("dry-run: would set state", "instance_id", instanceID, "state", state)
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("set state of %s to %s: %w", instanceID, state, err)
-	}
-	c.log.Info("set state", "instance_id", instanceID, "state", state)
-	return nil
+	c.log.Info("associated", "allocation_id", allocationID, "association_id", assoc, "network_interface_id", eni, "private_ip", privateIP)
+	return assoc, nil
 }

@@ -24,6 +24,8 @@ type classifiedError struct {
 	kind error
 	err  error
 	hint string
+	// noAnswer: no answer came at all (ErrNoAnswer).
+	noAnswer bool
 }
 
 func (e *classifiedError) Error() string {
@@ -33,7 +35,12 @@ func (e *classifiedError) Error() string {
 	return e.kind.Error() + ": " + e.err.Error()
 }
 
-func (e *classifiedError) Unwrap() []error { return []error{e.kind, e.err} }
+func (e *classifiedError) Unwrap() []error {
+	if e.noAnswer {
+		return []error{e.kind, ErrNoAnswer, e.err}
+	}
+	return []error{e.kind, e.err}
+}
 
 // isThrottleCode: the codes the SDK's standard retryer treats as throttling,
 // EC2's RequestLimitExceeded among them. Using the SDK's own table keeps the
@@ -90,7 +97,7 @@ func classify(op string, err error) error {
 		}
 	}
 	kind := kindOf(err)
-	ce := &classifiedError{kind: kind, err: err}
+	ce := &classifiedError{kind: kind, err: err, noAnswer: kind == ErrUnavailable && noAnswer(err)}
 	if kind == ErrUnauthorized {
 		if op != "" {
 			ce.hint = "grant the IAM action ec2:" + op + " to the instance role; the minimal policy is " + PolicyPath
@@ -99,6 +106,28 @@ func classify(op string, err error) error {
 		}
 	}
 	return ce
+}
+
+// noAnswer reports whether err means the request got no answer at all:
+// the client gave up (timeout, cancelled) or the connection failed. The
+// request may have reached EC2 and taken effect. An HTTP answer, even a
+// 5xx, is an answer: the call failed.
+func noAnswer(err error) bool {
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) {
+		return false
+	}
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		return false
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		return false // never sent
+	}
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.As(err, &ne) ||
+		strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "EOF")
 }
 
 var sentinels = []error{

@@ -2,6 +2,7 @@ package eip
 
 import (
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -9,17 +10,88 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 )
 
-// ParseLease reads the lease from the tags of an EIP allocation. A tag that is
-// absent or empty is left zero; one that is present but does not parse is left
-// zero and named in Lease.Invalid. It never panics.
-func ParseLease(tags map[string]string) Lease {
-	var l Lease
-	l.Holder = tags[TagHolder]
-	if v := tags[TagTerm]; v != "" {
-		if t, ok := parseTerm(v); ok {
-			l.Term = t
+// GroupLease is the coordinator's lease, carried by every managed EIP
+// (eipd:coordinator, eipd:epoch, eipd:renewed). The coordinator renews it on
+// all of them in one CreateTags call; a reader takes the freshest copy.
+// Fields that are absent or do not parse are left zero; those that were
+// present but did not parse are named in Invalid.
+type GroupLease struct {
+	Coordinator string    // instance ID; "" when absent
+	Epoch       int64     // +1 with every new coordinator
+	Renewed     time.Time // the coordinator's clock at its last renewal
+	Invalid     []string
+}
+
+// Newer reports whether l is a later lease than o: a higher epoch, or the
+// same epoch renewed later.
+func (l GroupLease) Newer(o GroupLease) bool {
+	if l.Epoch != o.Epoch {
+		return l.Epoch > o.Epoch
+	}
+	return l.Renewed.After(o.Renewed)
+}
+
+// Term orders the moves of one EIP: the epoch of the coordinator that made
+// the move first, then a sequence within that epoch. A coordinator that
+// lost its lease and writes late therefore always writes a lower term than
+// its successor. Written as "epoch.seq".
+type Term struct {
+	Epoch, Seq int64
+}
+
+// Less reports whether t comes before u.
+func (t Term) Less(u Term) bool {
+	if t.Epoch != u.Epoch {
+		return t.Epoch < u.Epoch
+	}
+	return t.Seq < u.Seq
+}
+
+// IsZero reports whether no term was recorded.
+func (t Term) IsZero() bool { return t == Term{} }
+
+func (t Term) String() string {
+	return strconv.FormatInt(t.Epoch, 10) + "." + strconv.FormatInt(t.Seq, 10)
+}
+
+// ParseTerm reads "epoch.seq", both decimal digits only.
+func ParseTerm(s string) (Term, bool) {
+	e, q, ok := strings.Cut(s, ".")
+	if !ok {
+		return Term{}, false
+	}
+	epoch, ok1 := parseCount(e)
+	seq, ok2 := parseCount(q)
+	if !ok1 || !ok2 {
+		return Term{}, false
+	}
+	return Term{Epoch: epoch, Seq: seq}, true
+}
+
+// Record is the last move of one EIP as its coordinator wrote it
+// (eipd:holder, eipd:term, eipd:reason, eipd:decided, eipd:moved,
+// eipd:from): what the association should be, and why and when it
+// became so. The association itself is the truth; the record explains it
+// and orders the moves.
+type Record struct {
+	Holder  string    // instance the coordinator placed the EIP on
+	Term    Term      // of that move
+	Reason  string    // failover reason, "" for a record written to match an association made by hand
+	Decided time.Time // when the move was decided
+	Moved   time.Time // when AWS confirmed the association
+	From    string    // the instance the EIP left in that move, "" when it was unassociated
+	Invalid []string
+}
+
+// ParseGroupLease reads the coordinator's lease from an EIP's tags.
+func ParseGroupLease(tags map[string]string) GroupLease {
+	var l GroupLease
+	l.Coordinator = tags[TagCoordinator]
+	if v := tags[TagEpoch]; v != "" {
+		if e, ok := parseCount(v); ok {
+			l.Epoch = e
 		} else {
-			l.Invalid = append(l.Invalid, TagTerm)
+			l.Invalid = append(l.Invalid, TagEpoch)
 		}
 	}
 	if v := tags[TagRenewed]; v != "" {
@@ -29,51 +101,79 @@ func ParseLease(tags map[string]string) Lease {
 			l.Invalid = append(l.Invalid, TagRenewed)
 		}
 	}
-	// Reason and decided only describe the last move; a bad value there
-	// protects nothing, so it is dropped rather than invalidating the lease.
-	l.Reason = tags[TagReason]
-	l.From = tags[TagFrom]
-	if t, err := time.Parse(time.RFC3339Nano, tags[TagDecided]); err == nil {
-		l.Decided = t.UTC()
-	}
 	return l
 }
 
-// parseTerm accepts only decimal digits: strconv alone would let "+3" and
+// ParseRecord reads the last move from an EIP's tags. It never panics.
+func ParseRecord(tags map[string]string) Record {
+	var r Record
+	r.Holder = tags[TagHolder]
+	if v := tags[TagTerm]; v != "" {
+		if t, ok := ParseTerm(v); ok {
+			r.Term = t
+		} else {
+			r.Invalid = append(r.Invalid, TagTerm)
+		}
+	}
+	// Reason and the times only describe the move; a bad value there
+	// orders nothing, so it is dropped rather than invalidating the record.
+	r.Reason = tags[TagReason]
+	r.From = tags[TagFrom]
+	if t, err := time.Parse(time.RFC3339Nano, tags[TagDecided]); err == nil {
+		r.Decided = t.UTC()
+	}
+	if t, err := time.Parse(time.RFC3339Nano, tags[TagMoved]); err == nil {
+		r.Moved = t.UTC()
+	}
+	return r
+}
+
+// parseCount accepts only decimal digits: strconv alone would let "+3" and
 // "-0" through, which eipd never writes.
-func parseTerm(v string) (int64, bool) {
+func parseCount(v string) (int64, bool) {
+	if v == "" {
+		return 0, false
+	}
 	for i := 0; i < len(v); i++ {
 		if v[i] < '0' || v[i] > '9' {
 			return 0, false
 		}
 	}
-	t, err := strconv.ParseInt(v, 10, 64)
+	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil {
 		return 0, false
 	}
-	return t, true
+	return n, true
 }
 
-// leaseTags are the tags Renew writes: holder, term and renewed always,
-// reason and decided when the lease records a move.
-func leaseTags(l Lease) []types.Tag {
-	tags := []types.Tag{
-		{Key: aws.String(TagHolder), Value: aws.String(l.Holder)},
-		{Key: aws.String(TagTerm), Value: aws.String(strconv.FormatInt(l.Term, 10))},
-		{Key: aws.String(TagRenewed), Value: aws.String(l.Renewed.UTC().Format(RenewedLayout))},
+func stamp(t time.Time) string { return t.UTC().Format(RenewedLayout) }
+
+// leaseTags are the group lease's tags, as renewals and claims write them.
+func leaseTags(l GroupLease) []types.Tag {
+	return []types.Tag{
+		{Key: aws.String(TagCoordinator), Value: aws.String(l.Coordinator)},
+		{Key: aws.String(TagEpoch), Value: aws.String(strconv.FormatInt(l.Epoch, 10))},
+		{Key: aws.String(TagRenewed), Value: aws.String(stamp(l.Renewed))},
 	}
-	if l.Reason != "" {
-		tags = append(tags, types.Tag{Key: aws.String(TagReason), Value: aws.String(l.Reason)})
+}
+
+// recordTags are a move's tags. Every key is written every time (empty
+// when unknown), so an old value never describes a new move.
+func recordTags(r Record) []types.Tag {
+	opt := func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return stamp(t)
 	}
-	if !l.Decided.IsZero() {
-		tags = append(tags, types.Tag{Key: aws.String(TagDecided), Value: aws.String(l.Decided.UTC().Format(RenewedLayout))})
+	return []types.Tag{
+		{Key: aws.String(TagHolder), Value: aws.String(r.Holder)},
+		{Key: aws.String(TagTerm), Value: aws.String(r.Term.String())},
+		{Key: aws.String(TagReason), Value: aws.String(r.Reason)},
+		{Key: aws.String(TagDecided), Value: aws.String(opt(r.Decided))},
+		{Key: aws.String(TagMoved), Value: aws.String(opt(r.Moved))},
+		{Key: aws.String(TagFrom), Value: aws.String(r.From)},
 	}
-	if l.Reason != "" {
-		// Written with every move, empty when the EIP was unassociated,
-		// so an old value never describes a new move.
-		tags = append(tags, types.Tag{Key: aws.String(TagFrom), Value: aws.String(l.From)})
-	}
-	return tags
 }
 
 func tagMap(tags []types.Tag) map[string]string {

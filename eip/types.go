@@ -7,29 +7,34 @@ import (
 
 // Tag keys eipd reads and writes (docs/design.md, What is stored in EC2).
 const (
-	TagGroup    = "eipd:group"
-	TagHolder   = "eipd:holder"
-	TagTerm     = "eipd:term"
-	TagRenewed  = "eipd:renewed"
+	// TagGroup names the group an EIP or an instance belongs to (set by
+	// the operator).
+	TagGroup = "eipd:group"
+	// TagPriority ranks instances (optional, higher is preferred; set by
+	// the operator).
 	TagPriority = "eipd:priority"
-	TagState    = "eipd:state"
-	// TagReason and TagDecided record why and when the last change of
-	// holder was decided, so the instance that becomes holder through a
-	// handoff can report the move (reason, decision → association time)
-	// although the old holder made the calls. Operators see them too.
+
+	// The group lease, on every managed EIP: which instance coordinates,
+	// its epoch, and its last renewal.
+	TagCoordinator = "eipd:coordinator"
+	TagEpoch       = "eipd:epoch"
+	TagRenewed     = "eipd:renewed"
+
+	// The record of the last move of one EIP, written by the coordinator
+	// that made it: the instance it put the EIP on, the move's term, why,
+	// when it was decided and confirmed, and where the EIP came from.
+	TagHolder  = "eipd:holder"
+	TagTerm    = "eipd:term"
 	TagReason  = "eipd:reason"
 	TagDecided = "eipd:decided"
-	// TagFrom names the instance the EIP left in that move ("" when it
-	// was unassociated), so every member reports the same previous holder
-	// whatever it read before.
-	TagFrom = "eipd:from"
-)
+	TagMoved   = "eipd:moved"
+	TagFrom    = "eipd:from"
 
-// Values of an instance's eipd:state tag.
-const (
-	StateReady     = "ready"
-	StateUnhealthy = "unhealthy"
-	StateDraining  = "draining"
+	// TagHeartbeat is written on a member's own instance, every renew
+	// interval, only while it cannot see a coordinator: in a group of two,
+	// the coordinator's witness that a member it cannot reach is alive and
+	// reaches the API.
+	TagHeartbeat = "eipd:heartbeat"
 )
 
 // RenewedLayout is the format of eipd:renewed: RFC 3339 with milliseconds, UTC.
@@ -58,6 +63,11 @@ var (
 	ErrInvalidState = errors.New("resource in invalid state")
 	// ErrUnavailable: 5xx, network error, timeout: AWS state is unknown.
 	ErrUnavailable = errors.New("EC2 unavailable")
+	// ErrNoAnswer: no answer came at all (timeout, connection reset or
+	// closed): the call may have taken effect. It comes with
+	// ErrUnavailable. An answer with an error code (5xx) means the call
+	// failed.
+	ErrNoAnswer = errors.New("no answer")
 	// ErrInvalidRequest: any other 4xx: a bug or bad configuration.
 	ErrInvalidRequest = errors.New("invalid request")
 	// ErrDryRun: DryRunOperation, i.e. the call would have succeeded.
@@ -75,21 +85,6 @@ type Identity struct {
 	PrivateIP          string // its primary private IPv4
 }
 
-// Lease is the lease recorded in the tags of an EIP allocation.
-// Renew writes holder, term and renewed, plus reason and decided when set.
-// Fields that are absent or do not parse are left zero and listed in Invalid.
-type Lease struct {
-	Holder  string    // eipd:holder; "" when released or absent
-	Term    int64     // eipd:term; 0 when absent
-	Renewed time.Time // eipd:renewed; zero when absent
-	Reason  string    // eipd:reason; written on claim and handoff only
-	Decided time.Time // eipd:decided; when that move was decided
-	From    string    // eipd:from; the instance the EIP left in that move
-	// Invalid names the tags that were present but did not parse,
-	// e.g. ["eipd:term"]. A lease with invalid tags is treated as stale.
-	Invalid []string
-}
-
 // Address is one EIP allocation as DescribeAddresses returns it.
 type Address struct {
 	AllocationID       string
@@ -99,7 +94,8 @@ type Address struct {
 	NetworkInterfaceID string
 	PrivateIP          string // private IP the EIP maps to
 	Group              string // eipd:group tag
-	Lease              Lease
+	Lease              GroupLease
+	Record             Record
 }
 
 // Associated reports whether the EIP is associated with anything.
@@ -115,9 +111,11 @@ type Instance struct {
 	// PrivateIPs are every private IPv4 of that ENI, primary first, each
 	// with the public IP associated to it (EC2 allows one per private IP).
 	PrivateIPs []PrivateIP
-	EIPDState  string // eipd:state tag: ready, unhealthy, draining or ""
-	Priority   int    // eipd:priority; 0 when absent or invalid
+	Priority   int // eipd:priority; 0 when absent or invalid
 	LaunchTime time.Time
+	// Heartbeat is its eipd:heartbeat tag: the last time it wrote that it
+	// cannot see a coordinator; zero when absent.
+	Heartbeat time.Time
 }
 
 // PrivateIP is one private IPv4 of an ENI and the public IP (an EIP or an
@@ -129,6 +127,8 @@ type PrivateIP struct {
 	// none. An auto-assigned public IP (owner "amazon") is not listed: an
 	// EIP associated there replaces it without knocking any EIP off.
 	PublicIP string
+	// AutoPublicIP is the auto-assigned public IP on it, "" when none.
+	AutoPublicIP string
 }
 
 // Slots returns the private IPs of the instance's primary ENI, primary

@@ -41,7 +41,7 @@ type EIP struct {
 	// Holders are the members whose /status reports role holder for it:
 	// one in a healthy group, none during a move, two or more is a split.
 	Holders []string
-	Term    int64
+	Term    string // "epoch.seq"; "" unknown
 	// AssociatedTo is the instance the EIP is associated with, when the
 	// caller knows it (the emulator's truth in the demo); "" with
 	// Unassociated false means unknown.
@@ -62,7 +62,8 @@ type Member struct {
 	Problem  string
 	Health   string            // own health check: up, down, unknown
 	Draining string            // why it is draining, "" when not
-	StateTag string            // its eipd:state tag: ready, unhealthy, draining or ""
+	// Coordinator: it says it coordinates the group (makes every move).
+	Coordinator bool
 	Roles    map[string]string // allocation ID → role
 }
 
@@ -83,7 +84,7 @@ type Move struct {
 	AllocationID string
 	Reason       string // handoff-unhealthy, takeover-stale, ...; "" unknown
 	From, To     string // instance IDs; From "" when the EIP was associated with nothing before
-	Term         int64  // the lease term the move wrote; 0 unknown
+	Term         string // the term the move wrote ("epoch.seq"); "" unknown
 	// Duration is from the decision to move to the association; negative
 	// when unknown.
 	Duration time.Duration
@@ -155,7 +156,7 @@ func Table(v View, now time.Time, st Style) string {
 		case e.Unassociated:
 			assoc = cell{"nothing", ansiRed}
 		}
-		row := []cell{{dash(e.PublicIP), ""}, {e.AllocationID, ""}, holder, {fmt.Sprint(e.Term), ""}}
+		row := []cell{{dash(e.PublicIP), ""}, {e.AllocationID, ""}, holder, {dash(e.Term), ""}}
 		if knowsAssoc {
 			row = append(row, assoc)
 		}
@@ -168,11 +169,14 @@ func Table(v View, now time.Time, st Style) string {
 	if len(v.EIPs) > 1 {
 		roleHead = "ROLE PER EIP"
 	}
-	rows = [][]cell{{{"INSTANCE", ansiBold}, {"AZ", ansiBold}, {"PRIVATE IP", ansiBold}, {roleHead, ansiBold}, {"HEALTH", ansiBold}, {"EIPD:STATE", ansiBold}}}
+	rows = [][]cell{{{"INSTANCE", ansiBold}, {"AZ", ansiBold}, {"PRIVATE IP", ansiBold}, {roleHead, ansiBold}, {"HEALTH", ansiBold}, {"COORDINATES", ansiBold}}}
 	for _, m := range v.Members {
 		role, health := memberCells(m, v.EIPs)
-		state := cell{dash(m.StateTag), stateColor(m.StateTag)}
-		rows = append(rows, []cell{{m.InstanceID, ""}, {dash(m.AZ), ""}, {dash(m.PrivateIP), ""}, role, health, state})
+		coord := cell{"-", ""}
+		if m.Coordinator {
+			coord = cell{"yes", ansiBold}
+		}
+		rows = append(rows, []cell{{m.InstanceID, ""}, {dash(m.AZ), ""}, {dash(m.PrivateIP), ""}, role, health, coord})
 	}
 	writeRows(&b, rows, paint)
 
@@ -261,16 +265,6 @@ func roleColor(role string) string {
 	return ""
 }
 
-func stateColor(state string) string {
-	switch state {
-	case "ready":
-		return ""
-	case "draining":
-		return ansiYellow
-	}
-	return ansiRed
-}
-
 // writeRows pads cells by their visible width, then paints them, so that
 // colours never shift the columns.
 func writeRows(b *strings.Builder, rows [][]cell, paint func(string, string) string) {
@@ -338,8 +332,8 @@ func Changes(prev, cur View, now time.Time) []string {
 				out = append(out, fmt.Sprintf("%s: no longer draining", m.InstanceID))
 			}
 		}
-		if m.StateTag != p.StateTag {
-			out = append(out, fmt.Sprintf("%s: eipd:state %s", m.InstanceID, dash(m.StateTag)))
+		if m.Coordinator && !p.Coordinator {
+			out = append(out, fmt.Sprintf("%s: coordinates the group", m.InstanceID))
 		}
 		for _, e := range cur.EIPs {
 			r, pr := m.Roles[e.AllocationID], p.Roles[e.AllocationID]
@@ -368,7 +362,7 @@ func Changes(prev, cur View, now time.Time) []string {
 					out = append(out, fmt.Sprintf("%s: no member reports holding it", name))
 				}
 			case 1:
-				out = append(out, fmt.Sprintf("%s: held by %s, term %d", name, e.Holders[0], e.Term))
+				out = append(out, fmt.Sprintf("%s: held by %s, term %s", name, e.Holders[0], dash(e.Term)))
 			default:
 				out = append(out, fmt.Sprintf("%s: SPLIT: %s all report holding it", name, strings.Join(e.Holders, ", ")))
 			}
@@ -412,8 +406,8 @@ func Changes(prev, cur View, now time.Time) []string {
 // i-a → i-b, term 2, decided → associated 0.21s".
 func FormatMove(m Move, eips []EIP) string {
 	s := fmt.Sprintf("%s %s %s → %s", eipName(eips, m.AllocationID), dash(m.Reason), dash(m.From), m.To)
-	if m.Term > 0 {
-		s += fmt.Sprintf(", term %d", m.Term)
+	if m.Term != "" {
+		s += ", term " + m.Term
 	}
 	return s + ", decided → associated " + durationText(m.Duration)
 }
@@ -451,11 +445,11 @@ func FormatDuration(d time.Duration) string {
 
 func seconds(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
 
-func termText(t int64) string {
-	if t <= 0 {
+func termText(t string) string {
+	if t == "" {
 		return "-"
 	}
-	return fmt.Sprintf("term %d", t)
+	return "term " + t
 }
 
 func orRunning(s string) string {

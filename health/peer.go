@@ -8,7 +8,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -67,8 +69,8 @@ func newStatusClient() *http.Client {
 type freshKey struct{}
 
 // WithFreshStatus marks a probe as the last look at a member before an EIP
-// is handed to it: the member is asked (/status?fresh=1) to read its own
-// ENI's associations from instance metadata before it answers.
+// moves to or from it: the member is asked (/status?fresh=1) to read its
+// own ENI's associations from instance metadata before it answers.
 func WithFreshStatus(ctx context.Context) context.Context {
 	return context.WithValue(ctx, freshKey{}, true)
 }
@@ -79,56 +81,33 @@ func FreshStatusWanted(ctx context.Context) bool {
 	return v
 }
 
-// peerView is the part of the peer's /status that the prober reads.
+type coordinatorKey struct{}
+
+type coordinatorClaim struct {
+	id    string
+	epoch int64
+}
+
+// WithCoordinator marks a probe as made by the coordinator id at epoch:
+// the member asked (/status?coordinator=id&epoch=n) follows it if it comes
+// before the one it follows, and says whom it follows.
+func WithCoordinator(ctx context.Context, id string, epoch int64) context.Context {
+	return context.WithValue(ctx, coordinatorKey{}, coordinatorClaim{id, epoch})
+}
+
+// peerView is the part of the peer's /status the prober reads itself.
 type peerView struct {
-	Health         string            `json:"health"`
-	Draining       string            `json:"draining"`
-	SlotsInUse     []string          `json:"private_ips_in_use"`
-	ENIPublicIPs   map[string]string `json:"eni_public_ips"`
-	UpForSeconds   float64           `json:"up_for_seconds"`
-	DownAgoSeconds *float64          `json:"down_ago_seconds"`
-	EIPs           []struct {
-		AllocationID string    `json:"allocation_id"`
-		Role         string    `json:"role"`
-		HandingOff   bool      `json:"handing_off"`
-		Term         int64     `json:"term"`
-		LeaseRenewed time.Time `json:"lease_renewed"`
-	} `json:"eips"`
+	Health string `json:"health"`
 }
 
-// PeerReport is what a peer's eipd said about itself on /status, when it
-// answered: a standby that sees the instance an EIP points at report it as
-// holder, healthy, needs no API read to know the same (docs/design.md).
+// PeerReport is what a peer's eipd said on /status, when it answered.
 type PeerReport struct {
-	// Answered: /status answered with a document the prober could read.
+	// Answered: /status answered with a JSON document.
 	Answered bool
-	Health   string
-	// Draining is why the peer is giving its EIPs away, "" when it is not.
-	Draining string
-	// SlotsInUse are the peer's private IPs that carry an EIP it holds.
-	SlotsInUse []string
-	// ENIPublicIPs maps the peer's private IPs to the public IP on each,
-	// as its instance metadata lists them (nil when it did not say).
-	ENIPublicIPs map[string]string
-	// Roles maps allocation ID to the peer's role for it ("holder", …).
-	Roles map[string]string
-	// HandingOff: the EIPs the peer is handing off right now (its call to
-	// move one is under way; it writes the lease right after).
-	HandingOff map[string]bool
-	// Terms maps allocation ID to the term the peer reports.
-	Terms map[string]int64
-	// Renewed maps allocation ID to the stamp of the peer's last lease
-	// renewal, for the EIPs it holds.
-	Renewed map[string]time.Time
-	// UpFor is how long the peer's own check has been up; DownAgo how
-	// long ago it was last down (negative when it never was since start).
-	UpFor   time.Duration
-	DownAgo time.Duration
-}
-
-// Holds reports whether the peer said it holds allocationID.
-func (r PeerReport) Holds(allocationID string) bool {
-	return r.Answered && r.Roles[allocationID] == "holder"
+	// Status is that document, for the caller to read.
+	Status json.RawMessage
+	// Health is its "health" field.
+	Health string
 }
 
 // Probe returns nil when the peer at ip is reachable as healthy, else an
@@ -189,49 +168,97 @@ func (p *PeerProber) Check(ctx context.Context, ip string) (PeerReport, error) {
 
 // status GETs the peer's /status and returns what it says.
 func (p *PeerProber) status(ctx context.Context, ip string) (PeerReport, error) {
-	u := "http://" + net.JoinHostPort(ip, strconv.Itoa(p.statusPort)) + "/status"
+	q := url.Values{}
 	if FreshStatusWanted(ctx) {
-		u += "?fresh=1"
+		q.Set("fresh", "1")
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if c, ok := ctx.Value(coordinatorKey{}).(coordinatorClaim); ok {
+		q.Set("coordinator", c.id)
+		q.Set("epoch", strconv.FormatInt(c.epoch, 10))
+	}
+	u := "http://" + net.JoinHostPort(ip, strconv.Itoa(p.statusPort)) + "/status"
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	body, err := p.get(ctx, http.MethodGet, u)
 	if err != nil {
-		return PeerReport{}, fmt.Errorf("GET %s: %w", u, err)
+		return PeerReport{}, err
+	}
+	var v peerView
+	if err := json.Unmarshal(body, &v); err != nil {
+		return PeerReport{}, fmt.Errorf("GET %s: decode: %w", u, err)
+	}
+	return PeerReport{Answered: true, Status: body, Health: v.Health}, nil
+}
+
+// maxStatus bounds a peer's answer: a /status of a large group is a few
+// KiB.
+const maxStatus = 1 << 20
+
+func (p *PeerProber) get(ctx context.Context, method, u string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, u, err)
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return PeerReport{}, fmt.Errorf("GET %s: %w", u, err)
+		return nil, fmt.Errorf("%s %s: %w", method, u, err)
 	}
 	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxStatus))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: read: %w", method, u, err)
+	}
 	if resp.StatusCode != http.StatusOK {
-		return PeerReport{}, fmt.Errorf("GET %s: status %s", u, resp.Status)
+		return nil, fmt.Errorf("%s %s: status %s: %s", method, u, resp.Status, firstLine(body))
 	}
-	var v peerView
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&v); err != nil {
-		return PeerReport{}, fmt.Errorf("GET %s: decode: %w", u, err)
-	}
-	// Read to the end, so that the connection is reused even if the
-	// decoder stopped short of it.
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-	r := PeerReport{Answered: true, Health: v.Health, Draining: v.Draining, SlotsInUse: v.SlotsInUse, ENIPublicIPs: v.ENIPublicIPs, Roles: map[string]string{}, Terms: map[string]int64{},
-		Renewed: map[string]time.Time{}, UpFor: seconds(v.UpForSeconds), DownAgo: -1}
-	if v.DownAgoSeconds != nil {
-		r.DownAgo = seconds(*v.DownAgoSeconds)
-	}
-	for _, e := range v.EIPs {
-		r.Roles[e.AllocationID] = e.Role
-		if e.HandingOff {
-			if r.HandingOff == nil {
-				r.HandingOff = map[string]bool{}
-			}
-			r.HandingOff[e.AllocationID] = true
-		}
-		r.Terms[e.AllocationID] = e.Term
-		if !e.LeaseRenewed.IsZero() {
-			r.Renewed[e.AllocationID] = e.LeaseRenewed
-		}
-	}
-	return r, nil
+	return body, nil
 }
 
-func seconds(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
+func firstLine(b []byte) string {
+	s, _, _ := strings.Cut(string(b), "\n")
+	return s
+}
+
+// CheckVia asks the member at via (its status listener's /probe) to probe
+// the member instanceID and say whether it is reachable as healthy from
+// there: a coordinator confirms a failed probe this way before it moves an
+// EIP off a member it cannot reach. answered is false when via itself did
+// not answer; err then says why, else whether instanceID is reachable.
+func (p *PeerProber) CheckVia(ctx context.Context, via, instanceID string) (answered bool, err error) {
+	if p.statusPort <= 0 {
+		return false, errors.New("probe via a member: the status port is off")
+	}
+	u := "http://" + net.JoinHostPort(via, strconv.Itoa(p.statusPort)) + "/probe?" + url.Values{"instance": {instanceID}}.Encode()
+	body, err := p.get(ctx, http.MethodGet, u)
+	if err != nil {
+		return false, err
+	}
+	var r ProbeAnswer
+	if err := json.Unmarshal(body, &r); err != nil {
+		return false, fmt.Errorf("GET %s: decode: %w", u, err)
+	}
+	if !r.Reachable {
+		return true, fmt.Errorf("%s cannot reach %s either: %s", via, instanceID, r.Error)
+	}
+	return true, nil
+}
+
+// ProbeAnswer is what /probe answers.
+type ProbeAnswer struct {
+	InstanceID string `json:"instance_id"`
+	Reachable  bool   `json:"reachable"`
+	Error      string `json:"error,omitempty"`
+}
+
+// Notify tells the member at ip (POST /notice) that the member from
+// changed: it probes that member now. A notice carries no authority.
+func (p *PeerProber) Notify(ctx context.Context, ip, from string) error {
+	if p.statusPort <= 0 {
+		return errors.New("notify: the status port is off")
+	}
+	u := "http://" + net.JoinHostPort(ip, strconv.Itoa(p.statusPort)) + "/notice?" + url.Values{"from": {from}}.Encode()
+	_, err := p.get(ctx, http.MethodPost, u)
+	return err
+}

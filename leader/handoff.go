@@ -4,15 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
-
-	"github.com/eipd/eipd/eip"
-	"github.com/eipd/eipd/health"
 )
 
-// RequestHandoff asks the loop to move every EIP this instance holds to a
-// ready member (to = "" for any, or one instance ID) and waits for the
+type handoffRequest struct {
+	to    string
+	reply chan error
+}
+
+// RequestHandoff asks the coordinator to move every EIP on this member to
+// a ready member (to = "" for any, or one instance ID) and waits for the
 // outcome or ctx.
 func (l *Loop) RequestHandoff(ctx context.Context, to string) error {
 	req := &handoffRequest{to: to, reply: make(chan error, 1)}
@@ -33,10 +34,10 @@ func (l *Loop) RequestHandoff(ctx context.Context, to string) error {
 // running member of the group.
 var ErrUnknownInstance = errors.New("unknown instance")
 
-func (l *Loop) startManual(ctx context.Context, req *handoffRequest) {
-	if req.to != "" && l.member(req.to) == nil {
+func (l *Loop) startManual(req *handoffRequest) {
+	if req.to != "" && l.member(req.to) == nil && l.ipOf(req.to) == "" {
 		// A member launched since the last listing is not unknown.
-		l.refreshMembers(ctx, true)
+		l.list.wanted = true
 	}
 	switch {
 	case l.manual != nil:
@@ -45,21 +46,21 @@ func (l *Loop) startManual(ctx context.Context, req *handoffRequest) {
 	case l.drain != "":
 		req.reply <- fmt.Errorf("already draining (%s)", l.drain)
 		return
-	case !l.holdingAny():
+	case len(l.Status().MayHold()) == 0:
 		req.reply <- errors.New("this instance holds no EIP")
 		return
 	case req.to == l.self.InstanceID:
 		req.reply <- fmt.Errorf("%s is this instance", req.to)
 		return
-	case req.to != "" && l.member(req.to) == nil:
+	case req.to != "" && l.member(req.to) == nil && l.ipOf(req.to) == "":
 		req.reply <- fmt.Errorf("%w %s: not a running member of the group", ErrUnknownInstance, req.to)
+		return
+	case l.co == nil && l.follow.ID == "":
+		req.reply <- errors.New("no coordinator: nobody can move the EIPs now")
 		return
 	}
 	l.manual = req
-	l.drain = ReasonHandoffManual
-	for _, st := range l.eips {
-		st.targetsAt = time.Time{}
-	}
+	l.setDrain(ReasonHandoffManual, req.to)
 	l.log.Info("manual handoff requested", "target_instance_id", req.to)
 }
 
@@ -70,117 +71,84 @@ func (l *Loop) finishManual(err error) {
 	l.manual.reply <- err
 	l.manual = nil
 	if l.drain == ReasonHandoffManual {
-		l.drain = ""
+		l.setDrain("", "")
 	}
 }
 
+// checkManual ends a manual handoff once no EIP is on this member any more,
+// or fails it when the coordinator says it cannot move one.
 func (l *Loop) checkManual() {
-	if !l.holdingAny() {
+	s := l.Status()
+	if len(s.MayHold()) == 0 {
 		l.finishManual(nil)
 		return
 	}
-	for _, st := range l.eips {
-		if st.holding && st.blocked {
-			l.finishManual(fmt.Errorf("no ready member to hand %s off to: %s", st.addr.AllocationID, st.why))
+	for _, e := range s.EIPs {
+		if (e.Role == RoleHolder || e.Role == RoleUnverified) && e.HandoffBlocked {
+			l.finishManual(fmt.Errorf("no ready member to hand %s off to: %s", e.AllocationID, e.Why))
 			return
 		}
 	}
 }
 
-// shutdown hands off held EIPs under a fresh context: the parent is gone.
-func (l *Loop) shutdown() error {
+// shutdown hands off this member's EIPs, and the coordinator role, under
+// the stop timeout (the parent context is gone): it returns once its
+// instance metadata and the coordinator show no EIP on it, or the time is
+// up.
+func (l *Loop) shutdown(tick <-chan time.Time) error {
 	if l.manual != nil {
 		l.manual.reply <- errors.New("eipd is stopping")
 		l.manual = nil
 	}
-	if !l.holdingAny() {
+	l.stopping = true
+	l.drain = ReasonHandoffShutdown
+	l.wantNotify("stopping")
+	l.pass()
+	if len(l.Status().MayHold()) == 0 && l.co == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.StopTimeout)
-	defer cancel()
-	l.drain = ReasonHandoffShutdown
-	l.log.Info("stopping: handing off held EIPs before exit", "stop_timeout", l.cfg.StopTimeout)
-	tick := time.NewTicker(l.cfg.Tick)
-	defer tick.Stop()
+	l.log.Info("stopping: handing off the EIPs on this instance before exit", "stop_timeout", l.cfg.StopTimeout)
+	timeout := time.NewTimer(l.cfg.StopTimeout)
+	defer timeout.Stop()
 	for {
-		l.reconcile(ctx)
-		if !l.holdingAny() {
+		select {
+		case <-timeout.C:
+			l.log.Warn("stop timeout ran out before the handoff was done; exiting", "may_hold", l.Status().MayHold(),
+				"coordinating", l.co != nil)
+			return nil
+		case <-tick:
+		case apply := <-l.results:
+			apply()
+		case it := <-l.inbox:
+			l.receive(it)
+		}
+		l.pass()
+		if len(l.Status().MayHold()) == 0 && l.co == nil {
 			l.log.Info("handoff done; exiting")
 			return nil
 		}
-		select {
-		case <-ctx.Done():
-			l.log.Warn("stop timeout ran out before a handoff succeeded; exiting while holding", "held", l.heldIDs())
+		if why := l.cannotLeave(); why != "" {
+			l.log.Warn("stopping without handing off", "why", why, "may_hold", l.Status().MayHold())
 			return nil
-		case <-tick.C:
 		}
 	}
 }
 
-// maxProbed bounds the targets probed for one handoff; the best by the
-// member list come first.
-const maxProbed = 8
-
-// seekTargets lists ready members with a free private IP and keeps those
-// that pass a probe, ranked by RankTargets.
-func (l *Loop) seekTargets(ctx context.Context, st *eipState) {
-	// One listing serves every EIP sought in the same pass.
-	l.refreshMembers(ctx, !l.membersAt.After(l.passStart))
-	st.targetsAt = l.cfg.Now()
-	held := map[string]int{}
-	for _, s := range l.eips {
-		if s.addr.Associated() && s.addr.InstanceID != "" {
-			held[s.addr.InstanceID]++
+// cannotLeave says why waiting longer would not help a stopping member:
+// every EIP on it is blocked (no ready member to take it) and, when it
+// coordinates, no member can take the role. "" when it can still leave.
+func (l *Loop) cannotLeave() string {
+	s := l.Status()
+	for _, e := range s.EIPs {
+		if (e.Role == RoleHolder || e.Role == RoleUnverified) && !e.HandoffBlocked {
+			return ""
 		}
 	}
-	var cands []Target
-	readyElsewhere := false
-	for _, m := range l.members {
-		if m.InstanceID == l.self.InstanceID || !m.Running() || m.EIPDState != eip.StateReady || m.NetworkInterfaceID == "" {
-			continue
-		}
-		readyElsewhere = true
-		slot := l.freeSlot(m, st.addr.AllocationID)
-		if slot == "" {
-			continue
-		}
-		cands = append(cands, Target{Instance: m, Held: held[m.InstanceID], Slot: slot})
+	if l.co != nil && (len(l.co.moves) > 0 || l.successor(false) != "") {
+		return ""
 	}
-	// Probe the likeliest first: fewest held, then priority.
-	RankTargets(cands)
-	if len(cands) > maxProbed {
-		cands = cands[:maxProbed]
+	if len(s.MayHold()) == 0 {
+		return "no other member can coordinate"
 	}
-	ok := make([]bool, len(cands))
-	var wg sync.WaitGroup
-	for i := range cands {
-		wg.Go(func() {
-			pctx, cancel := context.WithTimeout(ctx, l.cfg.ProbeTimeout)
-			defer cancel()
-			r, err := l.prober.Check(pctx, cands[i].PrivateIP)
-			if err != nil {
-				l.log.Debug("handoff target failed its probe", "instance_id", cands[i].InstanceID, "error", err)
-				return
-			}
-			ok[i] = true
-			if r.Answered {
-				cands[i].UpFor = r.UpFor
-				cands[i].DownRecently = r.DownAgo >= 0 && r.DownAgo < recentDown
-				if r.Health != health.Up.String() || r.Draining != "" {
-					// Its eipd knows better than our member list: a
-					// member that is leaving is no target.
-					ok[i] = false
-				}
-			}
-		})
-	}
-	wg.Wait()
-	st.targets = st.targets[:0]
-	for i, c := range cands {
-		if ok[i] {
-			st.targets = append(st.targets, c)
-		}
-	}
-	RankTargets(st.targets)
-	st.slotsFull = len(cands) == 0 && readyElsewhere
+	return "no ready member can take its EIPs"
 }

@@ -1,29 +1,33 @@
 package leader
 
 import (
-	"slices"
 	"time"
 
-	"github.com/eipd/eipd/health"
+	"github.com/eipd/eipd/eip"
 )
 
-// Roles of this instance for one EIP.
+// Roles of a member for one EIP.
 const (
+	// RoleHolder: the EIP is on this instance, and a trusted coordinator
+	// confirmed it (a dated read or its own move) lately.
 	RoleHolder = "holder"
-	// RoleUnverified: this instance holds the EIP as far as it knows, but
-	// AWS has not confirmed it for a lease duration (API unreachable,
-	// calls failing) or instance metadata says the EIP left: it does not
-	// call itself holder, so standbys stop trusting it (§9.1, §9.6).
+	// RoleUnverified: the EIP is on this instance as far as it knows (its
+	// instance metadata lists it, or the coordinator last placed it here),
+	// but no trusted coordinator confirms it now. It does not count as
+	// holder.
 	RoleUnverified = "unverified"
 	RoleStandby    = "standby"
 	RoleDraining   = "draining"
 	RoleUnhealthy  = "unhealthy"
 )
 
-// Status is this instance's view, served as JSON on /status and printed by
-// `eipd status`. Peers read it when probing: its health, how long it has
-// been up, and the EIPs it confirms holding with their lease stamps.
+// Status is a member's view, served as JSON on /status and printed by
+// `eipd status`. Members read each other's: the coordinator reads every
+// member's (health, whether it is leaving, its ENI as instance metadata
+// shows it), and every member reads the coordinator's (its lease, where
+// it placed each EIP).
 type Status struct {
+	Protocol         int     `json:"protocol"`
 	InstanceID       string  `json:"instance_id"`
 	AvailabilityZone string  `json:"availability_zone"`
 	PrivateIP        string  `json:"private_ip"`
@@ -32,52 +36,95 @@ type Status struct {
 	// DownAgoSeconds: how long ago the own check was last down; absent
 	// when it never was since the daemon started.
 	DownAgoSeconds *float64 `json:"down_ago_seconds,omitempty"`
-	Draining       string   `json:"draining,omitempty"`
-	// SlotsInUse are this instance's private IPs that carry an EIP it
-	// holds: a member handing an EIP here picks another one.
-	SlotsInUse []string `json:"private_ips_in_use,omitempty"`
+	// Draining is why this member is giving its EIPs away, "" when it is
+	// not; HandoffTo names the target of a manual handoff ("" = any).
+	Draining  string `json:"draining,omitempty"`
+	HandoffTo string `json:"handoff_to,omitempty"`
+	// NoNewEIPs: a rebalance recommendation arrived; the member stays but
+	// takes no new EIP.
+	NoNewEIPs bool `json:"no_new_eips,omitempty"`
 	// ENIPublicIPs maps this instance's private IPs to the public IP on
 	// each, as instance metadata listed them lately (/status?fresh=1 reads
-	// them first): it knows of an EIP handed here that this daemon has
-	// not read yet, and of EIPs it does not manage. Absent when unknown.
-	ENIPublicIPs  map[string]string `json:"eni_public_ips,omitempty"`
-	AWSStateKnown bool              `json:"aws_state_known"`
-	EIPs          []EIPStatus       `json:"eips"`
+	// them first). Absent when unknown.
+	ENIPublicIPs map[string]string `json:"eni_public_ips,omitempty"`
+	// AWSStateKnown: this daemon's last read of the EIPs succeeded (on a
+	// member that does not coordinate: as the coordinator says).
+	AWSStateKnown bool `json:"aws_state_known"`
+
+	// Coordinator is the instance this member takes as coordinator, ""
+	// when it knows none; IsCoordinator says whether that is itself and
+	// it may act. Epoch is that coordinator's epoch.
+	Coordinator   string `json:"coordinator"`
+	IsCoordinator bool   `json:"is_coordinator"`
+	Epoch         int64  `json:"epoch,omitempty"`
+	// On the coordinator only, while it may act: its last renewal's stamp
+	// and how much longer it may act without another one.
+	LeaseRenewed    time.Time `json:"lease_renewed,omitzero"`
+	ValidForSeconds float64   `json:"valid_for_seconds,omitempty"`
+	// Members is the coordinator's view of the group (on the coordinator
+	// only): members read the others' addresses from it, to confirm a
+	// failed probe for it (/probe).
+	Members []MemberStatus `json:"members,omitempty"`
+	// PeerProtocols names members that speak another protocol version
+	// (this daemon ignores what they say).
+	PeerProtocols map[string]int `json:"peer_protocols,omitempty"`
+	// HeartbeatWritten: this member cannot see a coordinator and writes
+	// eipd:heartbeat on its instance (in a group of two, the coordinator's
+	// proof that it is alive).
+	HeartbeatWritten bool `json:"heartbeat_written,omitempty"`
+
+	EIPs []EIPStatus `json:"eips"`
 }
 
-// EIPStatus is the view of one EIP.
+// MemberStatus is one member as the coordinator sees it.
+type MemberStatus struct {
+	InstanceID string `json:"instance_id"`
+	PrivateIP  string `json:"private_ip"`
+	// Probe is "up" or "down" (after fall), or "unknown" before enough
+	// probes; Health what the member's /status last said ("" when its
+	// eipd does not answer).
+	Probe  string `json:"probe"`
+	Health string `json:"health,omitempty"`
+	// Held is how many managed EIPs are on it.
+	Held int `json:"held"`
+}
+
+// EIPStatus is one EIP. Everything but Role is the coordinator's word: on
+// a member, copied from the coordinator's /status.
 type EIPStatus struct {
-	AllocationID    string   `json:"allocation_id"`
-	PublicIP        string   `json:"public_ip,omitempty"`
-	Role            string   `json:"role"`
-	Holder          string   `json:"holder,omitempty"`
-	Term            int64    `json:"term"`
-	AssociationID   string   `json:"association_id,omitempty"`
-	AssociatedTo    string   `json:"associated_to,omitempty"`
-	PrivateIPSlot   string   `json:"private_ip_slot,omitempty"`
-	LeaseAgeSeconds *float64 `json:"lease_age_seconds,omitempty"`
-	// LeaseRenewed is the holder's last renewal stamp, set only while it
-	// confirms holding (role holder): standbys take it as a fresh lease.
-	LeaseRenewed time.Time `json:"lease_renewed,omitzero"`
-	PeerProbe    string    `json:"peer_probe,omitempty"`
-	// HolderConfirmed: on a standby, the holder's own /status says it holds
-	// this EIP, so the standby does not read it from the API.
-	HolderConfirmed bool `json:"holder_confirmed,omitempty"`
-	HandoffBlocked  bool `json:"handoff_blocked"`
-	// HandingOff: this instance's call moving the EIP away is under way
-	// (role unverified meanwhile); the target waits for its lease.
-	HandingOff      bool `json:"handing_off,omitempty"`
+	AllocationID string `json:"allocation_id"`
+	PublicIP     string `json:"public_ip,omitempty"`
+	// Role is this member's role for the EIP.
+	Role string `json:"role"`
+	// Holder is the member the coordinator confirms the EIP is on, ""
+	// while none is confirmed (unassociated, being moved, unknown).
+	Holder string `json:"holder,omitempty"`
+	// Term is the term of the EIP's record ("epoch.seq").
+	Term          string `json:"term,omitempty"`
+	AssociationID string `json:"association_id,omitempty"`
+	AssociatedTo  string `json:"associated_to,omitempty"`
+	PrivateIPSlot string `json:"private_ip_slot,omitempty"`
+	// Moving: the coordinator is moving the EIP (or does not know yet
+	// whether its last move landed); nobody is holder meanwhile.
+	Moving bool `json:"moving,omitempty"`
+	// ConfirmedAgoSeconds: how old the coordinator's evidence for the
+	// association is (a read started then, or its own move).
+	ConfirmedAgoSeconds *float64 `json:"confirmed_ago_seconds,omitempty"`
+	// HandoffBlocked: the EIP should leave the member it is on, but no
+	// member is ready with a free private IP.
+	HandoffBlocked bool `json:"handoff_blocked"`
+	// NoFreePrivateIP: no ready member has a private IP free for it.
 	NoFreePrivateIP bool `json:"no_free_private_ip"`
-	// Denied: IAM refused this instance's last move or lease write of the
-	// EIP (the error, with the action to grant); retried at a slow pace.
+	// Denied: IAM refused the coordinator's last move or record write of
+	// the EIP (the error, with the action to grant).
 	Denied       string          `json:"denied,omitempty"`
 	Why          string          `json:"why"`
 	LastFailover *FailoverRecord `json:"last_failover,omitempty"`
 }
 
-// FailoverRecord describes the last move of an EIP this instance took part
-// in: when the EIP was associated, from and to which instance, and how long
-// it took from the decision to the association.
+// FailoverRecord describes the last move of an EIP: when AWS confirmed the
+// association, from and to which instance, why, and how long it took from
+// the decision to the association.
 type FailoverRecord struct {
 	Time            time.Time `json:"time"`
 	Reason          string    `json:"reason"`
@@ -86,168 +133,7 @@ type FailoverRecord struct {
 	DurationSeconds float64   `json:"duration_seconds"`
 }
 
-// snapshot is what publish leaves for Status: the view, plus what Status
-// needs to judge a holder at the moment it is asked (the loop may be busy
-// in a slow call; trust must still run out on time).
-type snapshot struct {
-	Status
-	holders map[string]holderTrust
-}
-
-type holderTrust struct {
-	verifiedAt time.Time
-	since      time.Time // holding since
-	publicIP   string    // "" when metadata is not believed for it (imdsIgnore)
-	imdsLost   bool
-	letGo      string
-	letGoUntil time.Time
-}
-
-// Status returns the view at this moment; safe for concurrent use.
-func (l *Loop) Status() Status {
-	l.mu.Lock()
-	snap, seen, leaving := l.status, l.seen, l.leaving
-	s := snap.Status
-	s.EIPs = append([]EIPStatus(nil), s.EIPs...)
-	l.mu.Unlock()
-	now := l.cfg.Now()
-	if !seen.at.IsZero() && now.Sub(seen.at) <= l.cfg.LifecyclePoll+l.cfg.ProbeInterval {
-		s.ENIPublicIPs = make(map[string]string, len(seen.assocs))
-		for _, as := range seen.assocs {
-			s.ENIPublicIPs[as.PrivateIP] = as.PublicIP
-		}
-	}
-	for i := range s.EIPs {
-		e := &s.EIPs[i]
-		h, ok := snap.holders[e.AllocationID]
-		if !ok {
-			continue
-		}
-		renewed := l.renewedAt(e.AllocationID)
-		verified := h.verifiedAt
-		if renewed.After(verified) {
-			verified = renewed
-		}
-		if !renewed.IsZero() {
-			age := now.Sub(renewed).Seconds()
-			if e.LeaseAgeSeconds == nil || age < *e.LeaseAgeSeconds {
-				e.LeaseAgeSeconds = &age
-				e.LeaseRenewed = renewed
-			}
-		}
-		// Metadata read after the holding began (and its first moments)
-		// that no longer lists the EIP: it left this ENI.
-		gone := h.publicIP != "" && seen.at.Sub(h.since) > 2*l.cfg.ProbeInterval && !slices.Contains(seen.publicIPs(), h.publicIP)
-		switch {
-		case leaving[e.AllocationID]:
-			e.Role, e.LeaseRenewed, e.HandingOff = RoleUnverified, time.Time{}, true
-			e.Why = "handing the EIP off"
-		case h.imdsLost || gone || verified.IsZero() || now.Sub(verified) >= l.cfg.trustWindow():
-			e.Role, e.LeaseRenewed = RoleUnverified, time.Time{}
-			if e.Why == "holding" {
-				e.Why = "AWS has not confirmed this holder lately"
-			}
-		case h.letGo != "" && now.Before(h.letGoUntil):
-			e.Role, e.LeaseRenewed = RoleUnverified, time.Time{}
-			e.Why = "took the EIP; waiting for " + h.letGo + " to stop calling itself holder"
-		}
-	}
-	return s
-}
-
-// publish builds the snapshot from loop state (loop goroutine only).
-func (l *Loop) publish() {
-	now := l.cfg.Now()
-	h := l.health.Status()
-	s := Status{
-		InstanceID: l.self.InstanceID, AvailabilityZone: l.self.AvailabilityZone, PrivateIP: l.self.PrivateIP,
-		Health: h.String(), Draining: l.drain, AWSStateKnown: !l.readError && !l.readTriedAt.IsZero(),
-	}
-	if h == health.Up && !l.own.upSince.IsZero() {
-		s.UpForSeconds = now.Sub(l.own.upSince).Seconds()
-	}
-	if !l.own.downAt.IsZero() {
-		ago := now.Sub(l.own.downAt).Seconds()
-		s.DownAgoSeconds = &ago
-	}
-	holders := map[string]holderTrust{}
-	for _, id := range l.sortedIDs() {
-		st := l.eips[id]
-		e := EIPStatus{
-			AllocationID: id, PublicIP: st.addr.PublicIP, Holder: st.addr.Lease.Holder, Term: st.addr.Lease.Term,
-			AssociationID: st.addr.AssociationID, AssociatedTo: st.addr.InstanceID, PrivateIPSlot: st.addr.PrivateIP,
-			HandoffBlocked: st.blocked, NoFreePrivateIP: st.noFreeSlot, Denied: st.deniedWhy, Why: st.why, LastFailover: st.last,
-		}
-		if st.holding {
-			e.Term = st.term
-			e.Holder = l.self.InstanceID
-			if st.ownSlot != "" {
-				s.SlotsInUse = append(s.SlotsInUse, st.ownSlot)
-			}
-			pub := st.addr.PublicIP
-			if st.imdsIgnore {
-				pub = ""
-			}
-			holders[id] = holderTrust{verifiedAt: st.verifiedAt, since: st.holderSince, publicIP: pub,
-				imdsLost: st.imdsLost,
-				letGo:    st.letGo, letGoUntil: st.letGoUntil}
-		}
-		confirmed := !st.holding && st.peerReport.Holds(id) && st.peerIP != ""
-		switch {
-		case st.holding && !st.lastRenew.IsZero():
-			age := now.Sub(st.lastRenew).Seconds()
-			e.LeaseAgeSeconds = &age
-			e.LeaseRenewed = st.lastRenew
-		case confirmed:
-			// Our copy of the lease is as old as our last read; the
-			// holder vouches for the lease itself.
-			e.HolderConfirmed = true
-			if t, ok := st.peerReport.Terms[id]; ok {
-				e.Term = t
-			}
-			if !st.stamp.IsZero() {
-				age := now.Sub(st.stamp).Seconds()
-				e.LeaseAgeSeconds = &age
-			}
-		case !st.stamp.IsZero():
-			age := now.Sub(st.stamp).Seconds()
-			e.LeaseAgeSeconds = &age
-		}
-		switch {
-		case st.holding:
-			e.Role = RoleHolder // Status turns it into unverified when trust runs out
-		case l.drain != "" && l.drain != ReasonHandoffManual:
-			e.Role = RoleDraining
-		case h != health.Up:
-			e.Role = RoleUnhealthy
-		default:
-			e.Role = RoleStandby
-		}
-		if !st.holding && st.peerIP != "" {
-			e.PeerProbe = st.peer.Status().String()
-		}
-		s.EIPs = append(s.EIPs, e)
-	}
-	l.mu.Lock()
-	l.status = snapshot{Status: s, holders: holders}
-	l.leaving = nil // the snapshot knows how each handoff ended
-	l.mu.Unlock()
-	if l.obs != nil {
-		// Metrics follow what /status says: is_holder only while trusted.
-		for _, e := range l.Status().EIPs {
-			l.obs.SetHolder(e.AllocationID, e.Role == RoleHolder)
-			if e.Role == RoleHolder || e.Role == RoleUnverified {
-				age := time.Duration(0)
-				if e.LeaseAgeSeconds != nil {
-					age = time.Duration(*e.LeaseAgeSeconds * float64(time.Second))
-				}
-				l.obs.SetLease(e.AllocationID, e.Term, age)
-			}
-		}
-	}
-}
-
-// Holding lists the allocation IDs this instance holds (from the snapshot).
+// Holding lists the EIPs this member reports holding.
 func (s Status) Holding() []string {
 	var ids []string
 	for _, e := range s.EIPs {
@@ -256,4 +142,40 @@ func (s Status) Holding() []string {
 		}
 	}
 	return ids
+}
+
+// MayHold lists the EIPs this member may still have on its ENI: holder or
+// unverified. A draining member waits for this to be empty before it
+// exits or lets Auto Scaling terminate it.
+func (s Status) MayHold() []string {
+	var ids []string
+	for _, e := range s.EIPs {
+		if e.Role == RoleHolder || e.Role == RoleUnverified {
+			ids = append(ids, e.AllocationID)
+		}
+	}
+	return ids
+}
+
+// eipOf returns the entry for alloc, or nil.
+func (s *Status) eipOf(alloc string) *EIPStatus {
+	for i := range s.EIPs {
+		if s.EIPs[i].AllocationID == alloc {
+			return &s.EIPs[i]
+		}
+	}
+	return nil
+}
+
+func failoverFrom(r eip.Record, to string) *FailoverRecord {
+	if r.Reason == "" || r.Moved.IsZero() {
+		return nil
+	}
+	return &FailoverRecord{Time: r.Moved, Reason: r.Reason, From: r.From, To: to,
+		DurationSeconds: max(0, r.Moved.Sub(r.Decided)).Seconds()}
+}
+
+func secondsPtr(d time.Duration) *float64 {
+	s := d.Seconds()
+	return &s
 }

@@ -71,13 +71,16 @@ type Metrics struct {
 	healthUp        prometheus.Gauge
 	healthDuration  prometheus.Histogram
 	healthFailures  prometheus.Counter
-	peerProbeUp     *prometheus.GaugeVec
+	isCoordinator   prometheus.Gauge
+	members         prometheus.Gauge
+	membersReach    prometheus.Gauge
+	disagreements   prometheus.Counter
 	isHolder        *prometheus.GaugeVec
 	handoffBlocked  *prometheus.GaugeVec
 	noFreeIP        *prometheus.GaugeVec
 	forgotten       prometheus.Counter
 	term            *prometheus.GaugeVec
-	leaseAge        *prometheus.GaugeVec
+	leaseAge        prometheus.Gauge
 	failovers       *prometheus.CounterVec
 	failoverSeconds *prometheus.HistogramVec
 	ec2Requests     *prometheus.CounterVec
@@ -124,21 +127,33 @@ func New(build BuildInfo, allocationIDs []string, operations, outcomes, imdsOutc
 			Name: "eipd_health_check_failures_total",
 			Help: "Runs of the local health checks that failed, before rise/fall hysteresis.",
 		}),
-		peerProbeUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "eipd_peer_probe_up",
-			Help: "1 when this standby's probe of the instance holding the EIP succeeds after fall hysteresis, else 0. Absent until probed, and while this instance probes nobody for the EIP (it holds it, or the EIP is unassociated).",
-		}, []string{"allocation_id"}),
+		isCoordinator: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "eipd_is_coordinator",
+			Help: "1 when this instance coordinates its group (holds the group lease and may act: it makes every move), else 0. Summed over a group's instances it must be exactly 1.",
+		}),
+		members: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "eipd_members",
+			Help: "On the coordinator: running members of the group (itself included) as its last member list shows them; 0 elsewhere.",
+		}),
+		membersReach: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "eipd_members_reachable",
+			Help: "On the coordinator: members its probes reach (itself included); with fewer than half it moves nothing off the ones it cannot reach. 0 elsewhere.",
+		}),
+		disagreements: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "eipd_metadata_disagreements_total",
+			Help: "Times this instance's metadata and the coordinator's dated reads disagreed about an EIP on it past a lease duration; the reads won.",
+		}),
 		isHolder: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "eipd_is_holder",
-			Help: "1 when this instance holds the EIP and AWS confirmed it within a lease duration (role holder on /status), else 0. Summed over instances it must be exactly 1.",
+			Help: "1 when the EIP is on this instance and a trusted coordinator confirms it (role holder on /status), else 0. Summed over instances it must be exactly 1.",
 		}, []string{"allocation_id"}),
 		handoffBlocked: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "eipd_handoff_blocked",
-			Help: "1 when this instance holds the EIP and should hand it off but no ready target exists, so it keeps it; else 0.",
+			Help: "On the coordinator: 1 when the EIP should leave the member it is on but no member is ready with a free private IP, so it stays; else 0.",
 		}, []string{"allocation_id"}),
 		noFreeIP: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "eipd_no_free_private_ip",
-			Help: "1 when the EIP should be claimed by or handed to a member but no private IP is free for it (EC2 allows one EIP per private IP), so it stays where it is; else 0.",
+			Help: "On the coordinator: 1 when the EIP should move but no ready member has a private IP free for it (EC2 allows one EIP per private IP), so it stays where it is; else 0.",
 		}, []string{"allocation_id"}),
 		forgotten: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "eipd_eips_forgotten_total",
@@ -146,15 +161,15 @@ func New(build BuildInfo, allocationIDs []string, operations, outcomes, imdsOutc
 		}),
 		term: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "eipd_term",
-			Help: "Lease term (eipd:term tag) of the EIP as last observed; +1 on every change of holder.",
+			Help: "Term of the EIP's last move (eipd:term, epoch.seq) as this instance last learnt it, as epoch × 1000000 + seq: it grows with every move and every new coordinator.",
 		}, []string{"allocation_id"}),
-		leaseAge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		leaseAge: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "eipd_lease_age_seconds",
-			Help: "Age of the EIP's lease (now minus the eipd:renewed tag) as last observed. Absent until observed.",
-		}, []string{"allocation_id"}),
+			Help: "On the coordinator: time since the start of its last successful renewal of the group lease; 0 elsewhere.",
+		}),
 		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "eipd_failovers_total",
-			Help: "Moves of the EIP carried out by this instance, by reason (handoff-* from the old holder, takeover-* by the new one).",
+			Help: "Moves of the EIP to this instance, by reason, counted by the instance the EIP moved to once the coordinator confirms it there (handoff-*: the member it left wanted it gone; takeover-*: it was lost or unassociated).",
 		}, []string{"allocation_id", "reason"}),
 		failoverSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "eipd_failover_duration_seconds",
@@ -199,7 +214,7 @@ func New(build BuildInfo, allocationIDs []string, operations, outcomes, imdsOutc
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildInfo,
-		m.ready, m.healthUp, m.healthDuration, m.healthFailures, m.peerProbeUp,
+		m.ready, m.healthUp, m.healthDuration, m.healthFailures, m.isCoordinator, m.members, m.membersReach, m.disagreements,
 		m.isHolder, m.handoffBlocked, m.noFreeIP, m.forgotten, m.term, m.leaseAge,
 		m.failovers, m.failoverSeconds,
 		m.ec2Requests, m.ec2Duration, m.imdsRequests,
@@ -294,17 +309,28 @@ func (m *Metrics) SetHealthUp(up bool) { m.healthUp.Set(b2f(up)) }
 // SetReady mirrors /readyz.
 func (m *Metrics) SetReady(ready bool) { m.ready.Set(b2f(ready)) }
 
-// SetPeerProbeUp sets the standby's view of the holder of allocationID.
-func (m *Metrics) SetPeerProbeUp(allocationID string, up bool) {
-	if m.allocation(allocationID) {
-		m.peerProbeUp.WithLabelValues(allocationID).Set(b2f(up))
-	}
+// SetCoordinator says whether this instance coordinates its group.
+func (m *Metrics) SetCoordinator(on bool) { m.isCoordinator.Set(b2f(on)) }
+
+// SetMembers records, on the coordinator, how many members its probes
+// reach and how many run.
+func (m *Metrics) SetMembers(reachable, total int) {
+	m.membersReach.Set(float64(reachable))
+	m.members.Set(float64(total))
 }
 
-// ForgetPeerProbe drops eipd_peer_probe_up for allocationID: this instance
-// no longer probes anyone for it, and a last value would go stale.
-func (m *Metrics) ForgetPeerProbe(allocationID string) {
-	m.peerProbeUp.DeleteLabelValues(allocationID)
+// MetadataDisagreement counts a disagreement between instance metadata and
+// the coordinator's reads.
+func (m *Metrics) MetadataDisagreement() { m.disagreements.Inc() }
+
+// SetLeaseAge records the age of the group lease's last renewal.
+func (m *Metrics) SetLeaseAge(d time.Duration) { m.leaseAge.Set(d.Seconds()) }
+
+// SetTerm records the term (epoch.seq) of allocationID's last move.
+func (m *Metrics) SetTerm(allocationID string, epoch, seq int64) {
+	if m.allocation(allocationID) {
+		m.term.WithLabelValues(allocationID).Set(float64(epoch)*1e6 + float64(seq))
+	}
 }
 
 // SetHolder says whether this instance holds allocationID.
@@ -342,18 +368,10 @@ func (m *Metrics) Forgotten(allocationID string) {
 	}
 	m.allocs = slices.Delete(m.allocs, i, i+1)
 	l := prometheus.Labels{"allocation_id": allocationID}
-	for _, v := range []*prometheus.GaugeVec{m.isHolder, m.handoffBlocked, m.noFreeIP, m.term, m.leaseAge, m.peerProbeUp} {
+	for _, v := range []*prometheus.GaugeVec{m.isHolder, m.handoffBlocked, m.noFreeIP, m.term} {
 		v.DeletePartialMatch(l)
 	}
 	m.failovers.DeletePartialMatch(l)
-}
-
-// SetLease records the lease of allocationID as last observed.
-func (m *Metrics) SetLease(allocationID string, term int64, age time.Duration) {
-	if m.allocation(allocationID) {
-		m.term.WithLabelValues(allocationID).Set(float64(term))
-		m.leaseAge.WithLabelValues(allocationID).Set(age.Seconds())
-	}
 }
 
 // Failover records a completed move of allocationID: d runs from the decision

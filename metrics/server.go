@@ -27,6 +27,14 @@ type ServerConfig struct {
 	// container health check restarts the daemon as systemd's watchdog
 	// would. nil: /healthz always answers 200.
 	Live func() error
+	// Notice takes a member's notice (POST /notice?from=INSTANCE-ID): its
+	// state changed, the coordinator probes it now. It changes no state and
+	// carries no authority. nil: /notice answers 404.
+	Notice func(from string)
+	// Probe probes another member for the coordinator (GET
+	// /probe?instance=INSTANCE-ID) and returns the answer to encode; ok is
+	// false for an instance the daemon does not know (404). nil: 404.
+	Probe func(ctx context.Context, instance string) (answer any, ok bool)
 }
 
 // shutdownTimeout bounds how long Serve waits for in-flight requests once
@@ -152,32 +160,67 @@ func (s *Server) handler(m *Metrics, status func(*http.Request) any, ready func(
 		if status != nil {
 			v = status(r)
 		}
-		var buf bytes.Buffer
-		enc := json.NewEncoder(&buf)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(v); err != nil {
-			s.logger.Error("encode status", "error", err)
-			writeText(w, http.StatusInternalServerError, "encode status: "+err.Error()+"\n")
+		s.writeJSON(w, v)
+	})
+	mux.HandleFunc("/notice", func(w http.ResponseWriter, r *http.Request) {
+		from := r.URL.Query().Get("from")
+		if s.cfg.Notice == nil || from == "" || len(from) > 64 {
+			writeText(w, http.StatusNotFound, "no notice taken\n")
 			return
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(buf.Bytes())
+		s.cfg.Notice(from)
+		writeText(w, http.StatusOK, "ok\n")
+	})
+	mux.HandleFunc("/probe", func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.Probe == nil {
+			writeText(w, http.StatusNotFound, "no probe\n")
+			return
+		}
+		v, ok := s.cfg.Probe(r.Context(), r.URL.Query().Get("instance"))
+		if !ok {
+			writeText(w, http.StatusNotFound, "not a member this daemon knows\n")
+			return
+		}
+		s.writeJSON(w, v)
 	})
 	if s.cfg.EnablePprof {
 		pprofHandlers(mux)
 	}
 	mux.HandleFunc("/{$}", func(w http.ResponseWriter, _ *http.Request) {
-		writeText(w, http.StatusOK, "eipd\n\n/metrics\n/healthz\n/readyz\n/status\n")
+		writeText(w, http.StatusOK, "eipd\n\n/metrics\n/healthz\n/readyz\n/status\n/notice (POST)\n/probe\n")
 	})
 	return readOnly(mux)
 }
 
-// readOnly refuses every method but GET and HEAD: nothing on this listener
-// changes state, and peers reach it.
+func (s *Server) writeJSON(w http.ResponseWriter, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		s.logger.Error("encode JSON answer", "error", err)
+		writeText(w, http.StatusInternalServerError, "encode: "+err.Error()+"\n")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// readOnly refuses every method but GET and HEAD (and POST on /notice):
+// nothing on this listener changes state, and peers reach it. A notice
+// only makes the coordinator probe its sender sooner.
 func readOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/notice" {
+			if r.Method != http.MethodPost {
+				w.Header().Set("Allow", "POST")
+				writeText(w, http.StatusMethodNotAllowed, "method not allowed\n")
+				return
+			}
+			next.ServeHTTP(w, r)
+			return
+		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
 			writeText(w, http.StatusMethodNotAllowed, "method not allowed\n")

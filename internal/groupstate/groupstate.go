@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/eipd/eipd/eip"
 	"github.com/eipd/eipd/groupview"
 	"github.com/eipd/eipd/leader"
 )
@@ -86,7 +87,7 @@ func Member(m groupview.Member, r Result) groupview.Member {
 		return m
 	}
 	m.Answered, m.Problem = true, ""
-	m.Health, m.Draining = r.Status.Health, r.Status.Draining
+	m.Health, m.Draining, m.Coordinator = r.Status.Health, r.Status.Draining, r.Status.IsCoordinator
 	if m.AZ == "" {
 		m.AZ = r.Status.AvailabilityZone
 	}
@@ -137,11 +138,11 @@ func EIPs(ids []string, results []Result) []groupview.EIP {
 			}
 			if e.Role == leader.RoleHolder {
 				g.Holders = append(g.Holders, ids[i])
-				if !holderTerm[e.AllocationID] || e.Term > g.Term {
+				if !holderTerm[e.AllocationID] || termAfter(e.Term, g.Term) {
 					g.Term = e.Term
 				}
 				holderTerm[e.AllocationID] = true
-			} else if !holderTerm[e.AllocationID] && e.Term > g.Term {
+			} else if !holderTerm[e.AllocationID] && termAfter(e.Term, g.Term) {
 				g.Term = e.Term
 			}
 		}
@@ -153,6 +154,17 @@ func EIPs(ids []string, results []Result) []groupview.EIP {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].AllocationID < out[j].AllocationID })
 	return out
+}
+
+// termAfter reports whether term a ("epoch.seq") comes after b; a term
+// that does not parse comes after nothing.
+func termAfter(a, b string) bool {
+	ta, ok := eip.ParseTerm(a)
+	if !ok {
+		return false
+	}
+	tb, ok := eip.ParseTerm(b)
+	return !ok || tb.Less(ta)
 }
 
 // Moves are the last moves the members report (each member's

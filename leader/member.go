@@ -1,0 +1,456 @@
+package leader
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/eipd/eipd/eip"
+	"github.com/eipd/eipd/health"
+)
+
+// elect runs the election for a member that does not coordinate (Elect).
+func (l *Loop) elect(now time.Time) {
+	if l.co != nil {
+		return
+	}
+	var until time.Time
+	if p := l.peers[l.follow.ID]; p != nil && p.ok && p.status != nil && p.status.IsCoordinator &&
+		p.status.Epoch == l.follow.Epoch && p.status.ValidForSeconds > 0 {
+		until = p.at.Add(seconds(p.status.ValidForSeconds))
+	}
+	d := Elect(l.cfg.Timing, ElectObservation{
+		Now: now, Wall: l.wall(), Self: l.self.InstanceID, Lease: l.lease, CoordinatorUntil: until,
+		ReadAt: l.read.at, ReadTriedAt: l.read.triedAt, ReadError: l.read.failed,
+		MembersKnown: !l.list.at.IsZero(), Unfit: l.unfit(now), RankSince: l.rankSince, Rank: l.rankDelay(now),
+	})
+	switch {
+	case d.Eligible && l.rankSince.IsZero():
+		l.rankSince = now
+	case !d.Eligible:
+		l.rankSince = time.Time{}
+	}
+	if !l.list.inFlight && (l.list.at.IsZero() || (l.follow.ID != "" && l.ipOf(l.follow.ID) == "")) &&
+		l.list.due(now, l.cfg.RenewInterval) {
+		// Priorities rank claimants; and the coordinator must be found.
+		l.listMembers(now, time.Time{})
+	}
+	switch d.Do {
+	case ElectRead:
+		l.readAddresses(now, time.Time{})
+	case ElectClaim:
+		l.claim(now)
+	}
+}
+
+// unfit says why this member may not coordinate now, or "".
+func (l *Loop) unfit(now time.Time) string {
+	switch {
+	case l.stopping:
+		return "stopping"
+	case l.drain != "" && l.drain != ReasonHandoffManual:
+		return "draining (" + l.drain + ")"
+	case l.health.Status() != health.Up:
+		return "own health is " + l.health.Status().String()
+	case now.Before(l.unfitUntil):
+		return "IAM refused its calls lately"
+	}
+	return ""
+}
+
+func (l *Loop) rankDelay(now time.Time) time.Duration {
+	r := Rank{Self: l.self.InstanceID, DownRecently: l.own.downRecently(now), Epoch: l.lease.Lease.Epoch,
+		Troubled: !l.troubledAt.IsZero() && now.Sub(l.troubledAt) < recentDown}
+	for _, m := range l.members {
+		r.BestPriority = max(r.BestPriority, m.Priority)
+		if m.InstanceID == l.self.InstanceID {
+			r.Priority = m.Priority
+		}
+	}
+	for _, st := range l.eips {
+		if st.role == RoleHolder || st.role == RoleUnverified {
+			r.Holds++
+		}
+	}
+	return RankDelay(l.cfg.Timing, r)
+}
+
+// claim writes the group lease naming this member with the next epoch.
+// Safety never depends on it (EC2 tags have no compare-and-swap): two
+// members that claim at once are sorted out by the order every member
+// follows (follow.precedes), and every move is fenced on its own.
+func (l *Loop) claim(now time.Time) {
+	if l.claiming {
+		return
+	}
+	ids := l.leaseIDs(nil)
+	if len(ids) == 0 {
+		return
+	}
+	epoch := l.maxEpoch() + 1
+	lease := eip.GroupLease{Coordinator: l.self.InstanceID, Epoch: epoch, Renewed: l.wall()}
+	l.claiming = true
+	l.log.Info("claiming the coordinator role", "epoch", epoch, "why", "no coordinator confirms")
+	l.exec.start(op{name: "claim", mutates: true, timeout: l.renewTimeout(), run: func(ctx context.Context) func() {
+		err := l.cloud.WriteLease(ctx, ids, lease)
+		return func() { l.onClaim(now, lease, err) }
+	}})
+}
+
+func (l *Loop) onClaim(started time.Time, lease eip.GroupLease, err error) {
+	l.claiming = false
+	if err != nil {
+		l.troubled(err)
+		l.log.Warn("could not claim the coordinator role", "epoch", lease.Epoch, "error", err)
+		if errors.Is(err, eip.ErrNotFound) {
+			l.read.wanted = true
+		}
+		return
+	}
+	f := follow{ID: l.self.InstanceID, Epoch: lease.Epoch}
+	if !f.precedes(l.follow) && l.follow != f {
+		l.log.Info("another coordinator came first while claiming; not coordinating", "coordinator", l.follow.ID, "epoch", l.follow.Epoch)
+		return
+	}
+	l.followBetter(f, "its own claim")
+	l.lease.see(lease, started)
+	l.becomeCoordinator(started, lease.Epoch)
+}
+
+// leaseIDs are the EIPs the group lease is written on: every EIP the last
+// read listed, but those in except.
+func (l *Loop) leaseIDs(except map[string]bool) []string {
+	var ids []string
+	for _, id := range l.sortedIDs() {
+		if st := l.eips[id]; !st.readAt.IsZero() && !except[id] {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// maxEpoch is the highest epoch this member has seen anywhere: the lease it
+// follows and the terms of the EIPs' records, so that a new coordinator's
+// terms are above every term written before (§2).
+func (l *Loop) maxEpoch() int64 {
+	e := max(l.follow.Epoch, l.lease.Lease.Epoch)
+	for _, st := range l.eips {
+		e = max(e, st.addr.Lease.Epoch, st.addr.Record.Term.Epoch)
+	}
+	return e
+}
+
+func (l *Loop) renewTimeout() time.Duration {
+	return min(l.cfg.CallTimeout, l.cfg.RenewInterval*3/4)
+}
+
+// ipOf is the private IP of a member, from the member list or, failing
+// that, the coordinator's.
+func (l *Loop) ipOf(id string) string {
+	if m := l.member(id); m != nil {
+		return m.PrivateIP
+	}
+	if p := l.peers[l.follow.ID]; p != nil && p.status != nil {
+		for _, m := range p.status.Members {
+			if m.InstanceID == id {
+				return m.PrivateIP
+			}
+		}
+	}
+	return ""
+}
+
+// probeCoordinator probes the coordinator this member follows, every probe
+// interval: its /status confirms its lease and says where each EIP is.
+func (l *Loop) probeCoordinator(now time.Time) {
+	if l.follow.ID == "" || l.follow.ID == l.self.InstanceID {
+		return
+	}
+	p := l.peer(l.follow.ID, l.ipOf(l.follow.ID))
+	for id := range l.peers {
+		if id != l.follow.ID {
+			delete(l.peers, id) // a member probes only its coordinator
+		}
+	}
+	if l.probeDue(p, now) {
+		l.probe(p, now)
+	}
+}
+
+// hearCoordinator takes in the /status of the coordinator this member
+// follows, from a probe started at started.
+func (l *Loop) hearCoordinator(started time.Time, s *Status) {
+	if !s.IsCoordinator || s.Epoch != l.follow.Epoch || s.ValidForSeconds <= 0 {
+		return
+	}
+	valid := seconds(s.ValidForSeconds)
+	l.lease.see(eip.GroupLease{Coordinator: s.InstanceID, Epoch: s.Epoch, Renewed: s.LeaseRenewed}, started)
+	listed := map[string]bool{}
+	for i := range s.EIPs {
+		e := s.EIPs[i]
+		if l.forgotten[e.AllocationID] || (len(l.cfg.AllocationIDs) > 0 && !slices.Contains(l.cfg.AllocationIDs, e.AllocationID)) {
+			continue
+		}
+		listed[e.AllocationID] = true
+		st := l.track(e.AllocationID)
+		st.missing = 0
+		until := valid
+		at := started
+		if e.ConfirmedAgoSeconds != nil {
+			ago := seconds(*e.ConfirmedAgoSeconds)
+			until = min(valid, l.cfg.trustWindow()-ago)
+			at = started.Add(-ago)
+		}
+		st.word, st.wordUntil, st.wordAt = &e, started.Add(until), at
+		if st.addr.PublicIP == "" {
+			st.addr.PublicIP = e.PublicIP
+		}
+		if e.Holder == l.self.InstanceID && !e.Moving {
+			if st.namedAt.IsZero() {
+				st.namedAt = started
+			}
+		} else {
+			st.namedAt, st.listedAt, st.disagreed = time.Time{}, time.Time{}, false
+		}
+	}
+	for id, st := range l.eips {
+		if !listed[id] && st.word != nil {
+			// The coordinator no longer lists it: released or untagged.
+			st.word = nil
+			if st.missing++; st.missing >= 2 {
+				l.forget(id, st)
+			}
+		}
+	}
+}
+
+// pollMetadata reads lifecycle notices every lifecycle poll, and this
+// instance's ENI every probe interval while it may have an EIP (every
+// lifecycle poll otherwise).
+func (l *Loop) pollMetadata(now time.Time) {
+	if l.meta == nil {
+		return
+	}
+	if l.notices.due(now, l.cfg.LifecyclePoll) {
+		l.notices.start(now)
+		l.exec.start(op{name: "imds notices", timeout: l.cfg.LifecyclePoll, run: func(ctx context.Context) func() {
+			ns, err := l.meta.Notices(ctx)
+			return func() { l.onNotices(now, ns, err) }
+		}})
+	}
+	every := l.cfg.LifecyclePoll
+	if l.co != nil || l.mayHoldAny() {
+		every = l.cfg.ProbeInterval
+	}
+	if l.eniCall.due(now, every) {
+		l.eniCall.start(now)
+		l.exec.start(op{name: "imds eni", timeout: l.cfg.ProbeTimeout, run: func(ctx context.Context) func() {
+			as, err := l.meta.Associations(ctx)
+			return func() { l.onENI(now, as, err) }
+		}})
+	}
+}
+
+func (l *Loop) mayHoldAny() bool {
+	for _, st := range l.eips {
+		if st.role == RoleHolder || st.role == RoleUnverified || !st.namedAt.IsZero() {
+			return true
+		}
+	}
+	return false
+}
+
+// eniView is this instance's ENI as instance metadata last listed it.
+type eniView struct {
+	at     time.Time // start of the read
+	ok     bool
+	assocs []eip.ENIAssociation
+}
+
+func (v eniView) lists(publicIP string) bool {
+	return publicIP != "" && slices.Contains(eip.PublicIPsOf(v.assocs), publicIP)
+}
+
+func (l *Loop) onENI(started time.Time, as []eip.ENIAssociation, err error) {
+	l.eniCall.done(started, err == nil)
+	if err != nil {
+		l.log.Debug("cannot read own ENI from instance metadata", "error", err)
+		return
+	}
+	l.seeENI(started, as)
+}
+
+// seeENI takes in a read of this instance's ENI from instance metadata
+// (the loop's own poll, or one made for /status?fresh=1).
+func (l *Loop) seeENI(started time.Time, as []eip.ENIAssociation) {
+	if started.Before(l.eni.at) {
+		return
+	}
+	prev := l.eni
+	l.eni = eniView{at: started, ok: true, assocs: as}
+	l.mu.Lock()
+	if l.seen.at.Before(started) {
+		l.seen = ipsSeen{at: started, assocs: as}
+	}
+	l.mu.Unlock()
+	for id, st := range l.eips {
+		pub := st.addr.PublicIP
+		here := l.eni.lists(pub)
+		if here && !st.namedAt.IsZero() && started.After(st.namedAt) {
+			st.listedAt = started
+		}
+		if here != prev.lists(pub) && prev.ok {
+			// An EIP arrived or left: the coordinator learns it now
+			// rather than at its next read.
+			l.log.Info("instance metadata: an EIP arrived on or left this instance", "allocation_id", id, "public_ip", pub, "here", here)
+			l.wantNotify("an EIP arrived or left")
+		}
+	}
+}
+
+func (l *Loop) onNotices(started time.Time, ns []eip.Notice, err error) {
+	l.notices.done(started, err == nil)
+	if err != nil {
+		l.log.Debug("cannot read lifecycle notices", "error", err)
+		return
+	}
+	for _, n := range ns {
+		if l.noticed[n.Kind] {
+			continue
+		}
+		l.noticed[n.Kind] = true
+		if l.obs != nil {
+			l.obs.LifecycleNotice(string(n.Kind))
+		}
+		if n.Kind == eip.NoticeRebalance {
+			// Early and not a stop: stay, but take no new EIP.
+			l.log.Info("rebalance recommendation received: this member takes no new EIP", "detail", n.Detail)
+			l.wantNotify("rebalance recommendation")
+			continue
+		}
+		l.log.Warn("lifecycle notice: draining", "kind", n.Kind, "detail", n.Detail, "notice_time", n.Time)
+		if l.drain == "" || l.drain == ReasonHandoffManual {
+			l.setDrain(ReasonHandoffDraining, "")
+		}
+	}
+}
+
+// setDrain starts (or ends, reason "") giving this member's EIPs away.
+func (l *Loop) setDrain(reason, to string) {
+	l.drain, l.handoffTo = reason, to
+	l.wantNotify("draining: " + reason)
+}
+
+// wantNotify asks for a notice to the coordinator: this member's state
+// changed, probe it now. A notice carries no authority: the coordinator
+// only probes the member sooner and acts on what it says of itself.
+func (l *Loop) wantNotify(why string) {
+	l.notify.wanted = true
+	l.log.Debug("notifying the coordinator", "why", why)
+}
+
+func (l *Loop) sendNotify(now time.Time) {
+	if !l.notify.wanted || l.notify.inFlight || l.co != nil || l.follow.ID == "" || l.follow.ID == l.self.InstanceID {
+		if l.co != nil {
+			l.notify.wanted = false // the coordinator sees itself
+		}
+		return
+	}
+	ip := l.ipOf(l.follow.ID)
+	if ip == "" {
+		return
+	}
+	l.notify.start(now)
+	l.exec.start(op{name: "notify", timeout: l.cfg.ProbeTimeout, run: func(ctx context.Context) func() {
+		err := l.prober.Notify(ctx, ip, l.self.InstanceID)
+		return func() {
+			l.notify.done(now, err == nil)
+			if err != nil {
+				l.log.Debug("cannot notify the coordinator; it probes this member anyway", "error", err)
+			}
+		}
+	}})
+}
+
+// writeHeartbeat writes eipd:heartbeat on this member's instance every
+// renew interval while it cannot see a coordinator, in a group of two: the
+// coordinator, unable to probe it, then knows it is alive and reaches the
+// API, and moves nothing off it (§3). Larger groups confirm a failed probe
+// through another member instead.
+func (l *Loop) writeHeartbeat(now time.Time) {
+	if len(l.members) != 2 || l.heartbeat.inFlight {
+		return
+	}
+	p := l.peers[l.follow.ID]
+	cut := l.follow.ID == "" || p == nil || p.hist.Status() == health.Down
+	if !cut || !l.heartbeat.due(now, l.cfg.RenewInterval) {
+		return
+	}
+	l.heartbeat.start(now)
+	at := l.wall()
+	l.exec.start(op{name: "heartbeat", mutates: true, timeout: l.renewTimeout(), run: func(ctx context.Context) func() {
+		err := l.cloud.Heartbeat(ctx, l.self.InstanceID, at)
+		return func() {
+			l.heartbeat.done(now, err == nil)
+			if err != nil {
+				l.troubled(err)
+				l.log.Warn("cannot write the heartbeat", "error", err)
+			}
+		}
+	}})
+}
+
+// receive takes in what an HTTP handler passed to the loop.
+func (l *Loop) receive(it inboxItem) {
+	if it.accept != nil {
+		l.followBetter(*it.accept, "a coordinator's probe")
+		return
+	}
+	if l.co == nil || it.notice == "" {
+		return
+	}
+	if m := l.member(it.notice); m != nil {
+		p := l.peer(m.InstanceID, m.PrivateIP)
+		p.fresh = true
+		return
+	}
+	// A member this coordinator does not know yet: list the members (at
+	// most every renew interval: a notice carries no authority).
+	if l.list.due(l.now(), l.cfg.RenewInterval) {
+		l.list.wanted = true
+	}
+}
+
+// Notice is a member's notice that its state changed (POST /notice on the
+// status listener): the coordinator probes that member now. It never
+// blocks and carries no authority.
+func (l *Loop) Notice(from string) {
+	select {
+	case l.inbox <- inboxItem{notice: from}:
+	default:
+	}
+}
+
+// Accept is a coordinator's probe (/status?coordinator=ID&epoch=N): the
+// member follows it when it comes before the coordinator it follows (the
+// highest epoch; at equal epochs the lowest instance ID), and reports the
+// one it follows in the answer, so that of two coordinators that claimed
+// at once, one learns at its next probe that it must step down. Safe for
+// concurrent use.
+func (l *Loop) Accept(id string, epoch int64) {
+	f := follow{ID: id, Epoch: epoch}
+	for {
+		cur := l.accepted.Load()
+		if cur != nil && !f.precedes(*cur) {
+			return
+		}
+		if l.accepted.CompareAndSwap(cur, &f) {
+			break
+		}
+	}
+	select {
+	case l.inbox <- inboxItem{accept: &f}:
+	default:
+	}
+}

@@ -1,0 +1,152 @@
+package leader
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/eipd/eipd/health"
+)
+
+// peer is another member as this one probes it: every member probes the
+// coordinator it follows, and the coordinator probes every member.
+type peer struct {
+	id, ip string
+	hist   *health.Hysteresis
+	call   callState
+	// fresh: the next probe asks for /status?fresh=1 (the member reads its
+	// instance metadata first); freshAt is the start of the last such probe.
+	fresh   bool
+	freshAt time.Time
+	// The last probe: when it started, whether the member was reachable as
+	// healthy (its proxy, and its eipd unless it did not answer), and what
+	// its /status said (nil when it did not answer).
+	at       time.Time
+	ok       bool
+	err      error
+	status   *Status
+	answered time.Time // start of the last probe its eipd answered
+	downAt   time.Time // when its probe last fell
+	// Confirmation of a fall by another member (groups of three or more).
+	via    callState
+	viaOK  time.Time // another member reached it (start of that probe)
+	viaBad time.Time // another member could not reach it
+	// hbAtDown is its eipd:heartbeat as the member list showed it when the
+	// probe fell (groups of two: a new one means it is alive).
+	hbAtDown time.Time
+	warned   string // the last warning logged about it (logged once)
+	// protocol: the protocol version it speaks when not this one's.
+	protocol int
+}
+
+func (l *Loop) peer(id, ip string) *peer {
+	p, ok := l.peers[id]
+	if !ok {
+		p = &peer{id: id, hist: health.NewHysteresis(1, l.cfg.ProbeFall)}
+		l.peers[id] = p
+	}
+	p.ip = ip
+	return p
+}
+
+// probe starts a probe of p: its proxy and its eipd's /status. The
+// coordinator's probes carry its ID and epoch: a member that follows no
+// coordinator before it takes it (Accept), and one that follows a better
+// one says so in its answer, and this coordinator steps down (§7).
+func (l *Loop) probe(p *peer, now time.Time) {
+	if p.ip == "" || p.call.inFlight {
+		return
+	}
+	fresh := p.fresh
+	p.fresh = false
+	p.call.start(now)
+	var co follow
+	if l.co != nil {
+		co = follow{ID: l.self.InstanceID, Epoch: l.co.epoch}
+	}
+	ip := p.ip
+	l.exec.start(op{name: "probe " + p.id, timeout: l.cfg.ProbeTimeout, run: func(ctx context.Context) func() {
+		if fresh {
+			ctx = health.WithFreshStatus(ctx)
+		}
+		if co.ID != "" {
+			ctx = health.WithCoordinator(ctx, co.ID, co.Epoch)
+		}
+		r, err := l.prober.Check(ctx, ip)
+		return func() { l.onProbe(p, now, fresh, r, err) }
+	}})
+}
+
+func (l *Loop) onProbe(p *peer, started time.Time, fresh bool, r health.PeerReport, err error) {
+	p.call.done(started, err == nil)
+	if l.peers[p.id] != p {
+		return // no longer a member
+	}
+	var st *Status
+	p.protocol = 0
+	if r.Answered {
+		var s Status
+		switch jerr := json.Unmarshal(r.Status, &s); {
+		case jerr != nil:
+			l.warnPeer(p, "its /status does not parse: "+jerr.Error())
+		case s.Protocol != Protocol:
+			p.protocol = s.Protocol
+			l.warnPeer(p, "it speaks protocol "+itoa(int64(s.Protocol))+", this member "+itoa(Protocol)+"; ignoring what it says")
+		case s.InstanceID != p.id:
+			l.warnPeer(p, "its /status is that of "+s.InstanceID)
+		default:
+			st = &s
+		}
+	}
+	status, changed := p.hist.Observe(err == nil)
+	p.at, p.ok, p.err, p.status = started, err == nil, err, st
+	if st != nil {
+		p.answered = started
+		if fresh {
+			p.freshAt = started
+		}
+	}
+	if changed {
+		if status == health.Down {
+			p.downAt = started
+			if m := l.member(p.id); m != nil {
+				p.hbAtDown = m.Heartbeat
+			}
+			l.log.Warn("member not reachable as healthy", "instance_id", p.id, "ip", p.ip, "error", err)
+			if l.co != nil {
+				// Does it still run? A stopped or terminated member is
+				// lost at once; the list says so.
+				l.list.wanted = true
+			}
+		} else if status == health.Up && !p.downAt.IsZero() {
+			l.log.Info("member reachable as healthy again", "instance_id", p.id, "ip", p.ip)
+		}
+	}
+	if st == nil {
+		return
+	}
+	// Whoever it follows: a coordinator that comes before the one this
+	// member follows (or before itself, on the coordinator) wins.
+	if st.Coordinator != "" {
+		l.followBetter(follow{ID: st.Coordinator, Epoch: st.Epoch}, "the /status of "+p.id)
+	}
+	if l.co == nil && p.id == l.follow.ID {
+		l.hearCoordinator(started, st)
+	}
+}
+
+func (l *Loop) warnPeer(p *peer, why string) {
+	if p.warned != why {
+		p.warned = why
+		l.log.Warn("member's /status not usable", "instance_id", p.id, "why", why)
+	}
+}
+
+// probeDue: p has not been probed for a probe interval, or a fresh probe is
+// wanted.
+func (l *Loop) probeDue(p *peer, now time.Time) bool {
+	return !p.call.inFlight && (p.fresh || p.call.triedAt.IsZero() || now.Sub(p.call.triedAt) >= l.cfg.ProbeInterval)
+}
+
+// answering reports whether p's eipd answered its last probe.
+func (p *peer) answering() bool { return p.status != nil }

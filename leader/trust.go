@@ -1,0 +1,75 @@
+package leader
+
+import (
+	"time"
+
+	"github.com/eipd/eipd/eip"
+)
+
+// Trust is until when evidence gathered at the given moments (monotonic
+// readings: the start of a confirmed renewal of the group lease, the start
+// of a read that showed an association, AWS's answer to a move) lets a
+// daemon act, or call itself coordinator or holder. Each piece vouches for
+// one trust window (lease − skew) from when it was gathered, and the oldest
+// bounds the whole; no evidence (a zero moment) vouches for nothing.
+//
+// It is the one place that says how long trust lasts: the coordinator's
+// deadline is Trust(renewal); the holder it names for an EIP is vouched for
+// until Trust(renewal, confirmation); a member carries that over as the
+// remaining duration (valid_for) the coordinator's /status gives, measured
+// from the start of its own probe, so no two clocks are compared (§6).
+func Trust(t Timing, evidence ...time.Time) time.Time {
+	var until time.Time
+	for i, at := range evidence {
+		if at.IsZero() {
+			return time.Time{}
+		}
+		if u := at.Add(t.trustWindow()); i == 0 || u.Before(until) {
+			until = u
+		}
+	}
+	return until
+}
+
+// LeaseSeen is the group lease as one member knows it: the freshest copy
+// (highest epoch, then latest stamp) from its reads and from the
+// coordinator's /status, and when (monotonic) it first saw that copy.
+type LeaseSeen struct {
+	Lease  eip.GroupLease
+	SeenAt time.Time
+}
+
+// see records a copy of the lease read or reported at now; it keeps the
+// freshest, and restarts SeenAt only when the copy changes.
+func (s *LeaseSeen) see(l eip.GroupLease, now time.Time) {
+	if l.Coordinator == "" && l.Epoch == 0 {
+		return
+	}
+	if s.SeenAt.IsZero() || l.Newer(s.Lease) {
+		s.Lease, s.SeenAt = l, now
+	}
+}
+
+// Stale reports whether the group lease no longer protects its coordinator,
+// and why (§7): no lease, tags that do not parse, a stamp older than lease
+// + skew by this member's wall clock, or a stamp that has not changed for
+// lease + skew of this member's monotonic clock since it first saw it. The
+// second rule means a stamp in the future (a coordinator whose clock runs
+// fast) never extends a lease beyond lease + skew after it stops changing.
+func Stale(t Timing, s LeaseSeen, wall, now time.Time) (bool, string) {
+	l := s.Lease
+	limit := t.staleAfter()
+	switch {
+	case l.Coordinator == "":
+		return true, "no coordinator recorded"
+	case len(l.Invalid) > 0:
+		return true, "the group lease's tags do not parse"
+	case l.Renewed.IsZero():
+		return true, "no renewal recorded"
+	case wall.Sub(l.Renewed) > limit:
+		return true, "the group lease expired"
+	case now.Sub(s.SeenAt) > limit:
+		return true, "the group lease was not renewed for " + limit.String() + " by this member's clock"
+	}
+	return false, ""
+}

@@ -1,0 +1,141 @@
+package leader
+
+import (
+	"time"
+
+	"github.com/eipd/eipd/eip"
+	"github.com/eipd/eipd/health"
+)
+
+// view is what Plan looks at, built from the coordinator's reads, member
+// list and probes.
+func (l *Loop) view(now time.Time) View {
+	co := l.co
+	v := View{Now: now}
+	reach, total, selfListed := 1, 1, false
+	for _, m := range l.members {
+		if m.InstanceID == l.self.InstanceID {
+			selfListed = true
+		} else {
+			total++
+			if p := l.peers[m.InstanceID]; p != nil && p.hist.Status() != health.Down {
+				reach++
+			}
+		}
+		v.Members = append(v.Members, l.memberView(m, now))
+	}
+	if !selfListed {
+		// Not (yet) in its own member list: it still serves and may hold.
+		self := eip.Instance{InstanceID: l.self.InstanceID, NetworkInterfaceID: l.self.NetworkInterfaceID, PrivateIP: l.self.PrivateIP}
+		v.Members = append(v.Members, l.memberView(self, now))
+	}
+	v.Quorum = 2*reach >= total
+	if l.obs != nil {
+		l.obs.SetMembers(reach, total)
+	}
+	for _, id := range l.sortedIDs() {
+		st := l.eips[id]
+		a := st.addr
+		e := EIPView{AllocationID: id, PublicIP: a.PublicIP, Associated: a.Associated(),
+			Busy: co.moves[id] != nil || st.doubt != nil, LastMove: st.lastMove, LastFrom: st.lastFrom}
+		if st.doubt != nil {
+			v.Moving = true
+		}
+		if co.moves[id] != nil {
+			v.Moving = true
+		}
+		if e.LastMove.IsZero() && !a.Record.Moved.IsZero() {
+			// A move made before this coordinator took over: its
+			// record says when, by the mover's clock.
+			if ago := l.wall().Sub(a.Record.Moved); ago >= 0 && ago < recentDown {
+				e.LastMove, e.LastFrom = now.Add(-ago), a.Record.From
+			}
+		}
+		if a.Associated() {
+			if m := l.memberByENI(a.NetworkInterfaceID); m != nil {
+				e.On, e.OnSlot = m.InstanceID, a.PrivateIP
+			} else if a.NetworkInterfaceID == l.self.NetworkInterfaceID {
+				e.On, e.OnSlot = l.self.InstanceID, a.PrivateIP
+			} else {
+				// A member list read after the association was read does
+				// not show that instance running.
+				e.Foreign = l.list.at.After(st.readAt)
+				if !e.Foreign {
+					l.list.wanted = true
+				}
+			}
+		}
+		v.EIPs = append(v.EIPs, e)
+	}
+	return v
+}
+
+// memberView is one member as Plan sees it.
+func (l *Loop) memberView(m eip.Instance, now time.Time) MemberView {
+	mv := MemberView{InstanceID: m.InstanceID, Priority: m.Priority, Coordinator: m.InstanceID == l.self.InstanceID}
+	var eni map[string]string
+	if mv.Coordinator {
+		h := l.health.Status()
+		mv.Fit = h == health.Up && l.drain == "" && !l.noticed[eip.NoticeRebalance] && !l.stopping
+		switch {
+		case l.stopping:
+			mv.Leaving = ReasonHandoffShutdown
+		case l.drain != "":
+			mv.Leaving, mv.HandoffTo = l.drain, l.handoffTo
+		case h == health.Down:
+			mv.Leaving = ReasonHandoffUnhealthy
+		}
+		mv.DownRecently = l.own.downRecently(now)
+		if h == health.Up && !l.own.upSince.IsZero() {
+			mv.UpFor = now.Sub(l.own.upSince)
+		}
+		if l.eni.ok {
+			eni = map[string]string{}
+			for _, a := range l.eni.assocs {
+				eni[a.PrivateIP] = a.PublicIP
+			}
+		}
+	} else if p := l.peers[m.InstanceID]; p != nil {
+		s := p.status
+		down := p.hist.Status() == health.Down
+		mv.Unreachable = down && s == nil
+		mv.Confirmed = mv.Unreachable && l.fallConfirmed(p, m)
+		mv.DownRecently = !p.downAt.IsZero() && now.Sub(p.downAt) < recentDown
+		if s != nil {
+			mv.Fit = p.ok && s.Health == health.Up.String() && s.Draining == "" && !s.NoNewEIPs
+			switch {
+			case s.Draining != "":
+				mv.Leaving, mv.HandoffTo = s.Draining, s.HandoffTo
+			case s.Health == health.Down.String():
+				mv.Leaving = ReasonHandoffUnhealthy
+			}
+			mv.UpFor = seconds(s.UpForSeconds)
+			if s.DownAgoSeconds != nil && seconds(*s.DownAgoSeconds) < recentDown {
+				mv.DownRecently = true
+			}
+			eni = s.ENIPublicIPs
+		}
+	}
+	for _, s := range m.Slots() {
+		pub := s.PublicIP
+		if eni != nil {
+			if p, ok := eni[s.Address]; ok && p != s.AutoPublicIP {
+				pub = p
+			} else if !ok {
+				pub = ""
+			}
+		}
+		mv.Slots = append(mv.Slots, Slot{IP: s.Address, PublicIP: pub})
+	}
+	return mv
+}
+
+// fallConfirmed: another member could not reach p either (groups of three
+// or more), or, in a group of two, p wrote no heartbeat since its probe
+// fell, by a member list read long enough after that (§3).
+func (l *Loop) fallConfirmed(p *peer, m eip.Instance) bool {
+	if len(l.members) >= 3 {
+		return p.viaBad.After(p.downAt) && !p.viaOK.After(p.viaBad)
+	}
+	return !l.list.at.Before(p.downAt.Add(l.heartbeatWait())) && m.Heartbeat.Equal(p.hbAtDown)
+}
