@@ -276,7 +276,7 @@ func (c *Client) WriteLease(ctx context.Context, allocationIDs []string, l Group
 	if l.Coordinator == "" || l.Epoch <= 0 {
 		return fmt.Errorf("write the group lease on %v: coordinator %q epoch %d: %w", allocationIDs, l.Coordinator, l.Epoch, ErrInvalidRequest)
 	}
-	err := c.createTags(ctx, allocationIDs, leaseTags(l))
+	err := c.createTags(ctx, allocationIDs, sdkTags(l.Tags()))
 	if c.dryRun(err) {
 		c.log.Debug("dry-run: would write the group lease", "allocation_ids", allocationIDs, "instance_id", l.Coordinator, "epoch", l.Epoch)
 		return nil
@@ -294,7 +294,7 @@ func (c *Client) WriteRecord(ctx context.Context, allocationID string, r Record)
 	if r.Term.Epoch <= 0 {
 		return fmt.Errorf("write the record of %s: term %s: %w", allocationID, r.Term, ErrInvalidRequest)
 	}
-	err := c.createTags(ctx, []string{allocationID}, recordTags(r))
+	err := c.createTags(ctx, []string{allocationID}, sdkTags(r.Tags()))
 	if c.dryRun(err) {
 		c.log.Debug("dry-run: would write the record", "allocation_id", allocationID, "instance_id", r.Holder, "term", r.Term.String())
 		return nil

@@ -112,9 +112,13 @@ func classify(op string, err error) error {
 // the client gave up (timeout, cancelled) or the connection failed. The
 // request may have reached EC2 and taken effect. An HTTP answer, even a
 // 5xx, is an answer: the call failed.
+//
+// The SDK wraps a failure to send or to read the answer in a ResponseError
+// too, with status code 0 (smithy-go's client handler makes up an empty
+// response): that is no answer, so only a real status code counts.
 func noAnswer(err error) bool {
 	var re *smithyhttp.ResponseError
-	if errors.As(err, &re) {
+	if errors.As(err, &re) && statusCode(re) != 0 {
 		return false
 	}
 	var apiErr smithy.APIError
@@ -174,7 +178,7 @@ func kindOf(err error) error {
 			return ErrUnavailable
 		}
 		var re *smithyhttp.ResponseError
-		if errors.As(err, &re) && re.HTTPStatusCode() >= 500 {
+		if errors.As(err, &re) && statusCode(re) >= 500 {
 			return ErrUnavailable
 		}
 		if apiErr.ErrorFault() == smithy.FaultServer {
@@ -186,7 +190,7 @@ func kindOf(err error) error {
 	// No API error: the reply never arrived or was not understood.
 	var re *smithyhttp.ResponseError
 	if errors.As(err, &re) {
-		if s := re.HTTPStatusCode(); s >= 400 && s < 500 {
+		if s := statusCode(re); s >= 400 && s < 500 {
 			switch s {
 			case 401, 403:
 				return ErrUnauthorized
@@ -212,4 +216,13 @@ func kindOf(err error) error {
 	// wrapped opaquely): AWS state is unknown, which is what ErrUnavailable
 	// means to the caller, and it is the fail-safe reading.
 	return ErrUnavailable
+}
+
+// statusCode is the HTTP status code of re's response, 0 when no response
+// came (the SDK then makes up an empty one).
+func statusCode(re *smithyhttp.ResponseError) int {
+	if re == nil || re.Response == nil || re.Response.Response == nil {
+		return 0
+	}
+	return re.HTTPStatusCode()
 }

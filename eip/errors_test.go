@@ -1,13 +1,16 @@
 package eip
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
 var allSentinels = []error{
@@ -33,6 +37,19 @@ func assertKind(t *testing.T, err, want error) {
 		if s != want && errors.Is(err, s) {
 			t.Fatalf("error %q: also matches %v", err, s)
 		}
+	}
+}
+
+// assertNoAnswer checks whether err says that no answer came at all
+// (ErrNoAnswer: the call may have taken effect). It always comes with
+// ErrUnavailable.
+func assertNoAnswer(t *testing.T, err error, want bool) {
+	t.Helper()
+	if got := errors.Is(err, ErrNoAnswer); got != want {
+		t.Fatalf("error %q: ErrNoAnswer %v, want %v", err, got, want)
+	}
+	if want && !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("error %q: ErrNoAnswer without ErrUnavailable", err)
 	}
 }
 
@@ -78,6 +95,8 @@ func TestClassifyGenericAPIError(t *testing.T) {
 			if !errors.Is(err, orig) {
 				t.Fatalf("errors.Is(original) false: %v", err)
 			}
+			// An error code is an answer: the call failed.
+			assertNoAnswer(t, err, false)
 		})
 	}
 }
@@ -91,7 +110,9 @@ func TestClassifyMisc(t *testing.T) {
 		t.Fatalf("reclassified: %v", twice)
 	}
 	assertKind(t, Classify(context.DeadlineExceeded), ErrUnavailable)
+	assertNoAnswer(t, Classify(context.DeadlineExceeded), true)
 	assertKind(t, Classify(fmt.Errorf("x: %w", &net.OpError{Op: "dial", Err: errors.New("refused")})), ErrUnavailable)
+	assertNoAnswer(t, Classify(fmt.Errorf("x: %w", &net.OpError{Op: "dial", Err: errors.New("refused")})), false)
 	assertKind(t, Classify(errors.New("failed to get rate limit token, retry quota exceeded, 0 available, 5 requested")), ErrThrottled)
 	assertKind(t, Classify(errors.Join(apiErr("InternalError"), ratelimit.QuotaExceededError{Requested: 5})), ErrThrottled)
 	assertKind(t, Classify(&smithy.GenericAPIError{Code: "Weird", Fault: smithy.FaultServer}), ErrUnavailable)
@@ -107,6 +128,60 @@ func TestClassifyMisc(t *testing.T) {
 	}
 	if err := classify(OpCreateTags, apiErr("UnauthorizedOperation")); !strings.Contains(err.Error(), "ec2:CreateTags") {
 		t.Errorf("unauthorized message %q lacks ec2:CreateTags", err)
+	}
+}
+
+// TestClassifyNoAnswer: ErrNoAnswer (with ErrUnavailable) when no answer
+// came at all, so the call may have taken effect: the client gave up, or
+// the connection broke after the request went out. An answer, even a 5xx,
+// and a connection that was never made are not: the call did not happen.
+func TestClassifyNoAnswer(t *testing.T) {
+	// What smithy-go's client handler returns when the request could not
+	// be sent or its answer not read: a ResponseError around a made-up
+	// response with status code 0.
+	sendFailed := func(err error) error {
+		return &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: 0}},
+			Err: &smithyhttp.RequestSendError{Err: err}}
+	}
+	answered := func(status int) error {
+		return &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: status}},
+			Err: errors.New("deserialization failed")}
+	}
+	reset := &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	for _, c := range []struct {
+		name     string
+		err      error
+		kind     error
+		noAnswer bool
+	}{
+		{"deadline", context.DeadlineExceeded, ErrUnavailable, true},
+		{"cancelled", fmt.Errorf("op: %w", context.Canceled), ErrUnavailable, true},
+		{"smithy cancelled", &smithy.CanceledError{Err: context.DeadlineExceeded}, ErrUnavailable, true},
+		{"connection reset", reset, ErrUnavailable, true},
+		{"connection reset, as text", errors.New("read tcp 10.0.0.5:43210->52.46.1.2:443: read: connection reset by peer"), ErrUnavailable, true},
+		{"closed without an answer", fmt.Errorf("Post \"https://ec2\": %w", io.EOF), ErrUnavailable, true},
+		{"cut short", fmt.Errorf("read body: %w", io.ErrUnexpectedEOF), ErrUnavailable, true},
+		{"reset, wrapped by the SDK", sendFailed(reset), ErrUnavailable, true},
+		{"deadline, wrapped by the SDK", sendFailed(context.DeadlineExceeded), ErrUnavailable, true},
+		{"refused, wrapped by the SDK", sendFailed(refused), ErrUnavailable, false},
+		{"refused", refused, ErrUnavailable, false},
+		{"DNS failure", &net.OpError{Op: "dial", Net: "tcp", Err: &net.DNSError{Err: "no such host", Name: "ec2.example"}}, ErrUnavailable, false},
+		{"503 answer", answered(503), ErrUnavailable, false},
+		{"500 API error", apiErr("InternalError"), ErrUnavailable, false},
+		{"server fault API error", &smithy.GenericAPIError{Code: "Weird", Fault: smithy.FaultServer}, ErrUnavailable, false},
+		{"throttled", apiErr("RequestLimitExceeded"), ErrThrottled, false},
+		{"conflict", apiErr("Resource.AlreadyAssociated"), ErrAlreadyAssociated, false},
+		{"403 answer", answered(403), ErrUnauthorized, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := Classify(c.err)
+			assertKind(t, err, c.kind)
+			assertNoAnswer(t, err, c.noAnswer)
+			if !errors.Is(err, c.err) {
+				t.Errorf("original error lost from the chain: %v", err)
+			}
+		})
 	}
 }
 
@@ -192,6 +267,7 @@ func TestClassifyRealSDKErrors(t *testing.T) {
 			if tc.status >= 500 && *hits != 2 {
 				t.Errorf("%d: want 2 attempts (retried), got %d", tc.status, *hits)
 			}
+			assertNoAnswer(t, err, false)
 		})
 	}
 }
@@ -220,6 +296,7 @@ func TestClassifyRealSDKNonXML5xx(t *testing.T) {
 	c := New(Config{}, realEC2(t, srv.URL), nil, nil)
 	_, err := c.Addresses(context.Background(), []string{"eipalloc-1"})
 	assertKind(t, err, ErrUnavailable)
+	assertNoAnswer(t, err, false) // a 502 is an answer: the call failed
 }
 
 func TestClassifyRealSDKConnectionRefused(t *testing.T) {
@@ -230,8 +307,50 @@ func TestClassifyRealSDKConnectionRefused(t *testing.T) {
 	url := "http://" + ln.Addr().String()
 	ln.Close()
 	c := New(Config{}, realEC2(t, url), nil, nil)
-	_, err = c.GroupAddresses(context.Background())
+	_, err = c.Addresses(context.Background(), nil)
 	assertKind(t, err, ErrUnavailable)
+	assertNoAnswer(t, err, false) // never sent
+}
+
+// TestClassifyRealSDKConnectionReset: the server reads the request and
+// resets the connection, or closes it, without answering: the call may
+// have taken effect (ErrNoAnswer), through the real SDK's wrapping.
+func TestClassifyRealSDKConnectionReset(t *testing.T) {
+	for _, reset := range []bool{true, false} {
+		name := "closed"
+		if reset {
+			name = "reset"
+		}
+		t.Run(name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for {
+					conn, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					_, _ = http.ReadRequest(bufio.NewReader(conn)) // the request arrived
+					if reset {
+						_ = conn.(*net.TCPConn).SetLinger(0) // close with RST
+					}
+					conn.Close()
+				}
+			}()
+			t.Cleanup(func() {
+				ln.Close()
+				<-done
+			})
+			c := New(Config{}, realEC2(t, "http://"+ln.Addr().String()), nil, nil)
+			_, err = c.Associate(context.Background(), "eipalloc-1", "eni-1", "10.0.0.5", false)
+			assertKind(t, err, ErrUnavailable)
+			assertNoAnswer(t, err, true)
+		})
+	}
 }
 
 func TestClassifyRealSDKTimeout(t *testing.T) {
@@ -247,8 +366,9 @@ func TestClassifyRealSDKTimeout(t *testing.T) {
 	c := New(Config{}, realEC2(t, srv.URL), nil, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	_, err := c.GroupAddresses(ctx)
+	_, err := c.Addresses(ctx, nil)
 	assertKind(t, err, ErrUnavailable)
+	assertNoAnswer(t, err, true)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("deadline not in chain: %v", err)
 	}

@@ -1,6 +1,8 @@
 package eip
 
 import (
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -148,32 +150,42 @@ func parseCount(v string) (int64, bool) {
 
 func stamp(t time.Time) string { return t.UTC().Format(RenewedLayout) }
 
-// leaseTags are the group lease's tags, as renewals and claims write them.
-func leaseTags(l GroupLease) []types.Tag {
-	return []types.Tag{
-		{Key: aws.String(TagCoordinator), Value: aws.String(l.Coordinator)},
-		{Key: aws.String(TagEpoch), Value: aws.String(strconv.FormatInt(l.Epoch, 10))},
-		{Key: aws.String(TagRenewed), Value: aws.String(stamp(l.Renewed))},
+// Tags are the group lease's tags, as renewals and claims write them.
+func (l GroupLease) Tags() map[string]string {
+	return map[string]string{
+		TagCoordinator: l.Coordinator,
+		TagEpoch:       strconv.FormatInt(l.Epoch, 10),
+		TagRenewed:     stamp(l.Renewed),
 	}
 }
 
-// recordTags are a move's tags. Every key is written every time (empty
-// when unknown), so an old value never describes a new move.
-func recordTags(r Record) []types.Tag {
+// Tags are a move's tags. Every key is written every time (empty when
+// unknown), so an old value never describes a new move.
+func (r Record) Tags() map[string]string {
 	opt := func(t time.Time) string {
 		if t.IsZero() {
 			return ""
 		}
 		return stamp(t)
 	}
-	return []types.Tag{
-		{Key: aws.String(TagHolder), Value: aws.String(r.Holder)},
-		{Key: aws.String(TagTerm), Value: aws.String(r.Term.String())},
-		{Key: aws.String(TagReason), Value: aws.String(r.Reason)},
-		{Key: aws.String(TagDecided), Value: aws.String(opt(r.Decided))},
-		{Key: aws.String(TagMoved), Value: aws.String(opt(r.Moved))},
-		{Key: aws.String(TagFrom), Value: aws.String(r.From)},
+	return map[string]string{
+		TagHolder:  r.Holder,
+		TagTerm:    r.Term.String(),
+		TagReason:  r.Reason,
+		TagDecided: opt(r.Decided),
+		TagMoved:   opt(r.Moved),
+		TagFrom:    r.From,
 	}
+}
+
+// sdkTags turns tags into the SDK's form, sorted by key.
+func sdkTags(m map[string]string) []types.Tag {
+	keys := slices.Sorted(maps.Keys(m))
+	out := make([]types.Tag, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, types.Tag{Key: aws.String(k), Value: aws.String(m[k])})
+	}
+	return out
 }
 
 func tagMap(tags []types.Tag) map[string]string {

@@ -3,6 +3,7 @@ package eip_test
 import (
 	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -119,7 +120,7 @@ func simCtx(t *testing.T) context.Context {
 }
 
 func TestSimIdentityAndMembers(t *testing.T) {
-	sim, nodes := startSim(t, ec2sim.Options{Instances: 3, EIPs: 1, Group: "web", ENIsPerInstance: 2})
+	sim, nodes := startSim(t, ec2sim.Options{Instances: 3, EIPs: 1, Group: "web", ENIsPerInstance: 2, PrivateIPs: 2})
 	ctx := simCtx(t)
 	info := sim.Info()
 	for _, n := range nodes {
@@ -146,12 +147,19 @@ func TestSimIdentityAndMembers(t *testing.T) {
 	}
 	for _, n := range nodes {
 		m := byID[n.info.InstanceID]
-		if !m.Running() || m.NetworkInterfaceID != n.info.ENIID || m.PrivateIP != n.info.PrivateIP || m.AvailabilityZone != n.info.AZ {
+		if !m.Running() || m.NetworkInterfaceID != n.info.ENIID || m.PrivateIP != n.info.PrivateIP || m.AvailabilityZone != n.info.AZ ||
+			len(m.Slots()) != 2 || m.Slots()[0].Address != n.info.PrivateIP || !m.Slots()[0].Primary || m.Slots()[1].Address != n.info.PrivateIPs[1] {
 			t.Errorf("member %+v vs %+v", m, n.info)
+		}
+		if !m.Heartbeat.IsZero() {
+			t.Errorf("%s has a heartbeat before writing one: %v", m.InstanceID, m.Heartbeat)
 		}
 	}
 
-	if err := nodes[1].client.SetState(ctx, nodes[1].info.InstanceID, StateDraining); err != nil {
+	// A member cut off from its coordinator writes its heartbeat on its
+	// own instance; the member list shows it, on that instance only.
+	at := time.Now().UTC().Truncate(time.Millisecond)
+	if err := nodes[1].client.Heartbeat(ctx, nodes[1].info.InstanceID, at); err != nil {
 		t.Fatal(err)
 	}
 	members, err = nodes[0].client.Members(ctx)
@@ -159,12 +167,12 @@ func TestSimIdentityAndMembers(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, m := range members {
-		want := ""
+		var want time.Time
 		if m.InstanceID == nodes[1].info.InstanceID {
-			want = StateDraining
+			want = at
 		}
-		if m.EIPDState != want {
-			t.Errorf("%s state %q, want %q", m.InstanceID, m.EIPDState, want)
+		if !m.Heartbeat.Equal(want) {
+			t.Errorf("%s heartbeat %v, want %v", m.InstanceID, m.Heartbeat, want)
 		}
 	}
 
@@ -183,56 +191,65 @@ func TestSimIdentityAndMembers(t *testing.T) {
 	}
 }
 
-func TestSimClaimRaceAndHandoff(t *testing.T) {
+// TestSimCoordinatorMoves runs a coordinator's calls against the emulator:
+// the group lease, a takeover of an unassociated EIP and its record, two
+// takeovers racing on one fence (one wins), a handoff, and renewals that
+// leave the record alone.
+func TestSimCoordinatorMoves(t *testing.T) {
 	sim, nodes := startSim(t, ec2sim.Options{Instances: 3, EIPs: 1, Group: "web"})
 	ctx := simCtx(t)
 	alloc := sim.Info().EIPs[0].AllocationID
 	a, b, c := nodes[0], nodes[1], nodes[2]
 
-	addrs, err := a.client.GroupAddresses(ctx)
+	addrs, err := a.client.Addresses(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(addrs) != 1 || addrs[0].AllocationID != alloc || addrs[0].Associated() || addrs[0].Group != "web" {
+	if len(addrs) != 1 || addrs[0].AllocationID != alloc || addrs[0].Associated() || addrs[0].Group != "web" ||
+		!reflect.DeepEqual(addrs[0].Lease, GroupLease{}) || !addrs[0].Record.Term.IsZero() {
 		t.Fatalf("group addresses %+v", addrs)
-	}
-	self := func(n simNode) Identity {
-		id, err := n.md.Identity(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return id
 	}
 	now := time.Now().UTC().Truncate(time.Millisecond)
 
-	// A claims the unassociated address.
-	assocA, err := a.client.Claim(ctx, addrs[0], self(a), "", Lease{Holder: a.info.InstanceID, Term: 1, Renewed: now})
-	if err != nil {
+	// A claims the coordinator role: the group lease, on every EIP.
+	lease := GroupLease{Coordinator: a.info.InstanceID, Epoch: 1, Renewed: now}
+	if err := a.client.WriteLease(ctx, []string{alloc}, lease); err != nil {
+		t.Fatal(err)
+	}
+	// It takes the unassociated EIP for itself (the fence: no
+	// reassociation), then records the move.
+	assocA, err := a.client.Associate(ctx, alloc, a.info.ENIID, a.info.PrivateIP, false)
+	if err != nil || assocA == "" {
+		t.Fatalf("associate: %q %v", assocA, err)
+	}
+	rec := Record{Holder: a.info.InstanceID, Term: Term{1, 1}, Reason: "takeover-unassociated", Decided: now,
+		Moved: now.Add(150 * time.Millisecond)}
+	if err := a.client.WriteRecord(ctx, alloc, rec); err != nil {
 		t.Fatal(err)
 	}
 	got, err := b.client.Addresses(ctx, []string{alloc})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || got[0].AssociationID != assocA || got[0].NetworkInterfaceID != a.info.ENIID ||
-		got[0].PrivateIP != a.info.PrivateIP || got[0].Lease.Holder != a.info.InstanceID || got[0].Lease.Term != 1 ||
-		got[0].Lease.Renewed.Before(now) {
-		t.Fatalf("after A's claim: %+v", got)
+	if len(got) != 1 || got[0].AssociationID != assocA || got[0].NetworkInterfaceID != a.info.ENIID || got[0].InstanceID != a.info.InstanceID ||
+		got[0].PrivateIP != a.info.PrivateIP || !reflect.DeepEqual(got[0].Lease, lease) || !reflect.DeepEqual(got[0].Record, rec) {
+		t.Fatalf("after A's takeover, B reads %+v", got)
 	}
 	observed := got[0]
 
-	// B and C both saw A's association and race to take over.
-	ids := []Identity{self(b), self(c)}
+	// B and C both read A's association and race to take the EIP over,
+	// each fenced on the association ID it read.
 	var wg sync.WaitGroup
 	results := make([]error, 2)
 	assocs := make([]string, 2)
 	for i, n := range []simNode{b, c} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			assocs[i], results[i] = n.client.Claim(ctx, observed, ids[i], "",
-				Lease{Holder: n.info.InstanceID, Term: 2, Renewed: time.Now()})
-		}()
+		wg.Go(func() {
+			if err := n.client.Disassociate(ctx, observed.AssociationID); err != nil {
+				results[i] = err
+				return
+			}
+			assocs[i], results[i] = n.client.Associate(ctx, alloc, n.info.ENIID, n.info.PrivateIP, false)
+		})
 	}
 	wg.Wait()
 	winner, loser := -1, -1
@@ -246,37 +263,99 @@ func TestSimClaimRaceAndHandoff(t *testing.T) {
 		case errors.Is(err, ErrAlreadyAssociated) || errors.Is(err, ErrStaleAssociation):
 			loser = i
 		default:
-			t.Fatalf("claim %d: unexpected error %v", i, err)
+			t.Fatalf("takeover %d: unexpected error %v", i, err)
 		}
 	}
 	if winner < 0 || loser < 0 {
 		t.Fatalf("want one winner and one loser: %v", results)
 	}
-	w := []simNode{b, c}[winner]
+	w, l := []simNode{b, c}[winner], []simNode{b, c}[loser]
 	view, _ := sim.Address(alloc)
-	if view.NetworkInterfaceID != w.info.ENIID || view.AssociationID != assocs[winner] || view.Tags[TagHolder] != w.info.InstanceID {
-		t.Fatalf("after race: %+v (winner %s)", view, w.info.InstanceID)
+	if view.NetworkInterfaceID != w.info.ENIID || view.AssociationID != assocs[winner] {
+		t.Fatalf("after the race: %+v (winner %s)", view, w.info.InstanceID)
 	}
 
-	// The winner hands off to A (planned move).
-	got, err = w.client.Addresses(ctx, []string{alloc})
+	// The loser's fences hold whatever it retries: the association it
+	// read is gone, and the EIP is associated now.
+	if err := l.client.Disassociate(ctx, observed.AssociationID); !errors.Is(err, ErrStaleAssociation) {
+		t.Fatalf("stale fence: %v", err)
+	}
+	if _, err := l.client.Associate(ctx, alloc, l.info.ENIID, l.info.PrivateIP, false); !errors.Is(err, ErrAlreadyAssociated) {
+		t.Fatalf("associate without reassociation onto an associated EIP: %v", err)
+	}
+	if view2, _ := sim.Address(alloc); view2.AssociationID != assocs[winner] {
+		t.Fatalf("a refused call moved the EIP: %+v", view2)
+	}
+
+	// A planned move back to A: make-before-break, reassociating.
+	assoc, err := a.client.Associate(ctx, alloc, a.info.ENIID, a.info.PrivateIP, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	target := Instance{InstanceID: a.info.InstanceID, State: "running", NetworkInterfaceID: a.info.ENIID, PrivateIP: a.info.PrivateIP}
-	assoc, err := w.client.Handoff(ctx, got[0], target, "", Lease{Holder: a.info.InstanceID, Term: 3, Renewed: time.Now()})
-	if err != nil {
+	rec = Record{Holder: a.info.InstanceID, Term: Term{1, 3}, Reason: "handoff-manual", Decided: now.Add(time.Second),
+		Moved: now.Add(1200 * time.Millisecond), From: w.info.InstanceID}
+	if err := a.client.WriteRecord(ctx, alloc, rec); err != nil {
 		t.Fatal(err)
 	}
 	view, _ = sim.Address(alloc)
-	if view.NetworkInterfaceID != a.info.ENIID || view.AssociationID != assoc || view.Tags[TagHolder] != a.info.InstanceID || view.Tags[TagTerm] != "3" {
-		t.Fatalf("after handoff: %+v", view)
+	if view.NetworkInterfaceID != a.info.ENIID || view.AssociationID != assoc || view.Tags[TagHolder] != a.info.InstanceID ||
+		view.Tags[TagTerm] != "1.3" || view.Tags[TagFrom] != w.info.InstanceID || view.Tags[TagReason] != "handoff-manual" {
+		t.Fatalf("after the handoff: %+v", view)
+	}
+	// The winner's association went with the move.
+	if err := w.client.Disassociate(ctx, assocs[winner]); !errors.Is(err, ErrStaleAssociation) {
+		t.Fatalf("disassociate the association the handoff replaced: %v", err)
 	}
 
-	// A stale fence: the loser retries with what it saw before: refused.
-	_, err = []simNode{b, c}[loser].client.Claim(ctx, observed, ids[loser], "", Lease{Holder: "x", Term: 2, Renewed: time.Now()})
-	if !errors.Is(err, ErrStaleAssociation) {
-		t.Fatalf("stale fence: %v", err)
+	// A renewal rewrites the lease and leaves the record alone.
+	lease.Renewed = now.Add(3 * time.Second)
+	if err := a.client.WriteLease(ctx, []string{alloc}, lease); err != nil {
+		t.Fatal(err)
+	}
+	got, err = c.client.Addresses(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || !reflect.DeepEqual(got[0].Lease, lease) || !reflect.DeepEqual(got[0].Record, rec) {
+		t.Fatalf("after a renewal: %+v, want lease %+v and record %+v", got, lease, rec)
+	}
+}
+
+// TestSimReleasedEIP: a read leaves a released EIP out; writing the lease
+// or a record on it fails the whole call with ErrNotFound, and a renewal
+// without it goes through.
+func TestSimReleasedEIP(t *testing.T) {
+	sim, nodes := startSim(t, ec2sim.Options{Instances: 2, EIPs: 2, Group: "web"})
+	ctx := simCtx(t)
+	e0, e1 := sim.Info().EIPs[0].AllocationID, sim.Info().EIPs[1].AllocationID
+	n := nodes[0]
+	lease := GroupLease{Coordinator: n.info.InstanceID, Epoch: 4, Renewed: time.Now().UTC().Truncate(time.Millisecond)}
+	if err := n.client.WriteLease(ctx, []string{e0, e1}, lease); err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.Release(e1); err != nil {
+		t.Fatal(err)
+	}
+	got, err := n.client.Addresses(ctx, []string{e0, e1})
+	if err != nil {
+		t.Fatalf("a released EIP must not fail the read of the others: %v", err)
+	}
+	if len(got) != 1 || got[0].AllocationID != e0 {
+		t.Fatalf("addresses after release: %+v", got)
+	}
+	err = n.client.WriteLease(ctx, []string{e0, e1}, lease)
+	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), e1) {
+		t.Fatalf("lease on a released EIP: %v, want ErrNotFound naming %s", err, e1)
+	}
+	if err := n.client.WriteRecord(ctx, e1, Record{Holder: n.info.InstanceID, Term: Term{4, 1}}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("record on a released EIP: %v, want ErrNotFound", err)
+	}
+	lease.Renewed = lease.Renewed.Add(time.Second)
+	if err := n.client.WriteLease(ctx, []string{e0}, lease); err != nil {
+		t.Fatalf("renewal without the released EIP: %v", err)
+	}
+	if view, _ := sim.Address(e0); view.Tags[TagRenewed] != lease.Renewed.Format(RenewedLayout) {
+		t.Fatalf("renewal not written: %v", view.Tags)
 	}
 }
 
@@ -286,29 +365,60 @@ func TestSimDryRunAndDenied(t *testing.T) {
 	info := sim.Info()
 	alloc := info.EIPs[0].AllocationID
 	n := nodes[0]
-	id, err := n.md.Identity(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	dry := New(Config{Group: "web", DryRun: true, Rate: 100, Burst: 100}, simEC2(t, sim, info, n.info.InstanceID, 3), hclog.NewNullLogger(), nil)
-	addrs, err := dry.Addresses(ctx, []string{alloc})
-	if err != nil {
-		t.Fatal(err)
-	}
-	assoc, err := dry.Claim(ctx, addrs[0], id, "", Lease{Holder: id.InstanceID, Term: 1, Renewed: time.Now()})
+	assoc, err := dry.Associate(ctx, alloc, n.info.ENIID, n.info.PrivateIP, false)
 	if err != nil || assoc != "" {
-		t.Fatalf("dry-run claim: %q %v", assoc, err)
+		t.Fatalf("dry-run associate: %q %v", assoc, err)
 	}
-	if view, _ := sim.Address(alloc); view.AssociationID != "" || view.Tags[TagHolder] != "" {
-		t.Fatalf("dry-run changed state: %+v", view)
+	if err := dry.WriteLease(ctx, []string{alloc}, GroupLease{Coordinator: n.info.InstanceID, Epoch: 1, Renewed: time.Now()}); err != nil {
+		t.Fatalf("dry-run lease: %v", err)
+	}
+	if err := dry.WriteRecord(ctx, alloc, Record{Holder: n.info.InstanceID, Term: Term{1, 1}}); err != nil {
+		t.Fatalf("dry-run record: %v", err)
+	}
+	if err := dry.Heartbeat(ctx, n.info.InstanceID, time.Now()); err != nil {
+		t.Fatalf("dry-run heartbeat: %v", err)
+	}
+	if view, _ := sim.Address(alloc); view.AssociationID != "" || view.Tags[TagHolder] != "" || view.Tags[TagCoordinator] != "" {
+		t.Fatalf("dry-run changed the EIP: %+v", view)
+	}
+	if iv, _ := sim.Instance(n.info.InstanceID); iv.Tags[TagHeartbeat] != "" {
+		t.Fatalf("dry-run wrote a heartbeat: %v", iv.Tags)
 	}
 
-	sim.SetFaults(ec2sim.Faults{Deny: []string{"AssociateAddress"}})
+	sim.SetFaults(ec2sim.Faults{Deny: []string{"AssociateAddress", "CreateTags"}})
 	for _, c := range []*Client{dry, n.client} {
-		_, err = c.Claim(ctx, addrs[0], id, "", Lease{Holder: id.InstanceID, Term: 1, Renewed: time.Now()})
+		_, err = c.Associate(ctx, alloc, n.info.ENIID, n.info.PrivateIP, false)
 		if !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), "ec2:AssociateAddress") || !strings.Contains(err.Error(), PolicyPath) {
-			t.Fatalf("denied claim: %v", err)
+			t.Fatalf("denied associate: %v", err)
 		}
+		err = c.WriteLease(ctx, []string{alloc}, GroupLease{Coordinator: n.info.InstanceID, Epoch: 1, Renewed: time.Now()})
+		if !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), "ec2:CreateTags") {
+			t.Fatalf("denied lease: %v", err)
+		}
+	}
+}
+
+// TestSimNoAnswer: a call the emulator never answers (a partition) may
+// have taken effect: ErrNoAnswer; a 5xx is an answer: the call failed.
+func TestSimNoAnswer(t *testing.T) {
+	sim, nodes := startSim(t, ec2sim.Options{Instances: 1, EIPs: 1, Group: "web"})
+	info := sim.Info()
+	alloc := info.EIPs[0].AllocationID
+	n := nodes[0]
+
+	sim.SetFaults(ec2sim.Faults{Partition: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	_, err := n.client.Associate(ctx, alloc, n.info.ENIID, n.info.PrivateIP, false)
+	cancel()
+	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, ErrNoAnswer) {
+		t.Fatalf("associate across a partition: %v, want ErrUnavailable and ErrNoAnswer", err)
+	}
+
+	sim.SetFaults(ec2sim.Faults{ErrorRatio: 1})
+	err = n.client.WriteLease(simCtx(t), []string{alloc}, GroupLease{Coordinator: n.info.InstanceID, Epoch: 1, Renewed: time.Now()})
+	if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNoAnswer) {
+		t.Fatalf("lease answered with a 5xx: %v, want ErrUnavailable without ErrNoAnswer", err)
 	}
 }
 
@@ -319,7 +429,7 @@ func TestSimThrottled(t *testing.T) {
 	info := sim.Info()
 	obs := &simObserver{}
 	c := New(Config{Group: "web", Rate: 100, Burst: 100}, simEC2(t, sim, info, nodes[0].info.InstanceID, 2), hclog.NewNullLogger(), obs)
-	_, err := c.GroupAddresses(ctx)
+	_, err := c.Addresses(ctx, nil)
 	if !errors.Is(err, ErrThrottled) {
 		t.Fatalf("want ErrThrottled, got %v", err)
 	}

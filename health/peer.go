@@ -95,6 +95,13 @@ func WithCoordinator(ctx context.Context, id string, epoch int64) context.Contex
 	return context.WithValue(ctx, coordinatorKey{}, coordinatorClaim{id, epoch})
 }
 
+// CoordinatorOf returns the coordinator a probe was marked with
+// (WithCoordinator).
+func CoordinatorOf(ctx context.Context) (id string, epoch int64, ok bool) {
+	c, ok := ctx.Value(coordinatorKey{}).(coordinatorClaim)
+	return c.id, c.epoch, ok
+}
+
 // peerView is the part of the peer's /status the prober reads itself.
 type peerView struct {
 	Health string `json:"health"`
@@ -172,9 +179,9 @@ func (p *PeerProber) status(ctx context.Context, ip string) (PeerReport, error) 
 	if FreshStatusWanted(ctx) {
 		q.Set("fresh", "1")
 	}
-	if c, ok := ctx.Value(coordinatorKey{}).(coordinatorClaim); ok {
-		q.Set("coordinator", c.id)
-		q.Set("epoch", strconv.FormatInt(c.epoch, 10))
+	if id, epoch, ok := CoordinatorOf(ctx); ok {
+		q.Set("coordinator", id)
+		q.Set("epoch", strconv.FormatInt(epoch, 10))
 	}
 	u := "http://" + net.JoinHostPort(ip, strconv.Itoa(p.statusPort)) + "/status"
 	if len(q) > 0 {

@@ -407,10 +407,13 @@ func (l *Loop) successor(idle bool) string {
 		}
 	}
 	best, bestHeld := "", 0
+	now := l.now()
 	for _, m := range l.members {
 		p := l.peers[m.InstanceID]
 		if m.InstanceID == l.self.InstanceID || p == nil || !p.ok || p.status == nil ||
-			p.status.Health != health.Up.String() || p.status.Draining != "" || seconds(p.status.UpForSeconds) < l.cfg.RenewInterval {
+			p.status.Health != health.Up.String() || p.status.Draining != "" || p.status.AWSTrouble != "" ||
+			seconds(p.status.UpForSeconds) < l.cfg.RenewInterval ||
+			(m.InstanceID == l.handedTo && now.Sub(l.handedAt) < deniedPause) {
 			continue
 		}
 		h := held[m.InstanceID]
@@ -453,6 +456,7 @@ func (l *Loop) handOver(to string, now time.Time) {
 					return
 				}
 				l.stepDown("handed the role to " + to)
+				l.handedTo, l.handedAt = to, l.now()
 				l.followBetter(follow{ID: to, Epoch: lease.Epoch}, "its own hand-over")
 				l.lease.see(lease, now)
 				l.wantNotify("handed the coordinator role over")

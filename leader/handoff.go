@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 )
 
 type handoffRequest struct {
@@ -91,47 +90,40 @@ func (l *Loop) checkManual() {
 	}
 }
 
-// shutdown hands off this member's EIPs, and the coordinator role, under
-// the stop timeout (the parent context is gone): it returns once its
-// instance metadata and the coordinator show no EIP on it, or the time is
-// up.
-func (l *Loop) shutdown(tick <-chan time.Time) error {
+// beginStop starts handing off this member's EIPs, and the coordinator
+// role, within the stop timeout (SIGTERM): the loop goes on until
+// finished says so.
+func (l *Loop) beginStop() {
+	if l.stopping {
+		return
+	}
 	if l.manual != nil {
 		l.manual.reply <- errors.New("eipd is stopping")
 		l.manual = nil
 	}
 	l.stopping = true
-	l.drain = ReasonHandoffShutdown
-	l.wantNotify("stopping")
-	l.pass()
-	if len(l.Status().MayHold()) == 0 && l.co == nil {
-		return nil
-	}
+	l.stopBy = l.now().Add(l.cfg.StopTimeout)
+	l.setDrain(ReasonHandoffShutdown, "")
 	l.log.Info("stopping: handing off the EIPs on this instance before exit", "stop_timeout", l.cfg.StopTimeout)
-	timeout := time.NewTimer(l.cfg.StopTimeout)
-	defer timeout.Stop()
-	for {
-		select {
-		case <-timeout.C:
-			l.log.Warn("stop timeout ran out before the handoff was done; exiting", "may_hold", l.Status().MayHold(),
-				"coordinating", l.co != nil)
-			return nil
-		case <-tick:
-		case apply := <-l.results:
-			apply()
-		case it := <-l.inbox:
-			l.receive(it)
-		}
-		l.pass()
-		if len(l.Status().MayHold()) == 0 && l.co == nil {
-			l.log.Info("handoff done; exiting")
-			return nil
-		}
-		if why := l.cannotLeave(); why != "" {
-			l.log.Warn("stopping without handing off", "why", why, "may_hold", l.Status().MayHold())
-			return nil
-		}
+}
+
+// finished reports whether a stopping member may exit: its instance
+// metadata and the coordinator show no EIP on it and it does not
+// coordinate, or waiting longer would not help, or the stop timeout ran
+// out.
+func (l *Loop) finished() bool {
+	s := l.Status()
+	switch why := l.cannotLeave(); {
+	case len(s.MayHold()) == 0 && l.co == nil:
+		l.log.Info("handoff done; exiting")
+	case why != "":
+		l.log.Warn("stopping without handing off", "why", why, "may_hold", s.MayHold())
+	case !l.now().Before(l.stopBy):
+		l.log.Warn("stop timeout ran out before the handoff was done; exiting", "may_hold", s.MayHold(), "coordinating", l.co != nil)
+	default:
+		return false
 	}
+	return true
 }
 
 // cannotLeave says why waiting longer would not help a stopping member:
@@ -148,6 +140,9 @@ func (l *Loop) cannotLeave() string {
 		return ""
 	}
 	if len(s.MayHold()) == 0 {
+		if l.co == nil {
+			return ""
+		}
 		return "no other member can coordinate"
 	}
 	return "no ready member can take its EIPs"

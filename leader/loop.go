@@ -59,10 +59,17 @@ type Loop struct {
 	// call was throttled or failed.
 	unfitUntil time.Time
 	troubledAt time.Time
+	troubleWhy string
+	// handedTo: the member this one last handed the coordinator role to,
+	// and when; if it never took it, it is not handed the role again for
+	// deniedPause.
+	handedTo   string
+	handedAt   time.Time
 	heartbeat  callState
 	notify     callState
 	co         *coordinator
 	stopping   bool
+	stopBy     time.Time
 
 	requests chan *handoffRequest
 	inbox    chan inboxItem
@@ -75,8 +82,10 @@ type Loop struct {
 	seen        ipsSeen
 	seenRefresh sync.Mutex
 	// accepted is the coordinator this member takes, shared with the
-	// /status handler that sees a coordinator's probe (Accept).
+	// /status handler that sees a coordinator's probe (Accept); heard is
+	// when (monotonic, unix nanos of l.now) that coordinator last probed.
 	accepted atomic.Pointer[follow]
+	heard    atomic.Int64
 
 	lastPass atomic.Int64 // unix nanos of the last pass
 }
@@ -249,11 +258,16 @@ func (l *Loop) Run(ctx context.Context) error {
 
 	tick := time.NewTicker(l.cfg.Tick)
 	defer tick.Stop()
+	done := ctx.Done()
 	for {
 		l.pass()
+		if l.stopping && l.finished() {
+			return nil
+		}
 		select {
-		case <-ctx.Done():
-			return l.shutdown(tick.C)
+		case <-done:
+			done = nil // stop once: the handoff goes on under StopTimeout
+			l.beginStop()
 		case <-tick.C:
 		case apply := <-l.results:
 			apply()
@@ -344,6 +358,22 @@ func (l *Loop) pass() {
 	}
 	l.publish()
 	l.lastPass.Store(l.wall().UnixNano())
+}
+
+// inboxWaiting reports whether an HTTP handler left something for the loop.
+func (l *Loop) inboxWaiting() bool { return len(l.inbox) > 0 }
+
+// takeInbox applies what the HTTP handlers passed to the loop (Run does it
+// as items arrive; the model test drives the loop without Run).
+func (l *Loop) takeInbox() {
+	for {
+		select {
+		case it := <-l.inbox:
+			l.receive(it)
+		default:
+			return
+		}
+	}
 }
 
 func (l *Loop) track(id string) *eipState {

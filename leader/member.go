@@ -20,6 +20,12 @@ func (l *Loop) elect(now time.Time) {
 		p.status.Epoch == l.follow.Epoch && p.status.ValidForSeconds > 0 {
 		until = p.at.Add(seconds(p.status.ValidForSeconds))
 	}
+	if a := l.accepted.Load(); a != nil && *a == l.follow {
+		// The coordinator this member follows probes it: it is alive and
+		// acts (it stops probing as coordinator when its deadline
+		// passes), even if this member cannot reach it back.
+		until = maxTime(until, time.Unix(0, l.heard.Load()).Add(time.Duration(l.cfg.ProbeFall)*l.cfg.ProbeInterval))
+	}
 	d := Elect(l.cfg.Timing, ElectObservation{
 		Now: now, Wall: l.wall(), Self: l.self.InstanceID, Lease: l.lease, CoordinatorUntil: until,
 		ReadAt: l.read.at, ReadTriedAt: l.read.triedAt, ReadError: l.read.failed,
@@ -61,7 +67,7 @@ func (l *Loop) unfit(now time.Time) string {
 
 func (l *Loop) rankDelay(now time.Time) time.Duration {
 	r := Rank{Self: l.self.InstanceID, DownRecently: l.own.downRecently(now), Epoch: l.lease.Lease.Epoch,
-		Troubled: !l.troubledAt.IsZero() && now.Sub(l.troubledAt) < recentDown}
+		Troubled: l.awsTrouble(now) != ""}
 	for _, m := range l.members {
 		r.BestPriority = max(r.BestPriority, m.Priority)
 		if m.InstanceID == l.self.InstanceID {
@@ -119,11 +125,12 @@ func (l *Loop) onClaim(started time.Time, lease eip.GroupLease, err error) {
 }
 
 // leaseIDs are the EIPs the group lease is written on: every EIP the last
-// read listed, but those in except.
+// read listed (a released one would fail the whole CreateTags), but those
+// in except.
 func (l *Loop) leaseIDs(except map[string]bool) []string {
 	var ids []string
 	for _, id := range l.sortedIDs() {
-		if st := l.eips[id]; !st.readAt.IsZero() && !except[id] {
+		if st := l.eips[id]; !st.readAt.IsZero() && st.missing == 0 && !except[id] {
 			ids = append(ids, id)
 		}
 	}
@@ -185,6 +192,9 @@ func (l *Loop) hearCoordinator(started time.Time, s *Status) {
 		return
 	}
 	valid := seconds(s.ValidForSeconds)
+	if s.InstanceID == l.handedTo {
+		l.handedTo = "" // it took the role
+	}
 	l.lease.see(eip.GroupLease{Coordinator: s.InstanceID, Epoch: s.Epoch, Renewed: s.LeaseRenewed}, started)
 	listed := map[string]bool{}
 	for i := range s.EIPs {
@@ -202,7 +212,7 @@ func (l *Loop) hearCoordinator(started time.Time, s *Status) {
 			until = min(valid, l.cfg.trustWindow()-ago)
 			at = started.Add(-ago)
 		}
-		st.word, st.wordUntil, st.wordAt = &e, started.Add(until), at
+		st.word, st.wordUntil, st.wordAt, st.wordBy = &e, started.Add(until), at, s.InstanceID
 		if st.addr.PublicIP == "" {
 			st.addr.PublicIP = e.PublicIP
 		}
@@ -215,8 +225,9 @@ func (l *Loop) hearCoordinator(started time.Time, s *Status) {
 		}
 	}
 	for id, st := range l.eips {
-		if !listed[id] && st.word != nil {
-			// The coordinator no longer lists it: released or untagged.
+		if !listed[id] {
+			// The coordinator does not list it: released, untagged, or
+			// not one the group manages.
 			st.word = nil
 			if st.missing++; st.missing >= 2 {
 				l.forget(id, st)
@@ -442,10 +453,15 @@ func (l *Loop) Accept(id string, epoch int64) {
 	f := follow{ID: id, Epoch: epoch}
 	for {
 		cur := l.accepted.Load()
+		if cur != nil && *cur == f {
+			l.heard.Store(l.now().UnixNano())
+			return
+		}
 		if cur != nil && !f.precedes(*cur) {
 			return
 		}
 		if l.accepted.CompareAndSwap(cur, &f) {
+			l.heard.Store(l.now().UnixNano())
 			break
 		}
 	}

@@ -28,6 +28,7 @@ type move struct {
 	Move
 	co       *coordinator
 	observed eip.Address // the EIP as read when the move was planned: the fence
+	basis    time.Time   // when the state it was planned from held (§5)
 	decided  time.Time   // wall clock, for the record
 	started  time.Time
 	stage    stage
@@ -45,7 +46,7 @@ func (l *Loop) startMove(mv Move, now time.Time) {
 	if st == nil || co.moves[mv.AllocationID] != nil || now.Before(co.dryRunNext[mv.AllocationID]) {
 		return
 	}
-	m := &move{Move: mv, co: co, observed: st.addr, decided: l.wall(), started: now}
+	m := &move{Move: mv, co: co, observed: st.addr, basis: st.readAt, decided: l.wall(), started: now}
 	co.moves[mv.AllocationID] = m
 	l.log.Info("moving the EIP", "allocation_id", mv.AllocationID, "public_ip", st.addr.PublicIP, "kind", mv.Kind.String(),
 		"reason", mv.Reason, "from", mv.From, "target_instance_id", mv.To, "private_ip", mv.Slot)
@@ -293,7 +294,7 @@ func (l *Loop) onAssociate(m *move, started time.Time, eni, assoc string, err er
 		l.advance(m, end)
 		return
 	case errors.Is(err, eip.ErrNoAnswer) || (errors.Is(err, eip.ErrAlreadyAssociated) && m.retried):
-		st.doubt = &doubt{ended: end, target: m.To, eni: eni, reason: m.Reason, decided: m.decided, from: m.From}
+		st.doubt = &doubt{ended: end, target: m.To, eni: eni, slot: m.Slot, reason: m.Reason, decided: m.decided, from: m.From}
 		st.moved = end
 		l.abort(m, "no answer: the association may have happened; reading")
 	default:

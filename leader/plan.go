@@ -38,6 +38,12 @@ func Plan(v View) Placement {
 		if e.Associated && e.OnSlot != "" {
 			p.used[e.On+"|"+e.OnSlot] = true
 		}
+		if e.Busy && e.To != "" {
+			// Where a move under way (or one whose outcome is unknown)
+			// may put it: taken too.
+			p.held[e.To]++
+			p.used[e.To+"|"+e.ToSlot] = true
+		}
 	}
 	fit := 0
 	for _, m := range v.Members {
@@ -108,8 +114,11 @@ type EIPView struct {
 	// of the group, or a terminated instance's ENI).
 	Foreign bool
 	// Busy: a move of this EIP is under way, or the last one's outcome is
-	// unknown until a later read: Plan leaves it alone.
-	Busy bool
+	// unknown until a later read: Plan leaves it alone. To and ToSlot:
+	// where that move may put it.
+	Busy   bool
+	To     string
+	ToSlot string
 	// LastMove (monotonic) and LastFrom: the last move of the EIP this
 	// coordinator knows of, and the member it left.
 	LastMove time.Time

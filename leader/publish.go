@@ -14,6 +14,13 @@ type snapshot struct {
 	Status
 	at  time.Time         // monotonic
 	ips map[string]string // members' private IPs, for ProbeMember
+	// What Status re-judges when it is asked (the loop may be busy, and a
+	// pass is up to a tick old): until when the coordinator may act, when
+	// each EIP's association was confirmed, and until when each role
+	// holder stands.
+	validUntil  time.Time
+	confirmed   map[string]time.Time
+	holderUntil map[string]time.Time
 }
 
 // publish builds this member's view (loop goroutine only): the
@@ -27,6 +34,7 @@ func (l *Loop) publish() {
 		Health: h.String(), Draining: l.drain, HandoffTo: l.handoffTo, NoNewEIPs: l.noticed[eip.NoticeRebalance],
 		Coordinator: l.follow.ID, Epoch: l.follow.Epoch, IsCoordinator: l.co != nil,
 		HeartbeatWritten: !l.heartbeat.at.IsZero() && now.Sub(l.heartbeat.at) < 2*l.cfg.RenewInterval,
+		AWSTrouble:       l.awsTrouble(now),
 	}
 	if l.stopping && s.Draining == "" {
 		s.Draining = ReasonHandoffShutdown
@@ -42,6 +50,11 @@ func (l *Loop) publish() {
 	}
 	co := l.co
 	acting := co != nil && co.accepted && now.Before(co.deadline) && co.handingTo == ""
+	confirmed, holderUntil := map[string]time.Time{}, map[string]time.Time{}
+	var validUntil time.Time
+	if acting {
+		validUntil = co.deadline
+	}
 	switch {
 	case co != nil:
 		s.AWSStateKnown = !l.read.at.IsZero() && !l.read.failed
@@ -75,7 +88,7 @@ func (l *Loop) publish() {
 				// Kept with the word: after a hand-over its trust runs
 				// out on its own, unless the next coordinator's word
 				// replaces it first.
-				st.wordUntil, st.wordAt = minTime(co.deadline, Trust(l.cfg.Timing, st.confirmedAt)), st.confirmedAt
+				st.wordUntil, st.wordAt, st.wordBy = minTime(co.deadline, Trust(l.cfg.Timing, st.confirmedAt)), st.confirmedAt, l.self.InstanceID
 			}
 			w := e
 			st.word = &w
@@ -89,6 +102,12 @@ func (l *Loop) publish() {
 		e.Role, e.Why = Role(RoleObservation{Now: now, Self: l.self.InstanceID, Health: h, Draining: s.Draining,
 			Word: st.word, WordUntil: until, WordAt: at,
 			OnENI: l.eni.ok && l.eni.lists(st.addr.PublicIP), ENIAt: l.eni.at, ListedAt: st.listedAt})
+		if e.Role == RoleHolder {
+			holderUntil[id] = until
+		}
+		if co != nil && e.ConfirmedAgoSeconds != nil {
+			confirmed[id] = st.confirmedAt
+		}
 		if co == nil && st.word != nil && e.Role == RoleStandby && st.word.Why != "" {
 			e.Why = "standby; coordinator: " + st.word.Why
 		}
@@ -110,7 +129,7 @@ func (l *Loop) publish() {
 		}
 	}
 	l.mu.Lock()
-	l.snap = snapshot{Status: s, at: now, ips: ips}
+	l.snap = snapshot{Status: s, at: now, ips: ips, validUntil: validUntil, confirmed: confirmed, holderUntil: holderUntil}
 	l.mu.Unlock()
 	if l.obs != nil {
 		l.obs.SetCoordinator(acting)
@@ -306,11 +325,29 @@ func (l *Loop) memberStatuses() []MemberStatus {
 // Status returns the view at this moment; safe for concurrent use.
 func (l *Loop) Status() Status {
 	l.mu.Lock()
-	s := l.snap.Status
+	snap := l.snap
 	seen := l.seen
 	l.mu.Unlock()
+	s := snap.Status
 	s.EIPs = slices.Clone(s.EIPs)
-	if !seen.at.IsZero() && l.now().Sub(seen.at) <= l.cfg.LifecyclePoll+l.cfg.ProbeInterval {
+	now := l.now()
+	// Trust runs out on time, whenever the view was built (§6).
+	if !snap.validUntil.IsZero() {
+		s.ValidForSeconds = max(0, snap.validUntil.Sub(now).Seconds())
+	}
+	for i := range s.EIPs {
+		e := &s.EIPs[i]
+		if at, ok := snap.confirmed[e.AllocationID]; ok {
+			e.ConfirmedAgoSeconds = secondsPtr(now.Sub(at))
+			if now.Sub(at) >= l.cfg.trustWindow() || s.ValidForSeconds == 0 {
+				e.Holder = ""
+			}
+		}
+		if until, ok := snap.holderUntil[e.AllocationID]; ok && !now.Before(until) {
+			e.Role, e.Why = RoleUnverified, "the coordinator's confirmation ran out"
+		}
+	}
+	if !seen.at.IsZero() && now.Sub(seen.at) <= l.cfg.LifecyclePoll+l.cfg.ProbeInterval {
 		s.ENIPublicIPs = make(map[string]string, len(seen.assocs))
 		for _, as := range seen.assocs {
 			s.ENIPublicIPs[as.PrivateIP] = as.PublicIP

@@ -34,6 +34,7 @@ type eipState struct {
 	word      *EIPStatus
 	wordUntil time.Time
 	wordAt    time.Time
+	wordBy    string // the coordinator that gave it
 	// namedAt: a trusted word first named this member as the EIP's holder
 	// (zero when the last word did not); listedAt: the last metadata read
 	// since then that listed the EIP here.
@@ -66,6 +67,7 @@ type doubt struct {
 	ended  time.Time
 	target string // the member an association aimed at ("" for a disassociation)
 	eni    string // its ENI
+	slot   string // and private IP
 	// What the move's record says once it is known to have landed.
 	reason  string
 	decided time.Time
@@ -191,7 +193,12 @@ func (l *Loop) followBetter(f follow, from string) bool {
 	l.log.Info("following a coordinator", "coordinator", f.ID, "epoch", f.Epoch, "learnt_from", from)
 	prev := l.follow
 	l.follow = f
-	l.accepted.Store(&f)
+	if a := l.accepted.Load(); a == nil || f.precedes(*a) {
+		l.accepted.Store(&f)
+	}
+	// A new coordinator gets a chance to confirm before this member
+	// judges its lease: the rank delay starts again.
+	l.rankSince = time.Time{}
 	if l.co != nil && f.ID != l.self.InstanceID {
 		l.stepDown("a coordinator with precedence exists: " + f.ID + " epoch " + itoa(f.Epoch))
 	}
@@ -249,10 +256,25 @@ func (l *Loop) onMembers(started time.Time, ms []eip.Instance, err error) {
 // all for a while.
 func (l *Loop) troubled(err error) {
 	now := l.now()
-	l.troubledAt = now
+	l.troubledAt, l.troubleWhy = now, err.Error()
 	if errors.Is(err, eip.ErrUnauthorized) {
 		l.unfitUntil = now.Add(deniedPause)
 	}
+}
+
+// awsTrouble says why this member's AWS calls are in trouble now, or "":
+// one failed within the last minute, or a read hangs past a probe
+// interval (a member cut off from the API says so before its first call
+// times out).
+func (l *Loop) awsTrouble(now time.Time) string {
+	switch {
+	case !l.troubledAt.IsZero() && now.Sub(l.troubledAt) < recentDown:
+		return l.troubleWhy
+	case l.read.inFlight && now.Sub(l.read.triedAt) > 2*l.cfg.ProbeInterval,
+		l.list.inFlight && now.Sub(l.list.triedAt) > 2*l.cfg.ProbeInterval:
+		return "an EC2 read has been under way for more than two probe intervals"
+	}
+	return ""
 }
 
 // deniedPause: a member that IAM refused does not claim the coordinator

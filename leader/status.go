@@ -50,6 +50,10 @@ type Status struct {
 	// AWSStateKnown: this daemon's last read of the EIPs succeeded (on a
 	// member that does not coordinate: as the coordinator says).
 	AWSStateKnown bool `json:"aws_state_known"`
+	// AWSTrouble says why this member's own AWS calls are in trouble (one
+	// failed within the last minute, or one hangs): it does not take the
+	// coordinator role, nor is it handed to it. "" when none is.
+	AWSTrouble string `json:"aws_trouble,omitempty"`
 
 	// Coordinator is the instance this member takes as coordinator, ""
 	// when it knows none; IsCoordinator says whether that is itself and

@@ -38,11 +38,13 @@ func (l *Loop) view(now time.Time) View {
 		a := st.addr
 		e := EIPView{AllocationID: id, PublicIP: a.PublicIP, Associated: a.Associated(),
 			Busy: co.moves[id] != nil || st.doubt != nil, LastMove: st.lastMove, LastFrom: st.lastFrom}
-		if st.doubt != nil {
+		if d := st.doubt; d != nil {
 			v.Moving = true
+			e.To, e.ToSlot = d.target, d.slot
 		}
-		if co.moves[id] != nil {
+		if m := co.moves[id]; m != nil {
 			v.Moving = true
+			e.To, e.ToSlot = m.To, m.Slot
 		}
 		if e.LastMove.IsZero() && !a.Record.Moved.IsZero() {
 			// A move made before this coordinator took over: its
