@@ -2,10 +2,13 @@ package health
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -151,15 +154,19 @@ func TestForPeerHTTPKeepsHostHeader(t *testing.T) {
 	}
 }
 
-// TestPeerProberReport: Check returns what the peer's /status says it
-// holds, and nothing when /status does not answer or the probe fails.
+// TestPeerProberReport: Check returns the peer's /status as it answered
+// it, for the caller to read, and its health; nothing when /status does
+// not answer, answers an error or does not parse, while the proxy check
+// alone still passes the probe.
 func TestPeerProberReport(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	const doc = `{"protocol":2,"instance_id":"i-0abc","health":"up","coordinator":"i-0co","epoch":3,"eips":[
+		{"allocation_id":"eipalloc-1","role":"holder","term":"3.7"}]}` + "\n"
+	mux := http.NewServeMux()
+	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprint(w, `{"instance_id":"i-0abc","health":"up","eips":[
-			{"allocation_id":"eipalloc-1","role":"holder","term":7},
-			{"allocation_id":"eipalloc-2","role":"standby","term":3}]}`)
-	}))
+		fmt.Fprint(w, doc)
+	})
+	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	port := srv.Listener.Addr().(*net.TCPAddr).Port
 	proxy := proxyListener(t)
@@ -174,20 +181,209 @@ func TestPeerProberReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !r.Answered || r.Health != "up" || !r.Holds("eipalloc-1") || r.Holds("eipalloc-2") || r.Holds("eipalloc-3") ||
-		r.Terms["eipalloc-1"] != 7 {
-		t.Errorf("report %+v", r)
+	if !r.Answered || r.Health != "up" || string(r.Status) != doc || !json.Valid(r.Status) {
+		t.Errorf("report %+v (status %q), want the document as served", r, r.Status)
 	}
 
 	// /status off: checks pass, nothing said.
 	r, err = NewPeerProber(checks, 0, time.Second).Check(ctx, "127.0.0.1")
-	if err != nil || r.Answered || r.Holds("eipalloc-1") {
+	if err != nil || r.Answered || r.Status != nil {
 		t.Errorf("without /status: report %+v, err %v", r, err)
 	}
 	// /status unreachable: checks pass, nothing said.
 	r, err = NewPeerProber(checks, closedPort(t), time.Second).Check(ctx, "127.0.0.1")
-	if err != nil || r.Answered {
+	if err != nil || r.Answered || r.Status != nil {
 		t.Errorf("unreachable /status: report %+v, err %v", r, err)
+	}
+	// /status answering an error or something that is not JSON: nothing
+	// said either.
+	for name, h := range map[string]http.HandlerFunc{
+		"500": func(w http.ResponseWriter, r *http.Request) { http.Error(w, "boom", http.StatusInternalServerError) },
+		"404": http.NotFound,
+		"not JSON": func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, "<html>eipd</html>")
+		},
+	} {
+		bad := httptest.NewServer(h)
+		p := NewPeerProber(checks, bad.Listener.Addr().(*net.TCPAddr).Port, time.Second)
+		r, err := p.Check(ctx, "127.0.0.1")
+		if err != nil || r.Answered || r.Status != nil || r.Health != "" {
+			t.Errorf("%s /status: report %+v, err %v; want the probe to pass on the proxy check, nothing said", name, r, err)
+		}
+		// Nothing to aim at the peer: only its word counts, and it has
+		// none.
+		if _, err := NewPeerProber(nil, bad.Listener.Addr().(*net.TCPAddr).Port, time.Second).Check(ctx, "127.0.0.1"); err == nil {
+			t.Errorf("%s /status and no check: want an error", name)
+		}
+		bad.Close()
+	}
+}
+
+// TestPeerProberQuery: a probe asks /status?fresh=1 when marked with
+// WithFreshStatus, and names its coordinator and epoch (coordinator=,
+// epoch=) when marked with WithCoordinator; a plain probe asks plain
+// /status.
+func TestPeerProberQuery(t *testing.T) {
+	queries := make(chan url.Values, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/status" || r.Method != http.MethodGet {
+			http.NotFound(w, r)
+			return
+		}
+		queries <- r.URL.Query()
+		fmt.Fprint(w, `{"instance_id":"i-0abc","health":"up","eips":[]}`)
+	}))
+	t.Cleanup(srv.Close)
+	p := NewPeerProber(nil, srv.Listener.Addr().(*net.TCPAddr).Port, 5*time.Second)
+	bg := context.Background()
+	for _, c := range []struct {
+		name string
+		ctx  context.Context
+		want url.Values
+	}{
+		{"plain", bg, url.Values{}},
+		{"fresh", WithFreshStatus(bg), url.Values{"fresh": {"1"}}},
+		{"coordinator", WithCoordinator(bg, "i-0c00rd", 17), url.Values{"coordinator": {"i-0c00rd"}, "epoch": {"17"}}},
+		{"both", WithCoordinator(WithFreshStatus(bg), "i-0c00rd", 2), url.Values{"fresh": {"1"}, "coordinator": {"i-0c00rd"}, "epoch": {"2"}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+			defer cancel()
+			if r, err := p.Check(ctx, "127.0.0.1"); err != nil || !r.Answered {
+				t.Fatalf("report %+v, err %v", r, err)
+			}
+			if got := <-queries; !reflect.DeepEqual(got, c.want) {
+				t.Errorf("query %v, want %v", got, c.want)
+			}
+		})
+	}
+	if id, epoch, ok := CoordinatorOf(WithCoordinator(bg, "i-1", 4)); !ok || id != "i-1" || epoch != 4 {
+		t.Errorf("CoordinatorOf = %q %d %v", id, epoch, ok)
+	}
+	if _, _, ok := CoordinatorOf(bg); ok || FreshStatusWanted(bg) || !FreshStatusWanted(WithFreshStatus(bg)) {
+		t.Error("an unmarked context is marked")
+	}
+}
+
+// probeServer is a member's status listener answering /probe with answer
+// (nil: 404, as for an instance it does not know) and recording the asked
+// instance.
+func probeServer(t *testing.T, answer func(instance string) any, asked chan<- string) int {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/probe" || r.Method != http.MethodGet {
+			http.NotFound(w, r)
+			return
+		}
+		inst := r.URL.Query().Get("instance")
+		if asked != nil {
+			asked <- inst
+		}
+		a := answer(inst)
+		if a == nil {
+			http.Error(w, "not a member this daemon knows", http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(a)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().(*net.TCPAddr).Port
+}
+
+// TestCheckVia: the coordinator asks another member (/probe?instance=ID)
+// whether a member it cannot reach is reachable from there. answered is
+// false when that member does not say (no answer, an error status, a
+// document that does not parse); err is then why, else whether the
+// member is reachable.
+func TestCheckVia(t *testing.T) {
+	asked := make(chan string, 1)
+	reachable := probeServer(t, func(id string) any { return ProbeAnswer{InstanceID: id, Reachable: true} }, asked)
+	unreachable := probeServer(t, func(id string) any {
+		return ProbeAnswer{InstanceID: id, Error: "probe peer 10.0.0.7: tcp 10.0.0.7:80: connection refused"}
+	}, nil)
+	unknown := probeServer(t, func(string) any { return nil }, nil)
+	garbled := probeServer(t, func(string) any { return "reachable, probably" }, nil)
+	hang := make(chan struct{})
+	hanging := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(hanging.Close)
+	t.Cleanup(func() { close(hang) })
+
+	check := func(port int, timeout time.Duration) (bool, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		return NewPeerProber(nil, port, time.Second).CheckVia(ctx, "127.0.0.1", "i-0 target&x=1")
+	}
+	answered, err := check(reachable, 10*time.Second)
+	if !answered || err != nil {
+		t.Errorf("reachable: answered %v err %v", answered, err)
+	}
+	if got := <-asked; got != "i-0 target&x=1" {
+		t.Errorf("asked about %q, want the instance ID, escaped in the query", got)
+	}
+	answered, err = check(unreachable, 10*time.Second)
+	if !answered || err == nil || !strings.Contains(err.Error(), "127.0.0.1 cannot reach i-0 target&x=1 either") ||
+		!strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("unreachable from there too: answered %v err %v", answered, err)
+	}
+	for name, port := range map[string]int{"404": unknown, "not an answer": garbled, "no listener": closedPort(t), "port off": 0} {
+		answered, err := check(port, 10*time.Second)
+		if answered || err == nil {
+			t.Errorf("%s: answered %v err %v, want not answered with the reason", name, answered, err)
+		}
+	}
+	start := time.Now()
+	answered, err = check(hanging.Listener.Addr().(*net.TCPAddr).Port, 200*time.Millisecond)
+	if answered || err == nil || time.Since(start) > 5*time.Second {
+		t.Errorf("a member that hangs: answered %v err %v after %s, want not answered once the context ends", answered, err, time.Since(start))
+	}
+}
+
+// TestNotify: POST /notice?from=ID to the coordinator; an error when it
+// does not take it.
+func TestNotify(t *testing.T) {
+	type notice struct{ method, from string }
+	got := make(chan notice, 1)
+	taking := true
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		ok := taking
+		mu.Unlock()
+		if r.URL.Path != "/notice" || !ok {
+			http.Error(w, "no notice taken", http.StatusNotFound)
+			return
+		}
+		got <- notice{r.Method, r.URL.Query().Get("from")}
+		fmt.Fprint(w, "ok\n")
+	}))
+	t.Cleanup(srv.Close)
+	port := srv.Listener.Addr().(*net.TCPAddr).Port
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p := NewPeerProber(nil, port, time.Second)
+	if err := p.Notify(ctx, "127.0.0.1", "i-0member"); err != nil {
+		t.Fatal(err)
+	}
+	if n := <-got; n != (notice{http.MethodPost, "i-0member"}) {
+		t.Errorf("notice %+v, want POST from i-0member", n)
+	}
+	mu.Lock()
+	taking = false
+	mu.Unlock()
+	if err := p.Notify(ctx, "127.0.0.1", "i-0member"); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("notice refused: %v, want the status in the error", err)
+	}
+	if err := NewPeerProber(nil, closedPort(t), time.Second).Notify(ctx, "127.0.0.1", "i-0member"); err == nil {
+		t.Error("notice to nobody: want an error")
+	}
+	if err := NewPeerProber(nil, 0, time.Second).Notify(ctx, "127.0.0.1", "i-0member"); err == nil {
+		t.Error("notice with the status port off: want an error")
 	}
 }
 
