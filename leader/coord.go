@@ -162,7 +162,13 @@ func (l *Loop) onRenew(co *coordinator, started time.Time, lease eip.GroupLease,
 		}
 		return
 	case errors.Is(err, eip.ErrNotFound):
-		// An EIP was released: read, and renew on the others.
+		// An EIP was released: renew on the others at once, and read.
+		for _, id := range eip.Gone(err) {
+			if st := l.eips[id]; st != nil {
+				st.missing, st.goneAt = max(st.missing, 1), l.now()
+			}
+		}
+		co.renew.triedAt = time.Time{}
 		l.read.wanted = true
 	case errors.Is(err, eip.ErrUnauthorized):
 		co.giveUp = "IAM refused the renewal: " + err.Error()
@@ -389,7 +395,8 @@ func (l *Loop) maybeHandOver(now time.Time) {
 		if to := l.successor(false); to != "" {
 			l.handOver(to, now)
 		}
-	case holds > 0 && !l.stopping:
+	case holds > 0 && !l.stopping && now.Sub(co.claimedAt) >= l.cfg.LeaseDuration:
+		// Not urgent: a coordinator that just took over settles first.
 		if to := l.successor(true); to != "" {
 			l.handOver(to, now)
 		}
@@ -397,8 +404,8 @@ func (l *Loop) maybeHandOver(now time.Time) {
 }
 
 // successor is the best member to coordinate next: fit, answering this
-// coordinator's probes, up for a renew interval at least, preferring one
-// that holds no EIP (required when idle is set).
+// coordinator's probes, its AWS calls well, up for a lease at least,
+// preferring one that holds no EIP (required when idle is set).
 func (l *Loop) successor(idle bool) string {
 	held := map[string]int{}
 	for _, st := range l.eips {
@@ -412,7 +419,7 @@ func (l *Loop) successor(idle bool) string {
 		p := l.peers[m.InstanceID]
 		if m.InstanceID == l.self.InstanceID || p == nil || !p.ok || p.status == nil ||
 			p.status.Health != health.Up.String() || p.status.Draining != "" || p.status.AWSTrouble != "" ||
-			seconds(p.status.UpForSeconds) < l.cfg.RenewInterval ||
+			seconds(p.status.UpForSeconds) < l.cfg.LeaseDuration ||
 			(m.InstanceID == l.handedTo && now.Sub(l.handedAt) < deniedPause) {
 			continue
 		}

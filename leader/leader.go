@@ -65,6 +65,11 @@ func (t Timing) trustWindow() time.Duration {
 // lease is stale (§7).
 func (t Timing) staleAfter() time.Duration { return t.LeaseDuration + t.MaxClockSkew }
 
+// renewalGap is the longest a live coordinator's stamp stays unchanged: a
+// renew interval, a renewal's timeout (three quarters of one), and a probe
+// interval for a member to see the new stamp.
+func (t Timing) renewalGap() time.Duration { return t.RenewInterval*7/4 + t.ProbeInterval }
+
 // Cloud is what the loop needs from AWS, one call per method; *eip.Client
 // satisfies it.
 type Cloud interface {

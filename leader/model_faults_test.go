@@ -335,7 +335,10 @@ func faultClock(s *sim) {
 	half := simTiming.MaxClockSkew / 2
 	if s.rng.IntN(4) == 0 {
 		d.offset = 10 * time.Minute
-		s.fault(d.id, "its clock jumps 10 minutes ahead")
+		if s.rng.IntN(2) == 0 {
+			d.offset = -d.offset
+		}
+		s.fault(d.id, "its clock jumps %v", d.offset)
 		s.after(s.between(10*time.Second, 40*time.Second), func() {
 			d.offset = 0
 			s.event(d.id, "its clock is set right")

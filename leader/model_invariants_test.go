@@ -287,14 +287,14 @@ func (v *invariants) checkCoordinators() {
 			delete(v.actingSince, d.id)
 		}
 	}
-	if len(acting) > 1 && v.s.clocksWithinSkew() {
+	if len(acting) > 1 {
 		v.violate(invClocks, "%s act as coordinator at once", strings.Join(acting, " and "))
 	}
 	if len(acting) > 0 {
 		v.actedAt, v.noCoordFrom = v.s.now, time.Time{}
 		return
 	}
-	if len(v.fitMembers()) == 0 || !v.s.clocksWithinSkew() {
+	if len(v.fitMembers()) == 0 {
 		v.noCoordFrom = time.Time{}
 		return
 	}

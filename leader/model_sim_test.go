@@ -381,6 +381,9 @@ func (d *simDaemon) pass() {
 	d.loop.takeInbox()
 	d.loop.pass()
 	d.noteRoles()
+	if co := d.loop.co; co != nil && co.accepted {
+		d.s.inv.actedAt = d.s.now // (sampling every simCheck could miss a short tenure)
+	}
 	if d.manual != nil {
 		select {
 		case err := <-d.manual.reply:

@@ -22,8 +22,10 @@ type eipState struct {
 	readAt      time.Time
 	confirmedAt time.Time
 	// missing counts successive reads that did not list the EIP (§8: two
-	// and it is forgotten).
+	// and it is forgotten); goneAt is when a call naming it failed because
+	// it does not exist (reads started before say nothing).
 	missing int
+	goneAt  time.Time
 	// dead are association IDs this coordinator replaced or removed: EC2
 	// never reuses one, so a read showing one of them lags behind a move
 	// and is ignored (§5).
@@ -135,6 +137,9 @@ func (l *Loop) onRead(started time.Time, addrs []eip.Address, err error) {
 		seen[a.AllocationID] = true
 		leases = append(leases, a.Lease)
 		st := l.track(a.AllocationID)
+		if !started.After(st.goneAt) {
+			continue // EC2 said it is gone after this read started
+		}
 		st.missing = 0
 		if !started.After(st.moved) || st.isDead(a.AssociationID) {
 			// Started before this coordinator's own last move of the EIP,

@@ -51,14 +51,19 @@ func (s *LeaseSeen) see(l eip.GroupLease, now time.Time) {
 }
 
 // Stale reports whether the group lease no longer protects its coordinator,
-// and why (§7): no lease, tags that do not parse, a stamp older than lease
-// + skew by this member's wall clock, or a stamp that has not changed for
-// lease + skew of this member's monotonic clock since it first saw it. The
-// second rule means a stamp in the future (a coordinator whose clock runs
-// fast) never extends a lease beyond lease + skew after it stops changing.
+// and why (§7): no lease, tags that do not parse, a stamp that has not
+// changed for lease + skew of this member's monotonic clock since it first
+// saw it, or a stamp older than lease + skew by this member's wall clock
+// once it has stayed unchanged for longer than a renewal takes. The first
+// rule means a stamp in the future (a coordinator whose clock runs fast)
+// never extends a lease beyond lease + skew after it stops changing; the
+// condition on the second means a wall clock far off (a coordinator's
+// that runs slow, or this member's that runs fast) never ends the lease of
+// a coordinator that still renews.
 func Stale(t Timing, s LeaseSeen, wall, now time.Time) (bool, string) {
 	l := s.Lease
 	limit := t.staleAfter()
+	unchanged := now.Sub(s.SeenAt)
 	switch {
 	case l.Coordinator == "":
 		return true, "no coordinator recorded"
@@ -66,10 +71,10 @@ func Stale(t Timing, s LeaseSeen, wall, now time.Time) (bool, string) {
 		return true, "the group lease's tags do not parse"
 	case l.Renewed.IsZero():
 		return true, "no renewal recorded"
-	case wall.Sub(l.Renewed) > limit:
-		return true, "the group lease expired"
-	case now.Sub(s.SeenAt) > limit:
+	case unchanged > limit:
 		return true, "the group lease was not renewed for " + limit.String() + " by this member's clock"
+	case unchanged > t.renewalGap() && wall.Sub(l.Renewed) > limit:
+		return true, "the group lease expired"
 	}
 	return false, ""
 }
