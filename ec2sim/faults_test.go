@@ -437,3 +437,59 @@ func TestFaultDescribeLagPerCaller(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestFaultsJSONNewFields: the issue's JSON forms parse, round-trip and
+// are validated; unknown fields stay errors, also inside lost_answers.
+func TestFaultsJSONNewFields(t *testing.T) {
+	in := `{"imds_lag":"5s","lost_answers":{"action":"AssociateAddress","count":1},"late_writes":"2s",` +
+		`"mixed_reads":true,"public_ip_release":"3m","egress_needs_public_ip":true}`
+	var f Faults
+	simOK(t, json.Unmarshal([]byte(in), &f))
+	want := Faults{IMDSLag: 5 * time.Second, LostAnswers: &LostAnswers{Action: "AssociateAddress", Count: 1},
+		LateWrites: 2 * time.Second, MixedReads: true, PublicIPRelease: 3 * time.Minute, EgressNeedsPublicIP: true}
+	if f.IMDSLag != want.IMDSLag || f.LostAnswers == nil || *f.LostAnswers != *want.LostAnswers || f.LateWrites != want.LateWrites ||
+		!f.MixedReads || f.PublicIPRelease != want.PublicIPRelease || !f.EgressNeedsPublicIP {
+		t.Fatalf("parsed %+v (lost_answers %+v)", f, f.LostAnswers)
+	}
+	b, err := json.Marshal(f)
+	simOK(t, err)
+	var back Faults
+	simOK(t, json.Unmarshal(b, &back))
+	if back.IMDSLag != f.IMDSLag || *back.LostAnswers != *f.LostAnswers || back.PublicIPRelease != f.PublicIPRelease {
+		t.Fatalf("round trip %s → %+v", b, back)
+	}
+	for _, ok := range []string{
+		`{"lost_answers":{"ratio":0.1}}`,
+		`{"lost_answers":{"action":"CreateTags","count":2,"mode":"hang"}}`,
+		`{"lost_answers":{"count":0}}`, // an exhausted rule, as GET /faults shows it
+	} {
+		simOK(t, json.Unmarshal([]byte(ok), &f))
+	}
+	for _, bad := range []string{
+		`{"lost_answers":{"action":"AssociateAddress"}}`,
+		`{"lost_answers":{"count":1,"ratio":0.5}}`,
+		`{"lost_answers":{"count":-1}}`,
+		`{"lost_answers":{"ratio":1.5}}`,
+		`{"lost_answers":{"count":1,"mode":"drop"}}`,
+		`{"lost_answers":{"count":1,"action":"AssociateAdress"}}`,
+		`{"lost_answers":{"count":1,"typo":true}}`,
+		`{"imds_lag":"-1s"}`, `{"late_writes":"soon"}`, `{"public_ip_release":"-3m"}`,
+	} {
+		if err := json.Unmarshal([]byte(bad), &f); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}
+
+// TestFaultsCombineNewFields: per-instance faults with global ones, as
+// docs/ec2sim.md says.
+func TestFaultsCombineNewFields(t *testing.T) {
+	g := Faults{IMDSLag: time.Second, LateWrites: 3 * time.Second, PublicIPRelease: time.Minute}
+	i := Faults{IMDSLag: 2 * time.Second, LateWrites: time.Second, MixedReads: true, EgressNeedsPublicIP: true,
+		LostAnswers: &LostAnswers{Count: 1}}
+	c := combine(g, i)
+	if c.IMDSLag != 2*time.Second || c.LateWrites != 3*time.Second || c.PublicIPRelease != time.Minute ||
+		!c.MixedReads || !c.EgressNeedsPublicIP || c.LostAnswers != nil {
+		t.Fatalf("combine = %+v", c)
+	}
+}
