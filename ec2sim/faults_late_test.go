@@ -158,3 +158,46 @@ func TestFaultLateWritesDroppedOnClose(t *testing.T) {
 		t.Fatalf("a late write landed after Close: %+v", v)
 	}
 }
+
+// TestFaultLateWritesSameTarget: an AssociateAddress that lands where the
+// EIP already is (someone put it there meanwhile) still gives it the
+// association ID its caller was answered.
+func TestFaultLateWritesSameTarget(t *testing.T) {
+	s := simStart(t, Options{Instances: 1})
+	info := s.Info()
+	i1, alloc := info.Instances[0].InstanceID, info.EIPs[0].AllocationID
+	simOK(t, s.SetInstanceFaults(i1, Faults{LateWrites: 500 * time.Millisecond}))
+	out, err := simInstanceClient(t, s, i1).AssociateAddress(context.Background(), &ec2.AssociateAddressInput{
+		AllocationId: aws.String(alloc), InstanceId: aws.String(i1)})
+	simOK(t, err)
+	simOK(t, s.Associate(alloc, i1))
+	waitFor(t, "the late association", func() bool { return len(s.Events()) == 2 })
+	v, _ := s.Address(alloc)
+	ev := s.Events()[1]
+	if v.AssociationID != aws.ToString(out.AssociationId) || ev.Action != "move" || ev.From != i1 || ev.To != i1 || !ev.Late {
+		t.Fatalf("state %+v, event %+v: want the answered ID %s", v, ev, aws.ToString(out.AssociationId))
+	}
+}
+
+// TestFaultLateWritesAfterLostAnswer: the late_writes delay counts from
+// when the caller gave up on an answer that never came.
+func TestFaultLateWritesAfterLostAnswer(t *testing.T) {
+	const late = 500 * time.Millisecond
+	s := simStart(t, Options{Instances: 1})
+	info := s.Info()
+	i1, alloc := info.Instances[0].InstanceID, info.EIPs[0].AllocationID
+	simOK(t, s.SetInstanceFaults(i1, Faults{LateWrites: late, LostAnswers: &LostAnswers{Action: "CreateTags", Count: 1, Mode: LostHang}}))
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	_, err := simInstanceClient(t, s, i1).CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{alloc},
+		Tags: []types.Tag{{Key: aws.String("eipd:term"), Value: aws.String("3")}}})
+	cancel()
+	gaveUp := time.Now()
+	if err == nil {
+		t.Fatal("a lost answer arrived")
+	}
+	waitFor(t, "the late tag", func() bool { return len(s.TagHistory(alloc)) == 1 })
+	h := s.TagHistory(alloc)[0]
+	if !h.Late || h.Time.Before(gaveUp.Add(late-50*time.Millisecond)) {
+		t.Fatalf("tag write %+v: want it %v after the caller gave up at %v", h, late, gaveUp)
+	}
+}
