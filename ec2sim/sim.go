@@ -659,8 +659,15 @@ func (s *Sim) recordTargetsLocked(now time.Time) {
 
 func (s *Sim) recordEventLocked(e Event) {
 	s.events = append(s.events, e)
-	s.logger.Info("association change", "action", e.Action, "allocation_id", e.AllocationID,
-		"from", e.From, "to", e.To, "caller", e.Caller, "association_id", e.AssociationID)
+	kv := []any{"action", e.Action, "allocation_id", e.AllocationID,
+		"from", e.From, "to", e.To, "caller", e.Caller, "association_id", e.AssociationID}
+	if e.PublicIP != "" {
+		kv = append(kv, "public_ip", e.PublicIP)
+	}
+	if e.Late {
+		kv = append(kv, "late", true, "accepted_at", e.AcceptedAt)
+	}
+	s.logger.Info("association change", kv...)
 }
 
 // recordTagWriteLocked keeps the eipd:* part of a tag write on id.
