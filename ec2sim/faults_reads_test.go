@@ -116,13 +116,20 @@ func TestFaultMixedReads(t *testing.T) {
 	if plain["|"+i1] {
 		t.Fatalf("without mixed_reads a read showed the newer tag with the older association: %v", plain)
 	}
-	mixed := run(true)
-	if !mixed["|"+i1] {
-		t.Fatalf("mixed_reads never showed the newer tag with the older association: %v", mixed)
-	}
-	for k := range mixed {
-		if a, tg, _ := strings.Cut(k, "|"); (a != "" && a != i1) || (tg != "none" && tg != i1) {
-			t.Fatalf("a read outside the window: %v", mixed)
+	// About one read in ten shows it; a slow machine may read only a few
+	// dozen times in a window, so it gets more windows.
+	for attempt := 1; ; attempt++ {
+		mixed := run(true)
+		for k := range mixed {
+			if a, tg, _ := strings.Cut(k, "|"); (a != "" && a != i1) || (tg != "none" && tg != i1) {
+				t.Fatalf("a read outside the window: %v", mixed)
+			}
+		}
+		if mixed["|"+i1] {
+			break
+		}
+		if attempt == 5 {
+			t.Fatalf("mixed_reads never showed the newer tag with the older association in %d windows: %v", attempt, mixed)
 		}
 	}
 }
