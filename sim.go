@@ -36,6 +36,7 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	propagation := fs.Duration("propagation-delay", 0, "how long a new association takes to carry traffic")
 	asg := fs.String("asg", "", "put every instance in an Auto Scaling group of this name (tag aws:autoscaling:groupName); empty: none")
 	hook := fs.String("lifecycle-hook", "", "a termination lifecycle hook of the --asg group, completed with CompleteLifecycleAction")
+	autoPublic := fs.Bool("auto-assign-public-ip", false, "give each instance an auto-assigned public IPv4 address, released while an EIP is on its primary private IP (a public subnet)")
 	logLevel := fs.String("log-level", "info", "trace, debug, info, warn or error")
 	usage := func(w io.Writer) {
 		fmt.Fprint(w, simUsage)
@@ -70,7 +71,7 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	sim, err := ec2sim.Start(ctx, ec2sim.Options{
 		Instances: *instances, EIPs: *eips, Group: *group, Listen: *listen, TargetPort: *targetPort,
 		ENIsPerInstance: *enis, PrivateIPs: *privateIPs, PropagationDelay: *propagation, AutoScalingGroup: *asg,
-		LifecycleHooks: hooks, Logger: log,
+		LifecycleHooks: hooks, AutoAssignPublicIP: *autoPublic, Logger: log,
 	})
 	if err != nil {
 		return fmt.Errorf("start simulator: %w", err)

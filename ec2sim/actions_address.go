@@ -131,8 +131,18 @@ func describeAddresses(c *call) error {
 		if len(ips) > 0 && !hasString(ips, a.PublicIP) {
 			continue
 		}
+		// MixedReads: AWS documents no snapshot across an address's
+		// association and its tags, so each may come from its own
+		// moment of the lag window (the address itself exists in w).
+		tw := w
+		if c.mixed && c.lag > 0 {
+			tw = c.mixedView()
+			if m := c.mixedView().address(a.AllocationID); m != nil {
+				a = m
+			}
+		}
 		ok := matchAll(fs, func(name string) []string {
-			if v, ok := tagValues(w, a.AllocationID, name); ok {
+			if v, ok := tagValues(tw, a.AllocationID, name); ok {
 				return v
 			}
 			switch name {
@@ -175,7 +185,7 @@ func describeAddresses(c *call) error {
 			c.x.el("networkInterfaceOwnerId", simAccountID)
 		}
 		c.x.opt("privateIpAddress", a.PrivateIP)
-		c.x.tagSet(w.sortedTags(a.AllocationID))
+		c.x.tagSet(tw.sortedTags(a.AllocationID))
 		c.x.el("publicIpv4Pool", "amazon")
 		c.x.el("networkBorderGroup", region)
 		c.x.close("item")
@@ -400,38 +410,104 @@ func associateAddress(c *call) error {
 	if !allowReassoc && a.AssociationID != "" && !same {
 		return errf(400, "Resource.AlreadyAssociated", "resource %s is already associated with associate-id %s", a.AllocationID, a.AssociationID)
 	}
+	assocID := a.AssociationID
 	if !same {
-		c.s.associateLocked(c.now, a, in, eni, ip, c.caller)
+		// The ID answered is the one the write creates, late or not.
+		assocID = newResourceID("eipassoc")
+		c.write(c.s.associateWrite(a.AllocationID, eni.ID, ip, allowReassoc, assocID))
 	}
 	c.x.boolean("return", true)
-	c.x.el("associationId", a.AssociationID)
+	c.x.el("associationId", assocID)
 	return nil
 }
 
-// associateLocked points a at (in, eni, ip), disassociating whatever EIP
-// was on that private IP, and records the events. A new association ID is
-// minted, so the previous one becomes stale.
-func (s *Sim) associateLocked(now time.Time, a *addrRec, in *instRec, eni *eniRec, ip, caller string) {
+// associateWrite is the effect of an accepted AssociateAddress. Applied
+// late, it re-checks what AWS would then: the EIP and the network
+// interface still exist, the instance is not pending, and with
+// AllowReassociation=false the EIP is not associated elsewhere by now
+// (sebdah/aws-ec2-assign-elastic-ip#24: both racing calls answered 200,
+// one took effect). Otherwise it has no effect ("late-dropped"). An EIP
+// already on that private IP by then gets the answered association ID
+// all the same (a "move" to where it is), so the ID its caller holds is
+// the current one.
+func (s *Sim) associateWrite(allocID, eniID, ip string, allowReassoc bool, assocID string) writeFunc {
+	return func(now time.Time, o origin) {
+		a := s.w.address(allocID)
+		in, eni := s.w.eni(eniID)
+		if a == nil || eni == nil || in.State == "pending" ||
+			(!allowReassoc && a.AssociationID != "" && (a.ENIID != eniID || a.PrivateIP != ip)) {
+			e := Event{Time: now, AllocationID: allocID, Action: "late-dropped", AssociationID: assocID}
+			if a != nil {
+				e.From = a.InstanceID
+			}
+			if in != nil {
+				e.To = in.ID
+			}
+			o.stamp(&e)
+			s.recordEventLocked(e)
+			return
+		}
+		s.associateLocked(now, a, in, eni, ip, o, assocID)
+	}
+}
+
+// associateLocked points a at (in, eni, ip) under the association ID
+// assocID, disassociating whatever EIP was on that private IP, and
+// records the events. The previous association ID becomes stale. An
+// auto-assigned public IPv4 address on that private IP is released, and
+// one may come back where a left (publicip.go).
+func (s *Sim) associateLocked(now time.Time, a *addrRec, in *instRec, eni *eniRec, ip string, o origin, assocID string) {
 	if old := s.w.addressOn(eni.ID, ip); old != nil && old != a {
-		s.recordEventLocked(Event{Time: now, AllocationID: old.AllocationID, From: old.InstanceID, Caller: caller,
-			Action: "displaced"})
+		e := Event{Time: now, AllocationID: old.AllocationID, From: old.InstanceID, Action: "displaced"}
+		o.stamp(&e)
+		s.recordEventLocked(e)
 		old.AssociationID, old.ENIID, old.PrivateIP, old.InstanceID = "", "", "", ""
 	}
-	from := a.InstanceID
+	from, fromENI, fromIP := a.InstanceID, a.ENIID, a.PrivateIP
 	action := "associate"
 	if a.AssociationID != "" {
 		action = "move"
 	}
-	a.AssociationID, a.ENIID, a.PrivateIP, a.InstanceID = newResourceID("eipassoc"), eni.ID, ip, in.ID
-	s.recordEventLocked(Event{Time: now, AllocationID: a.AllocationID, From: from, To: in.ID, Caller: caller,
-		Action: action, AssociationID: a.AssociationID})
+	a.AssociationID, a.ENIID, a.PrivateIP, a.InstanceID = assocID, eni.ID, ip, in.ID
+	e := Event{Time: now, AllocationID: a.AllocationID, From: from, To: in.ID, Action: action, AssociationID: a.AssociationID}
+	o.stamp(&e)
+	s.recordEventLocked(e)
+	if onPrimaryIP(in, eni.ID, ip) {
+		s.releasePublicIPLocked(now, in, a.AllocationID, o)
+	}
+	if fromENI != "" && (fromENI != eni.ID || fromIP != ip) {
+		s.eipLeftLocked(now, fromENI, fromIP)
+	}
 	s.commitLocked(now)
 }
 
-func disassociateLocked(s *Sim, now time.Time, a *addrRec, caller, action string) {
-	from := a.InstanceID
+// disassociateLocked removes a's association and records the event; a
+// public IPv4 address may come back where it was. The caller commits.
+func disassociateLocked(s *Sim, now time.Time, a *addrRec, o origin, action string) {
+	from, eniID, ip := a.InstanceID, a.ENIID, a.PrivateIP
 	a.AssociationID, a.ENIID, a.PrivateIP, a.InstanceID = "", "", "", ""
-	s.recordEventLocked(Event{Time: now, AllocationID: a.AllocationID, From: from, Caller: caller, Action: action})
+	e := Event{Time: now, AllocationID: a.AllocationID, From: from, Action: action}
+	o.stamp(&e)
+	s.recordEventLocked(e)
+	s.eipLeftLocked(now, eniID, ip)
+}
+
+// disassociateWrite is the effect of an accepted DisassociateAddress of
+// association assocID. Applied late, an association ID that is no longer
+// current (the EIP moved or was disassociated meanwhile) has no effect
+// ("late-dropped"), as the call itself would then fail.
+func (s *Sim) disassociateWrite(allocID, from, assocID string) writeFunc {
+	return func(now time.Time, o origin) {
+		a := s.w.addressByAssociation(assocID)
+		if a == nil {
+			e := Event{Time: now, AllocationID: allocID, From: from, Action: "late-dropped", AssociationID: assocID}
+			o.stamp(&e)
+			s.recordEventLocked(e)
+			return
+		}
+		disassociateLocked(s, now, a, o, "disassociate")
+		s.commitLocked(now)
+	}
 }
 
 func disassociateAddress(c *call) error {
@@ -458,8 +534,7 @@ func disassociateAddress(c *call) error {
 		return err
 	}
 	if a.AssociationID != "" {
-		disassociateLocked(c.s, c.now, a, c.caller, "disassociate")
-		c.s.commitLocked(c.now)
+		c.write(c.s.disassociateWrite(a.AllocationID, a.InstanceID, a.AssociationID))
 	}
 	c.x.boolean("return", true)
 	return nil

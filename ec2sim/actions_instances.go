@@ -87,13 +87,11 @@ func instanceFilterValues(w *world, in *instRec, region, name string) []string {
 		}
 		return nil
 	case "ip-address", "dns-name":
-		if len(in.ENIs) > 0 {
-			if a := w.addressOn(in.ENIs[0].ID, in.ENIs[0].PrivateIPs[0]); a != nil {
-				if name == "dns-name" {
-					return []string{publicDNS(a.PublicIP, region)}
-				}
-				return []string{a.PublicIP}
+		if ip := publicIPOf(w, in); ip != "" {
+			if name == "dns-name" {
+				return []string{publicDNS(ip, region)}
 			}
+			return []string{ip}
 		}
 		return nil
 	case "vpc-id", "network-interface.vpc-id":
@@ -134,21 +132,27 @@ func instanceFilterValues(w *world, in *instRec, region, name string) []string {
 		eniVals = func(e eniRec) []string { return []string{"in-use"} }
 	case "network-interface.association.public-ip":
 		eniVals = func(e eniRec) []string {
-			if a := w.addressOn(e.ID, e.PrivateIPs[0]); a != nil {
-				return []string{a.PublicIP}
+			if pub, _ := ipAssociation(w, in, e, e.PrivateIPs[0]); pub != "" {
+				return []string{pub}
 			}
 			return nil
 		}
-	case "network-interface.addresses.association.public-ip", "network-interface.association.allocation-id":
+	case "network-interface.addresses.association.public-ip":
+		eniVals = func(e eniRec) []string {
+			var out []string
+			for _, ip := range e.PrivateIPs {
+				if pub, _ := ipAssociation(w, in, e, ip); pub != "" {
+					out = append(out, pub)
+				}
+			}
+			return out
+		}
+	case "network-interface.association.allocation-id":
 		eniVals = func(e eniRec) []string {
 			var out []string
 			for _, ip := range e.PrivateIPs {
 				if a := w.addressOn(e.ID, ip); a != nil {
-					if name == "network-interface.association.allocation-id" {
-						out = append(out, a.AllocationID)
-					} else {
-						out = append(out, a.PublicIP)
-					}
+					out = append(out, a.AllocationID)
 				}
 			}
 			return out
@@ -220,12 +224,24 @@ func describeInstances(c *call) error {
 	return nil
 }
 
+// ipAssociation is the public IPv4 address on private IP ip of ENI e and
+// its owner, as DescribeInstances shows them: an EIP (owner the account),
+// or on the primary private IP of the primary ENI the auto-assigned
+// address (owner "amazon", as in AWS's describe-instances example); ""
+// for none.
+func ipAssociation(w *world, in *instRec, e eniRec, ip string) (publicIP, owner string) {
+	if a := w.addressOn(e.ID, ip); a != nil {
+		return a.PublicIP, simAccountID
+	}
+	if in.PublicIP != "" && onPrimaryIP(in, e.ID, ip) {
+		return in.PublicIP, "amazon"
+	}
+	return "", ""
+}
+
 func writeInstance(x *xmlw, w *world, in *instRec, region string) {
 	live := len(in.ENIs) > 0
-	var eip *addrRec
-	if live {
-		eip = w.addressOn(in.ENIs[0].ID, in.ENIs[0].PrivateIPs[0])
-	}
+	public := publicIPOf(w, in)
 	x.open("item")
 	x.el("instanceId", in.ID)
 	x.el("imageId", simImageID)
@@ -236,8 +252,8 @@ func writeInstance(x *xmlw, w *world, in *instRec, region string) {
 	if live {
 		x.el("privateDnsName", ec2DNSName(in.PrimaryIP, region))
 	}
-	if eip != nil {
-		x.el("dnsName", publicDNS(eip.PublicIP, region))
+	if public != "" {
+		x.el("dnsName", publicDNS(public, region))
 	}
 	x.opt("reason", in.Reason)
 	x.num("amiLaunchIndex", 0)
@@ -255,8 +271,8 @@ func writeInstance(x *xmlw, w *world, in *instRec, region string) {
 		x.el("vpcId", in.VPCID)
 		x.el("privateIpAddress", in.PrimaryIP)
 	}
-	if eip != nil {
-		x.el("ipAddress", eip.PublicIP)
+	if public != "" {
+		x.el("ipAddress", public)
 	}
 	if live {
 		x.boolean("sourceDestCheck", true)
@@ -286,11 +302,15 @@ func writeInstance(x *xmlw, w *world, in *instRec, region string) {
 }
 
 func writeENI(x *xmlw, w *world, in *instRec, e eniRec, region string) {
-	assoc := func(a *addrRec) {
+	assoc := func(ip string) {
+		pub, owner := ipAssociation(w, in, e, ip)
+		if pub == "" {
+			return
+		}
 		x.open("association")
-		x.el("publicIp", a.PublicIP)
-		x.el("publicDnsName", publicDNS(a.PublicIP, region))
-		x.el("ipOwnerId", simAccountID)
+		x.el("publicIp", pub)
+		x.el("publicDnsName", publicDNS(pub, region))
+		x.el("ipOwnerId", owner)
 		x.close("association")
 	}
 	x.open("item")
@@ -311,18 +331,14 @@ func writeENI(x *xmlw, w *world, in *instRec, e eniRec, region string) {
 	x.boolean("deleteOnTermination", e.DeviceIndex == 0)
 	x.num("networkCardIndex", 0)
 	x.close("attachment")
-	if a := w.addressOn(e.ID, e.PrivateIPs[0]); a != nil {
-		assoc(a)
-	}
+	assoc(e.PrivateIPs[0])
 	x.open("privateIpAddressesSet")
 	for i, ip := range e.PrivateIPs {
 		x.open("item")
 		x.el("privateIpAddress", ip)
 		x.el("privateDnsName", ec2DNSName(ip, region))
 		x.boolean("primary", i == 0)
-		if a := w.addressOn(e.ID, ip); a != nil {
-			assoc(a)
-		}
+		assoc(ip)
 		x.close("item")
 	}
 	x.close("privateIpAddressesSet")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 )
 
 type tagKV struct {
@@ -131,17 +132,29 @@ func createTags(c *call) error {
 			return errf(400, "TagLimitExceeded", "The maximum number of Tags for a resource has been reached.")
 		}
 	}
-	for _, id := range ids {
-		written := map[string]string{}
-		for _, t := range tags {
-			w.setTag(id, t.key, t.value)
-			written[t.key] = t.value
-		}
-		c.s.recordTagWriteLocked(c.now, id, c.caller, "create", written)
-	}
-	c.s.commitLocked(c.now)
+	c.write(c.s.createTagsWrite(ids, tags))
 	c.x.boolean("return", true)
 	return nil
+}
+
+// createTagsWrite is the effect of an accepted CreateTags. Applied late
+// it simply lands then, over whatever is there, on the resources that
+// still exist (a released EIP, a terminated instance's ENIs are gone).
+func (s *Sim) createTagsWrite(ids []string, tags []tagKV) writeFunc {
+	return func(now time.Time, o origin) {
+		for _, id := range ids {
+			if s.w.resourceType(id) == "" {
+				continue
+			}
+			written := map[string]string{}
+			for _, t := range tags {
+				s.w.setTag(id, t.key, t.value)
+				written[t.key] = t.value
+			}
+			s.recordTagWriteLocked(now, id, o, "create", written)
+		}
+		s.commitLocked(now)
+	}
 }
 
 func deleteTags(c *call) error {
@@ -165,28 +178,37 @@ func deleteTags(c *call) error {
 	if err := c.checkDryRun(); err != nil {
 		return err
 	}
-	for _, id := range ids {
-		m := w.tags[id]
-		deleted := map[string]string{}
-		if len(tags) == 0 {
-			for k, v := range m {
-				if !strings.HasPrefix(k, "aws:") {
-					delete(m, k)
-					deleted[k] = v
-				}
-			}
-		}
-		for _, t := range tags {
-			if v, ok := m[t.key]; ok && (!t.hasValue || v == t.value) {
-				delete(m, t.key)
-				deleted[t.key] = v
-			}
-		}
-		c.s.recordTagWriteLocked(c.now, id, c.caller, "delete", deleted)
-	}
-	c.s.commitLocked(c.now)
+	c.write(c.s.deleteTagsWrite(ids, tags))
 	c.x.boolean("return", true)
 	return nil
+}
+
+// deleteTagsWrite is the effect of an accepted DeleteTags. Applied late,
+// the keys (and values, where the call named them) are matched against
+// the tags there when it lands.
+func (s *Sim) deleteTagsWrite(ids []string, tags []tagKV) writeFunc {
+	return func(now time.Time, o origin) {
+		for _, id := range ids {
+			m := s.w.tags[id]
+			deleted := map[string]string{}
+			if len(tags) == 0 {
+				for k, v := range m {
+					if !strings.HasPrefix(k, "aws:") {
+						delete(m, k)
+						deleted[k] = v
+					}
+				}
+			}
+			for _, t := range tags {
+				if v, ok := m[t.key]; ok && (!t.hasValue || v == t.value) {
+					delete(m, t.key)
+					deleted[t.key] = v
+				}
+			}
+			s.recordTagWriteLocked(now, id, o, "delete", deleted)
+		}
+		s.commitLocked(now)
+	}
 }
 
 // pageArgs validates MaxResults (5..1000) and decodes NextToken into an

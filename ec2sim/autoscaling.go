@@ -114,13 +114,25 @@ func (s *Sim) serveAutoScaling(w http.ResponseWriter, r *http.Request) {
 	}
 	action := vals.Get("Action")
 	caller, authErr := s.callerOf(r, "autoscaling")
+	stat := action
+	if action != "CompleteLifecycleAction" {
+		stat = "(invalid)"
+	}
 	fail := func(e *asgError) {
-		stat := action
-		if action != "CompleteLifecycleAction" {
-			stat = "(invalid)"
-		}
 		s.count(stat, caller, e.Code)
 		writeASGError(w, reqID, e)
+	}
+	// The Auto Scaling endpoint is on the internet too: an instance that
+	// needs a public IPv4 address to reach EC2 needs it here.
+	s.mu.Lock()
+	s.tickLocked(time.Now())
+	cutOff := authErr == nil && caller != "" && combine(s.faults, s.instFaults[caller]).EgressNeedsPublicIP &&
+		!s.hasPublicIPLocked(caller)
+	s.mu.Unlock()
+	if cutOff {
+		s.count(stat, caller, "no-public-ip")
+		s.hang(w, r)
+		return
 	}
 	switch {
 	case authErr != nil:

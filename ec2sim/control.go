@@ -20,10 +20,21 @@ func (s *Sim) routes() http.Handler {
 	mux.HandleFunc("POST /_sim/instances/{id}/{op}", s.controlInstanceOp)
 	mux.HandleFunc("PUT /_sim/instances/{id}/lifecycle-state", s.controlLifecycle)
 	mux.HandleFunc("GET /_sim/lifecycle-actions", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.LifecycleActions()) })
-	mux.HandleFunc("GET /_sim/faults", func(w http.ResponseWriter, r *http.Request) {
-		s.mu.Lock()
-		f := s.faults
-		s.mu.Unlock()
+	mux.HandleFunc("GET /_sim/faults", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.Faults()) })
+	mux.HandleFunc("GET /_sim/instances/{id}", func(w http.ResponseWriter, r *http.Request) {
+		v, ok := s.Instance(r.PathValue("id"))
+		if !ok {
+			writeJSONError(w, 404, fmt.Errorf("instance %s: %w", r.PathValue("id"), ErrNotFound))
+			return
+		}
+		writeJSON(w, 200, v)
+	})
+	mux.HandleFunc("GET /_sim/instances/{id}/faults", func(w http.ResponseWriter, r *http.Request) {
+		f, err := s.InstanceFaults(r.PathValue("id"))
+		if err != nil {
+			writeOpError(w, err)
+			return
+		}
 		writeJSON(w, 200, f)
 	})
 	mux.HandleFunc("PUT /_sim/faults", func(w http.ResponseWriter, r *http.Request) {

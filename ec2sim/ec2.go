@@ -14,12 +14,23 @@ type call struct {
 	caller string // instance ID, "" for the operator
 	now    time.Time
 	lag    time.Duration
+	mixed  bool // Faults.MixedReads
 	dryRun bool
 	x      xmlw
+	// late is Faults.LateWrites; pending holds the call's writes until
+	// the answer is out (late.go).
+	late    time.Duration
+	pending []writeFunc
 }
 
 // view is the (possibly lagged) state Describe* read.
 func (c *call) view() *world { return c.s.viewLocked(c.now, c.lag) }
+
+// mixedView is the state at a moment drawn at random within the lag
+// window [now - lag, now], for MixedReads.
+func (c *call) mixedView() *world {
+	return c.s.viewLocked(c.now, time.Duration(c.s.rnd.Int64N(int64(c.lag)+1)))
+}
 
 // checkDryRun is called by each action once its parameters are validated
 // and the resources they name are found, and before the checks of
@@ -135,22 +146,20 @@ func (s *Sim) serveEC2(w http.ResponseWriter, r *http.Request) {
 	caller, authErr := s.callerOf(r, "ec2")
 
 	s.mu.Lock()
+	s.tickLocked(time.Now())
 	f := combine(s.faults, s.instFaults[caller])
+	// An instance in a public subnet with neither VPC endpoints nor NAT
+	// reaches the API only through its public IPv4 address.
+	cutOff := f.EgressNeedsPublicIP && caller != "" && !s.hasPublicIPLocked(caller)
 	s.mu.Unlock()
 
-	if f.Partition {
-		s.count(statAction, caller, "partitioned")
-		select {
-		case <-r.Context().Done():
-		case <-s.closing:
+	if f.Partition || cutOff {
+		outcome := "partitioned"
+		if !f.Partition {
+			outcome = "no-public-ip"
 		}
-		// Drop the connection without an answer, as a black-holed network
-		// would: net/http would otherwise send an empty 200.
-		if hj, ok := w.(http.Hijacker); ok {
-			if conn, _, err := hj.Hijack(); err == nil {
-				_ = conn.Close()
-			}
-		}
+		s.count(statAction, caller, outcome)
+		s.hang(w, r)
 		return
 	}
 	// Latency models a slow answer, not a slow request: the action below
@@ -210,8 +219,14 @@ func (s *Sim) serveEC2(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.tickLocked(now)
-	c := &call{s: s, req: req, caller: caller, now: now, lag: f.DescribeLag, dryRun: dryRun}
+	c := &call{s: s, req: req, caller: caller, now: now, lag: f.DescribeLag, mixed: f.MixedReads, dryRun: dryRun,
+		late: f.LateWrites}
 	runErr := spec.run(c)
+	var lostMode string
+	lost := false
+	if runErr == nil {
+		lostMode, lost = s.loseLocked(caller, req.Action)
+	}
 	s.mu.Unlock()
 	if runErr != nil {
 		e, ok := runErr.(*apiError)
@@ -220,6 +235,13 @@ func (s *Sim) serveEC2(w http.ResponseWriter, r *http.Request) {
 			s.logger.Error("ec2sim action failed", "action", req.Action, "error", runErr)
 		}
 		fail(e)
+		return
+	}
+	// Late writes count from when the answer went out, or would have.
+	defer s.scheduleLate(c)
+	if lost {
+		s.count(statAction, caller, "lost")
+		s.loseAnswer(w, r, lostMode, f.Latency)
 		return
 	}
 	s.count(statAction, caller, "ok")

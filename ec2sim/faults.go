@@ -2,6 +2,7 @@ package ec2sim
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -9,13 +10,19 @@ import (
 
 // Faults are injected failures. Global faults apply to every caller;
 // per-instance faults apply to calls made with that instance's credentials
-// and add to the global ones (booleans OR, Deny union, Latency sum,
-// ratios combine as independent events, DescribeLag the larger).
+// (IMDSLag, PublicIPRelease and EgressNeedsPublicIP: to that instance) and
+// add to the global ones (booleans OR, Deny union, Latency sum, ratios
+// combine as independent events, the lags and delays the larger; the
+// LostAnswers rules are kept apart and each is evaluated, the instance's
+// first). See docs/ec2sim.md "Faults".
 //
 // JSON: {"throttle":true,"throttle_ratio":0.5,"latency":"100ms",
 // "error_ratio":0.1,"describe_lag":"2s","partition":true,
-// "deny":["AssociateAddress"]}; durations are Go duration strings (a bare
-// number is taken as nanoseconds).
+// "deny":["AssociateAddress"],"imds_lag":"5s",
+// "lost_answers":{"action":"AssociateAddress","count":1},
+// "late_writes":"2s","mixed_reads":true,"public_ip_release":"3m",
+// "egress_needs_public_ip":true}; durations are Go duration strings (a
+// bare number is taken as nanoseconds).
 type Faults struct {
 	// Throttle turns on AWS-like token buckets per action (EC2 request
 	// throttling); an empty bucket answers 503 RequestLimitExceeded. The buckets
@@ -36,6 +43,117 @@ type Faults struct {
 	Partition bool
 	// Deny lists actions answered 403 UnauthorizedOperation.
 	Deny []string
+
+	// IMDSLag makes an instance's metadata items derived from its
+	// associations (public-ipv4, macs/<mac>/public-ipv4s,
+	// macs/<mac>/ipv4-associations/*) show them as they were IMDSLag ago,
+	// as AWS's metadata trails an association change. Other items do not
+	// lag.
+	IMDSLag time.Duration
+	// LostAnswers drops the answer of calls that took effect (lost.go).
+	// nil = none. Its Count is consumed as answers are lost.
+	LostAnswers *LostAnswers
+	// LateWrites applies the effect of AssociateAddress,
+	// DisassociateAddress, CreateTags and DeleteTags this long after the
+	// answer was sent (or the caller gave up), re-checked then (late.go).
+	LateWrites time.Duration
+	// MixedReads lets DescribeAddresses take each address's association
+	// and its tags from independent moments within the DescribeLag window.
+	MixedReads bool
+	// PublicIPRelease is how long after an EIP left an instance's primary
+	// private IP its new auto-assigned public IPv4 comes back
+	// (Options.AutoAssignPublicIP; publicip.go). 0 = at once.
+	PublicIPRelease time.Duration
+	// EgressNeedsPublicIP makes calls made with an instance's credentials
+	// hang like a partition while that instance has no public IPv4: a
+	// public subnet without VPC endpoints or NAT.
+	EgressNeedsPublicIP bool
+}
+
+// LostAnswers is the lost_answers fault: a call that took effect (the
+// action succeeded; errors are answered as usual) never gets its answer.
+// Action "" matches every action. Exactly one of Count (answers still to
+// lose, decremented as they are lost) and Ratio (the fraction lost) is
+// set. Mode is how the answer is lost: "reset" (the default, also "") or
+// "hang".
+type LostAnswers struct {
+	Action string
+	Count  int
+	Ratio  float64
+	Mode   string
+}
+
+// The modes of LostAnswers.
+const (
+	LostReset = "reset" // connection reset once the write is applied (after any latency)
+	LostHang  = "hang"  // no answer until the caller gives up; then the connection is closed
+)
+
+type lostAnswersJSON struct {
+	Action string  `json:"action,omitempty"`
+	Count  *int    `json:"count,omitempty"`
+	Ratio  float64 `json:"ratio,omitempty"`
+	Mode   string  `json:"mode,omitempty"`
+}
+
+// MarshalJSON writes count whenever ratio is 0, so an exhausted rule
+// shows "count":0.
+func (l LostAnswers) MarshalJSON() ([]byte, error) {
+	j := lostAnswersJSON{Action: l.Action, Ratio: l.Ratio, Mode: l.Mode}
+	if l.Ratio == 0 {
+		n := l.Count
+		j.Count = &n
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON needs count or ratio: a rule with neither would silently
+// lose nothing. An explicit "count":0 (an exhausted rule, as GET /faults
+// shows it) is accepted.
+func (l *LostAnswers) UnmarshalJSON(b []byte) error {
+	var j lostAnswersJSON
+	if err := strictUnmarshal(b, &j); err != nil {
+		return fmt.Errorf("lost_answers: %w", err)
+	}
+	switch {
+	case j.Count == nil && j.Ratio == 0:
+		return errors.New(`lost_answers: want "count" or "ratio"`)
+	case j.Count != nil && j.Ratio != 0:
+		return errors.New(`lost_answers: "count" and "ratio" are exclusive`)
+	}
+	*l = LostAnswers{Action: j.Action, Ratio: j.Ratio, Mode: j.Mode}
+	if j.Count != nil {
+		l.Count = *j.Count
+	}
+	return l.validate()
+}
+
+func (l LostAnswers) validate() error {
+	switch {
+	case l.Count < 0:
+		return fmt.Errorf("lost_answers count %d: negative", l.Count)
+	case l.Ratio < 0 || l.Ratio > 1:
+		return fmt.Errorf("lost_answers ratio %v: want 0..1", l.Ratio)
+	case l.Count > 0 && l.Ratio > 0:
+		return errors.New("lost_answers: count and ratio are exclusive")
+	case l.Mode != "" && l.Mode != LostReset && l.Mode != LostHang:
+		return fmt.Errorf("lost_answers mode %q: want reset or hang", l.Mode)
+	}
+	if _, ok := ec2Actions()[l.Action]; l.Action != "" && !ok {
+		return fmt.Errorf("lost_answers action %q: not an action the simulator serves", l.Action)
+	}
+	return nil
+}
+
+// clone copies f so that the simulator's copy (whose LostAnswers count it
+// decrements) shares nothing with the caller's.
+func (f Faults) clone() Faults {
+	f.Deny = slices.Clone(f.Deny)
+	if f.LostAnswers != nil {
+		l := *f.LostAnswers
+		f.LostAnswers = &l
+	}
+	return f
 }
 
 type faultsJSON struct {
@@ -46,6 +164,13 @@ type faultsJSON struct {
 	DescribeLag   jsonDur  `json:"describe_lag,omitempty"`
 	Partition     bool     `json:"partition,omitempty"`
 	Deny          []string `json:"deny,omitempty"`
+
+	IMDSLag             jsonDur      `json:"imds_lag,omitempty"`
+	LostAnswers         *LostAnswers `json:"lost_answers,omitempty"`
+	LateWrites          jsonDur      `json:"late_writes,omitempty"`
+	MixedReads          bool         `json:"mixed_reads,omitempty"`
+	PublicIPRelease     jsonDur      `json:"public_ip_release,omitempty"`
+	EgressNeedsPublicIP bool         `json:"egress_needs_public_ip,omitempty"`
 }
 
 type jsonDur time.Duration
@@ -75,6 +200,8 @@ func (f Faults) MarshalJSON() ([]byte, error) {
 	return json.Marshal(faultsJSON{
 		Throttle: f.Throttle, ThrottleRatio: f.ThrottleRatio, Latency: jsonDur(f.Latency),
 		ErrorRatio: f.ErrorRatio, DescribeLag: jsonDur(f.DescribeLag), Partition: f.Partition, Deny: f.Deny,
+		IMDSLag: jsonDur(f.IMDSLag), LostAnswers: f.LostAnswers, LateWrites: jsonDur(f.LateWrites),
+		MixedReads: f.MixedReads, PublicIPRelease: jsonDur(f.PublicIPRelease), EgressNeedsPublicIP: f.EgressNeedsPublicIP,
 	})
 }
 
@@ -88,6 +215,8 @@ func (f *Faults) UnmarshalJSON(b []byte) error {
 	*f = Faults{
 		Throttle: j.Throttle, ThrottleRatio: j.ThrottleRatio, Latency: time.Duration(j.Latency),
 		ErrorRatio: j.ErrorRatio, DescribeLag: time.Duration(j.DescribeLag), Partition: j.Partition, Deny: j.Deny,
+		IMDSLag: time.Duration(j.IMDSLag), LostAnswers: j.LostAnswers, LateWrites: time.Duration(j.LateWrites),
+		MixedReads: j.MixedReads, PublicIPRelease: time.Duration(j.PublicIPRelease), EgressNeedsPublicIP: j.EgressNeedsPublicIP,
 	}
 	return f.validate()
 }
@@ -102,19 +231,36 @@ func (f Faults) validate() error {
 		return fmt.Errorf("latency %v: negative", f.Latency)
 	case f.DescribeLag < 0:
 		return fmt.Errorf("describe_lag %v: negative", f.DescribeLag)
+	case f.IMDSLag < 0:
+		return fmt.Errorf("imds_lag %v: negative", f.IMDSLag)
+	case f.LateWrites < 0:
+		return fmt.Errorf("late_writes %v: negative", f.LateWrites)
+	case f.PublicIPRelease < 0:
+		return fmt.Errorf("public_ip_release %v: negative", f.PublicIPRelease)
+	}
+	if f.LostAnswers != nil {
+		return f.LostAnswers.validate()
 	}
 	return nil
 }
 
-// combine adds per-instance faults to the global ones.
+// combine adds per-instance faults to the global ones. Lags and delays
+// take the larger: each is one delay of AWS's backend, which an instance
+// can only make worse. LostAnswers is left out: its rules keep their own
+// counts and are evaluated one by one (loseLocked).
 func combine(g, i Faults) Faults {
 	out := Faults{
-		Throttle:      g.Throttle || i.Throttle,
-		ThrottleRatio: 1 - (1-g.ThrottleRatio)*(1-i.ThrottleRatio),
-		Latency:       g.Latency + i.Latency,
-		ErrorRatio:    1 - (1-g.ErrorRatio)*(1-i.ErrorRatio),
-		DescribeLag:   max(g.DescribeLag, i.DescribeLag),
-		Partition:     g.Partition || i.Partition,
+		Throttle:            g.Throttle || i.Throttle,
+		ThrottleRatio:       1 - (1-g.ThrottleRatio)*(1-i.ThrottleRatio),
+		Latency:             g.Latency + i.Latency,
+		ErrorRatio:          1 - (1-g.ErrorRatio)*(1-i.ErrorRatio),
+		DescribeLag:         max(g.DescribeLag, i.DescribeLag),
+		Partition:           g.Partition || i.Partition,
+		IMDSLag:             max(g.IMDSLag, i.IMDSLag),
+		LateWrites:          max(g.LateWrites, i.LateWrites),
+		MixedReads:          g.MixedReads || i.MixedReads,
+		PublicIPRelease:     max(g.PublicIPRelease, i.PublicIPRelease),
+		EgressNeedsPublicIP: g.EgressNeedsPublicIP || i.EgressNeedsPublicIP,
 	}
 	out.Deny = append(slices.Clone(g.Deny), i.Deny...)
 	return out

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"maps"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -435,5 +437,118 @@ func TestFaultDescribeLagPerCaller(t *testing.T) {
 			t.Fatal("the lagged caller never caught up")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestFaultsJSONNewFields: the issue's JSON forms parse, round-trip and
+// are validated; unknown fields stay errors, also inside lost_answers.
+func TestFaultsJSONNewFields(t *testing.T) {
+	in := `{"imds_lag":"5s","lost_answers":{"action":"AssociateAddress","count":1},"late_writes":"2s",` +
+		`"mixed_reads":true,"public_ip_release":"3m","egress_needs_public_ip":true}`
+	var f Faults
+	simOK(t, json.Unmarshal([]byte(in), &f))
+	want := Faults{IMDSLag: 5 * time.Second, LostAnswers: &LostAnswers{Action: "AssociateAddress", Count: 1},
+		LateWrites: 2 * time.Second, MixedReads: true, PublicIPRelease: 3 * time.Minute, EgressNeedsPublicIP: true}
+	if f.IMDSLag != want.IMDSLag || f.LostAnswers == nil || *f.LostAnswers != *want.LostAnswers || f.LateWrites != want.LateWrites ||
+		!f.MixedReads || f.PublicIPRelease != want.PublicIPRelease || !f.EgressNeedsPublicIP {
+		t.Fatalf("parsed %+v (lost_answers %+v)", f, f.LostAnswers)
+	}
+	b, err := json.Marshal(f)
+	simOK(t, err)
+	var back Faults
+	simOK(t, json.Unmarshal(b, &back))
+	if back.IMDSLag != f.IMDSLag || *back.LostAnswers != *f.LostAnswers || back.PublicIPRelease != f.PublicIPRelease {
+		t.Fatalf("round trip %s → %+v", b, back)
+	}
+	for _, ok := range []string{
+		`{"lost_answers":{"ratio":0.1}}`,
+		`{"lost_answers":{"action":"CreateTags","count":2,"mode":"hang"}}`,
+		`{"lost_answers":{"count":0}}`, // an exhausted rule, as GET /faults shows it
+	} {
+		simOK(t, json.Unmarshal([]byte(ok), &f))
+	}
+	for _, bad := range []string{
+		`{"lost_answers":{"action":"AssociateAddress"}}`,
+		`{"lost_answers":{"count":1,"ratio":0.5}}`,
+		`{"lost_answers":{"count":-1}}`,
+		`{"lost_answers":{"ratio":1.5}}`,
+		`{"lost_answers":{"count":1,"mode":"drop"}}`,
+		`{"lost_answers":{"count":1,"action":"AssociateAdress"}}`,
+		`{"lost_answers":{"count":1,"typo":true}}`,
+		`{"imds_lag":"-1s"}`, `{"late_writes":"soon"}`, `{"public_ip_release":"-3m"}`,
+	} {
+		if err := json.Unmarshal([]byte(bad), &f); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}
+
+// TestFaultsCombineNewFields: per-instance faults with global ones, as
+// docs/ec2sim.md says.
+func TestFaultsCombineNewFields(t *testing.T) {
+	g := Faults{IMDSLag: time.Second, LateWrites: 3 * time.Second, PublicIPRelease: time.Minute}
+	i := Faults{IMDSLag: 2 * time.Second, LateWrites: time.Second, MixedReads: true, EgressNeedsPublicIP: true,
+		LostAnswers: &LostAnswers{Count: 1}}
+	c := combine(g, i)
+	if c.IMDSLag != 2*time.Second || c.LateWrites != 3*time.Second || c.PublicIPRelease != time.Minute ||
+		!c.MixedReads || !c.EgressNeedsPublicIP || c.LostAnswers != nil {
+		t.Fatalf("combine = %+v", c)
+	}
+}
+
+// TestControlAPINewFaults: the new faults over the control API, in the
+// issue's JSON forms; GET shows a lost_answers count as it is consumed,
+// per instance too.
+func TestControlAPINewFaults(t *testing.T) {
+	s := simStart(t, Options{Instances: 2, AutoAssignPublicIP: true})
+	info := s.Info()
+	id := info.Instances[0].InstanceID
+	do := func(method, path, body string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, info.ControlEndpoint+path, strings.NewReader(body))
+		simOK(t, err)
+		resp, err := http.DefaultClient.Do(req)
+		simOK(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	steps := []struct {
+		method, path, body string
+		status             int
+		contains           string
+	}{
+		{"PUT", "/faults", `{"imds_lag":"5s","lost_answers":{"action":"DescribeAddresses","count":2},"late_writes":"2s","mixed_reads":true,"public_ip_release":"3m"}`,
+			200, `"lost_answers":{"action":"DescribeAddresses","count":2}`},
+		{"PUT", "/faults", `{"lost_answers":{"ratio":0.1}}`, 200, `"lost_answers":{"ratio":0.1}`},
+		{"PUT", "/faults", `{"lost_answers":{"action":"DescribeAddresses"}}`, 400, `want \"count\" or \"ratio\"`},
+		{"PUT", "/faults", `{"lost_answers":{"count":1,"mode":"sometimes"}}`, 400, `"error"`},
+		{"PUT", "/faults", `{"imds_lag":"5s","lost_answers":{"action":"DescribeAddresses","count":2},"late_writes":"2s","mixed_reads":true,"public_ip_release":"3m"}`,
+			200, `"imds_lag":"5s"`},
+		{"PUT", "/instances/" + id + "/faults", `{"egress_needs_public_ip":true,"lost_answers":{"count":1,"mode":"hang"}}`, 200, `"egress_needs_public_ip":true`},
+		{"GET", "/instances/" + id + "/faults", "", 200, `"lost_answers":{"count":1,"mode":"hang"}`},
+		{"GET", "/instances/i-00000000000000000/faults", "", 404, `"error"`},
+		{"GET", "/instances/" + id, "", 200, `"public_ip":"198.18.`},
+		{"GET", "/instances/i-00000000000000000", "", 404, `"error"`},
+	}
+	for _, st := range steps {
+		code, body := do(st.method, st.path, st.body)
+		if code != st.status || !strings.Contains(body, st.contains) {
+			t.Fatalf("%s %s %s: %d %s (want %d containing %s)", st.method, st.path, st.body, code, body, st.status, st.contains)
+		}
+	}
+	// The operator's DescribeAddresses consumes the global count.
+	_, err := simClient(t, s, "AKIDOPERATOR").DescribeAddresses(context.Background(), &ec2.DescribeAddressesInput{})
+	if err == nil {
+		t.Fatal("a lost answer arrived")
+	}
+	if code, body := do("GET", "/faults", ""); code != 200 || !strings.Contains(body, `"lost_answers":{"action":"DescribeAddresses","count":1}`) {
+		t.Fatalf("GET /faults after one lost answer: %d %s", code, body)
+	}
+	if code, body := do("DELETE", "/faults", ""); code != 200 || !strings.Contains(body, "cleared") {
+		t.Fatalf("DELETE /faults: %d %s", code, body)
+	}
+	if code, body := do("GET", "/instances/"+id+"/faults", ""); code != 200 || strings.TrimSpace(body) != "{}" {
+		t.Fatalf("instance faults after DELETE /faults: %d %s", code, body)
 	}
 }

@@ -42,16 +42,19 @@ func (s *Sim) TerminateInstance(id string) error {
 		if in.State == "terminated" {
 			return nil
 		}
+		// Terminated first, so that no public IPv4 address comes back as
+		// its EIPs leave.
+		in.State, in.Reason = "terminated", transitionReason(now)
 		for _, a := range s.w.addresses {
 			if a.InstanceID == in.ID {
-				disassociateLocked(s, now, a, "", "terminate")
+				disassociateLocked(s, now, a, origin{}, "terminate")
 			}
 		}
+		s.releasePublicIPLocked(now, in, "", origin{})
 		for _, e := range in.ENIs {
 			delete(s.w.tags, e.ID)
 		}
 		in.ENIs = nil
-		in.State, in.Reason = "terminated", transitionReason(now)
 		in.Spot, in.Rebalance = nil, nil
 		return nil
 	})
@@ -67,6 +70,9 @@ func (s *Sim) StopInstance(id string) error {
 		case "running", "pending", "stopping":
 			in.State, in.Reason = "stopped", transitionReason(now)
 			in.Spot, in.Rebalance = nil, nil
+			// AWS releases an auto-assigned public IPv4 address at stop
+			// (an EIP stays associated).
+			s.releasePublicIPLocked(now, in, "", origin{})
 			return nil
 		}
 		return fmt.Errorf("stop %s in state %s: %w", id, in.State, ErrInvalidState)
@@ -88,6 +94,11 @@ func (s *Sim) StartInstance(id string) error {
 				in.State = "running"
 			}
 			in.LaunchTime = now.UTC().Truncate(time.Second)
+			// ...and gives a new one at start, unless an EIP is on the
+			// primary private IP or a second interface is attached.
+			if in.AutoPublicIP && len(in.ENIs) == 1 && publicIPOf(s.w, in) == "" {
+				s.assignPublicIPLocked(now, in)
+			}
 			return nil
 		}
 		return fmt.Errorf("start %s in state %s: %w", id, in.State, ErrInvalidState)
@@ -210,7 +221,7 @@ func (s *Sim) AssociatePrivateIP(allocationID, instanceID, privateIP string) err
 	if a.ENIID == eni.ID && a.PrivateIP == ip {
 		return nil
 	}
-	s.associateLocked(now, a, in, eni, ip, "")
+	s.associateLocked(now, a, in, eni, ip, origin{}, newResourceID("eipassoc"))
 	return nil
 }
 
@@ -228,7 +239,7 @@ func (s *Sim) Disassociate(allocationID string) error {
 	if a.AssociationID == "" {
 		return nil
 	}
-	disassociateLocked(s, now, a, "", "disassociate")
+	disassociateLocked(s, now, a, origin{}, "disassociate")
 	s.commitLocked(now)
 	return nil
 }
@@ -253,25 +264,46 @@ func (s *Sim) Release(allocationID string) error {
 	return nil
 }
 
-// SetFaults replaces the global faults.
+// SetFaults replaces the global faults. The simulator keeps its own copy:
+// the LostAnswers count it consumes is not the caller's.
 func (s *Sim) SetFaults(f Faults) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.faults = f
+	s.faults = f.clone()
 	s.faultsChangedLocked()
 }
 
 // SetInstanceFaults replaces the faults of calls made with one instance's
-// credentials.
+// credentials (and, for IMDSLag, PublicIPRelease and EgressNeedsPublicIP,
+// of that instance).
 func (s *Sim) SetInstanceFaults(id string, f Faults) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.w.instance(id) == nil {
 		return fmt.Errorf("faults for instance %s: %w", id, ErrNotFound)
 	}
-	s.instFaults[id] = f
+	s.instFaults[id] = f.clone()
 	s.faultsChangedLocked()
 	return nil
+}
+
+// Faults returns the global faults now in force: a LostAnswers count
+// shows how many answers are still to be lost.
+func (s *Sim) Faults() Faults {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.faults.clone()
+}
+
+// InstanceFaults returns the per-instance faults of instance id (zero
+// when none were set).
+func (s *Sim) InstanceFaults(id string) (Faults, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.w.instance(id) == nil {
+		return Faults{}, fmt.Errorf("faults of instance %s: %w", id, ErrNotFound)
+	}
+	return s.instFaults[id].clone(), nil
 }
 
 // SetTargetPort sends the EIP traffic of instance id to port on its
@@ -309,7 +341,8 @@ func (s *Sim) ClearFaults() {
 	s.faultsChangedLocked()
 }
 
-// faultsChangedLocked starts or stops keeping history for DescribeLag.
+// faultsChangedLocked starts or stops keeping history for DescribeLag and
+// IMDSLag.
 func (s *Sim) faultsChangedLocked() {
 	if s.maxLagLocked() > 0 {
 		if len(s.hist) == 0 {

@@ -45,7 +45,12 @@ type Options struct {
 	// its termination lifecycle hooks (see autoscaling.go).
 	AutoScalingGroup string
 	LifecycleHooks   []string
-	Logger           hclog.Logger // nil → hclog.NewNullLogger()
+	// AutoAssignPublicIP launches the instances into a subnet that
+	// auto-assigns public IPv4 addresses: each gets one (owner "amazon",
+	// from 198.18.0.0/15, never dialed), released while an EIP is on its
+	// primary private IP (publicip.go). Default false: a private subnet.
+	AutoAssignPublicIP bool
+	Logger             hclog.Logger // nil → hclog.NewNullLogger()
 }
 
 func (o Options) withDefaults() Options {
@@ -164,15 +169,28 @@ func (i Info) JSON() []byte {
 	return b
 }
 
-// Event is one association change.
+// Event is one association change, or a change of an instance's
+// auto-assigned public IPv4 address.
 type Event struct {
-	Time          time.Time `json:"time"`
-	AllocationID  string    `json:"allocation_id"`
-	From          string    `json:"from"` // instance ID, "" for none
-	To            string    `json:"to"`   // instance ID, "" for none
-	Caller        string    `json:"caller"`
-	Action        string    `json:"action"` // associate, move, disassociate, displaced, terminate, release
-	AssociationID string    `json:"association_id,omitempty"`
+	// Time is when the change landed (for a late write: when it was
+	// applied, not when it was answered).
+	Time         time.Time `json:"time"`
+	AllocationID string    `json:"allocation_id"`
+	From         string    `json:"from"` // instance ID, "" for none
+	To           string    `json:"to"`   // instance ID, "" for none
+	Caller       string    `json:"caller"`
+	// Action: associate, move, disassociate, displaced, terminate,
+	// release; public-ip-release and public-ip-return (an auto-assigned
+	// address left or came back, PublicIP says which); late-dropped (a
+	// late write that had no effect when it landed).
+	Action        string `json:"action"`
+	AssociationID string `json:"association_id,omitempty"`
+	// PublicIP: the auto-assigned address of a public-ip-* event.
+	PublicIP string `json:"public_ip,omitempty"`
+	// Late marks a change made by a late write (Faults.LateWrites);
+	// AcceptedAt is when its call was accepted and answered from.
+	Late       bool      `json:"late,omitempty"`
+	AcceptedAt time.Time `json:"accepted_at,omitzero"`
 }
 
 // TagWrite is one CreateTags or DeleteTags call that touched eipd:* keys
@@ -186,6 +204,10 @@ type TagWrite struct {
 	Caller     string            `json:"caller"` // instance ID, "" for the operator
 	Action     string            `json:"action"` // create or delete
 	Tags       map[string]string `json:"tags"`
+	// Late marks a write that landed late (Faults.LateWrites); Time is
+	// when it landed, AcceptedAt when its call was accepted and answered.
+	Late       bool      `json:"late,omitempty"`
+	AcceptedAt time.Time `json:"accepted_at,omitzero"`
 }
 
 // maxTagHistory bounds the tag history (oldest dropped): a day of one
@@ -240,7 +262,7 @@ type Sim struct {
 
 	mu         sync.Mutex
 	w          *world
-	hist       []snap // only kept while some DescribeLag is set
+	hist       []snap // only kept while some DescribeLag or IMDSLag is set
 	events     []Event
 	tagHist    []TagWrite
 	stats      Stats
@@ -255,6 +277,11 @@ type Sim struct {
 	fwdPorts   map[string]int
 	fwds       map[string]*fwdRun
 	nextPublic int
+	nextAuto   int // next auto-assigned public IPv4 (publicip.go)
+	// lateQ: late writes waiting to land, by due time (late.go); wake
+	// tells runTimer that something new is due.
+	lateQ []pendingWrite
+	wake  chan struct{}
 	// lifecycleActions: Auto Scaling termination lifecycle actions.
 	lifecycleActions []*LifecycleAction
 	rnd              *rand.Rand
@@ -300,6 +327,7 @@ func Start(ctx context.Context, opts Options) (*Sim, error) {
 		ctx:        sctx,
 		cancel:     cancel,
 		closing:    make(chan struct{}),
+		wake:       make(chan struct{}, 1),
 	}
 	s.stats = Stats{ByAction: map[string]int64{}, ByCaller: map[string]map[string]int64{}, ByOutcome: map[string]map[string]int64{},
 		ByCallerOutcome: map[string]map[string]int64{}}
@@ -334,6 +362,11 @@ func Start(ctx context.Context, opts Options) (*Sim, error) {
 		}
 	}
 	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.runTimer()
+	}()
 
 	// Stop with the caller's context. This goroutine is not in wg: Close
 	// waits for wg, and this goroutine may be the one calling Close.
@@ -363,10 +396,14 @@ func (s *Sim) serve(ln net.Listener, h http.Handler) {
 }
 
 // Close stops every listener and goroutine and waits for them. Requests
-// hanging in a partition are released. Safe to call more than once.
+// hanging in a partition are released; late writes still pending are
+// dropped. Safe to call more than once.
 func (s *Sim) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closing)
+		s.mu.Lock()
+		s.lateQ = nil // pending late writes are dropped, never applied later
+		s.mu.Unlock()
 		s.reqMu.Lock()
 		s.reqClosed = true
 		s.reqMu.Unlock()
@@ -454,6 +491,12 @@ func (s *Sim) buildWorld(now time.Time) {
 			s.w.setTag(in.ID, "aws:autoscaling:groupName", o.AutoScalingGroup)
 		}
 		s.akids[in.Creds.AccessKeyID] = in.ID
+		if o.AutoAssignPublicIP {
+			// With several ENIs it stands for an instance launched with
+			// eth0 alone and given more later (ECS awsvpc trunking):
+			// AWS only auto-assigns at launch to a single interface.
+			in.AutoPublicIP, in.PublicIP = true, s.nextAutoIPLocked()
+		}
 	}
 	for i := 0; i < o.EIPs; i++ {
 		a := &addrRec{AllocationID: newResourceID("eipalloc"), PublicIP: s.nextPublicIPLocked()}
@@ -519,9 +562,11 @@ func (s *Sim) resolveTarget(allocID string, now time.Time) (string, bool) {
 	return addr, addr != ""
 }
 
-// tickLocked applies time-driven changes: pending instances whose boot
-// delay has passed become running.
+// tickLocked applies time-driven changes: late writes and public IPv4
+// returns that fell due (late.go), and pending instances whose boot delay
+// has passed become running.
 func (s *Sim) tickLocked(now time.Time) {
+	s.applyDueLocked(now)
 	changed := false
 	for _, in := range s.w.instances {
 		if in.State == "pending" && !now.Before(in.ReadyAt) {
@@ -552,10 +597,13 @@ func (s *Sim) commitLocked(now time.Time) {
 	s.recordTargetsLocked(now)
 }
 
+// maxLagLocked is how much history lagged reads need: the largest
+// DescribeLag or IMDSLag, global or per instance. Both read the same
+// snapshots.
 func (s *Sim) maxLagLocked() time.Duration {
-	lag := s.faults.DescribeLag
+	lag := max(s.faults.DescribeLag, s.faults.IMDSLag)
 	for _, f := range s.instFaults {
-		lag = max(lag, f.DescribeLag)
+		lag = max(lag, f.DescribeLag, f.IMDSLag)
 	}
 	return lag
 }
@@ -611,12 +659,19 @@ func (s *Sim) recordTargetsLocked(now time.Time) {
 
 func (s *Sim) recordEventLocked(e Event) {
 	s.events = append(s.events, e)
-	s.logger.Info("association change", "action", e.Action, "allocation_id", e.AllocationID,
-		"from", e.From, "to", e.To, "caller", e.Caller, "association_id", e.AssociationID)
+	kv := []any{"action", e.Action, "allocation_id", e.AllocationID,
+		"from", e.From, "to", e.To, "caller", e.Caller, "association_id", e.AssociationID}
+	if e.PublicIP != "" {
+		kv = append(kv, "public_ip", e.PublicIP)
+	}
+	if e.Late {
+		kv = append(kv, "late", true, "accepted_at", e.AcceptedAt)
+	}
+	s.logger.Info("association change", kv...)
 }
 
 // recordTagWriteLocked keeps the eipd:* part of a tag write on id.
-func (s *Sim) recordTagWriteLocked(now time.Time, id, caller, action string, kv map[string]string) {
+func (s *Sim) recordTagWriteLocked(now time.Time, id string, o origin, action string, kv map[string]string) {
 	tags := map[string]string{}
 	for k, v := range kv {
 		if strings.HasPrefix(k, "eipd:") {
@@ -626,7 +681,11 @@ func (s *Sim) recordTagWriteLocked(now time.Time, id, caller, action string, kv 
 	if len(tags) == 0 {
 		return
 	}
-	s.tagHist = append(s.tagHist, TagWrite{Time: now, ResourceID: id, Caller: caller, Action: action, Tags: tags})
+	tw := TagWrite{Time: now, ResourceID: id, Caller: o.caller, Action: action, Tags: tags, Late: o.late}
+	if o.late {
+		tw.AcceptedAt = o.accepted
+	}
+	s.tagHist = append(s.tagHist, tw)
 	if len(s.tagHist) > maxTagHistory {
 		s.tagHist = append([]TagWrite(nil), s.tagHist[len(s.tagHist)-maxTagHistory/2:]...)
 	}
@@ -637,6 +696,7 @@ func (s *Sim) recordTagWriteLocked(now time.Time, id, caller, action string, kv 
 func (s *Sim) TagHistory(resourceID string) []TagWrite {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.tickLocked(time.Now())
 	out := []TagWrite{}
 	for _, tw := range s.tagHist {
 		if resourceID != "" && tw.ResourceID != resourceID {
@@ -652,11 +712,16 @@ func (s *Sim) TagHistory(resourceID string) []TagWrite {
 	return out
 }
 
-// metadata is the IMDS source of one instance.
+// metadata is the IMDS source of one instance. The items derived from
+// its associations (public-ipv4, public-ipv4s, ipv4-associations) come
+// from the state IMDSLag ago, as AWS's metadata trails an association
+// change; everything else is current.
 func (s *Sim) metadata(id string) (MetadataSnapshot, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.tickLocked(time.Now())
+	now := time.Now()
+	s.tickLocked(now)
+	lagged := s.viewLocked(now, combine(s.faults, s.instFaults[id]).IMDSLag)
 	in := s.w.instance(id)
 	if in == nil || in.State != "running" {
 		return MetadataSnapshot{}, false
@@ -675,14 +740,24 @@ func (s *Sim) metadata(id string) (MetadataSnapshot, bool) {
 		t := *in.Rebalance
 		snap.Rebalance = &t
 	}
+	autoIP := ""
+	if li := lagged.instance(id); li != nil {
+		autoIP = li.PublicIP
+	}
 	for _, e := range in.ENIs {
 		im := InterfaceMetadata{MAC: e.MAC, InterfaceID: e.ID, DeviceIndex: e.DeviceIndex,
 			PrivateIPs: append([]string(nil), e.PrivateIPs...), PublicIPs: map[string]string{}}
 		for _, ip := range e.PrivateIPs {
-			if a := s.w.addressOn(e.ID, ip); a != nil {
-				im.PublicIPs[ip] = a.PublicIP
-				if e.DeviceIndex == 0 && ip == in.PrimaryIP {
-					snap.PublicIP = a.PublicIP
+			pub := ""
+			if a := lagged.addressOn(e.ID, ip); a != nil {
+				pub = a.PublicIP
+			} else if onPrimaryIP(in, e.ID, ip) {
+				pub = autoIP
+			}
+			if pub != "" {
+				im.PublicIPs[ip] = pub
+				if onPrimaryIP(in, e.ID, ip) {
+					snap.PublicIP = pub
 				}
 			}
 		}
@@ -732,6 +807,7 @@ func (s *Sim) Credentials(instanceID string) (Credentials, bool) {
 func (s *Sim) Events() []Event {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.tickLocked(time.Now())
 	return append([]Event{}, s.events...)
 }
 
@@ -779,6 +855,7 @@ func (s *Sim) countLocked(action, caller, outcome string) {
 func (s *Sim) Address(allocationID string) (AddressView, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.tickLocked(time.Now())
 	a := s.w.address(allocationID)
 	if a == nil {
 		return AddressView{}, false

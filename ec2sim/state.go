@@ -47,6 +47,15 @@ type instRec struct {
 	ReadyAt                                time.Time // pending → running at this time
 	ENIs                                   []eniRec  // device index order; nil once terminated
 
+	// AutoPublicIP: launched into a subnet that auto-assigns public IPv4
+	// addresses (Options.AutoAssignPublicIP). PublicIP is the address it
+	// has now ("" while an EIP is on its primary private IP, or while
+	// stopped); PublicIPDue, when not zero, is when a new one comes back
+	// (publicip.go).
+	AutoPublicIP bool
+	PublicIP     string
+	PublicIPDue  time.Time
+
 	Creds       Credentials
 	Spot        *SpotAction
 	Rebalance   *time.Time
