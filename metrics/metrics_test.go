@@ -90,11 +90,10 @@ func value(t *testing.T, fams map[string]*dto.MetricFamily, name string, want ma
 }
 
 // goldenText is one line per eipd family: name, type, label names, help.
+// It touches no setter: every family has a series from the start (see
+// TestEveryFamilyAtStart), so the golden file lists them all.
 func goldenText(t *testing.T, m *Metrics) string {
 	t.Helper()
-	// Touch every setter so that families without initial series appear.
-	m.SetLease(testAllocs[0], 3, 2*time.Second)
-	m.SetPeerProbeUp(testAllocs[0], true)
 	fams := families(t, m)
 	names := make([]string, 0, len(fams))
 	for n := range fams {
@@ -146,7 +145,12 @@ func TestRequiredMetrics(t *testing.T) {
 		"eipd_is_holder":                        "gauge",
 		"eipd_health_up":                        "gauge",
 		"eipd_health_check_duration_seconds":    "histogram",
-		"eipd_peer_probe_up":                    "gauge",
+		"eipd_is_coordinator":                   "gauge",
+		"eipd_members":                          "gauge",
+		"eipd_members_reachable":                "gauge",
+		"eipd_metadata_disagreements_total":     "counter",
+		"eipd_no_free_private_ip":               "gauge",
+		"eipd_eips_forgotten_total":             "counter",
 		"eipd_lease_age_seconds":                "gauge",
 		"eipd_term":                             "gauge",
 		"eipd_failovers_total":                  "counter",
@@ -167,6 +171,21 @@ func TestRequiredMetrics(t *testing.T) {
 		} else if got != typ {
 			t.Errorf("%s is a %s, want %s", name, got, typ)
 		}
+	}
+	// Group-wide and coordinator-only gauges carry no allocation_id; the
+	// EIP-level ones do.
+	labels := readGoldenLabels(t)
+	for name, l := range map[string]string{
+		"eipd_is_coordinator": "-", "eipd_members": "-", "eipd_members_reachable": "-", "eipd_lease_age_seconds": "-",
+		"eipd_metadata_disagreements_total": "-", "eipd_is_holder": "allocation_id", "eipd_term": "allocation_id",
+		"eipd_handoff_blocked": "allocation_id", "eipd_no_free_private_ip": "allocation_id",
+	} {
+		if labels[name] != l {
+			t.Errorf("%s has labels %q, want %q", name, labels[name], l)
+		}
+	}
+	if _, ok := golden["eipd_peer_probe_up"]; ok {
+		t.Error("eipd_peer_probe_up is still exported: members no longer probe a holder per EIP")
 	}
 	fams := families(t, newTest())
 	for _, prefix := range []string{"go_", "process_"} {
@@ -220,6 +239,17 @@ func TestCountersInitialised(t *testing.T) {
 	}
 	check("eipd_health_check_failures_total", map[string]string{})
 	check("eipd_last_reconcile_timestamp_seconds", map[string]string{})
+	check("eipd_eips_forgotten_total", map[string]string{})
+	check("eipd_metadata_disagreements_total", map[string]string{})
+	// Zero, not absent, on every member: sum by (group) of
+	// eipd_is_coordinator must be able to read 0 (EIPDNoCoordinator).
+	check("eipd_is_coordinator", map[string]string{})
+	check("eipd_members", map[string]string{})
+	check("eipd_members_reachable", map[string]string{})
+	check("eipd_lease_age_seconds", map[string]string{})
+	for _, a := range testAllocs {
+		check("eipd_no_free_private_ip", map[string]string{"allocation_id": a})
+	}
 	// Fixed sets only: nothing but the known values at start.
 	if n := len(fams["eipd_ec2_requests_total"].GetMetric()); n != len(testOps)*len(testOutcomes) {
 		t.Errorf("eipd_ec2_requests_total has %d series at start, want %d", n, len(testOps)*len(testOutcomes))
@@ -242,8 +272,13 @@ func TestObservations(t *testing.T) {
 	m.SetReady(true)
 	m.SetHolder(a, true)
 	m.SetHandoffBlocked(a, true)
-	m.SetPeerProbeUp(testAllocs[0], false)
-	m.SetLease(a, 7, 1500*time.Millisecond)
+	m.SetNoFreePrivateIP(a, true)
+	m.SetCoordinator(true)
+	m.SetMembers(2, 3)
+	m.MetadataDisagreement()
+	m.MetadataDisagreement()
+	m.SetTerm(a, 7, 3)
+	m.SetLeaseAge(1500 * time.Millisecond)
 	m.Failover(a, "takeover-stale", 2*time.Second)
 	m.LifecycleNotice("spot-interruption")
 	m.Reconciled(time.Unix(1700000000, 500_000_000))
@@ -266,9 +301,15 @@ func TestObservations(t *testing.T) {
 		{"eipd_is_holder", map[string]string{"allocation_id": a}, 1},
 		{"eipd_is_holder", map[string]string{"allocation_id": testAllocs[0]}, 0},
 		{"eipd_handoff_blocked", map[string]string{"allocation_id": a}, 1},
-		{"eipd_peer_probe_up", map[string]string{"allocation_id": testAllocs[0]}, 0},
-		{"eipd_term", map[string]string{"allocation_id": a}, 7},
-		{"eipd_lease_age_seconds", map[string]string{"allocation_id": a}, 1.5},
+		{"eipd_no_free_private_ip", map[string]string{"allocation_id": a}, 1},
+		{"eipd_no_free_private_ip", map[string]string{"allocation_id": testAllocs[0]}, 0},
+		{"eipd_is_coordinator", map[string]string{}, 1},
+		{"eipd_members", map[string]string{}, 3},
+		{"eipd_members_reachable", map[string]string{}, 2},
+		{"eipd_metadata_disagreements_total", map[string]string{}, 2},
+		{"eipd_term", map[string]string{"allocation_id": a}, 7_000_003},
+		{"eipd_term", map[string]string{"allocation_id": testAllocs[0]}, 0},
+		{"eipd_lease_age_seconds", map[string]string{}, 1.5},
 		{"eipd_failovers_total", map[string]string{"allocation_id": a, "reason": "takeover-stale"}, 1},
 		{"eipd_failovers_total", map[string]string{"allocation_id": a, "reason": "handoff-unhealthy"}, 0},
 		{"eipd_failover_duration_seconds", map[string]string{"reason": "takeover-stale"}, 1},
@@ -283,9 +324,100 @@ func TestObservations(t *testing.T) {
 	// Setting back to false must read 0, not vanish.
 	m.SetHolder(a, false)
 	m.SetHandoffBlocked(a, false)
+	m.SetCoordinator(false)
+	m.SetMembers(0, 0)
 	fams = families(t, m)
-	if v, ok := value(t, fams, "eipd_is_holder", map[string]string{"allocation_id": a}); !ok || v != 0 {
-		t.Errorf("eipd_is_holder after SetHolder(false) = %v (present %v), want 0", v, ok)
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+	}{
+		{"eipd_is_holder", map[string]string{"allocation_id": a}},
+		{"eipd_handoff_blocked", map[string]string{"allocation_id": a}},
+		{"eipd_is_coordinator", map[string]string{}},
+		{"eipd_members", map[string]string{}},
+		{"eipd_members_reachable", map[string]string{}},
+	} {
+		if v, ok := value(t, fams, c.name, c.labels); !ok || v != 0 {
+			t.Errorf("%s%v after setting it back = %v (present %v), want 0", c.name, c.labels, v, ok)
+		}
+	}
+}
+
+// TestTermOrder: eipd_term (epoch × 1e6 + seq) grows with every move, and
+// every move of a later epoch reads above any of an earlier one.
+func TestTermOrder(t *testing.T) {
+	m := newTest()
+	a := testAllocs[0]
+	read := func() float64 {
+		t.Helper()
+		v, ok := value(t, families(t, m), "eipd_term", map[string]string{"allocation_id": a})
+		if !ok {
+			t.Fatal("eipd_term missing")
+		}
+		return v
+	}
+	prev := -1.0
+	for _, term := range [][2]int64{{1, 0}, {1, 1}, {1, 999_999}, {2, 0}, {2, 1}, {9, 12}, {4_000_000, 3}} {
+		m.SetTerm(a, term[0], term[1])
+		v := read()
+		if v <= prev {
+			t.Errorf("term %d.%d reads %v, not above the previous %v", term[0], term[1], v, prev)
+		}
+		if want := float64(term[0])*1e6 + float64(term[1]); v != want {
+			t.Errorf("term %d.%d reads %v, want %v", term[0], term[1], v, want)
+		}
+		prev = v
+	}
+}
+
+// TestForgotten counts a forgotten EIP and drops every series of it, so no
+// alert keeps firing about an EIP that no longer exists; it frees its
+// place under MaxAllocations.
+func TestForgotten(t *testing.T) {
+	m := newTest()
+	a := testAllocs[0]
+	m.SetHolder(a, true)
+	m.SetTerm(a, 2, 1)
+	m.Failover(a, "handoff-manual", time.Second)
+	m.Forgotten(a)
+	m.Forgotten("eipalloc-never-seen")
+	fams := families(t, m)
+	if v, _ := value(t, fams, "eipd_eips_forgotten_total", map[string]string{}); v != 2 {
+		t.Errorf("eipd_eips_forgotten_total = %v, want 2", v)
+	}
+	for name, mf := range fams {
+		for _, mt := range mf.GetMetric() {
+			if labelsOf(mt)["allocation_id"] == a {
+				t.Errorf("%s still has a series for the forgotten %s", name, a)
+			}
+		}
+	}
+	// The other EIP keeps its series; the histogram by reason keeps the
+	// move.
+	if _, ok := value(t, fams, "eipd_is_holder", map[string]string{"allocation_id": testAllocs[1]}); !ok {
+		t.Error("the other EIP lost its series")
+	}
+	if v, _ := value(t, fams, "eipd_failover_duration_seconds", map[string]string{"reason": "handoff-manual"}); v != 1 {
+		t.Errorf("failover duration observations = %v, want 1", v)
+	}
+	// Its place is free again: MaxAllocations new IDs all get series.
+	for i := range MaxAllocations - 1 {
+		m.SetHolder(fmt.Sprintf("eipalloc-%03d", i), false)
+	}
+	if n := len(families(t, m)["eipd_is_holder"].GetMetric()); n != MaxAllocations {
+		t.Errorf("eipd_is_holder has %d series, want %d", n, MaxAllocations)
+	}
+}
+
+// TestEveryFamilyAtStart: every eipd family has a series before any
+// setter runs, so an alert can tell 0 from absent and the golden file
+// lists every family.
+func TestEveryFamilyAtStart(t *testing.T) {
+	fams := families(t, newTest())
+	for name := range readGolden(t) {
+		if mf, ok := fams[name]; !ok || len(mf.GetMetric()) == 0 {
+			t.Errorf("%s has no series at start", name)
+		}
 	}
 }
 
@@ -299,7 +431,8 @@ func TestUnknownLabelValues(t *testing.T) {
 	m.LifecycleNotice("meteor")
 	m.Failover(testAllocs[0], "because", time.Second)
 	m.SetHolder("", true)
-	m.SetLease("", 1, time.Second)
+	m.SetTerm("", 1, 1)
+	m.SetHandoffBlocked("", true)
 
 	fams := families(t, m)
 	for _, c := range []struct {
@@ -350,6 +483,25 @@ func TestDocsListEveryMetric(t *testing.T) {
 			t.Errorf("docs/metrics.md does not document `%s`", n)
 		}
 	}
+}
+
+// readGoldenLabels maps each metric name in testdata/metrics.golden to its
+// label names ("-" for none).
+func readGoldenLabels(t *testing.T) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "metrics.golden"))
+	if err != nil {
+		t.Fatalf("read golden: %v", err)
+	}
+	out := map[string]string{}
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) < 3 {
+			t.Fatalf("metrics.golden: bad line %q", line)
+		}
+		out[f[0]] = f[2]
+	}
+	return out
 }
 
 // readGolden maps each metric name in testdata/metrics.golden to its type.

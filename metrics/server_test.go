@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -102,7 +104,7 @@ func TestServerRoutes(t *testing.T) {
 		return nil
 	}
 	status := func(*http.Request) any {
-		return map[string]any{"instance_id": "i-0123", "eips": []map[string]any{{"allocation_id": testAllocs[0], "role": "holder", "term": 4}}}
+		return map[string]any{"instance_id": "i-0123", "eips": []map[string]any{{"allocation_id": testAllocs[0], "role": "holder", "term": "4.2"}}}
 	}
 	base := startServer(t, ServerConfig{}, m, status, ready)
 
@@ -140,13 +142,13 @@ func TestServerRoutes(t *testing.T) {
 		EIPs       []struct {
 			AllocationID string `json:"allocation_id"`
 			Role         string `json:"role"`
-			Term         int    `json:"term"`
+			Term         string `json:"term"`
 		} `json:"eips"`
 	}
 	if err := json.Unmarshal([]byte(body), &st); err != nil {
 		t.Fatalf("/status is not JSON: %v\n%s", err, body)
 	}
-	if st.InstanceID != "i-0123" || len(st.EIPs) != 1 || st.EIPs[0].Role != "holder" || st.EIPs[0].Term != 4 {
+	if st.InstanceID != "i-0123" || len(st.EIPs) != 1 || st.EIPs[0].Role != "holder" || st.EIPs[0].Term != "4.2" {
 		t.Errorf("/status decoded to %+v", st)
 	}
 
@@ -154,7 +156,7 @@ func TestServerRoutes(t *testing.T) {
 		t.Errorf("HEAD /healthz: %d %q, want 200 and no body", code, body)
 	}
 	for _, method := range []string{"POST", "PUT", "DELETE", "PATCH"} {
-		for _, path := range []string{"/metrics", "/status", "/readyz", "/healthz"} {
+		for _, path := range []string{"/metrics", "/status", "/readyz", "/healthz", "/probe?instance=i-1"} {
 			code, hdr, _ := get(t, method, base+path)
 			if code != http.StatusMethodNotAllowed || hdr.Get("Allow") != "GET, HEAD" {
 				t.Errorf("%s %s: %d Allow=%q, want 405 with Allow: GET, HEAD", method, path, code, hdr.Get("Allow"))
@@ -167,8 +169,92 @@ func TestServerRoutes(t *testing.T) {
 	if code, _, _ := get(t, "GET", base+"/nope"); code != 404 {
 		t.Errorf("/nope: %d, want 404", code)
 	}
-	if code, _, body := get(t, "GET", base+"/"); code != 200 || !strings.Contains(body, "/metrics") {
+	if code, _, body := get(t, "GET", base+"/"); code != 200 || !strings.Contains(body, "/metrics") ||
+		!strings.Contains(body, "/notice (POST)") || !strings.Contains(body, "/probe") {
 		t.Errorf("/: %d %q, want an index", code, body)
+	}
+	// No Notice or Probe handler (a daemon still waiting for its
+	// identity): 404, not an error.
+	if code, _, _ := get(t, "POST", base+"/notice?from=i-1"); code != 404 {
+		t.Errorf("POST /notice without a handler: %d, want 404", code)
+	}
+	if code, _, _ := get(t, "GET", base+"/probe?instance=i-1"); code != 404 {
+		t.Errorf("GET /probe without a handler: %d, want 404", code)
+	}
+}
+
+// TestServerNotice: POST /notice?from=ID hands the sender's ID to Notice;
+// it is the only method /notice takes, and the only POST the listener
+// takes. No sender, or one longer than an instance ID may be, is refused
+// without a call.
+func TestServerNotice(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	notice := func(from string) {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, from)
+	}
+	base := startServer(t, ServerConfig{Notice: notice}, newTest(), nil, nil)
+	if code, _, body := get(t, "POST", base+"/notice?from=i-0123456789abcdef0"); code != 200 || body != "ok\n" {
+		t.Errorf("POST /notice: %d %q, want 200 ok", code, body)
+	}
+	for _, q := range []string{"", "?from=", "?sender=i-1", "?from=" + strings.Repeat("i", 65)} {
+		if code, _, _ := get(t, "POST", base+"/notice"+q); code != 404 {
+			t.Errorf("POST /notice%s: %d, want 404", q, code)
+		}
+	}
+	for _, method := range []string{"GET", "HEAD", "PUT", "DELETE"} {
+		code, hdr, _ := get(t, method, base+"/notice?from=i-1")
+		if code != http.StatusMethodNotAllowed || hdr.Get("Allow") != "POST" {
+			t.Errorf("%s /notice: %d Allow=%q, want 405 with Allow: POST", method, code, hdr.Get("Allow"))
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(got, []string{"i-0123456789abcdef0"}) {
+		t.Errorf("Notice got %q, want the one valid notice", got)
+	}
+}
+
+// TestServerProbe: GET /probe?instance=ID hands the ID to Probe with the
+// request's context and serves its answer as JSON; an instance Probe does
+// not know is a 404.
+func TestServerProbe(t *testing.T) {
+	type answer struct {
+		InstanceID string `json:"instance_id"`
+		Reachable  bool   `json:"reachable"`
+	}
+	var sawCtx atomic.Bool
+	probe := func(ctx context.Context, instance string) (any, bool) {
+		sawCtx.Store(ctx != nil && ctx.Done() != nil)
+		if instance != "i-known" {
+			return nil, false
+		}
+		return answer{InstanceID: instance, Reachable: true}, true
+	}
+	base := startServer(t, ServerConfig{Probe: probe}, newTest(), nil, nil)
+	code, hdr, body := get(t, "GET", base+"/probe?instance=i-known")
+	var a answer
+	if code != 200 || hdr.Get("Content-Type") != "application/json" || json.Unmarshal([]byte(body), &a) != nil ||
+		a != (answer{"i-known", true}) {
+		t.Errorf("GET /probe: %d %q %q", code, hdr.Get("Content-Type"), body)
+	}
+	if !sawCtx.Load() {
+		t.Error("Probe did not get the request's context")
+	}
+	for _, q := range []string{"?instance=i-stranger", "", "?instance="} {
+		if code, _, _ := get(t, "GET", base+"/probe"+q); code != 404 {
+			t.Errorf("GET /probe%s: %d, want 404", q, code)
+		}
+	}
+	if code, _, _ := get(t, "POST", base+"/probe?instance=i-known"); code != http.StatusMethodNotAllowed {
+		t.Errorf("POST /probe: %d, want 405", code)
+	}
+	// An answer that does not encode is a 500, as for /status.
+	bad := startServer(t, ServerConfig{Probe: func(context.Context, string) (any, bool) { return make(chan int), true }}, newTest(), nil, nil)
+	if code, _, _ := get(t, "GET", bad+"/probe?instance=i-known"); code != 500 {
+		t.Errorf("GET /probe with an unencodable answer: %d, want 500", code)
 	}
 }
 
@@ -260,8 +346,12 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 	m.ObserveEC2("DescribeAddresses", OutcomeThrottled, 30*time.Millisecond)
 	m.ObserveEC2("Bogus", "bogus", time.Millisecond)
 	m.ObserveHealthCheck(time.Millisecond, nil)
-	m.SetLease(testAllocs[0], 2, time.Second)
-	m.SetPeerProbeUp(testAllocs[1], true)
+	m.SetTerm(testAllocs[0], 2, 1)
+	m.SetLeaseAge(time.Second)
+	m.SetCoordinator(true)
+	m.SetMembers(2, 3)
+	m.MetadataDisagreement()
+	m.SetNoFreePrivateIP(testAllocs[1], true)
 	m.Failover(testAllocs[0], "handoff-shutdown", 1200*time.Millisecond)
 	m.Reconciled(time.Now())
 	base := startServer(t, ServerConfig{}, m, nil, nil)
