@@ -420,6 +420,34 @@ func TestSimNoAnswer(t *testing.T) {
 	if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNoAnswer) {
 		t.Fatalf("lease answered with a 5xx: %v, want ErrUnavailable without ErrNoAnswer", err)
 	}
+	if view, _ := sim.Address(alloc); view.AssociationID != "" {
+		t.Fatalf("the partitioned call took effect: %+v", view)
+	}
+
+	// An association that took effect but whose answer never came: the
+	// caller hears ErrNoAnswer, and the EIP did move.
+	sim.SetFaults(ec2sim.Faults{LostAnswers: &ec2sim.LostAnswers{Action: "AssociateAddress", Count: 1, Mode: ec2sim.LostHang}})
+	ctx, cancel = context.WithTimeout(context.Background(), 300*time.Millisecond)
+	_, err = n.client.Associate(ctx, alloc, n.info.ENIID, n.info.PrivateIP, false)
+	cancel()
+	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, ErrNoAnswer) {
+		t.Fatalf("associate whose answer was lost: %v, want ErrUnavailable and ErrNoAnswer", err)
+	}
+	if view, _ := sim.Address(alloc); view.NetworkInterfaceID != n.info.ENIID {
+		t.Fatalf("the association whose answer was lost did not take effect: %+v", view)
+	}
+
+	// A reset on the way back is retried by the SDK; the retry finds the
+	// EIP where the first attempt put it and answers with that
+	// association.
+	if err := sim.Disassociate(alloc); err != nil {
+		t.Fatal(err)
+	}
+	sim.SetFaults(ec2sim.Faults{LostAnswers: &ec2sim.LostAnswers{Action: "AssociateAddress", Count: 1, Mode: ec2sim.LostReset}})
+	assoc, err := n.client.Associate(simCtx(t), alloc, n.info.ENIID, n.info.PrivateIP, false)
+	if view, _ := sim.Address(alloc); err != nil || assoc == "" || view.AssociationID != assoc {
+		t.Fatalf("associate after a reset answer: %q %v, EIP %+v; want the association that took effect", assoc, err, view)
+	}
 }
 
 func TestSimThrottled(t *testing.T) {
