@@ -60,11 +60,11 @@ type Member struct {
 	// Answered: its eipd /status answered; Problem says why not.
 	Answered bool
 	Problem  string
-	Health   string            // own health check: up, down, unknown
-	Draining string            // why it is draining, "" when not
+	Health   string // own health check: up, down, unknown
+	Draining string // why it is draining, "" when not
 	// Coordinator: it says it coordinates the group (makes every move).
 	Coordinator bool
-	Roles    map[string]string // allocation ID → role
+	Roles       map[string]string // allocation ID → role
 }
 
 // Client is what a client of the EIP sees.
@@ -290,10 +290,10 @@ func writeRows(b *strings.Builder, rows [][]cell, paint func(string, string) str
 }
 
 // Changes lists, one line each and without timestamps, what differs from
-// prev to cur: members joining, leaving, answering or not, health, state
-// tag and role changes, holders and associations of each EIP, new moves,
-// and the client starting or stopping to fail. Compare with View{} to
-// describe a first view.
+// prev to cur: members joining, leaving, answering or not, health,
+// draining, coordinating and role changes, holders and associations of
+// each EIP, new moves, and the client starting or stopping to fail.
+// Compare with View{} to describe a first view.
 func Changes(prev, cur View, now time.Time) []string {
 	var out []string
 	old := map[string]Member{}
@@ -332,8 +332,12 @@ func Changes(prev, cur View, now time.Time) []string {
 				out = append(out, fmt.Sprintf("%s: no longer draining", m.InstanceID))
 			}
 		}
-		if m.Coordinator && !p.Coordinator {
-			out = append(out, fmt.Sprintf("%s: coordinates the group", m.InstanceID))
+		if m.Coordinator != p.Coordinator {
+			if m.Coordinator {
+				out = append(out, fmt.Sprintf("%s: coordinates the group", m.InstanceID))
+			} else {
+				out = append(out, fmt.Sprintf("%s: no longer coordinates the group", m.InstanceID))
+			}
 		}
 		for _, e := range cur.EIPs {
 			r, pr := m.Roles[e.AllocationID], p.Roles[e.AllocationID]
