@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/eipd/eipd/ec2sim"
+	"github.com/eipd/eipd/eip"
 	"github.com/eipd/eipd/groupview"
 )
 
@@ -50,8 +51,9 @@ func TestLengthsStretchEveryPhase(t *testing.T) {
 }
 
 // moves names the previous holder across a disassociation, and takes
-// reason, term and decision time from the first lease naming the new
-// instance written after the association.
+// reason, term and decision time from the first record naming the new
+// instance written after the association, with a term after the last
+// move's (a new coordinator's epoch comes after every earlier term).
 func TestMovesFromHistory(t *testing.T) {
 	const alloc = "eipalloc-1"
 	events := []ec2sim.Event{
@@ -60,20 +62,26 @@ func TestMovesFromHistory(t *testing.T) {
 		{Time: at(9000), AllocationID: alloc, From: "i-a", To: "i-b", Action: "move"},
 		{Time: at(20000), AllocationID: alloc, From: "i-b", Action: "terminate"},
 		{Time: at(26000), AllocationID: alloc, To: "i-c", Action: "associate"},
+		{Time: at(31000), AllocationID: alloc, From: "i-c", To: "i-a", Action: "move"},
 	}
 	leases := []leaseRecord{
-		{seen: at(1010), holder: "i-a", term: 1, reason: "takeover-unassociated", decided: at(998)},
-		// A renewal (same term) and a stale lease of i-b from long ago are
-		// not the move's.
-		{seen: at(3000), holder: "i-a", term: 1, reason: "takeover-unassociated", decided: at(998)},
-		{seen: at(9020), holder: "i-b", term: 2, reason: "handoff-unhealthy", decided: at(8990)},
-		{seen: at(26030), holder: "i-c", term: 3, reason: "takeover-unassociated"},
+		{seen: at(1010), holder: "i-a", term: eip.Term{Epoch: 1, Seq: 1}, reason: "takeover-unassociated", decided: at(998)},
+		// The same record seen again is not another move.
+		{seen: at(3000), holder: "i-a", term: eip.Term{Epoch: 1, Seq: 1}, reason: "takeover-unassociated", decided: at(998)},
+		{seen: at(9020), holder: "i-b", term: eip.Term{Epoch: 1, Seq: 2}, reason: "handoff-unhealthy", decided: at(8990)},
+		// A new coordinator (epoch 2) after i-b's instance went.
+		{seen: at(26030), holder: "i-c", term: eip.Term{Epoch: 2, Seq: 1}, reason: "takeover-unassociated"},
+		// A record naming i-a again, but of a term before the last move:
+		// a late write of the old coordinator, not the move to i-a.
+		{seen: at(31005), holder: "i-a", term: eip.Term{Epoch: 1, Seq: 3}, reason: "handoff-manual", decided: at(30990)},
+		{seen: at(31020), holder: "i-a", term: eip.Term{Epoch: 2, Seq: 2}, reason: "handoff-rebalance", decided: at(30950)},
 	}
 	got := moves(events, leases, alloc)
 	want := []groupview.Move{
-		{Time: at(1000), AllocationID: alloc, Reason: "takeover-unassociated", To: "i-a", Term: 1, Duration: 2 * time.Millisecond},
-		{Time: at(9000), AllocationID: alloc, Reason: "handoff-unhealthy", From: "i-a", To: "i-b", Term: 2, Duration: 10 * time.Millisecond},
-		{Time: at(26000), AllocationID: alloc, Reason: "takeover-unassociated", From: "i-b", To: "i-c", Term: 3, Duration: -1},
+		{Time: at(1000), AllocationID: alloc, Reason: "takeover-unassociated", To: "i-a", Term: "1.1", Duration: 2 * time.Millisecond},
+		{Time: at(9000), AllocationID: alloc, Reason: "handoff-unhealthy", From: "i-a", To: "i-b", Term: "1.2", Duration: 10 * time.Millisecond},
+		{Time: at(26000), AllocationID: alloc, Reason: "takeover-unassociated", From: "i-b", To: "i-c", Term: "2.1", Duration: -1},
+		{Time: at(31000), AllocationID: alloc, Reason: "handoff-rebalance", From: "i-c", To: "i-a", Term: "2.2", Duration: 50 * time.Millisecond},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("moves = %+v", got)

@@ -175,8 +175,8 @@ func (o *observer) role(id string) string {
 	return ""
 }
 
-// ready reports whether the daemon answered with health up, not draining,
-// its instance running and its eipd:state tag ready: a possible target.
+// isReady reports whether the daemon answered with health up, not
+// draining, and its instance is running: a possible target.
 func (o *observer) isReady(id string) bool {
 	o.mu.Lock()
 	r, ok := o.results[id]

@@ -35,7 +35,8 @@ func serveStatus(t *testing.T, s leader.Status) (host string, port int) {
 func TestFetchAllAndMember(t *testing.T) {
 	at := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	st := leader.Status{InstanceID: "i-a", AvailabilityZone: "us-east-1a", Health: "up", Draining: "handoff-draining",
-		EIPs: []leader.EIPStatus{{AllocationID: alloc, PublicIP: "198.51.100.10", Role: "holder", Term: 4,
+		Coordinator: "i-a", IsCoordinator: true, Epoch: 4,
+		EIPs: []leader.EIPStatus{{AllocationID: alloc, PublicIP: "198.51.100.10", Role: "holder", Term: "4.2",
 			LastFailover: &leader.FailoverRecord{Time: at, Reason: "handoff-manual", From: "i-b", To: "i-a", DurationSeconds: 0.25}}}}
 	host, port := serveStatus(t, st)
 	// A free port with nothing listening: connection refused.
@@ -56,11 +57,18 @@ func TestFetchAllAndMember(t *testing.T) {
 	}
 
 	m := Member(groupview.Member{InstanceID: "i-a", PrivateIP: host}, res[0])
-	if !m.Answered || m.Health != "up" || m.AZ != "us-east-1a" || m.Draining != "handoff-draining" || m.Roles[alloc] != "holder" {
+	if !m.Answered || m.Health != "up" || m.AZ != "us-east-1a" || m.Draining != "handoff-draining" || m.Roles[alloc] != "holder" ||
+		!m.Coordinator {
 		t.Errorf("Member = %+v", m)
 	}
-	down := Member(m, Result{Err: context.DeadlineExceeded})
-	if down.Answered || down.Problem != "timeout" {
+	// A member that follows a coordinator is not one.
+	follower := st
+	follower.IsCoordinator = false
+	if m := Member(groupview.Member{InstanceID: "i-a"}, Result{Status: follower}); m.Coordinator {
+		t.Errorf("Member of a follower = %+v", m)
+	}
+	down := Member(groupview.Member{InstanceID: "i-a"}, Result{Err: context.DeadlineExceeded})
+	if down.Answered || down.Problem != "timeout" || down.Coordinator {
 		t.Errorf("Member of a timeout = %+v", down)
 	}
 
@@ -72,25 +80,32 @@ func TestFetchAllAndMember(t *testing.T) {
 }
 
 func TestEIPs(t *testing.T) {
-	role := func(r string, term int64) Result {
+	role := func(r string, term string) Result {
 		return Result{Status: leader.Status{EIPs: []leader.EIPStatus{{AllocationID: alloc, PublicIP: "198.51.100.10", Role: r, Term: term}}}}
 	}
 	cases := []struct {
 		name    string
 		results []Result
 		holders []string
-		term    int64
+		term    string
 	}{
-		{"one holder", []Result{role("standby", 3), role("holder", 4), {Err: context.Canceled}}, []string{"i-b"}, 4},
-		{"none: highest term", []Result{role("standby", 3), role("unverified", 5), role("standby", 4)}, nil, 5},
-		{"split", []Result{role("holder", 6), role("holder", 5), role("standby", 7)}, []string{"i-a", "i-b"}, 6},
+		{"one holder", []Result{role("standby", "3.1"), role("holder", "4.1"), {Err: context.Canceled}}, []string{"i-b"}, "4.1"},
+		{"holder's term, even below another's", []Result{role("standby", "5.1"), role("holder", "4.1"), role("standby", "4.1")}, []string{"i-b"}, "4.1"},
+		{"none: highest term", []Result{role("standby", "3.1"), role("unverified", "5.1"), role("standby", "4.9")}, nil, "5.1"},
+		// Ordered as numbers, epoch first: not as strings.
+		{"none: a later epoch", []Result{role("standby", "9.5"), role("standby", "10.1"), role("standby", "9.12")}, nil, "10.1"},
+		{"none: a later seq", []Result{role("standby", "2.9"), role("standby", "2.10"), role("standby", "")}, nil, "2.10"},
+		{"none: unknown and garbled terms", []Result{role("standby", ""), role("standby", "x"), role("standby", "7")}, nil, ""},
+		{"none: garbled first", []Result{role("standby", "x"), role("standby", "1.1")}, nil, "1.1"},
+		{"split", []Result{role("holder", "6.1"), role("holder", "5.3"), role("standby", "7.1")}, []string{"i-a", "i-b"}, "6.1"},
+		{"split: the later holder's", []Result{role("holder", "5.3"), role("holder", "6.1"), role("standby", "7.1")}, []string{"i-a", "i-b"}, "6.1"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			got := EIPs([]string{"i-a", "i-b", "i-c"}, c.results)
 			if len(got) != 1 || got[0].AllocationID != alloc || got[0].PublicIP != "198.51.100.10" ||
 				!slices.Equal(got[0].Holders, c.holders) || got[0].Term != c.term {
-				t.Errorf("EIPs = %+v, want holders %v term %d", got, c.holders, c.term)
+				t.Errorf("EIPs = %+v, want holders %v term %q", got, c.holders, c.term)
 			}
 		})
 	}
