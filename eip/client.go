@@ -282,7 +282,7 @@ func (c *Client) WriteLease(ctx context.Context, allocationIDs []string, l Group
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("write the group lease on %v for %s epoch %d: %w", allocationIDs, l.Coordinator, l.Epoch, err)
+		return fmt.Errorf("write the group lease on %v for %s epoch %d: %w", allocationIDs, l.Coordinator, l.Epoch, goneIDs(err, allocationIDs))
 	}
 	c.log.Trace("wrote the group lease", "allocation_ids", allocationIDs, "instance_id", l.Coordinator, "epoch", l.Epoch)
 	return nil

@@ -226,3 +226,45 @@ func statusCode(re *smithyhttp.ResponseError) int {
 	}
 	return re.HTTPStatusCode()
 }
+
+// GoneError is ErrNotFound naming the allocations EC2 said do not exist
+// (its message names the first one it found: "The allocation ID
+// 'eipalloc-…' does not exist"), so a call on many can be made again
+// without them.
+type GoneError struct {
+	IDs []string
+	err error
+}
+
+func (e *GoneError) Error() string { return e.err.Error() }
+func (e *GoneError) Unwrap() error { return e.err }
+
+// GoneIn wraps an ErrNotFound that names some of ids in a GoneError (as
+// Client.WriteLease does), for fakes of the client.
+func GoneIn(err error, ids []string) error { return goneIDs(err, ids) }
+
+// goneIDs wraps an ErrNotFound that names some of ids in a GoneError.
+func goneIDs(err error, ids []string) error {
+	if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	var gone []string
+	for _, id := range ids {
+		if strings.Contains(err.Error(), "'"+id+"'") {
+			gone = append(gone, id)
+		}
+	}
+	if len(gone) == 0 {
+		return err
+	}
+	return &GoneError{IDs: gone, err: err}
+}
+
+// Gone lists the allocations err says do not exist (nil when it names none).
+func Gone(err error) []string {
+	var g *GoneError
+	if errors.As(err, &g) {
+		return g.IDs
+	}
+	return nil
+}

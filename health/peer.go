@@ -229,34 +229,35 @@ func firstLine(b []byte) string {
 }
 
 // CheckVia asks the member at via (its status listener's /probe) to probe
-// the member instanceID and say whether it is reachable as healthy from
-// there: a coordinator confirms a failed probe this way before it moves an
-// EIP off a member it cannot reach. answered is false when via itself did
-// not answer; err then says why, else whether instanceID is reachable.
-func (p *PeerProber) CheckVia(ctx context.Context, via, instanceID string) (answered bool, err error) {
+// the member instanceID: a coordinator confirms this way a failed probe
+// before it moves an EIP off a member it cannot reach, and learns whether
+// that member's eipd still answers others (and what it says it holds).
+// answered is false when via itself did not answer usefully (err says
+// why); otherwise the answer says what via saw.
+func (p *PeerProber) CheckVia(ctx context.Context, via, instanceID string) (a ProbeAnswer, answered bool, err error) {
 	if p.statusPort <= 0 {
-		return false, errors.New("probe via a member: the status port is off")
+		return a, false, errors.New("probe via a member: the status port is off")
 	}
 	u := "http://" + net.JoinHostPort(via, strconv.Itoa(p.statusPort)) + "/probe?" + url.Values{"instance": {instanceID}}.Encode()
 	body, err := p.get(ctx, http.MethodGet, u)
 	if err != nil {
-		return false, err
+		return a, false, err
 	}
-	var r ProbeAnswer
-	if err := json.Unmarshal(body, &r); err != nil {
-		return false, fmt.Errorf("GET %s: decode: %w", u, err)
+	if err := json.Unmarshal(body, &a); err != nil {
+		return a, false, fmt.Errorf("GET %s: decode: %w", u, err)
 	}
-	if !r.Reachable {
-		return true, fmt.Errorf("%s cannot reach %s either: %s", via, instanceID, r.Error)
-	}
-	return true, nil
+	return a, true, nil
 }
 
-// ProbeAnswer is what /probe answers.
+// ProbeAnswer is what /probe answers: whether the member was reachable as
+// healthy from the member asked, whether its eipd answered, and the EIPs
+// its /status said it holds.
 type ProbeAnswer struct {
-	InstanceID string `json:"instance_id"`
-	Reachable  bool   `json:"reachable"`
-	Error      string `json:"error,omitempty"`
+	InstanceID   string   `json:"instance_id"`
+	Reachable    bool     `json:"reachable"`
+	Error        string   `json:"error,omitempty"`
+	EIPDAnswered bool     `json:"eipd_answered"`
+	Holding      []string `json:"holding,omitempty"`
 }
 
 // Notify tells the member at ip (POST /notice) that the member from

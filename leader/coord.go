@@ -78,6 +78,9 @@ func (l *Loop) coordinate(now time.Time) {
 	if l.read.due(now, l.cfg.AddressPoll) {
 		l.readAddresses(now, co.deadline)
 	}
+	if !l.listAt.IsZero() && !now.Before(l.listAt) && !l.list.inFlight {
+		l.listAt, l.list.wanted = time.Time{}, true
+	}
 	if l.list.due(now, l.cfg.MemberPoll) || l.heartbeatCheckDue(now) {
 		l.listMembers(now, co.deadline)
 	}
@@ -345,15 +348,18 @@ func (l *Loop) confirmFalls(now time.Time) {
 		target, ip := p.id, via.ip
 		l.exec.start(op{name: "probe " + target + " via " + via.id, timeout: 2 * l.cfg.ProbeTimeout,
 			run: func(ctx context.Context) func() {
-				answered, err := l.prober.CheckVia(ctx, ip, target)
+				a, answered, err := l.prober.CheckVia(ctx, ip, target)
 				return func() {
 					p.via.done(now, answered)
-					switch {
-					case !answered:
-					case err == nil:
+					if !answered {
+						l.log.Debug("cannot probe a member through another", "instance_id", target, "via", ip, "error", err)
+						return
+					}
+					p.viaAt, p.viaEIPD, p.viaHolding = now, a.EIPDAnswered, a.Holding
+					if a.Reachable {
 						p.viaOK = now
 						l.log.Info("this coordinator cannot reach a member that another member reaches; it stays", "instance_id", target)
-					default:
+					} else {
 						p.viaBad = now
 					}
 				}

@@ -107,9 +107,10 @@ type Prober interface {
 	// Check probes the member at ip: its proxy (the local checks aimed at
 	// it) and its eipd's /status (fresh when ctx asks, health.WithFreshStatus).
 	Check(ctx context.Context, ip string) (health.PeerReport, error)
-	// CheckVia asks the member at via to probe the member instanceID and
-	// say whether it is reachable as healthy from there.
-	CheckVia(ctx context.Context, via, instanceID string) (answered bool, err error)
+	// CheckVia asks the member at via to probe the member instanceID: is
+	// it reachable as healthy from there, does its eipd answer, and what
+	// does it say it holds. answered is false when via did not answer.
+	CheckVia(ctx context.Context, via, instanceID string) (a health.ProbeAnswer, answered bool, err error)
 	// Notify tells the member at ip (the coordinator) that this member's
 	// state changed, so that it probes this member now.
 	Notify(ctx context.Context, ip, from string) error

@@ -37,6 +37,8 @@ type Loop struct {
 	read    callState
 	members []eip.Instance
 	list    callState
+	// listAt: a member list is wanted at or after this time (zero: none).
+	listAt time.Time
 
 	// Own condition.
 	own       ownHealth

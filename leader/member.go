@@ -316,6 +316,9 @@ func (l *Loop) seeENI(started time.Time, as []eip.ENIAssociation) {
 			// rather than at its next read.
 			l.log.Info("instance metadata: an EIP arrived on or left this instance", "allocation_id", id, "public_ip", pub, "here", here)
 			l.wantNotify("an EIP arrived or left")
+			if l.co != nil {
+				l.read.wanted = true
+			}
 		}
 	}
 }
@@ -426,10 +429,10 @@ func (l *Loop) receive(it inboxItem) {
 		p.fresh = true
 		return
 	}
-	// A member this coordinator does not know yet: list the members (at
-	// most every renew interval: a notice carries no authority).
-	if l.list.due(l.now(), l.cfg.RenewInterval) {
-		l.list.wanted = true
+	// A member this coordinator does not know yet: list the members, at
+	// most every renew interval (a notice carries no authority).
+	if next := l.list.triedAt.Add(l.cfg.RenewInterval); l.listAt.IsZero() || next.Before(l.listAt) {
+		l.listAt = maxTime(next, l.now())
 	}
 }
 

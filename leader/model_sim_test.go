@@ -726,7 +726,7 @@ func (c simCloud) WriteLease(ctx context.Context, ids []string, l eip.GroupLease
 	if err == nil {
 		c.d.s.inv.leaseWritten(c.d, l, ticketOf(ctx))
 	}
-	return err
+	return eip.GoneIn(err, ids)
 }
 
 func (c simCloud) WriteRecord(ctx context.Context, alloc string, r eip.Record) error {
@@ -862,19 +862,26 @@ func (p simProber) Check(ctx context.Context, ip string) (health.PeerReport, err
 	return r, nil
 }
 
-func (p simProber) CheckVia(ctx context.Context, via, id string) (bool, error) {
+func (p simProber) CheckVia(ctx context.Context, via, id string) (health.ProbeAnswer, bool, error) {
 	d, s := p.d, p.d.s
 	tk := ticketOf(ctx)
 	v, t := s.daemonByIP(via), s.daemon(id)
+	a := health.ProbeAnswer{InstanceID: id}
 	if v == nil || t == nil || !s.reachable(d, v) || !v.statusAnswers() {
 		tk.hang()
-		return false, errors.New("probe via " + via + ": timeout")
+		return a, false, errors.New("probe via " + via + ": timeout")
 	}
 	tk.answer(3 * s.netDelay())
-	if !s.reachable(v, t) || !t.proxyServes() {
-		return true, errors.New(via + " cannot reach " + id + " either")
+	reach := s.reachable(v, t) && t.state == "running" && !t.frozen
+	if reach && t.statusAnswers() {
+		a.EIPDAnswered = true
+		a.Holding = t.loop.Status().Holding()
 	}
-	return true, nil
+	a.Reachable = reach && t.proxyServes()
+	if !a.Reachable {
+		a.Error = via + " cannot reach " + id + " either"
+	}
+	return a, true, nil
 }
 
 func (p simProber) Notify(ctx context.Context, ip, from string) error {

@@ -123,6 +123,31 @@ func (l *Loop) advance(m *move, now time.Time) {
 func (l *Loop) prepared(m *move, now time.Time) (done bool, why string) {
 	st := l.eips[m.AllocationID]
 	pub := st.addr.PublicIP
+	if p := l.peers[m.To]; p != nil && m.Kind == Takeover && p.answered.IsZero() {
+		// A member whose eipd never answers: its proxy must answer a
+		// probe made now, and a member list read now must show the
+		// private IP free.
+		if p.at.Before(m.started) || l.list.at.Before(m.started) {
+			if !l.list.inFlight && l.list.triedAt.Before(m.started) {
+				l.list.wanted = true
+			}
+			if !p.call.inFlight && p.at.Before(m.started) {
+				l.probe(p, now)
+			}
+			return false, ""
+		}
+		if !p.ok {
+			return false, "its proxy no longer answers"
+		}
+		if in := l.member(m.To); in != nil {
+			for _, s := range in.Slots() {
+				if s.Address == m.Slot && s.PublicIP != "" && s.PublicIP != pub {
+					return false, "the member list shows " + s.PublicIP + " on " + m.Slot
+				}
+			}
+		}
+		return true, ""
+	}
 	tgt, ok, why := l.freshView(m.To, m.started)
 	if why != "" || !ok {
 		return false, why
@@ -224,6 +249,7 @@ func (l *Loop) onDisassociate(m *move, started time.Time, err error) {
 		return
 	case errors.Is(err, eip.ErrStaleAssociation):
 		st.bury(m.observed.AssociationID)
+		l.unsure(st, end)
 		l.abort(m, "the association changed since it was read: someone moved the EIP first")
 	case errors.Is(err, eip.ErrNoAnswer):
 		st.doubt = &doubt{ended: end, reason: m.Reason, decided: m.decided}
@@ -285,6 +311,7 @@ func (l *Loop) onAssociate(m *move, started time.Time, eni, assoc string, err er
 		l.advance(m, end)
 		return
 	case errors.Is(err, eip.ErrAlreadyAssociated):
+		l.unsure(st, end)
 		l.abort(m, "the EIP is associated elsewhere: someone moved it first")
 	case errors.Is(err, eip.ErrNoAnswer) && m.Kind == Takeover && !m.retried:
 		// The EIP may be unassociated: ask again at once rather than
@@ -314,7 +341,21 @@ func (l *Loop) moveFailed(m *move, err error) {
 	if errors.Is(err, eip.ErrInvalidState) || errors.Is(err, eip.ErrNotFound) {
 		l.list.wanted = true
 	}
+	if m.mutating {
+		l.unsure(st, l.now())
+	}
 	l.abort(m, err.Error())
+}
+
+// unsure: a move call failed in a way that says this coordinator's view of
+// the EIP is out of date (someone moved it; an earlier call of its own
+// landed late). Nothing moves it until a read started after end (§5).
+func (l *Loop) unsure(st *eipState, end time.Time) {
+	st.moved = end
+	if st.doubt == nil {
+		st.doubt = &doubt{ended: end, anyRead: true}
+	}
+	l.read.wanted = true
 }
 
 // record writes the move's record: the target, the next term, why and
@@ -380,7 +421,7 @@ func (l *Loop) settleDoubt(st *eipState, started time.Time) {
 	a := st.addr
 	landed := d.target != "" && a.Associated() && a.NetworkInterfaceID == d.eni
 	cleared := d.target == "" && !a.Associated()
-	if !landed && !cleared && started.Sub(d.ended) < l.cfg.LeaseDuration {
+	if !landed && !cleared && !d.anyRead && started.Sub(d.ended) < l.cfg.LeaseDuration {
 		return
 	}
 	st.doubt = nil

@@ -31,12 +31,20 @@ type peer struct {
 	via    callState
 	viaOK  time.Time // another member reached it (start of that probe)
 	viaBad time.Time // another member could not reach it
+	// viaAt: the start of the last probe through another member that
+	// answered; viaEIPD and viaHolding: whether its eipd answered that
+	// member, and what it said it holds.
+	viaAt      time.Time
+	viaEIPD    bool
+	viaHolding []string
 	// hbAtDown is its eipd:heartbeat as the member list showed it when the
 	// probe fell (groups of two: a new one means it is alive).
 	hbAtDown time.Time
 	warned   string // the last warning logged about it (logged once)
 	// protocol: the protocol version it speaks when not this one's.
 	protocol int
+	// eni: which managed EIPs its instance metadata listed, as last seen.
+	eni map[string]bool
 }
 
 func (l *Loop) peer(id, ip string) *peer {
@@ -130,8 +138,43 @@ func (l *Loop) onProbe(p *peer, started time.Time, fresh bool, r health.PeerRepo
 	if st.Coordinator != "" {
 		l.followBetter(follow{ID: st.Coordinator, Epoch: st.Epoch}, "the /status of "+p.id)
 	}
+	if l.co != nil {
+		l.compareENI(p, st)
+	}
 	if l.co == nil && p.id == l.follow.ID {
 		l.hearCoordinator(started, st)
+	}
+}
+
+// compareENI: when a member's instance metadata starts to list, or stops
+// listing, a managed EIP differently from the coordinator's last read, the
+// coordinator reads now. Metadata is a hint (it may lag, either way); the
+// read is the truth.
+func (l *Loop) compareENI(p *peer, st *Status) {
+	if st.ENIPublicIPs == nil {
+		return
+	}
+	m := l.member(p.id)
+	if m == nil {
+		return
+	}
+	changed := false
+	for _, e := range l.eips {
+		here := false
+		for _, pub := range st.ENIPublicIPs {
+			here = here || (pub != "" && pub == e.addr.PublicIP)
+		}
+		if was := p.eni[e.addr.AllocationID]; was != here {
+			if p.eni == nil {
+				p.eni = map[string]bool{}
+			}
+			p.eni[e.addr.AllocationID] = here
+			onIt := e.addr.Associated() && e.addr.NetworkInterfaceID == m.NetworkInterfaceID
+			changed = changed || here != onIt
+		}
+	}
+	if changed {
+		l.read.wanted = true
 	}
 }
 

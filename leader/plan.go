@@ -135,8 +135,11 @@ type MemberView struct {
 	Slots       []Slot
 	Coordinator bool
 	// Fit: its eipd answered lately, its check is up, it is not leaving,
-	// and it speaks this protocol: it may take an EIP.
-	Fit bool
+	// and it speaks this protocol: it may take an EIP. Silent: its proxy
+	// answers the coordinator's probes but its eipd never does (a blocked
+	// status port): the last choice of a takeover, on the word of a member
+	// list read for the move.
+	Fit, Silent bool
 	// Leaving: it answers and wants its EIPs gone, and why (a failover
 	// reason); HandoffTo names the target of a manual handoff.
 	Leaving   string
@@ -350,7 +353,7 @@ func (p *planner) target(e EIPView, strict bool, only string) (*MemberView, stri
 		cs = append(cs, c)
 	}
 	if len(cs) == 0 {
-		return nil, ""
+		return p.silentTarget(e, strict || only != "")
 	}
 	b2i := func(b bool) int {
 		if b {
@@ -371,6 +374,27 @@ func (p *planner) target(e EIPView, strict bool, only string) (*MemberView, stri
 		)
 	})
 	return cs[0].m, cs[0].slot
+}
+
+// silentTarget is the last resort of a takeover: a member whose proxy
+// answers but whose eipd does not, with a free private IP; never for a
+// handoff or a rebalance, which need the target's own word.
+func (p *planner) silentTarget(e EIPView, strict bool) (*MemberView, string) {
+	if strict {
+		return nil, ""
+	}
+	if reason, kind := p.need(e); kind != Takeover || reason == "" {
+		return nil, ""
+	}
+	for i := range p.v.Members {
+		m := &p.v.Members[i]
+		if m.Silent && m.InstanceID != e.On {
+			if slot := p.freeSlot(m, e); slot != "" {
+				return m, slot
+			}
+		}
+	}
+	return nil, ""
 }
 
 // rebalance moves one EIP off a member that holds more than its share,

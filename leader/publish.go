@@ -2,6 +2,7 @@ package leader
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"time"
 
@@ -236,20 +237,19 @@ func (l *Loop) nameHolder(st *eipState, now time.Time) string {
 	return target
 }
 
-// othersLetGo: no member but target calls itself holder of alloc by what
-// a probe started after since shows, or it cannot be reached, or a trust
-// window has passed since (their trust in a word from before ends then).
-// It asks for fresh probes of those it is waiting for.
+// othersLetGo: no member but target calls itself holder of alloc, by
+// what a probe started after since shows (its own /status, or what
+// another member's probe of it saw), or a trust window has passed since
+// (its trust in an older word runs out then). A member whose eipd answers
+// nobody reports nothing; one cut off from this coordinator may still
+// answer others. It asks for fresh probes of those it waits for.
 func (l *Loop) othersLetGo(alloc, target string, since, now time.Time) bool {
 	if now.Sub(since) >= l.cfg.trustWindow() {
 		return true
 	}
 	ok := true
 	for id, p := range l.peers {
-		if id == target || p.status == nil {
-			continue // its eipd does not answer: it reports nothing
-		}
-		if e := p.status.eipOf(alloc); p.at.After(since) && (e == nil || e.Role != RoleHolder) {
+		if id == target || l.lettingGo(p, alloc, since) {
 			continue
 		}
 		ok = false
@@ -258,6 +258,28 @@ func (l *Loop) othersLetGo(alloc, target string, since, now time.Time) bool {
 		}
 	}
 	return ok
+}
+
+// lettingGo: by evidence gathered after since, p does not call itself
+// holder of alloc.
+func (l *Loop) lettingGo(p *peer, alloc string, since time.Time) bool {
+	if p.status != nil {
+		e := p.status.eipOf(alloc)
+		return p.at.After(since) && (e == nil || e.Role != RoleHolder)
+	}
+	switch {
+	case p.answered.IsZero() && p.ok:
+		return true // its status port is blocked: nobody can read it
+	case p.viaAt.After(since):
+		return !p.viaEIPD || !slices.Contains(p.viaHolding, alloc)
+	case len(l.members) == 2 && p.hist.Status() == health.Down:
+		// In a group of two, a member cut off from the coordinator
+		// writes heartbeats; without one its eipd does not run.
+		if m := l.member(p.id); m != nil {
+			return l.fallConfirmed(p, *m)
+		}
+	}
+	return false
 }
 
 // noteRole counts what a member's role for an EIP says happened: a move to
@@ -376,7 +398,15 @@ func (l *Loop) ProbeMember(ctx context.Context, id string) (a health.ProbeAnswer
 	}
 	pctx, cancel := context.WithTimeout(ctx, l.cfg.ProbeTimeout)
 	defer cancel()
-	if _, err := l.prober.Check(pctx, ip); err != nil {
+	r, err := l.prober.Check(pctx, ip)
+	if r.Answered {
+		var st Status
+		if json.Unmarshal(r.Status, &st) == nil {
+			a.EIPDAnswered = true
+			a.Holding = st.Holding()
+		}
+	}
+	if err != nil {
 		a.Error = err.Error()
 		return a, true
 	}

@@ -70,6 +70,9 @@ type doubt struct {
 	target string // the member an association aimed at ("" for a disassociation)
 	eni    string // its ENI
 	slot   string // and private IP
+	// anyRead: any read started after ended settles it (the view was
+	// out of date, nothing is in doubt).
+	anyRead bool
 	// What the move's record says once it is known to have landed.
 	reason  string
 	decided time.Time

@@ -45,8 +45,8 @@ type Status struct {
 	NoNewEIPs bool `json:"no_new_eips,omitempty"`
 	// ENIPublicIPs maps this instance's private IPs to the public IP on
 	// each, as instance metadata listed them lately (/status?fresh=1 reads
-	// them first). Absent when unknown.
-	ENIPublicIPs map[string]string `json:"eni_public_ips,omitempty"`
+	// them first); null when unknown, {} when none.
+	ENIPublicIPs map[string]string `json:"eni_public_ips"`
 	// AWSStateKnown: this daemon's last read of the EIPs succeeded (on a
 	// member that does not coordinate: as the coordinator says).
 	AWSStateKnown bool `json:"aws_state_known"`

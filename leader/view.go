@@ -46,10 +46,10 @@ func (l *Loop) view(now time.Time) View {
 			v.Moving = true
 			e.To, e.ToSlot = m.To, m.Slot
 		}
-		if e.LastMove.IsZero() && !a.Record.Moved.IsZero() {
-			// A move made before this coordinator took over: its
-			// record says when, by the mover's clock.
-			if ago := l.wall().Sub(a.Record.Moved); ago >= 0 && ago < recentDown {
+		if !a.Record.Moved.IsZero() {
+			// A move made by another coordinator (or before this one took
+			// over): its record says when, by the mover's clock.
+			if ago := l.wall().Sub(a.Record.Moved); ago >= 0 && ago < recentDown && now.Add(-ago).After(e.LastMove) {
 				e.LastMove, e.LastFrom = now.Add(-ago), a.Record.From
 			}
 		}
@@ -102,6 +102,7 @@ func (l *Loop) memberView(m eip.Instance, now time.Time) MemberView {
 		down := p.hist.Status() == health.Down
 		mv.Unreachable = down && s == nil
 		mv.Confirmed = mv.Unreachable && l.fallConfirmed(p, m)
+		mv.Silent = p.ok && !down && s == nil && p.answered.IsZero()
 		mv.DownRecently = !p.downAt.IsZero() && now.Sub(p.downAt) < recentDown
 		if s != nil {
 			mv.Fit = p.ok && s.Health == health.Up.String() && s.Draining == "" && !s.NoNewEIPs
@@ -120,6 +121,10 @@ func (l *Loop) memberView(m eip.Instance, now time.Time) MemberView {
 	}
 	for _, s := range m.Slots() {
 		pub := s.PublicIP
+		if st := l.managed(pub); st != nil && st.readAt.After(l.list.at) &&
+			!(st.addr.NetworkInterfaceID == m.NetworkInterfaceID && st.addr.PrivateIP == s.Address) {
+			pub = "" // the list lags: a later read shows that EIP elsewhere
+		}
 		if eni != nil {
 			if p, ok := eni[s.Address]; ok && p != s.AutoPublicIP {
 				pub = p
@@ -130,6 +135,19 @@ func (l *Loop) memberView(m eip.Instance, now time.Time) MemberView {
 		mv.Slots = append(mv.Slots, Slot{IP: s.Address, PublicIP: pub})
 	}
 	return mv
+}
+
+// managed is the EIP whose public IP is pub, or nil.
+func (l *Loop) managed(pub string) *eipState {
+	if pub == "" {
+		return nil
+	}
+	for _, st := range l.eips {
+		if st.addr.PublicIP == pub {
+			return st
+		}
+	}
+	return nil
 }
 
 // fallConfirmed: another member could not reach p either (groups of three
