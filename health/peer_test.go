@@ -292,16 +292,21 @@ func probeServer(t *testing.T, answer func(instance string) any, asked chan<- st
 }
 
 // TestCheckVia: the coordinator asks another member (/probe?instance=ID)
-// whether a member it cannot reach is reachable from there. answered is
-// false when that member does not say (no answer, an error status, a
-// document that does not parse); err is then why, else whether the
-// member is reachable.
+// what it sees of a member it cannot reach: reachable or not (and why),
+// whether that member's eipd answered and what it holds. answered is false
+// when the member asked does not say (no answer, an error status, a
+// document that does not parse), with err saying why.
 func TestCheckVia(t *testing.T) {
 	asked := make(chan string, 1)
-	reachable := probeServer(t, func(id string) any { return ProbeAnswer{InstanceID: id, Reachable: true} }, asked)
+	reachable := probeServer(t, func(id string) any {
+		return ProbeAnswer{InstanceID: id, Reachable: true, EIPDAnswered: true, Holding: []string{"eipalloc-1", "eipalloc-2"}}
+	}, asked)
 	unreachable := probeServer(t, func(id string) any {
 		return ProbeAnswer{InstanceID: id, Error: "probe peer 10.0.0.7: tcp 10.0.0.7:80: connection refused"}
 	}, nil)
+	// Its proxy serves but its eipd does not answer: reachable, nothing
+	// said of what it holds.
+	silent := probeServer(t, func(id string) any { return ProbeAnswer{InstanceID: id, Reachable: true} }, nil)
 	unknown := probeServer(t, func(string) any { return nil }, nil)
 	garbled := probeServer(t, func(string) any { return "reachable, probably" }, nil)
 	hang := make(chan struct{})
@@ -314,31 +319,35 @@ func TestCheckVia(t *testing.T) {
 	t.Cleanup(hanging.Close)
 	t.Cleanup(func() { close(hang) })
 
-	check := func(port int, timeout time.Duration) (bool, error) {
+	const target = "i-0 target&x=1"
+	check := func(port int, timeout time.Duration) (ProbeAnswer, bool, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		return NewPeerProber(nil, port, time.Second).CheckVia(ctx, "127.0.0.1", "i-0 target&x=1")
+		return NewPeerProber(nil, port, time.Second).CheckVia(ctx, "127.0.0.1", target)
 	}
-	answered, err := check(reachable, 10*time.Second)
-	if !answered || err != nil {
-		t.Errorf("reachable: answered %v err %v", answered, err)
+	for name, c := range map[string]struct {
+		port int
+		want ProbeAnswer
+	}{
+		"reachable": {reachable, ProbeAnswer{InstanceID: target, Reachable: true, EIPDAnswered: true, Holding: []string{"eipalloc-1", "eipalloc-2"}}},
+		"unreachable from there too": {unreachable, ProbeAnswer{InstanceID: target, Error: "probe peer 10.0.0.7: tcp 10.0.0.7:80: connection refused"}},
+		"eipd silent":                {silent, ProbeAnswer{InstanceID: target, Reachable: true}},
+	} {
+		a, answered, err := check(c.port, 10*time.Second)
+		if !answered || err != nil || !reflect.DeepEqual(a, c.want) {
+			t.Errorf("%s: %+v answered %v err %v, want %+v", name, a, answered, err, c.want)
+		}
 	}
-	if got := <-asked; got != "i-0 target&x=1" {
+	if got := <-asked; got != target {
 		t.Errorf("asked about %q, want the instance ID, escaped in the query", got)
 	}
-	answered, err = check(unreachable, 10*time.Second)
-	if !answered || err == nil || !strings.Contains(err.Error(), "127.0.0.1 cannot reach i-0 target&x=1 either") ||
-		!strings.Contains(err.Error(), "connection refused") {
-		t.Errorf("unreachable from there too: answered %v err %v", answered, err)
-	}
 	for name, port := range map[string]int{"404": unknown, "not an answer": garbled, "no listener": closedPort(t), "port off": 0} {
-		answered, err := check(port, 10*time.Second)
-		if answered || err == nil {
+		if _, answered, err := check(port, 10*time.Second); answered || err == nil {
 			t.Errorf("%s: answered %v err %v, want not answered with the reason", name, answered, err)
 		}
 	}
 	start := time.Now()
-	answered, err = check(hanging.Listener.Addr().(*net.TCPAddr).Port, 200*time.Millisecond)
+	_, answered, err := check(hanging.Listener.Addr().(*net.TCPAddr).Port, 200*time.Millisecond)
 	if answered || err == nil || time.Since(start) > 5*time.Second {
 		t.Errorf("a member that hangs: answered %v err %v after %s, want not answered once the context ends", answered, err, time.Since(start))
 	}
