@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -256,20 +258,19 @@ func preflightMoves(ctx context.Context, r *preflightReport, api probeEC2, group
 
 // preflightTags checks, with DryRun, the tag writes the daemon makes: the
 // group lease and a move's record on each EIP (as coordinator), and
-// eipd:heartbeat on this instance.
+// eipd:heartbeat on this instance. Each call carries every key the daemon
+// writes there, built as the daemon builds them: the policy allows
+// CreateTags for listed keys only (ForAllValues aws:TagKeys), so a key it
+// lacks must fail here, not at the first move.
 func preflightTags(ctx context.Context, r *preflightReport, api probeEC2, group string, addrs []eip.Address, self eip.Identity) {
-	now := time.Now().UTC().Format(eip.RenewedLayout)
+	at := time.Now()
+	now := at.UTC().Format(eip.RenewedLayout)
 	for _, a := range addrs {
-		_, err := api.CreateTags(ctx, &ec2.CreateTagsInput{
-			DryRun: aws.Bool(true), Resources: []string{a.AllocationID},
-			Tags: []types.Tag{
-				{Key: aws.String(eip.TagCoordinator), Value: aws.String(self.InstanceID)},
-				{Key: aws.String(eip.TagEpoch), Value: aws.String(fmt.Sprint(a.Lease.Epoch + 1))},
-				{Key: aws.String(eip.TagRenewed), Value: aws.String(now)},
-				{Key: aws.String(eip.TagHolder), Value: aws.String(self.InstanceID)},
-				{Key: aws.String(eip.TagTerm), Value: aws.String(eip.Term{Epoch: a.Lease.Epoch + 1, Seq: 1}.String())},
-			},
-		})
+		epoch := a.Lease.Epoch + 1
+		tags := eip.GroupLease{Coordinator: self.InstanceID, Epoch: epoch, Renewed: at}.Tags()
+		maps.Copy(tags, eip.Record{Holder: self.InstanceID, Term: eip.Term{Epoch: epoch, Seq: 1}, Reason: "takeover-unassociated",
+			Decided: at, Moved: at, From: a.InstanceID}.Tags())
+		_, err := api.CreateTags(ctx, &ec2.CreateTagsInput{DryRun: aws.Bool(true), Resources: []string{a.AllocationID}, Tags: sdkTags(tags)})
 		err = dryRunOK(err)
 		r.check(err, "may write the group lease and record tags of "+a.AllocationID+" (DryRun)", grantFix("ec2:CreateTags", group, a.AllocationID, err))
 	}
@@ -289,4 +290,13 @@ func grantFix(action, group, resource string, err error) string {
 			action, resource, eip.PolicyPath, group)
 	}
 	return fmt.Sprintf("%s on %s was refused for another reason than IAM; see the error", action, resource)
+}
+
+// sdkTags is tags in the SDK's form, sorted by key.
+func sdkTags(tags map[string]string) []types.Tag {
+	out := make([]types.Tag, 0, len(tags))
+	for _, k := range slices.Sorted(maps.Keys(tags)) {
+		out = append(out, types.Tag{Key: aws.String(k), Value: aws.String(tags[k])})
+	}
+	return out
 }

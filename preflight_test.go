@@ -1,16 +1,22 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/smithy-go"
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/eipd/eipd/ec2sim"
+	"github.com/eipd/eipd/eip"
 )
 
 // pfSim is an emulator for preflight: 2 instances, 2 EIPs of group "pf";
@@ -120,6 +126,8 @@ func TestPreflightHealthyCluster(t *testing.T) {
 			wantLine(t, out, "ok    may associate "+info.EIPs[0].AllocationID+" to this instance")
 			wantLine(t, out, "ok    may disassociate "+info.EIPs[0].AllocationID)
 			wantLine(t, out, "skip  ec2:DisassociateAddress on "+info.EIPs[1].AllocationID+" could not be checked")
+			wantLine(t, out, "ok    may write the group lease and record tags of "+info.EIPs[0].AllocationID+" (DryRun)")
+			wantLine(t, out, "ok    may write eipd:heartbeat on this instance (DryRun)")
 			wantLine(t, out, "all checks passed; 1 could not be checked")
 		})
 	}
@@ -127,8 +135,15 @@ func TestPreflightHealthyCluster(t *testing.T) {
 	if ev := s.Events(); len(ev) != 1 {
 		t.Errorf("preflight changed associations: %+v", ev)
 	}
-	if a, _ := s.Address(info.EIPs[1].AllocationID); a.Tags["eipd:holder"] != "" {
-		t.Errorf("preflight wrote a lease: %v", a.Tags)
+	for _, e := range info.EIPs {
+		if a, _ := s.Address(e.AllocationID); a.Tags[eip.TagHolder] != "" || a.Tags[eip.TagCoordinator] != "" || a.Tags[eip.TagTerm] != "" {
+			t.Errorf("preflight wrote a lease or a record: %v", a.Tags)
+		}
+	}
+	for _, in := range info.Instances {
+		if iv, _ := s.Instance(in.InstanceID); iv.Tags[eip.TagHeartbeat] != "" {
+			t.Errorf("preflight wrote a heartbeat: %v", iv.Tags)
+		}
 	}
 }
 
@@ -140,7 +155,10 @@ func TestPreflightInvalidConfig(t *testing.T) {
 		t.Errorf("exit %d, want 2", code)
 	}
 	wantLine(t, out, "FAIL  fix the configuration")
-	for _, want := range []string{"--group (EIPD_GROUP) is required", `EIPD_HEALTH_FALL="x": not an integer`, "--lease-duration (6s) must be at least twice"} {
+	// A 6s lease also leaves the default --address-poll (5s) no shorter
+	// than lease − skew.
+	for _, want := range []string{"--group (EIPD_GROUP) is required", `EIPD_HEALTH_FALL="x": not an integer`, "--lease-duration (6s) must be at least twice",
+		"--address-poll (5s) must be shorter than --lease-duration minus --max-clock-skew (5s)"} {
 		if !strings.Contains(out, "      "+want) {
 			t.Errorf("problem %q not listed:\n%s", want, out)
 		}
@@ -148,7 +166,7 @@ func TestPreflightInvalidConfig(t *testing.T) {
 	if strings.Contains(out+stderr, "usage:") || strings.Contains(out, "invalid configuration:") {
 		t.Errorf("internal prefix in output:\n%s%s", out, stderr)
 	}
-	if !strings.Contains(stderr, "3 configuration problem(s)") {
+	if !strings.Contains(stderr, "4 configuration problem(s)") {
 		t.Errorf("stderr %q", stderr)
 	}
 }
@@ -268,5 +286,72 @@ func TestPreflightDisassociateUncheckable(t *testing.T) {
 	wantLine(t, out, "skip  ec2:DisassociateAddress on "+info.EIPs[1].AllocationID+" could not be checked: it is not associated")
 	if strings.Contains(out, "may associate, disassociate") || strings.Contains(out, "ok    may disassociate") || strings.Contains(out, "all checks passed\n") {
 		t.Errorf("claims what it did not check:\n%s", out)
+	}
+}
+
+// tagsProbe records the CreateTags calls preflight makes and answers each
+// as a DryRun that would succeed.
+type tagsProbe struct {
+	probeEC2
+	calls []*ec2.CreateTagsInput
+}
+
+func (p *tagsProbe) CreateTags(_ context.Context, in *ec2.CreateTagsInput, _ ...func(*ec2.Options)) (*ec2.CreateTagsOutput, error) {
+	p.calls = append(p.calls, in)
+	return nil, &smithy.GenericAPIError{Code: "DryRunOperation", Message: "Request would have succeeded, but DryRun flag is set."}
+}
+
+// TestPreflightTagKeys: the DryRun tag writes carry every key the daemon
+// writes, in one call per resource as the daemon makes them: the group
+// lease and a move's record on each EIP, eipd:heartbeat on the instance.
+// The policy allows CreateTags only for listed keys, so a key missing here
+// would pass preflight and fail the first move.
+func TestPreflightTagKeys(t *testing.T) {
+	api := &tagsProbe{}
+	var out bytes.Buffer
+	r := &preflightReport{w: &out}
+	self := eip.Identity{InstanceID: "i-self"}
+	addrs := []eip.Address{{AllocationID: "eipalloc-1", Lease: eip.GroupLease{Epoch: 4}}, {AllocationID: "eipalloc-2"}}
+	preflightTags(context.Background(), r, api, "pf", addrs, self)
+	if r.failed != 0 {
+		t.Fatalf("failed checks:\n%s", out.String())
+	}
+	eipKeys := []string{eip.TagCoordinator, eip.TagDecided, eip.TagEpoch, eip.TagFrom, eip.TagHolder, eip.TagMoved,
+		eip.TagReason, eip.TagRenewed, eip.TagTerm}
+	slices.Sort(eipKeys)
+	if len(api.calls) != 3 {
+		t.Fatalf("%d CreateTags calls, want one per EIP and one for the instance", len(api.calls))
+	}
+	for i, c := range api.calls {
+		var keys []string
+		tags := map[string]string{}
+		for _, tg := range c.Tags {
+			keys = append(keys, aws.ToString(tg.Key))
+			tags[aws.ToString(tg.Key)] = aws.ToString(tg.Value)
+		}
+		slices.Sort(keys)
+		if !aws.ToBool(c.DryRun) {
+			t.Errorf("call %d without DryRun", i)
+		}
+		if i == 2 {
+			if !slices.Equal(c.Resources, []string{"i-self"}) || !slices.Equal(keys, []string{eip.TagHeartbeat}) {
+				t.Errorf("instance call: resources %v keys %v", c.Resources, keys)
+			}
+			continue
+		}
+		if !slices.Equal(c.Resources, []string{addrs[i].AllocationID}) || !slices.Equal(keys, eipKeys) {
+			t.Errorf("EIP call %d: resources %v keys %v, want %v", i, c.Resources, keys, eipKeys)
+		}
+		// Values the daemon would write: a lease and a record that parse.
+		if l := eip.ParseGroupLease(tags); l.Coordinator != "i-self" || l.Epoch != addrs[i].Lease.Epoch+1 || len(l.Invalid) != 0 {
+			t.Errorf("EIP call %d: lease %+v", i, l)
+		}
+		if rec := eip.ParseRecord(tags); rec.Holder != "i-self" || rec.Term != (eip.Term{Epoch: addrs[i].Lease.Epoch + 1, Seq: 1}) || len(rec.Invalid) != 0 {
+			t.Errorf("EIP call %d: record %+v", i, rec)
+		}
+	}
+	for _, want := range []string{"ok    may write the group lease and record tags of eipalloc-1 (DryRun)",
+		"ok    may write the group lease and record tags of eipalloc-2 (DryRun)", "ok    may write eipd:heartbeat on this instance (DryRun)"} {
+		wantLine(t, out.String(), want)
 	}
 }
