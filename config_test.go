@@ -26,7 +26,7 @@ func TestDefaultsMatchDesign(t *testing.T) {
 		Group: "web", HealthChecks: []string{"tcp://127.0.0.1:80"}, Listen: ":9380", Control: "unix:/run/eipd/eipd.sock",
 		HealthInterval: time.Second, HealthFast: 200 * time.Millisecond, HealthTimeout: 500 * time.Millisecond, HealthRise: 2, HealthFall: 3,
 		ProbeInterval: time.Second, ProbeFall: 3, RenewInterval: 3 * time.Second, LeaseDuration: 10 * time.Second,
-		MaxClockSkew: time.Second, HolderPoll: 10 * time.Second, StandbyPoll: 60 * time.Second, LifecyclePoll: 5 * time.Second,
+		MaxClockSkew: time.Second, AddressPoll: 5 * time.Second, MemberPoll: 60 * time.Second, LifecyclePoll: 5 * time.Second,
 		StopTimeout: 20 * time.Second, APIRate: 5, APIBurst: 10, LogLevel: "info", LogFormat: "text",
 	}
 	if fmt.Sprintf("%+v", *c) != fmt.Sprintf("%+v", want) {
@@ -61,7 +61,7 @@ func TestFlagOverEnvOverDefault(t *testing.T) {
 }
 
 func TestInvalidConfigListsEveryProblem(t *testing.T) {
-	env := envOf(map[string]string{"EIPD_HEALTH_FALL": "three", "EIPD_STANDBY_POLL": "soon"})
+	env := envOf(map[string]string{"EIPD_HEALTH_FALL": "three", "EIPD_MEMBER_POLL": "soon"})
 	_, err := parseRunConfig("run", []string{
 		"--allocation-id", "203.0.113.7", "--health-check", "ftp://x:1", "--listen", "127.0.0.1",
 		"--control", "0.0.0.0:9381", "--renew-interval", "5s", "--lease-duration", "6s",
@@ -72,7 +72,7 @@ func TestInvalidConfigListsEveryProblem(t *testing.T) {
 	}
 	msg := err.Error()
 	for _, want := range []string{
-		"--group (EIPD_GROUP) is required", `EIPD_HEALTH_FALL="three": not an integer`, `EIPD_STANDBY_POLL="soon": not a duration`,
+		"--group (EIPD_GROUP) is required", `EIPD_HEALTH_FALL="three": not an integer`, `EIPD_MEMBER_POLL="soon": not a duration`,
 		`--allocation-id "203.0.113.7"`, "--health-check", `--listen "127.0.0.1"`, "--control \"0.0.0.0:9381\" must listen on loopback",
 		"--lease-duration (6s) must be at least twice --renew-interval (5s)", "--health-timeout (2s) must not exceed",
 		`--log-level "loud"`, `--log-format "xml"`, "--api-rate must be positive",
@@ -84,6 +84,47 @@ func TestInvalidConfigListsEveryProblem(t *testing.T) {
 	var stderr bytes.Buffer
 	if code := exitCode(err, &stderr); code != 2 {
 		t.Errorf("exit code %d, want 2", code)
+	}
+}
+
+// TestAddressPollWithinTrust: the coordinator vouches for where each EIP
+// is for lease − skew after a read, so it must read more often than that;
+// the new poll flags replace --holder-poll and --standby-poll.
+func TestAddressPollWithinTrust(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		bad  string // "" valid
+	}{
+		{nil, ""}, // defaults: 5s < 10s − 1s
+		{[]string{"--address-poll", "8999ms"}, ""},
+		{[]string{"--address-poll", "9s"}, "--address-poll (9s) must be shorter than --lease-duration minus --max-clock-skew (9s)"},
+		{[]string{"--address-poll", "30s"}, "--address-poll (30s) must be shorter"},
+		// A shorter lease brings the default poll to the limit.
+		{[]string{"--lease-duration", "6s"}, "--address-poll (5s) must be shorter than --lease-duration minus --max-clock-skew (5s)"},
+		{[]string{"--lease-duration", "6s", "--address-poll", "4s"}, ""},
+		{[]string{"--max-clock-skew", "5s"}, "--address-poll (5s) must be shorter than --lease-duration minus --max-clock-skew (5s)"},
+		{[]string{"--address-poll", "0s"}, "--address-poll"},
+		{[]string{"--member-poll", "-1s"}, "--member-poll"},
+	} {
+		args := append([]string{"--group", "g"}, c.args...)
+		cfg, err := parseRunConfig("run", args, envOf(nil), &bytes.Buffer{})
+		switch {
+		case c.bad == "" && err != nil:
+			t.Errorf("%v: %v", c.args, err)
+		case c.bad != "" && (!errors.Is(err, errUsage) || !strings.Contains(err.Error(), c.bad)):
+			t.Errorf("%v: %v, want a usage error containing %q", c.args, err, c.bad)
+		case c.bad == "" && c.args != nil && cfg.AddressPoll == 5*time.Second && cfg.LeaseDuration == 10*time.Second:
+			t.Errorf("%v: flags not applied: %+v", c.args, *cfg)
+		}
+	}
+	cfg, err := parseRunConfig("run", []string{"--group", "g"}, envOf(map[string]string{"EIPD_ADDRESS_POLL": "2s", "EIPD_MEMBER_POLL": "5m"}), &bytes.Buffer{})
+	if err != nil || cfg.AddressPoll != 2*time.Second || cfg.MemberPoll != 5*time.Minute {
+		t.Errorf("poll intervals from the environment: %+v %v", cfg, err)
+	}
+	for _, old := range []string{"--holder-poll", "--standby-poll"} {
+		if _, err := parseRunConfig("run", []string{"--group", "g", old, "10s"}, envOf(nil), &bytes.Buffer{}); err == nil {
+			t.Errorf("%s is accepted; it no longer exists", old)
+		}
 	}
 }
 

@@ -2,11 +2,16 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +23,7 @@ import (
 	"github.com/eipd/eipd/eip"
 	"github.com/eipd/eipd/health"
 	"github.com/eipd/eipd/leader"
+	"github.com/eipd/eipd/metrics"
 )
 
 // fakeLoop is a leader loop whose progress and handoff replies the test sets.
@@ -26,7 +32,43 @@ type fakeLoop struct {
 	last      time.Time
 	handoffTo []string
 	reply     error
-	fresh     int // StatusFresh calls
+	fresh     int      // StatusFresh calls
+	accepted  []string // "id/epoch" of each Accept
+	notices   []string
+	probed    []string
+}
+
+func (f *fakeLoop) Accept(id string, epoch int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.accepted = append(f.accepted, fmt.Sprintf("%s/%d", id, epoch))
+}
+
+func (f *fakeLoop) Notice(from string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.notices = append(f.notices, from)
+}
+
+// ProbeMember knows i-a (reachable, its eipd says it holds eipalloc-1)
+// and i-b (not reachable).
+func (f *fakeLoop) ProbeMember(_ context.Context, id string) (health.ProbeAnswer, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.probed = append(f.probed, id)
+	switch id {
+	case "i-a":
+		return health.ProbeAnswer{InstanceID: id, Reachable: true, EIPDAnswered: true, Holding: []string{"eipalloc-1"}}, true
+	case "i-b":
+		return health.ProbeAnswer{InstanceID: id, Error: "probe peer 10.0.0.8: connection refused"}, true
+	}
+	return health.ProbeAnswer{InstanceID: id}, false
+}
+
+func (f *fakeLoop) seen() (accepted, notices, probed []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.accepted), slices.Clone(f.notices), slices.Clone(f.probed)
 }
 
 func (f *fakeLoop) LastReconcile() time.Time {
@@ -115,7 +157,8 @@ func TestReadyWhileWaitingForIMDS(t *testing.T) {
 	if err := v.ready(); err == nil || err.Error() != "waiting for instance metadata (attempt 3 failed: connection refused)" {
 		t.Errorf("ready after 3 attempts: %v", err)
 	}
-	d := v.status(false)
+	ctx := context.Background()
+	d := v.status(ctx, nil)
 	if d.Waiting != waitingForIMDS || d.WaitingAttempts != 3 || d.WaitingError != "connection refused" || d.EIPs == nil || d.Health != "up" {
 		t.Errorf("status while waiting: %+v", d)
 	}
@@ -124,17 +167,141 @@ func TestReadyWhileWaitingForIMDS(t *testing.T) {
 	if err := v.ready(); err != nil {
 		t.Errorf("ready once running and up: %v", err)
 	}
-	if d := v.status(false); d.Waiting != "" || d.InstanceID != "i-self" || loop.fresh != 0 {
+	if d := v.status(ctx, nil); d.Waiting != "" || d.InstanceID != "i-self" || loop.fresh != 0 {
 		t.Errorf("status once running: %+v (%d fresh reads)", d, loop.fresh)
 	}
-	// A member about to hand an EIP here asks for a fresh view.
-	if d := v.status(true); d.InstanceID != "i-self" || loop.fresh != 1 {
+	if d := v.status(ctx, url.Values{"fresh": {"0"}}); d.InstanceID != "i-self" || loop.fresh != 0 {
+		t.Errorf("status with fresh=0: %+v (%d fresh reads, want 0)", d, loop.fresh)
+	}
+	// The coordinator, right before a move that concerns this member,
+	// asks for a fresh view.
+	if d := v.status(ctx, url.Values{"fresh": {"1"}}); d.InstanceID != "i-self" || loop.fresh != 1 {
 		t.Errorf("fresh status: %+v (%d fresh reads, want 1)", d, loop.fresh)
 	}
 	v = newDaemonView(time.Minute, fakeHealth{health.Down})
 	v.started(&fakeLoop{}, "i-self", nil)
 	if err := v.ready(); err == nil || !strings.Contains(err.Error(), "own health is down: dial tcp") {
 		t.Errorf("ready with health down: %v", err)
+	}
+}
+
+// TestStatusAcceptsCoordinatorProbe: /status?coordinator=ID&epoch=N is a
+// coordinator's probe: the loop is told (Accept), whatever else the query
+// asks; a malformed claim is not passed on, and nothing is before the loop
+// runs.
+func TestStatusAcceptsCoordinatorProbe(t *testing.T) {
+	v := newDaemonView(time.Minute, fakeHealth{health.Up})
+	ctx := context.Background()
+	// Before the loop runs: answered, not passed on (nothing to pass to).
+	if d := v.status(ctx, url.Values{"coordinator": {"i-co"}, "epoch": {"3"}}); d.Waiting != waitingForIMDS {
+		t.Errorf("status while waiting: %+v", d)
+	}
+	loop := &fakeLoop{}
+	v.started(loop, "i-self", nil)
+	for _, q := range []url.Values{
+		{"coordinator": {"i-co"}, "epoch": {"3"}},
+		{"coordinator": {"i-co2"}, "epoch": {"12"}, "fresh": {"1"}},
+		// Not a claim: no epoch, not a positive number, no ID, an ID
+		// longer than an instance ID may be.
+		{"coordinator": {"i-co"}},
+		{"coordinator": {"i-co"}, "epoch": {"0"}},
+		{"coordinator": {"i-co"}, "epoch": {"-4"}},
+		{"coordinator": {"i-co"}, "epoch": {"three"}},
+		{"epoch": {"3"}},
+		{"coordinator": {strings.Repeat("i", 65)}, "epoch": {"3"}},
+		{"fresh": {"1"}},
+	} {
+		if d := v.status(ctx, q); d.InstanceID != "i-self" {
+			t.Errorf("status for %v: %+v", q, d)
+		}
+	}
+	accepted, _, _ := loop.seen()
+	if !slices.Equal(accepted, []string{"i-co/3", "i-co2/12"}) {
+		t.Errorf("accepted %q, want the two well-formed claims", accepted)
+	}
+	if loop.fresh != 2 {
+		t.Errorf("%d fresh reads, want 2", loop.fresh)
+	}
+}
+
+// TestNoticeAndProbe: /notice and /probe reach the loop once it runs; a
+// probe of no instance, or before the loop runs, is refused.
+func TestNoticeAndProbe(t *testing.T) {
+	v := newDaemonView(time.Minute, fakeHealth{health.Up})
+	ctx := context.Background()
+	v.notice("i-early") // dropped: no loop yet
+	if _, ok := v.probe(ctx, "i-a"); ok {
+		t.Error("probe before the loop runs: ok")
+	}
+	loop := &fakeLoop{}
+	v.started(loop, "i-self", nil)
+	v.notice("i-a")
+	if a, ok := v.probe(ctx, "i-a"); !ok || !reflect.DeepEqual(a, health.ProbeAnswer{InstanceID: "i-a", Reachable: true, EIPDAnswered: true, Holding: []string{"eipalloc-1"}}) {
+		t.Errorf("probe of i-a: %+v %v", a, ok)
+	}
+	if _, ok := v.probe(ctx, "i-stranger"); ok {
+		t.Error("probe of an unknown instance: ok")
+	}
+	if _, ok := v.probe(ctx, ""); ok {
+		t.Error("probe of no instance: ok")
+	}
+	_, notices, probed := loop.seen()
+	if !slices.Equal(notices, []string{"i-a"}) || !slices.Equal(probed, []string{"i-a", "i-stranger"}) {
+		t.Errorf("notices %q, probes %q", notices, probed)
+	}
+}
+
+// TestMemberEndpointsOverHTTP: the status listener as the daemon wires it
+// (status, Notice, Probe from the view), spoken to by another member's
+// PeerProber: a coordinator's probe reaches Accept and reads the status,
+// CheckVia reads /probe, Notify reaches Notice.
+func TestMemberEndpointsOverHTTP(t *testing.T) {
+	v := newDaemonView(time.Minute, fakeHealth{health.Up})
+	loop := &fakeLoop{}
+	v.started(loop, "i-self", nil)
+	ln, err := metrics.Listen(metrics.ServerConfig{Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := metrics.New(metrics.BuildInfo{}, nil, nil, nil, nil, nil)
+	srv := metrics.NewServer(metrics.ServerConfig{Notice: v.notice, Probe: v.probe}, m,
+		func(r *http.Request) any { return v.status(r.Context(), r.URL.Query()) }, v.ready, hclog.NewNullLogger())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	port := ln.Addr().(*net.TCPAddr).Port
+	p := health.NewPeerProber(nil, port, 5*time.Second)
+	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer ccancel()
+
+	r, err := p.Check(health.WithCoordinator(health.WithFreshStatus(cctx), "i-co", 7), "127.0.0.1")
+	if err != nil || !r.Answered {
+		t.Fatalf("coordinator's probe: %+v %v", r, err)
+	}
+	var st leader.Status
+	if err := json.Unmarshal(r.Status, &st); err != nil || st.InstanceID != "i-self" || st.EIPs[0].Role != leader.RoleHolder {
+		t.Errorf("status read by the probe: %+v %v", st, err)
+	}
+	if a, answered, err := p.CheckVia(cctx, "127.0.0.1", "i-a"); !answered || err != nil || !a.Reachable || !a.EIPDAnswered ||
+		!slices.Equal(a.Holding, []string{"eipalloc-1"}) {
+		t.Errorf("CheckVia i-a: %+v %v %v, want answered, reachable, holding eipalloc-1", a, answered, err)
+	}
+	if a, answered, err := p.CheckVia(cctx, "127.0.0.1", "i-b"); !answered || err != nil || a.Reachable || !strings.Contains(a.Error, "connection refused") {
+		t.Errorf("CheckVia i-b: %+v %v %v, want answered and unreachable", a, answered, err)
+	}
+	if _, answered, err := p.CheckVia(cctx, "127.0.0.1", "i-stranger"); answered || err == nil {
+		t.Errorf("CheckVia of a stranger: %v %v, want not answered", answered, err)
+	}
+	if err := p.Notify(cctx, "127.0.0.1", "i-a"); err != nil {
+		t.Errorf("Notify: %v", err)
+	}
+	accepted, notices, _ := loop.seen()
+	if !slices.Equal(accepted, []string{"i-co/7"}) || loop.fresh != 1 || !slices.Equal(notices, []string{"i-a"}) {
+		t.Errorf("accepted %q, %d fresh reads, notices %q", accepted, loop.fresh, notices)
 	}
 }
 
@@ -199,6 +366,12 @@ func TestHandoffTargetIsChecked(t *testing.T) {
 	loop.mu.Unlock()
 	if reached != 0 {
 		t.Fatalf("%d refused handoff(s) reached the loop", reached)
+	}
+	// Once running, eipd status prints the loop's view.
+	if stdout, _, code := runCLI(t, nil, "status", "--control", addr); code != 0 ||
+		!strings.HasPrefix(stdout, "instance i-self") || !strings.Contains(stdout, "\nno coordinator known\n") ||
+		!strings.Contains(stdout, "eipalloc-0a") {
+		t.Errorf("status once running: exit %d %q", code, stdout)
 	}
 	stdout, stderr, code = runCLI(t, nil, "handoff", "--control", addr, "--to", "i-a")
 	if code != 0 || !strings.HasPrefix(stdout, "handoff done") {
