@@ -17,10 +17,15 @@ type coordinator struct {
 	// Trust(start of its last confirmed renewal) (§6).
 	deadline time.Time
 	renew    callState
-	// throttled counts renewals throttled in a row; giveUp asks it to hand
-	// the role over (IAM refused it, or it stays throttled).
-	throttled int
-	giveUp    string
+	// renewing: the EIPs a renewal under way covers; no move of them
+	// starts its first write meanwhile (§9).
+	renewing []string
+	// failing counts its AWS calls that failed in a row (throttled, 5xx,
+	// no answer); giveUp asks it to hand the role over (IAM refused it, or
+	// its calls keep failing: a member whose calls go through coordinates
+	// better).
+	failing int
+	giveUp  string
 	// accepted: a probe of every member since the claim found none that
 	// follows a coordinator before it; it moves nothing until then.
 	accepted bool
@@ -75,7 +80,7 @@ func (l *Loop) coordinate(now time.Time) {
 		return
 	}
 	l.renewLease(now)
-	if l.read.due(now, l.cfg.AddressPoll) {
+	if l.read.due(now, l.cfg.AddressPoll) || (l.read.failed && l.read.due(now, l.cfg.ProbeInterval)) {
 		l.readAddresses(now, co.deadline)
 	}
 	if !l.listAt.IsZero() && !now.Before(l.listAt) && !l.list.inFlight {
@@ -131,8 +136,10 @@ func (l *Loop) renewLease(now time.Time) {
 		return
 	}
 	busy := map[string]bool{}
-	for id := range co.moves {
-		busy[id] = true
+	for id, m := range co.moves {
+		if m.mutating {
+			busy[id] = true
+		}
 	}
 	ids := l.leaseIDs(busy)
 	if len(ids) == 0 {
@@ -140,6 +147,7 @@ func (l *Loop) renewLease(now time.Time) {
 	}
 	lease := eip.GroupLease{Coordinator: l.self.InstanceID, Epoch: co.epoch, Renewed: l.wall()}
 	co.renew.start(now)
+	co.renewing = ids
 	l.exec.start(op{name: "renew", mutates: true, timeout: l.renewTimeout(), deadline: co.deadline,
 		run: func(ctx context.Context) func() {
 			err := l.cloud.WriteLease(ctx, ids, lease)
@@ -149,6 +157,7 @@ func (l *Loop) renewLease(now time.Time) {
 
 func (l *Loop) onRenew(co *coordinator, started time.Time, lease eip.GroupLease, err error) {
 	co.renew.done(started, err == nil)
+	co.renewing = nil
 	if l.co != co {
 		return
 	}
@@ -157,7 +166,7 @@ func (l *Loop) onRenew(co *coordinator, started time.Time, lease eip.GroupLease,
 		if co.renew.failed {
 			l.log.Info("group lease renewals succeed again")
 		}
-		co.throttled = 0
+		l.callOK()
 		co.deadline = maxTime(co.deadline, Trust(l.cfg.Timing, started))
 		l.lease.see(lease, started)
 		if l.obs != nil {
@@ -175,10 +184,6 @@ func (l *Loop) onRenew(co *coordinator, started time.Time, lease eip.GroupLease,
 		l.read.wanted = true
 	case errors.Is(err, eip.ErrUnauthorized):
 		co.giveUp = "IAM refused the renewal: " + err.Error()
-	case errors.Is(err, eip.ErrThrottled):
-		if co.throttled++; co.throttled >= 3 {
-			co.giveUp = "renewals stay throttled"
-		}
 	}
 	l.troubled(err)
 	l.log.Warn("group lease renewal failed", "epoch", co.epoch, "acts_until_s", co.deadline.Sub(l.now()).Seconds(), "error", err)

@@ -65,13 +65,13 @@ type Loop struct {
 	// handedTo: the member this one last handed the coordinator role to,
 	// and when; if it never took it, it is not handed the role again for
 	// deniedPause.
-	handedTo   string
-	handedAt   time.Time
-	heartbeat  callState
-	notify     callState
-	co         *coordinator
-	stopping   bool
-	stopBy     time.Time
+	handedTo  string
+	handedAt  time.Time
+	heartbeat callState
+	notify    callState
+	co        *coordinator
+	stopping  bool
+	stopBy    time.Time
 
 	requests chan *handoffRequest
 	inbox    chan inboxItem

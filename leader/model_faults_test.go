@@ -157,7 +157,7 @@ func (s *sim) resume(d *simDaemon) {
 	if !d.paused {
 		return
 	}
-	d.paused = false
+	d.paused, d.liveSince = false, s.now
 	s.event(d.id, "eipd resumes")
 	s.recovered()
 	held := d.held

@@ -52,8 +52,8 @@ type invariants struct {
 	pending []ec2Change
 	// 2: the highest term each EIP carried by an acknowledged write, and
 	// late or unacknowledged writes that lowered it, waiting for a repair.
-	terms    map[string]eip.Term
-	lowered  map[string]time.Time
+	terms   map[string]eip.Term
+	lowered map[string]time.Time
 	// 3: since when each EIP is unassociated while a member is ready.
 	danglingSince map[string]time.Time
 	// 4: moves by daemons of each EIP since the last fault concerning it.
@@ -401,15 +401,17 @@ func (v *invariants) acting() *simDaemon {
 	return nil
 }
 
-// checkNoDangling (§3): while a coordinator acts and a member is ready, an
-// EIP is unassociated for at most one lease duration.
+// checkNoDangling (§3): while a coordinator acts with its calls going
+// through and a member is ready, an EIP is unassociated for at most one
+// lease duration. (A coordinator whose calls fail gives the role up; the
+// election's own bound is checkCoordinators'.)
 func (v *invariants) checkNoDangling() {
 	now := v.s.now
 	co := v.acting()
 	ready := v.readyMembers(co)
 	addrs := v.s.world.current().addrs
 	for _, alloc := range slices.Sorted(maps.Keys(addrs)) {
-		if addrs[alloc].AssociationID != "" || len(ready) == 0 || co == nil {
+		if addrs[alloc].AssociationID != "" || len(ready) == 0 || co == nil || !v.clean(co) {
 			delete(v.danglingSince, alloc)
 			continue
 		}
@@ -521,7 +523,7 @@ func (v *invariants) checkReleased() {
 		}
 		for _, d := range v.s.daemons {
 			st, ok := v.status(d)
-			if !ok || !v.clean(d) || v.s.now.Sub(d.startedAt) <= grace {
+			if !ok || !v.clean(d) || v.s.now.Sub(d.liveSince) <= grace {
 				continue
 			}
 			if e := st.eipOf(alloc); e != nil {

@@ -303,9 +303,11 @@ type simDaemon struct {
 	statusBlocked bool
 	spot          bool // a spot interruption notice is in its metadata
 	// manual is a manual handoff request under way.
-	manual   *handoffRequest
-	roles    map[string]string
-	lastRole time.Time
+	manual *handoffRequest
+	// liveSince: since when eipd runs unpaused.
+	liveSince time.Time
+	roles     map[string]string
+	lastRole  time.Time
 }
 
 // simAPI are the faults on one daemon's EC2 calls.
@@ -337,7 +339,7 @@ func (s *sim) start(d *simDaemon) {
 		return
 	}
 	d.inc++
-	d.eipd, d.paused, d.startedAt, d.held, d.manual = true, false, s.now, nil, nil
+	d.eipd, d.paused, d.startedAt, d.held, d.manual, d.liveSince = true, false, s.now, nil, nil, s.now
 	cfg := Config{Timing: simTiming, ProbeTimeout: simProbeTimeout, LifecyclePoll: 5 * time.Second,
 		StopTimeout: simStopTimeout, CallTimeout: simCallTimeout, Tick: simTick,
 		Now:  func() time.Time { return s.now.Add(d.offset) },
@@ -439,7 +441,9 @@ func (d *simDaemon) noteRoles() {
 	}
 }
 
-func short(alloc string) string { return "eip" + strings.TrimLeft(strings.TrimPrefix(alloc, "eipalloc-"), "0") }
+func short(alloc string) string {
+	return "eip" + strings.TrimLeft(strings.TrimPrefix(alloc, "eipalloc-"), "0")
+}
 
 // --- the executor: calls in simulated time ---
 

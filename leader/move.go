@@ -3,6 +3,7 @@ package leader
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/eipd/eipd/eip"
@@ -107,10 +108,15 @@ func (l *Loop) advance(m *move, now time.Time) {
 		case now.Sub(m.started) > l.cfg.ProbeInterval+2*l.cfg.ProbeTimeout:
 			l.abort(m, "no fresh answer from the members the move concerns")
 		}
-	case stageDisassociate:
-		l.disassociate(m, now)
-	case stageAssociate:
-		l.associate(m, now)
+	case stageDisassociate, stageAssociate:
+		if !m.mutating && slices.Contains(co.renewing, m.AllocationID) {
+			return // a renewal covering it is under way: it ends within its timeout
+		}
+		if m.stage == stageDisassociate {
+			l.disassociate(m, now)
+		} else {
+			l.associate(m, now)
+		}
 	case stageRecord:
 		l.record(m, now)
 	}
@@ -123,20 +129,23 @@ func (l *Loop) advance(m *move, now time.Time) {
 func (l *Loop) prepared(m *move, now time.Time) (done bool, why string) {
 	st := l.eips[m.AllocationID]
 	pub := st.addr.PublicIP
-	if p := l.peers[m.To]; p != nil && m.Kind == Takeover && p.answered.IsZero() {
-		// A member whose eipd never answers: its proxy must answer a
-		// probe made now, and a member list read now must show the
-		// private IP free.
-		if p.at.Before(m.started) || l.list.at.Before(m.started) {
+	p := l.peers[m.To]
+	blind := m.To == l.self.InstanceID && l.eniCall.failed && !l.eniCall.triedAt.Before(m.started)
+	if blind || (m.Kind == Takeover && p != nil && p.answered.IsZero()) {
+		// No instance metadata to ask (its eipd never answers, or this
+		// coordinator's own metadata does not): a takeover is fenced
+		// anyway; a member list read now must show the private IP free,
+		// and the member's proxy must answer a probe made now.
+		if l.list.at.Before(m.started) || (p != nil && p.at.Before(m.started)) {
 			if !l.list.inFlight && l.list.triedAt.Before(m.started) {
 				l.list.wanted = true
 			}
-			if !p.call.inFlight && p.at.Before(m.started) {
+			if p != nil && !p.call.inFlight && p.at.Before(m.started) {
 				l.probe(p, now)
 			}
 			return false, ""
 		}
-		if !p.ok {
+		if p != nil && !p.ok {
 			return false, "its proxy no longer answers"
 		}
 		if in := l.member(m.To); in != nil {
@@ -146,7 +155,7 @@ func (l *Loop) prepared(m *move, now time.Time) (done bool, why string) {
 				}
 			}
 		}
-		return true, ""
+		return l.sourceConfirms(m)
 	}
 	tgt, ok, why := l.freshView(m.To, m.started)
 	if why != "" || !ok {
@@ -158,6 +167,13 @@ func (l *Loop) prepared(m *move, now time.Time) (done bool, why string) {
 	if p, ok := tgt.ENIPublicIPs[m.Slot]; ok && p != "" && p != pub && !l.autoAssigned(m.To, m.Slot, p) {
 		return false, "the target's private IP " + m.Slot + " carries " + p + " now"
 	}
+	return l.sourceConfirms(m)
+}
+
+// sourceConfirms: for a handoff, the source's instance metadata, read
+// since the move began, still lists the EIP.
+func (l *Loop) sourceConfirms(m *move) (done bool, why string) {
+	pub := l.eips[m.AllocationID].addr.PublicIP
 	if m.Kind != Handoff || m.From == "" {
 		return true, ""
 	}
@@ -239,6 +255,7 @@ func (l *Loop) onDisassociate(m *move, started time.Time, err error) {
 	}
 	switch {
 	case err == nil:
+		l.callOK()
 		if !l.cfg.DryRun {
 			st.bury(m.observed.AssociationID)
 			st.addr.AssociationID, st.addr.NetworkInterfaceID, st.addr.PrivateIP, st.addr.InstanceID = "", "", "", ""
@@ -298,11 +315,12 @@ func (l *Loop) onAssociate(m *move, started time.Time, eni, assoc string, err er
 		l.abort(m, "dry run")
 		return
 	case err == nil:
+		l.callOK()
 		if m.observed.Associated() {
 			st.bury(m.observed.AssociationID)
 		}
 		st.addr.AssociationID, st.addr.NetworkInterfaceID, st.addr.PrivateIP, st.addr.InstanceID = assoc, eni, m.Slot, m.To
-		st.readAt, st.confirmedAt, st.moved = end, started, end
+		st.readAt, st.confirmedAt, st.moved, st.made = end, started, end, assoc
 		st.lastMove, st.lastFrom, st.doubt = end, m.From, nil
 		l.log.Info("moved the EIP", "allocation_id", m.AllocationID, "association_id", assoc, "target_instance_id", m.To,
 			"reason", m.Reason, "took", end.Sub(m.started).String())
@@ -340,9 +358,6 @@ func (l *Loop) moveFailed(m *move, err error) {
 	}
 	if errors.Is(err, eip.ErrInvalidState) || errors.Is(err, eip.ErrNotFound) {
 		l.list.wanted = true
-	}
-	if m.mutating {
-		l.unsure(st, l.now())
 	}
 	l.abort(m, err.Error())
 }

@@ -61,7 +61,7 @@ func Plan(v View) Placement {
 		}
 		switch reason, kind := p.need(e); {
 		case reason == "":
-		case kind == Takeover:
+		case kind == Takeover && reason != ReasonHandoffUnhealthy:
 			urgent = append(urgent, e)
 		default:
 			leaving = append(leaving, e)
@@ -242,6 +242,10 @@ func (p *planner) need(e EIPView) (reason string, kind MoveKind) {
 		return ReasonTakeoverStale, Takeover
 	case m.Unreachable && m.Confirmed && p.v.Quorum:
 		return ReasonTakeoverStale, Takeover
+	case m.Leaving == ReasonHandoffUnhealthy && !m.Unreachable:
+		// It serves nothing: fenced, like any takeover, so that a stale
+		// view can never move the EIP twice.
+		return m.Leaving, Takeover
 	case m.Leaving != "" && !m.Unreachable:
 		return m.Leaving, Handoff
 	}

@@ -50,7 +50,12 @@ type eipState struct {
 	role, why string
 
 	// Coordinator side.
-	moved    time.Time // end of this coordinator's last move call of the EIP: earlier reads say nothing (§5)
+	moved time.Time // end of this coordinator's last move call of the EIP: earlier reads say nothing (§5)
+	// made is the association this coordinator's last move created: for
+	// an address poll after the move, a read that does not show it may
+	// lag behind it (EC2's reads are eventually consistent) and is not
+	// believed.
+	made     string
 	lastMove time.Time // when a move of it was last confirmed (monotonic)
 	lastFrom string    // the member it left then
 	doubt    *doubt    // a move whose outcome is unknown
@@ -131,6 +136,7 @@ func (l *Loop) onRead(started time.Time, addrs []eip.Address, err error) {
 	if l.read.failed {
 		l.log.Info("the EIPs are readable again")
 	}
+	l.callOK()
 	seen := map[string]bool{}
 	var leases []eip.GroupLease
 	for _, a := range addrs {
@@ -144,10 +150,15 @@ func (l *Loop) onRead(started time.Time, addrs []eip.Address, err error) {
 			continue // EC2 said it is gone after this read started
 		}
 		st.missing = 0
-		if !started.After(st.moved) || st.isDead(a.AssociationID) {
+		if !started.After(st.moved) || st.isDead(a.AssociationID) ||
+			(st.made != "" && a.AssociationID != st.made && started.Before(st.moved.Add(l.cfg.AddressPoll))) {
 			// Started before this coordinator's own last move of the EIP,
-			// or shows an association it replaced: it lags (§5).
+			// shows an association it replaced, or, shortly after its
+			// move, not the association it made: it lags (§5).
 			continue
+		}
+		if a.AssociationID == st.made {
+			st.made = ""
 		}
 		if st.addr.AssociationID != "" && a.AssociationID != st.addr.AssociationID && !started.After(st.readAt) {
 			continue // an older state than the one already known
@@ -257,6 +268,7 @@ func (l *Loop) onMembers(started time.Time, ms []eip.Instance, err error) {
 		return
 	}
 	l.members = ms
+	l.callOK()
 }
 
 // troubled notes a failed AWS call: a member whose calls fail ranks after
@@ -267,6 +279,22 @@ func (l *Loop) troubled(err error) {
 	l.troubledAt, l.troubleWhy = now, err.Error()
 	if errors.Is(err, eip.ErrUnauthorized) {
 		l.unfitUntil = now.Add(deniedPause)
+	}
+	if co := l.co; co != nil && (errors.Is(err, eip.ErrUnavailable) || errors.Is(err, eip.ErrThrottled)) {
+		if co.failing++; co.failing >= failingGiveUp && co.giveUp == "" {
+			co.giveUp = "its AWS calls keep failing: " + err.Error()
+		}
+	}
+}
+
+// failingGiveUp: a coordinator whose AWS calls failed this many times in a
+// row gives the role up.
+const failingGiveUp = 3
+
+// callOK notes an AWS call that went through.
+func (l *Loop) callOK() {
+	if l.co != nil {
+		l.co.failing = 0
 	}
 }
 
