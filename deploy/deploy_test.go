@@ -795,54 +795,90 @@ func eipTagKeys(t *testing.T) (declared map[string]string, written []string) {
 			}
 		}
 	}
+	add := func(name string, where ast.Expr) {
+		v, ok := declared[name]
+		if !ok {
+			t.Errorf("eip writes a tag whose key is not a Tag* constant: %s", fmt.Sprint(where))
+			return
+		}
+		if !slices.Contains(written, v) {
+			written = append(written, v)
+		}
+	}
+	isStringMap := func(e ast.Expr) bool {
+		m, ok := e.(*ast.MapType)
+		return ok && fmt.Sprint(m.Key) == "string" && fmt.Sprint(m.Value) == "string"
+	}
 	for _, f := range files {
 		types := importName(f, "github.com/aws/aws-sdk-go-v2/service/ec2/types")
-		if types == "" {
-			continue
-		}
 		isTag := func(e ast.Expr) bool {
 			sel, ok := e.(*ast.SelectorExpr)
-			return ok && sel.Sel.Name == "Tag" && fmt.Sprint(sel.X) == types
+			return ok && types != "" && sel.Sel.Name == "Tag" && fmt.Sprint(sel.X) == types
 		}
-		var tagLits []*ast.CompositeLit
-		ast.Inspect(f, func(n ast.Node) bool {
-			lit, ok := n.(*ast.CompositeLit)
-			if !ok {
-				return true
+		for _, d := range f.Decls {
+			fn, ok := d.(*ast.FuncDecl)
+			if !ok || fn.Body == nil {
+				continue
 			}
-			if isTag(lit.Type) {
-				tagLits = append(tagLits, lit)
-			}
-			// []types.Tag{{Key: …}}: the elements' type is elided.
-			if arr, ok := lit.Type.(*ast.ArrayType); ok && isTag(arr.Elt) {
-				for _, e := range lit.Elts {
-					if el, ok := e.(*ast.CompositeLit); ok && el.Type == nil {
-						tagLits = append(tagLits, el)
-					}
-				}
-			}
-			return true
-		})
-		for _, lit := range tagLits {
-			for _, e := range lit.Elts {
-				kv, ok := e.(*ast.KeyValueExpr)
-				if !ok || fmt.Sprint(kv.Key) != "Key" {
-					continue
-				}
-				// Key: aws.String(TagX)
-				name := ""
-				if call, ok := kv.Value.(*ast.CallExpr); ok && len(call.Args) == 1 {
-					if id, ok := call.Args[0].(*ast.Ident); ok {
-						name = id.Name
-					}
-				}
-				v, ok := declared[name]
+			// A function that turns a map of tags into the SDK's form
+			// (its only parameter a map[string]string) may build a
+			// types.Tag from a key it does not name: the keys written
+			// are those of the tag maps below.
+			converts := fn.Type.Params != nil && len(fn.Type.Params.List) == 1 && len(fn.Type.Params.List[0].Names) == 1 &&
+				isStringMap(fn.Type.Params.List[0].Type)
+			var tagLits []*ast.CompositeLit
+			ast.Inspect(fn.Body, func(n ast.Node) bool {
+				lit, ok := n.(*ast.CompositeLit)
 				if !ok {
-					t.Errorf("eip writes a tag whose key is not a Tag* constant: %s", types+".Tag at "+fmt.Sprint(kv.Value))
-					continue
+					return true
 				}
-				if !slices.Contains(written, v) {
-					written = append(written, v)
+				if isTag(lit.Type) {
+					tagLits = append(tagLits, lit)
+				}
+				// []types.Tag{{Key: …}}: the elements' type is elided.
+				if arr, ok := lit.Type.(*ast.ArrayType); ok && isTag(arr.Elt) {
+					for _, e := range lit.Elts {
+						if el, ok := e.(*ast.CompositeLit); ok && el.Type == nil {
+							tagLits = append(tagLits, el)
+						}
+					}
+				}
+				// map[string]string{TagX: …}: a set of tags to write
+				// (GroupLease.Tags, Record.Tags); every key must be a
+				// Tag* constant.
+				if isStringMap(lit.Type) {
+					for _, e := range lit.Elts {
+						if kv, ok := e.(*ast.KeyValueExpr); ok {
+							id, _ := kv.Key.(*ast.Ident)
+							name := ""
+							if id != nil {
+								name = id.Name
+							}
+							add(name, kv.Key)
+						}
+					}
+				}
+				return true
+			})
+			for _, lit := range tagLits {
+				for _, e := range lit.Elts {
+					kv, ok := e.(*ast.KeyValueExpr)
+					if !ok || fmt.Sprint(kv.Key) != "Key" {
+						continue
+					}
+					// Key: aws.String(TagX)
+					var arg ast.Expr
+					if call, ok := kv.Value.(*ast.CallExpr); ok && len(call.Args) == 1 {
+						arg = call.Args[0]
+					}
+					id, _ := arg.(*ast.Ident)
+					switch {
+					case id != nil && declared[id.Name] != "":
+						add(id.Name, kv.Value)
+					case converts:
+					default:
+						t.Errorf("eip writes a tag whose key is not a Tag* constant: %s.Tag in %s at %s", types, fn.Name.Name, fmt.Sprint(kv.Value))
+					}
 				}
 			}
 		}
