@@ -43,8 +43,9 @@ type runningLoop interface {
 	// StatusFresh is Status with this instance's own ENI view read from
 	// instance metadata first (what the coordinator asks for before a move).
 	StatusFresh(ctx context.Context) leader.Status
-	// Accept takes a coordinator's probe (/status?coordinator=ID&epoch=N).
-	Accept(id string, epoch int64)
+	// AcceptAt takes a coordinator's probe
+	// (/status?coordinator=ID&coordinator_ip=IP&epoch=N).
+	AcceptAt(id, ip string, epoch int64)
 	// Notice takes a member's notice (POST /notice).
 	Notice(from string)
 	// ProbeMember probes a member for the coordinator (/probe).
@@ -131,7 +132,7 @@ func (v *daemonView) status(ctx context.Context, q url.Values) statusDoc {
 	if loop, _ := v.running(); loop != nil {
 		if id := q.Get("coordinator"); id != "" {
 			if epoch, err := strconv.ParseInt(q.Get("epoch"), 10, 64); err == nil && epoch > 0 && len(id) <= 64 {
-				loop.Accept(id, epoch)
+				loop.AcceptAt(id, q.Get("coordinator_ip"), epoch)
 			}
 		}
 		if q.Get("fresh") == "1" {

@@ -33,14 +33,17 @@ type fakeLoop struct {
 	handoffTo []string
 	reply     error
 	fresh     int      // StatusFresh calls
-	accepted  []string // "id/epoch" of each Accept
+	accepted  []string // "id/epoch" (or "id@ip/epoch") of each AcceptAt
 	notices   []string
 	probed    []string
 }
 
-func (f *fakeLoop) Accept(id string, epoch int64) {
+func (f *fakeLoop) AcceptAt(id, ip string, epoch int64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if ip != "" {
+		id += "@" + ip
+	}
 	f.accepted = append(f.accepted, fmt.Sprintf("%s/%d", id, epoch))
 }
 

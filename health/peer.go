@@ -84,15 +84,28 @@ func FreshStatusWanted(ctx context.Context) bool {
 type coordinatorKey struct{}
 
 type coordinatorClaim struct {
-	id    string
-	epoch int64
+	id, ip string
+	epoch  int64
 }
 
 // WithCoordinator marks a probe as made by the coordinator id at epoch:
 // the member asked (/status?coordinator=id&epoch=n) follows it if it comes
 // before the one it follows, and says whom it follows.
 func WithCoordinator(ctx context.Context, id string, epoch int64) context.Context {
-	return context.WithValue(ctx, coordinatorKey{}, coordinatorClaim{id, epoch})
+	return WithCoordinatorAt(ctx, id, "", epoch)
+}
+
+// WithCoordinatorAt is WithCoordinator that also tells the member the
+// coordinator's private IP (coordinator_ip=), so that it can probe the
+// coordinator back without listing the group's instances.
+func WithCoordinatorAt(ctx context.Context, id, ip string, epoch int64) context.Context {
+	return context.WithValue(ctx, coordinatorKey{}, coordinatorClaim{id: id, ip: ip, epoch: epoch})
+}
+
+// CoordinatorIP is the private IP WithCoordinatorAt gave, or "".
+func CoordinatorIP(ctx context.Context) string {
+	c, _ := ctx.Value(coordinatorKey{}).(coordinatorClaim)
+	return c.ip
 }
 
 // CoordinatorOf returns the coordinator a probe was marked with
@@ -182,6 +195,9 @@ func (p *PeerProber) status(ctx context.Context, ip string) (PeerReport, error) 
 	if id, epoch, ok := CoordinatorOf(ctx); ok {
 		q.Set("coordinator", id)
 		q.Set("epoch", strconv.FormatInt(epoch, 10))
+		if ip := CoordinatorIP(ctx); ip != "" {
+			q.Set("coordinator_ip", ip)
+		}
 	}
 	u := "http://" + net.JoinHostPort(ip, strconv.Itoa(p.statusPort)) + "/status"
 	if len(q) > 0 {

@@ -258,16 +258,22 @@ func (l *Loop) repairRecords(started time.Time) {
 		if m == nil {
 			continue // not on a member: Plan takes it back
 		}
-		if r.Holder == m.InstanceID && len(r.Invalid) == 0 && !r.Term.IsZero() {
-			continue
-		}
-		if !st.repaired.IsZero() && !started.After(st.repaired) {
+		// A term below the last one this coordinator wrote, by a read made
+		// well after that write: a late write landed over it.
+		lowered := r.Term.Less(st.wrote) && started.After(st.wroteAt.Add(l.cfg.AddressPoll))
+		matches := r.Holder == m.InstanceID && len(r.Invalid) == 0 && !r.Term.IsZero()
+		if (matches && !lowered) || (!st.repaired.IsZero() && !started.After(st.repaired)) {
 			continue
 		}
 		st.repaired = started
 		rec := eip.Record{Holder: m.InstanceID, Term: l.nextTerm(st), Moved: l.wall(), From: r.Holder}
-		l.log.Info("the EIP's record does not match its association; rewriting it", "allocation_id", id,
-			"instance_id", m.InstanceID, "recorded_holder", r.Holder, "term", rec.Term.String())
+		why := "the EIP's record does not match its association; rewriting it"
+		if matches {
+			rec.Reason, rec.Decided, rec.Moved, rec.From = r.Reason, r.Decided, r.Moved, r.From
+			why = "a late write lowered the EIP's term; writing it again"
+		}
+		l.log.Info(why, "allocation_id", id, "instance_id", m.InstanceID, "recorded_holder", r.Holder,
+			"recorded_term", r.Term.String(), "term", rec.Term.String())
 		l.writeRecord(st, rec, "repair")
 	}
 }
@@ -297,8 +303,11 @@ func (l *Loop) writeRecord(st *eipState, rec eip.Record, why string) {
 				l.log.Warn("cannot write the EIP's record; it is rewritten after the next read", "allocation_id", alloc, "error", err)
 				return
 			}
-			if st := l.eips[alloc]; st != nil && st.addr.Record.Term.Less(rec.Term) {
-				st.addr.Record = rec
+			if st := l.eips[alloc]; st != nil {
+				st.wrote, st.wroteAt = rec.Term, l.now()
+				if st.addr.Record.Term.Less(rec.Term) {
+					st.addr.Record = rec
+				}
 			}
 		}
 	}})

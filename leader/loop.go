@@ -88,6 +88,7 @@ type Loop struct {
 	// when (monotonic, unix nanos of l.now) that coordinator last probed.
 	accepted atomic.Pointer[follow]
 	heard    atomic.Int64
+	coordIPs sync.Map // instance ID → private IP, as coordinators' probes gave them
 
 	lastPass atomic.Int64 // unix nanos of the last pass
 }

@@ -3,6 +3,7 @@ package leader
 import (
 	"context"
 	"errors"
+	"net"
 	"slices"
 	"time"
 
@@ -153,10 +154,13 @@ func (l *Loop) renewTimeout() time.Duration {
 }
 
 // ipOf is the private IP of a member, from the member list or, failing
-// that, the coordinator's.
+// that, the coordinator's own probes or its member list.
 func (l *Loop) ipOf(id string) string {
 	if m := l.member(id); m != nil {
 		return m.PrivateIP
+	}
+	if ip, ok := l.coordIPs.Load(id); ok {
+		return ip.(string)
 	}
 	if p := l.peers[l.follow.ID]; p != nil && p.status != nil {
 		for _, m := range p.status.Members {
@@ -452,7 +456,15 @@ func (l *Loop) Notice(from string) {
 // one it follows in the answer, so that of two coordinators that claimed
 // at once, one learns at its next probe that it must step down. Safe for
 // concurrent use.
-func (l *Loop) Accept(id string, epoch int64) {
+func (l *Loop) Accept(id string, epoch int64) { l.AcceptAt(id, "", epoch) }
+
+// AcceptAt is Accept with the coordinator's private IP, as its probe gave
+// it (coordinator_ip=): a member that has not listed the group's instances
+// (or cannot: its own AWS calls fail) can probe the coordinator back.
+func (l *Loop) AcceptAt(id, ip string, epoch int64) {
+	if ip != "" && net.ParseIP(ip) != nil {
+		l.coordIPs.Store(id, ip)
+	}
 	f := follow{ID: id, Epoch: epoch}
 	for {
 		cur := l.accepted.Load()

@@ -843,7 +843,7 @@ func (p simProber) Check(ctx context.Context, ip string) (health.PeerReport, err
 	var r health.PeerReport
 	if t.statusAnswers() {
 		if id, epoch, ok := health.CoordinatorOf(ctx); ok {
-			t.loop.Accept(id, epoch)
+			t.loop.AcceptAt(id, health.CoordinatorIP(ctx), epoch)
 		}
 		var st Status
 		if health.FreshStatusWanted(ctx) {

@@ -399,6 +399,7 @@ func (l *Loop) record(m *move, now time.Time) {
 				return
 			}
 			st.denied = ""
+			st.wrote, st.wroteAt = rec.Term, l.now()
 			if st.addr.Record.Term.Less(rec.Term) {
 				st.addr.Record = rec
 			}

@@ -78,7 +78,7 @@ func (l *Loop) probe(p *peer, now time.Time) {
 			ctx = health.WithFreshStatus(ctx)
 		}
 		if co.ID != "" {
-			ctx = health.WithCoordinator(ctx, co.ID, co.Epoch)
+			ctx = health.WithCoordinatorAt(ctx, co.ID, l.self.PrivateIP, co.Epoch)
 		}
 		r, err := l.prober.Check(ctx, ip)
 		return func() { l.onProbe(p, now, fresh, r, err) }

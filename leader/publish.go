@@ -272,14 +272,11 @@ func (l *Loop) lettingGo(p *peer, alloc string, since time.Time) bool {
 		return true // its status port is blocked: nobody can read it
 	case p.viaAt.After(since):
 		return !p.viaEIPD || !slices.Contains(p.viaHolding, alloc)
-	case len(l.members) == 2 && p.hist.Status() == health.Down:
-		// In a group of two, a member cut off from the coordinator
-		// writes heartbeats; without one its eipd does not run.
-		if m := l.member(p.id); m != nil {
-			return l.fallConfirmed(p, *m)
-		}
 	}
-	return false
+	// Cut off from this coordinator, it may still answer others; the
+	// last word it could have had from here came around its last answer,
+	// and its trust in it runs out a trust window later.
+	return !p.answered.IsZero() && l.now().After(p.answered.Add(l.cfg.ProbeInterval+l.cfg.trustWindow()))
 }
 
 // noteRole counts what a member's role for an EIP says happened: a move to

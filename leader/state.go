@@ -61,6 +61,10 @@ type eipState struct {
 	doubt    *doubt    // a move whose outcome is unknown
 	repaired time.Time // start of the last record write made to repair it
 	seq      int64     // the last sequence this coordinator wrote in its epoch
+	// wrote is the last term this coordinator wrote on the record, and
+	// wroteAt when that write returned.
+	wrote    eip.Term
+	wroteAt  time.Time
 	note     Note
 	denied   string
 	notedWhy string
