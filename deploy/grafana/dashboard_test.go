@@ -169,9 +169,12 @@ func TestDashboardCoversTheQuestions(t *testing.T) {
 	for _, want := range []string{
 		"eipd_failovers_total", "by (allocation_id, reason)",
 		"eipd_failover_duration_seconds_bucket", "histogram_quantile(0.95",
-		"eipd_health_up", "eipd_peer_probe_up",
+		"eipd_health_up",
 		"eipd_ec2_requests_total", `outcome="throttled"`,
 		"eipd_lease_age_seconds", "eipd_handoff_blocked",
+		// The coordinator: who it is per group, and which members it
+		// reaches.
+		"max by (group, instance) (eipd_is_coordinator", "eipd_members_reachable",
 		// Issue 11: redundancy per group, restarts, memory and CPU.
 		"sum by (group) (eipd_ready", "changes(process_start_time_seconds",
 		"process_resident_memory_bytes", "rate(process_cpu_seconds_total",
