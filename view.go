@@ -46,6 +46,8 @@ type runningLoop interface {
 	// AcceptAt takes a coordinator's probe
 	// (/status?coordinator=ID&coordinator_ip=IP&epoch=N).
 	AcceptAt(id, ip string, epoch int64)
+	// HeardFrom notes which member asks (/status?from=ID).
+	HeardFrom(from string)
 	// Notice takes a member's notice (POST /notice).
 	Notice(from string)
 	// ProbeMember probes a member for the coordinator (/probe).
@@ -135,6 +137,7 @@ func (v *daemonView) status(ctx context.Context, q url.Values) statusDoc {
 				loop.AcceptAt(id, q.Get("coordinator_ip"), epoch)
 			}
 		}
+		loop.HeardFrom(q.Get("from"))
 		if q.Get("fresh") == "1" {
 			return statusDoc{Status: loop.StatusFresh(ctx)}
 		}

@@ -38,6 +38,8 @@ type fakeLoop struct {
 	probed    []string
 }
 
+func (f *fakeLoop) HeardFrom(string) {}
+
 func (f *fakeLoop) AcceptAt(id, ip string, epoch int64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -102,6 +102,22 @@ func WithCoordinatorAt(ctx context.Context, id, ip string, epoch int64) context.
 	return context.WithValue(ctx, coordinatorKey{}, coordinatorClaim{id: id, ip: ip, epoch: epoch})
 }
 
+type fromKey struct{}
+
+// WithFrom marks a probe with the instance ID of the member making it
+// (from=): a coordinator probed by a member knows that member holds its
+// latest word, and waits for that word to run out before it names another
+// holder of an EIP the member held.
+func WithFrom(ctx context.Context, instanceID string) context.Context {
+	return context.WithValue(ctx, fromKey{}, instanceID)
+}
+
+// FromOf is the instance ID WithFrom gave, or "".
+func FromOf(ctx context.Context) string {
+	v, _ := ctx.Value(fromKey{}).(string)
+	return v
+}
+
 // CoordinatorIP is the private IP WithCoordinatorAt gave, or "".
 func CoordinatorIP(ctx context.Context) string {
 	c, _ := ctx.Value(coordinatorKey{}).(coordinatorClaim)
@@ -191,6 +207,9 @@ func (p *PeerProber) status(ctx context.Context, ip string) (PeerReport, error) 
 	q := url.Values{}
 	if FreshStatusWanted(ctx) {
 		q.Set("fresh", "1")
+	}
+	if from := FromOf(ctx); from != "" {
+		q.Set("from", from)
 	}
 	if id, epoch, ok := CoordinatorOf(ctx); ok {
 		q.Set("coordinator", id)

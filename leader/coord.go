@@ -91,7 +91,10 @@ func (l *Loop) coordinate(now time.Time) {
 	}
 	l.probeMembers(now)
 	if !co.accepted {
-		co.accepted = l.roundDone(co.claimedAt)
+		// Probes started a rank step after the claim: a member that
+		// claimed at the same moment (its write in flight when this one's
+		// first probes reached it) has made its claim known by then.
+		co.accepted = now.Sub(co.claimedAt) > l.cfg.RankStep && l.roundDone(co.claimedAt.Add(l.cfg.RankStep))
 		if !co.accepted {
 			return
 		}
@@ -228,7 +231,14 @@ func (l *Loop) roundDone(since time.Time) bool {
 		if m.InstanceID == l.self.InstanceID {
 			continue
 		}
-		if p := l.peers[m.InstanceID]; p == nil || p.at.Before(since) {
+		p := l.peers[m.InstanceID]
+		if p == nil {
+			return false
+		}
+		if p.at.Before(since) {
+			if !p.call.inFlight {
+				l.probe(p, l.now())
+			}
 			return false
 		}
 	}

@@ -89,6 +89,9 @@ type Loop struct {
 	accepted atomic.Pointer[follow]
 	heard    atomic.Int64
 	coordIPs sync.Map // instance ID → private IP, as coordinators' probes gave them
+	// asked: instance ID → when (monotonic, unix nanos) that member last
+	// asked for this daemon's /status (HeardFrom).
+	asked sync.Map
 
 	lastPass atomic.Int64 // unix nanos of the last pass
 }

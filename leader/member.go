@@ -450,6 +450,24 @@ func (l *Loop) Notice(from string) {
 	}
 }
 
+// HeardFrom notes that the member from asked for this daemon's /status
+// (from=): on the coordinator, it now holds the word about to be served.
+// Safe for concurrent use; a member that lies about its ID only makes the
+// coordinator wait longer before it names another holder.
+func (l *Loop) HeardFrom(from string) {
+	if from != "" && len(from) <= 64 {
+		l.asked.Store(from, l.now().UnixNano())
+	}
+}
+
+// askedAt is when the member id last asked for this daemon's /status.
+func (l *Loop) askedAt(id string) time.Time {
+	if v, ok := l.asked.Load(id); ok {
+		return time.Unix(0, v.(int64))
+	}
+	return time.Time{}
+}
+
 // Accept is a coordinator's probe (/status?coordinator=ID&epoch=N): the
 // member follows it when it comes before the coordinator it follows (the
 // highest epoch; at equal epochs the lowest instance ID), and reports the

@@ -845,6 +845,7 @@ func (p simProber) Check(ctx context.Context, ip string) (health.PeerReport, err
 		if id, epoch, ok := health.CoordinatorOf(ctx); ok {
 			t.loop.AcceptAt(id, health.CoordinatorIP(ctx), epoch)
 		}
+		t.loop.HeardFrom(health.FromOf(ctx))
 		var st Status
 		if health.FreshStatusWanted(ctx) {
 			st = t.loop.StatusFresh(context.Background())

@@ -77,6 +77,7 @@ func (l *Loop) probe(p *peer, now time.Time) {
 		if fresh {
 			ctx = health.WithFreshStatus(ctx)
 		}
+		ctx = health.WithFrom(ctx, l.self.InstanceID)
 		if co.ID != "" {
 			ctx = health.WithCoordinatorAt(ctx, co.ID, l.self.PrivateIP, co.Epoch)
 		}

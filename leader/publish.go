@@ -273,10 +273,11 @@ func (l *Loop) lettingGo(p *peer, alloc string, since time.Time) bool {
 	case p.viaAt.After(since):
 		return !p.viaEIPD || !slices.Contains(p.viaHolding, alloc)
 	}
-	// Cut off from this coordinator, it may still answer others; the
-	// last word it could have had from here came around its last answer,
-	// and its trust in it runs out a trust window later.
-	return !p.answered.IsZero() && l.now().After(p.answered.Add(l.cfg.ProbeInterval+l.cfg.trustWindow()))
+	// Cut off from this coordinator, it may still answer others; its
+	// last word from here came when it last asked for this /status, and
+	// its trust in that word runs out a trust window later.
+	asked := maxTime(l.askedAt(p.id), p.answered)
+	return !asked.IsZero() && l.now().After(asked.Add(l.cfg.ProbeInterval+l.cfg.trustWindow()))
 }
 
 // noteRole counts what a member's role for an EIP says happened: a move to
