@@ -36,9 +36,14 @@ type fakeLoop struct {
 	accepted  []string // "id/epoch" (or "id@ip/epoch") of each AcceptAt
 	notices   []string
 	probed    []string
+	heard     []string // each HeardFrom, "" included
 }
 
-func (f *fakeLoop) HeardFrom(string) {}
+func (f *fakeLoop) HeardFrom(from string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.heard = append(f.heard, from)
+}
 
 func (f *fakeLoop) AcceptAt(id, ip string, epoch int64) {
 	f.mu.Lock()
@@ -74,6 +79,12 @@ func (f *fakeLoop) seen() (accepted, notices, probed []string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.accepted), slices.Clone(f.notices), slices.Clone(f.probed)
+}
+
+func (f *fakeLoop) heardFrom() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.heard)
 }
 
 func (f *fakeLoop) LastReconcile() time.Time {
@@ -191,9 +202,10 @@ func TestReadyWhileWaitingForIMDS(t *testing.T) {
 }
 
 // TestStatusAcceptsCoordinatorProbe: /status?coordinator=ID&epoch=N is a
-// coordinator's probe: the loop is told (Accept), whatever else the query
-// asks; a malformed claim is not passed on, and nothing is before the loop
-// runs.
+// coordinator's probe: the loop is told (AcceptAt, with coordinator_ip=
+// when given), whatever else the query asks; a malformed claim is not
+// passed on, and nothing is before the loop runs. from= tells the loop
+// which member asks (HeardFrom, "" when none says).
 func TestStatusAcceptsCoordinatorProbe(t *testing.T) {
 	v := newDaemonView(time.Minute, fakeHealth{health.Up})
 	ctx := context.Background()
@@ -206,6 +218,7 @@ func TestStatusAcceptsCoordinatorProbe(t *testing.T) {
 	for _, q := range []url.Values{
 		{"coordinator": {"i-co"}, "epoch": {"3"}},
 		{"coordinator": {"i-co2"}, "epoch": {"12"}, "fresh": {"1"}},
+		{"coordinator": {"i-co3"}, "coordinator_ip": {"10.0.0.9"}, "epoch": {"4"}, "from": {"i-co3"}},
 		// Not a claim: no epoch, not a positive number, no ID, an ID
 		// longer than an instance ID may be.
 		{"coordinator": {"i-co"}},
@@ -221,8 +234,11 @@ func TestStatusAcceptsCoordinatorProbe(t *testing.T) {
 		}
 	}
 	accepted, _, _ := loop.seen()
-	if !slices.Equal(accepted, []string{"i-co/3", "i-co2/12"}) {
-		t.Errorf("accepted %q, want the two well-formed claims", accepted)
+	if !slices.Equal(accepted, []string{"i-co/3", "i-co2/12", "i-co3@10.0.0.9/4"}) {
+		t.Errorf("accepted %q, want the three well-formed claims", accepted)
+	}
+	if heard := loop.heardFrom(); len(heard) != 10 || heard[2] != "i-co3" || slices.ContainsFunc(slices.Delete(heard, 2, 3), func(h string) bool { return h != "" }) {
+		t.Errorf("HeardFrom got %q, want i-co3 for the one status that says from=, else \"\"", heard)
 	}
 	if loop.fresh != 2 {
 		t.Errorf("%d fresh reads, want 2", loop.fresh)
@@ -283,7 +299,7 @@ func TestMemberEndpointsOverHTTP(t *testing.T) {
 	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer ccancel()
 
-	r, err := p.Check(health.WithCoordinator(health.WithFreshStatus(cctx), "i-co", 7), "127.0.0.1")
+	r, err := p.Check(health.WithFrom(health.WithCoordinatorAt(health.WithFreshStatus(cctx), "i-co", "10.0.0.9", 7), "i-co"), "127.0.0.1")
 	if err != nil || !r.Answered {
 		t.Fatalf("coordinator's probe: %+v %v", r, err)
 	}
@@ -305,8 +321,9 @@ func TestMemberEndpointsOverHTTP(t *testing.T) {
 		t.Errorf("Notify: %v", err)
 	}
 	accepted, notices, _ := loop.seen()
-	if !slices.Equal(accepted, []string{"i-co/7"}) || loop.fresh != 1 || !slices.Equal(notices, []string{"i-a"}) {
-		t.Errorf("accepted %q, %d fresh reads, notices %q", accepted, loop.fresh, notices)
+	if !slices.Equal(accepted, []string{"i-co@10.0.0.9/7"}) || loop.fresh != 1 || !slices.Equal(notices, []string{"i-a"}) ||
+		!slices.Equal(loop.heardFrom(), []string{"i-co"}) {
+		t.Errorf("accepted %q, %d fresh reads, notices %q, heard from %q", accepted, loop.fresh, notices, loop.heardFrom())
 	}
 }
 

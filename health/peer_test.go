@@ -220,9 +220,10 @@ func TestPeerProberReport(t *testing.T) {
 }
 
 // TestPeerProberQuery: a probe asks /status?fresh=1 when marked with
-// WithFreshStatus, and names its coordinator and epoch (coordinator=,
-// epoch=) when marked with WithCoordinator; a plain probe asks plain
-// /status.
+// WithFreshStatus, names its coordinator and epoch (coordinator=, epoch=)
+// when marked with WithCoordinator, and the coordinator's private IP too
+// (coordinator_ip=) with WithCoordinatorAt, and the member asking (from=)
+// with WithFrom; a plain probe asks plain /status.
 func TestPeerProberQuery(t *testing.T) {
 	queries := make(chan url.Values, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -245,6 +246,13 @@ func TestPeerProberQuery(t *testing.T) {
 		{"fresh", WithFreshStatus(bg), url.Values{"fresh": {"1"}}},
 		{"coordinator", WithCoordinator(bg, "i-0c00rd", 17), url.Values{"coordinator": {"i-0c00rd"}, "epoch": {"17"}}},
 		{"both", WithCoordinator(WithFreshStatus(bg), "i-0c00rd", 2), url.Values{"fresh": {"1"}, "coordinator": {"i-0c00rd"}, "epoch": {"2"}}},
+		{"coordinator at", WithCoordinatorAt(bg, "i-0c00rd", "10.0.3.4", 9),
+			url.Values{"coordinator": {"i-0c00rd"}, "coordinator_ip": {"10.0.3.4"}, "epoch": {"9"}}},
+		{"coordinator at no IP", WithCoordinatorAt(bg, "i-0c00rd", "", 9), url.Values{"coordinator": {"i-0c00rd"}, "epoch": {"9"}}},
+		{"from", WithFrom(bg, "i-0member"), url.Values{"from": {"i-0member"}}},
+		{"from nobody", WithFrom(bg, ""), url.Values{}},
+		{"all", WithFrom(WithCoordinatorAt(WithFreshStatus(bg), "i-0c00rd", "10.0.3.4", 3), "i-0c00rd"),
+			url.Values{"fresh": {"1"}, "from": {"i-0c00rd"}, "coordinator": {"i-0c00rd"}, "coordinator_ip": {"10.0.3.4"}, "epoch": {"3"}}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
@@ -260,7 +268,15 @@ func TestPeerProberQuery(t *testing.T) {
 	if id, epoch, ok := CoordinatorOf(WithCoordinator(bg, "i-1", 4)); !ok || id != "i-1" || epoch != 4 {
 		t.Errorf("CoordinatorOf = %q %d %v", id, epoch, ok)
 	}
-	if _, _, ok := CoordinatorOf(bg); ok || FreshStatusWanted(bg) || !FreshStatusWanted(WithFreshStatus(bg)) {
+	at := WithCoordinatorAt(bg, "i-1", "10.0.0.1", 4)
+	if id, epoch, ok := CoordinatorOf(at); !ok || id != "i-1" || epoch != 4 || CoordinatorIP(at) != "10.0.0.1" {
+		t.Errorf("CoordinatorOf, CoordinatorIP of WithCoordinatorAt = %q %d %v %q", id, epoch, ok, CoordinatorIP(at))
+	}
+	if FromOf(WithFrom(bg, "i-2")) != "i-2" {
+		t.Error("FromOf")
+	}
+	if _, _, ok := CoordinatorOf(bg); ok || FreshStatusWanted(bg) || !FreshStatusWanted(WithFreshStatus(bg)) ||
+		CoordinatorIP(bg) != "" || FromOf(bg) != "" {
 		t.Error("an unmarked context is marked")
 	}
 }
