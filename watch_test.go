@@ -32,7 +32,7 @@ func TestWatcherRefresh(t *testing.T) {
 	at := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	status := leader.Status{InstanceID: "i-b", Health: "up", Coordinator: "i-b", IsCoordinator: true, Epoch: 3,
 		EIPs: []leader.EIPStatus{{AllocationID: "eipalloc-1", PublicIP: "198.51.100.10", Role: "holder", Term: "3.2",
-		LastFailover: &leader.FailoverRecord{Time: at, Reason: "handoff-unhealthy", From: "i-a", To: "i-b", DurationSeconds: 0.002}}}}
+			LastFailover: &leader.FailoverRecord{Time: at, Reason: "handoff-unhealthy", From: "i-a", To: "i-b", DurationSeconds: 0.002}}}}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _ = json.NewEncoder(w).Encode(status) })}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })

@@ -345,7 +345,7 @@ func TestCheckVia(t *testing.T) {
 		port int
 		want ProbeAnswer
 	}{
-		"reachable": {reachable, ProbeAnswer{InstanceID: target, Reachable: true, EIPDAnswered: true, Holding: []string{"eipalloc-1", "eipalloc-2"}}},
+		"reachable":                  {reachable, ProbeAnswer{InstanceID: target, Reachable: true, EIPDAnswered: true, Holding: []string{"eipalloc-1", "eipalloc-2"}}},
 		"unreachable from there too": {unreachable, ProbeAnswer{InstanceID: target, Error: "probe peer 10.0.0.7: tcp 10.0.0.7:80: connection refused"}},
 		"eipd silent":                {silent, ProbeAnswer{InstanceID: target, Reachable: true}},
 	} {
