@@ -408,7 +408,7 @@ func (l *Loop) giveUp(now time.Time) {
 
 // maybeHandOver: a coordinator that holds an EIP while a fit member holds
 // none hands the role over, so that holding and coordinating fail
-// independently; a stopping one once its EIPs are gone.
+// independently; a leaving one (stopping, draining) once its EIPs are gone.
 func (l *Loop) maybeHandOver(now time.Time) {
 	co := l.co
 	if co == nil || co.handingTo != "" || len(co.moves) > 0 {
@@ -421,7 +421,8 @@ func (l *Loop) maybeHandOver(now time.Time) {
 		}
 	}
 	switch {
-	case l.stopping && holds == 0:
+	case (l.stopping || (l.drain != "" && l.drain != ReasonHandoffManual)) && holds == 0:
+		// Leaving (stopping, a lifecycle notice): the role goes too.
 		if to := l.successor(false); to != "" {
 			l.handOver(to, now)
 		}

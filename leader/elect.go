@@ -42,8 +42,16 @@ type ElectObservation struct {
 	MembersKnown bool
 	// Unfit says why this member may not coordinate ("" when it may): its
 	// own check is not up, it is leaving, IAM refused it lately, or it is
-	// stopping.
-	Unfit string
+	// stopping. Troubled: its AWS calls failed lately (it claims only by
+	// rank, never at once).
+	Unfit    string
+	Troubled bool
+	// IdleSince: the coordinator it follows answers its probes but has
+	// not said it acts since then (monotonic; zero when it acts, or does
+	// not answer): past lease + skew the lease is stale, whatever stamps
+	// the tags carry (a member whose claims time out after landing keeps
+	// them fresh without ever acting).
+	IdleSince time.Time
 	// RankSince: when this member became eligible to claim (zero: not
 	// yet); Rank its rank delay (RankDelay).
 	RankSince time.Time
@@ -76,8 +84,11 @@ func Elect(t Timing, o ElectObservation) ElectDecision {
 		return ElectDecision{Why: "the member list has not been read yet"}
 	}
 	stale, why := Stale(t, o.Lease, o.Wall, o.Now)
+	if !stale && !o.IdleSince.IsZero() && o.Now.Sub(o.IdleSince) > t.staleAfter() {
+		stale, why = true, "the coordinator "+o.Lease.Lease.Coordinator+" answers but has not acted for "+t.staleAfter().String()
+	}
 	if !stale {
-		if o.Lease.Lease.Coordinator == o.Self && o.Unfit == "" {
+		if o.Lease.Lease.Coordinator == o.Self && o.Unfit == "" && !o.Troubled {
 			// A coordinator handed the role to this member (or this
 			// member held it before a restart): take it at once.
 			return ElectDecision{Do: ElectClaim, Why: "the group lease names this member", Eligible: true}

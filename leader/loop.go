@@ -51,11 +51,15 @@ type Loop struct {
 	notices   callState
 
 	// Coordination.
-	lease     LeaseSeen
-	follow    follow
-	peers     map[string]*peer
-	rankSince time.Time
-	claiming  bool
+	lease      LeaseSeen
+	follow     follow
+	peers      map[string]*peer
+	rankSince  time.Time
+	claiming   bool
+	claimDoubt *claimDoubt
+	// idleSince: the coordinator this member follows has answered without
+	// saying it acts since then (zero: it acts, or does not answer).
+	idleSince time.Time
 	// unfitUntil: IAM refused this member's writes (monotonic); it does
 	// not claim the coordinator role before then. troubledAt: its last
 	// call was throttled or failed.

@@ -30,7 +30,8 @@ func (l *Loop) elect(now time.Time) {
 	d := Elect(l.cfg.Timing, ElectObservation{
 		Now: now, Wall: l.wall(), Self: l.self.InstanceID, Lease: l.lease, CoordinatorUntil: until,
 		ReadAt: l.read.at, ReadTriedAt: l.read.triedAt, ReadError: l.read.failed,
-		MembersKnown: !l.list.at.IsZero(), Unfit: l.unfit(now), RankSince: l.rankSince, Rank: l.rankDelay(now),
+		MembersKnown: !l.list.at.IsZero(), Unfit: l.unfit(now), Troubled: l.awsTrouble(now) != "",
+		RankSince: l.rankSince, Rank: l.rankDelay(now), IdleSince: l.idleSince,
 	})
 	switch {
 	case d.Eligible && l.rankSince.IsZero():
@@ -110,11 +111,48 @@ func (l *Loop) onClaim(started time.Time, lease eip.GroupLease, err error) {
 	if err != nil {
 		l.troubled(err)
 		l.log.Warn("could not claim the coordinator role", "epoch", lease.Epoch, "error", err)
-		if errors.Is(err, eip.ErrNotFound) {
-			l.read.wanted = true
+		if errors.Is(err, eip.ErrNoAnswer) {
+			// It may have landed: a read showing it says so.
+			l.claimDoubt = &claimDoubt{lease: lease, started: started}
 		}
+		l.read.wanted = true
 		return
 	}
+	l.won(started, lease)
+}
+
+// claimDoubt is a claim whose answer never came: if a read shows its lease,
+// it landed, and this member coordinates from its start.
+type claimDoubt struct {
+	lease   eip.GroupLease
+	started time.Time
+}
+
+// settleClaim takes in a read's copies of the lease after a claim whose
+// answer was lost.
+func (l *Loop) settleClaim(leases []eip.GroupLease) {
+	d := l.claimDoubt
+	if d == nil || l.co != nil {
+		l.claimDoubt = nil
+		return
+	}
+	for _, ls := range leases {
+		if ls.Coordinator == d.lease.Coordinator && ls.Epoch == d.lease.Epoch && ls.Renewed.Equal(d.lease.Renewed) {
+			l.claimDoubt = nil
+			if l.now().Before(Trust(l.cfg.Timing, d.started)) {
+				l.log.Info("a claim without answer landed", "epoch", d.lease.Epoch)
+				l.won(d.started, d.lease)
+			}
+			return
+		}
+	}
+	if l.now().Sub(d.started) > l.cfg.trustWindow() {
+		l.claimDoubt = nil
+	}
+}
+
+// won makes this member coordinator after a claim that landed.
+func (l *Loop) won(started time.Time, lease eip.GroupLease) {
 	f := follow{ID: l.self.InstanceID, Epoch: lease.Epoch}
 	if !f.precedes(l.follow) && l.follow != f {
 		l.log.Info("another coordinator came first while claiming; not coordinating", "coordinator", l.follow.ID, "epoch", l.follow.Epoch)
@@ -193,8 +231,12 @@ func (l *Loop) probeCoordinator(now time.Time) {
 // follows, from a probe started at started.
 func (l *Loop) hearCoordinator(started time.Time, s *Status) {
 	if !s.IsCoordinator || s.Epoch != l.follow.Epoch || s.ValidForSeconds <= 0 {
+		if l.idleSince.IsZero() {
+			l.idleSince = started
+		}
 		return
 	}
+	l.idleSince = time.Time{}
 	valid := seconds(s.ValidForSeconds)
 	if s.InstanceID == l.handedTo {
 		l.handedTo = "" // it took the role

@@ -479,6 +479,11 @@ func (v *invariants) faultOn(allocs ...string) {
 // between) is one move; an EIP knocked off its private IP moved too; an
 // association to where the EIP already is moves nothing.
 func (v *invariants) checkOneMovePerFault(c ec2Change) {
+	if from := v.s.daemon(strings.Split(c.From, "/")[0]); from != nil && c.DisplacedBy == "" && from.faulty() {
+		// Moved off a member that is failing or leaving now (a fault
+		// may reach it after the EIP arrived): that fault concerns it.
+		v.faultOn(c.Resource)
+	}
 	what := fmt.Sprintf("%.1fs %s %s -> %s", v.s.elapsed().Seconds(), c.Caller, orNone(c.From), orNone(c.To))
 	if c.DisplacedBy != "" {
 		what = fmt.Sprintf("%.1fs %s associated %s to %s, which knocked it off", v.s.elapsed().Seconds(), c.Caller, c.DisplacedBy, c.From)

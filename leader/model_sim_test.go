@@ -323,6 +323,13 @@ type simAPI struct {
 
 func (d *simDaemon) live() bool { return d.eipd && !d.paused && d.state == "running" }
 
+// faulty: the instance fails or leaves now: its eipd is down or paused,
+// its proxy fails, it is cut off, draining or stopping.
+func (d *simDaemon) faulty() bool {
+	return !d.live() || !d.proxyServes() || d.spot || d.statusBlocked || d.api.partition ||
+		(d.loop != nil && (d.loop.stopping || d.loop.drain != ""))
+}
+
 // proxyServes reports whether the instance's proxy answers its checks.
 func (d *simDaemon) proxyServes() bool {
 	return d.state == "running" && !d.frozen && !d.proxyOff && !d.sick

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/eipd/eipd/eip"
 	"github.com/eipd/eipd/health"
 )
 
@@ -138,6 +139,10 @@ func (l *Loop) onProbe(p *peer, started time.Time, fresh bool, r health.PeerRepo
 	// member follows (or before itself, on the coordinator) wins.
 	if st.Coordinator != "" {
 		l.followBetter(follow{ID: st.Coordinator, Epoch: st.Epoch}, "the /status of "+p.id)
+		if st.Coordinator == l.follow.ID && st.Epoch == l.follow.Epoch && !st.LeaseRenewed.IsZero() {
+			// The stamp it knows of that lease (a hand-over's, say).
+			l.lease.see(eip.GroupLease{Coordinator: st.Coordinator, Epoch: st.Epoch, Renewed: st.LeaseRenewed}, started)
+		}
 	}
 	if l.co != nil {
 		l.compareENI(p, st)

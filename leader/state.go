@@ -186,6 +186,7 @@ func (l *Loop) onRead(started time.Time, addrs []eip.Address, err error) {
 		l.log.Warn("no EIP found to manage; tag an EIP with eipd:group or pass --allocation-id")
 	}
 	l.seeLeases(leases, started)
+	l.settleClaim(leases)
 	l.repairRecords(started)
 }
 
@@ -228,6 +229,7 @@ func (l *Loop) followBetter(f follow, from string) bool {
 	if prev.ID != f.ID {
 		l.lease = LeaseSeen{}
 	}
+	l.idleSince = time.Time{}
 	return true
 }
 
