@@ -325,6 +325,13 @@ func (c *Client) createTags(ctx context.Context, resources []string, tags []type
 	})
 }
 
+// oneAttempt makes a move call once, without the SDK's retries: a retried
+// move whose first attempt landed answers as if nothing had happened (or
+// with Resource.AlreadyAssociated), and the caller must know that an
+// answer never came (ErrNoAnswer: it may have happened). The coordinator
+// decides what to do next from a read.
+func oneAttempt(o *ec2.Options) { o.RetryMaxAttempts = 1 }
+
 // Disassociate removes the association by its ID: the fence of a
 // takeover. ErrStaleAssociation when that association no longer exists
 // (someone moved the EIP since it was read). In dry-run mode it returns nil
@@ -334,7 +341,7 @@ func (c *Client) Disassociate(ctx context.Context, associationID string) error {
 		_, err := c.api.DisassociateAddress(ctx, &ec2.DisassociateAddressInput{
 			AssociationId: aws.String(associationID),
 			DryRun:        c.dryRunFlag(),
-		})
+		}, oneAttempt)
 		return err
 	})
 	switch {
@@ -366,7 +373,7 @@ func (c *Client) Associate(ctx context.Context, allocationID, eni, privateIP str
 			PrivateIpAddress:   aws.String(privateIP),
 			AllowReassociation: aws.Bool(reassociate),
 			DryRun:             c.dryRunFlag(),
-		})
+		}, oneAttempt)
 		if out != nil {
 			assoc = aws.ToString(out.AssociationId)
 		}

@@ -44,9 +44,6 @@ func (l *Loop) becomeCoordinator(claimedAt time.Time, epoch int64) {
 	l.co.renew.at, l.co.renew.triedAt = claimedAt, claimedAt
 	l.rankSince = time.Time{}
 	l.log.Info("coordinating the group", "epoch", epoch)
-	if l.obs != nil {
-		l.obs.SetCoordinator(true)
-	}
 	// A read and a member list made as coordinator come before any move:
 	// the previous coordinator's last writes show in them.
 	l.read.wanted, l.list.wanted = true, true
@@ -64,7 +61,14 @@ func (l *Loop) stepDown(why string) {
 	l.log.Warn("no longer coordinating", "epoch", l.co.epoch, "why", why)
 	l.co = nil
 	if l.obs != nil {
+		// The coordinator's own gauges say 0 elsewhere.
 		l.obs.SetCoordinator(false)
+		l.obs.SetMembers(0, 0)
+		l.obs.SetLeaseAge(0)
+		for id := range l.eips {
+			l.obs.SetHandoffBlocked(id, false)
+			l.obs.SetNoFreePrivateIP(id, false)
+		}
 	}
 }
 

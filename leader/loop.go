@@ -95,7 +95,8 @@ type Loop struct {
 	coordIPs sync.Map // instance ID → private IP, as coordinators' probes gave them
 	// asked: instance ID → when (monotonic, unix nanos) that member last
 	// asked for this daemon's /status (HeardFrom).
-	asked sync.Map
+	asked  sync.Map
+	askedN atomic.Int64 // entries in asked and coordIPs
 
 	lastPass atomic.Int64 // unix nanos of the last pass
 }
@@ -368,6 +369,20 @@ func (l *Loop) pass() {
 	}
 	l.publish()
 	l.lastPass.Store(l.wall().UnixNano())
+	if l.obs != nil && l.reconciled(now) {
+		l.obs.Reconciled(l.wall())
+	}
+}
+
+// reconciled: this pass knew AWS state: as coordinator, its last read
+// succeeded; otherwise a coordinator confirms it acts.
+func (l *Loop) reconciled(now time.Time) bool {
+	if l.co != nil {
+		return l.co.accepted && !l.read.at.IsZero() && !l.read.failed
+	}
+	p := l.peers[l.follow.ID]
+	return p != nil && p.status != nil && p.status.IsCoordinator && p.status.ValidForSeconds > 0 &&
+		now.Before(p.at.Add(seconds(p.status.ValidForSeconds)))
 }
 
 // inboxWaiting reports whether an HTTP handler left something for the loop.

@@ -497,9 +497,28 @@ func (l *Loop) Notice(from string) {
 // Safe for concurrent use; a member that lies about its ID only makes the
 // coordinator wait longer before it names another holder.
 func (l *Loop) HeardFrom(from string) {
-	if from != "" && len(from) <= 64 {
-		l.asked.Store(from, l.now().UnixNano())
+	if validID(from) && l.askedN.Load() < maxAsked {
+		if _, loaded := l.asked.Swap(from, l.now().UnixNano()); !loaded {
+			l.askedN.Add(1)
+		}
 	}
+}
+
+// maxAsked bounds what HeardFrom and AcceptAt remember: a group has a few
+// members, and anyone who reaches the status port can send IDs.
+const maxAsked = 1024
+
+// validID: what an EC2 instance ID looks like (i- and 8 or 17 hex digits).
+func validID(id string) bool {
+	if len(id) != 10 && len(id) != 19 || id[:2] != "i-" {
+		return false
+	}
+	for _, c := range id[2:] {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // askedAt is when the member id last asked for this daemon's /status.
@@ -522,8 +541,10 @@ func (l *Loop) Accept(id string, epoch int64) { l.AcceptAt(id, "", epoch) }
 // it (coordinator_ip=): a member that has not listed the group's instances
 // (or cannot: its own AWS calls fail) can probe the coordinator back.
 func (l *Loop) AcceptAt(id, ip string, epoch int64) {
-	if ip != "" && net.ParseIP(ip) != nil {
-		l.coordIPs.Store(id, ip)
+	if ip != "" && net.ParseIP(ip) != nil && validID(id) && l.askedN.Load() < maxAsked {
+		if _, loaded := l.coordIPs.Swap(id, ip); !loaded {
+			l.askedN.Add(1)
+		}
 	}
 	f := follow{ID: id, Epoch: epoch}
 	for {

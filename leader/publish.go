@@ -399,7 +399,7 @@ func (l *Loop) ProbeMember(ctx context.Context, id string) (a health.ProbeAnswer
 	r, err := l.prober.Check(pctx, ip)
 	if r.Answered {
 		var st Status
-		if json.Unmarshal(r.Status, &st) == nil {
+		if json.Unmarshal(r.Status, &st) == nil && st.InstanceID == id && st.Protocol == Protocol {
 			a.EIPDAnswered = true
 			a.Holding = st.Holding()
 		}

@@ -51,8 +51,9 @@ type Status struct {
 	// member that does not coordinate: as the coordinator says).
 	AWSStateKnown bool `json:"aws_state_known"`
 	// AWSTrouble says why this member's own AWS calls are in trouble (one
-	// failed within the last minute, or one hangs): it does not take the
-	// coordinator role, nor is it handed to it. "" when none is.
+	// failed within the last minute, or one hangs): it claims the
+	// coordinator role only after the others (its rank delay is longer),
+	// and is never handed it. "" when none is.
 	AWSTrouble string `json:"aws_trouble,omitempty"`
 
 	// Coordinator is the instance this member takes as coordinator, ""

@@ -1,6 +1,7 @@
 package leader
 
 import (
+	"slices"
 	"time"
 
 	"github.com/eipd/eipd/eip"
@@ -31,22 +32,37 @@ func Trust(t Timing, evidence ...time.Time) time.Time {
 	return until
 }
 
-// LeaseSeen is the group lease as one member knows it: the freshest copy
-// (highest epoch, then latest stamp) from its reads and from the
-// coordinator's /status, and when (monotonic) it first saw that copy.
+// LeaseSeen is the group lease as one member knows it: the latest copy
+// from its reads and from the coordinator's /status, and when (monotonic)
+// it first saw that copy.
 type LeaseSeen struct {
 	Lease  eip.GroupLease
 	SeenAt time.Time
+	// recent are the stamps seen of this coordinator's epoch lately: one
+	// not among them is a renewal, even when it is older by the wall clock
+	// (the coordinator's clock was set back), while a read that lags shows
+	// one among them and says nothing new.
+	recent []time.Time
 }
 
-// see records a copy of the lease read or reported at now; it keeps the
-// freshest, and restarts SeenAt only when the copy changes.
+// see records a copy of the lease read or reported at now. A higher epoch
+// replaces the lease; in the same epoch of the same coordinator, a stamp
+// not seen lately is a renewal and restarts SeenAt (§7).
 func (s *LeaseSeen) see(l eip.GroupLease, now time.Time) {
 	if l.Coordinator == "" && l.Epoch == 0 {
 		return
 	}
-	if s.SeenAt.IsZero() || l.Newer(s.Lease) {
+	same := l.Coordinator == s.Lease.Coordinator && l.Epoch == s.Lease.Epoch
+	switch {
+	case s.SeenAt.IsZero() || l.Epoch > s.Lease.Epoch || (!same && l.Newer(s.Lease)):
+		s.Lease, s.SeenAt, s.recent = l, now, []time.Time{l.Renewed}
+	case same && !slices.ContainsFunc(s.recent, l.Renewed.Equal):
 		s.Lease, s.SeenAt = l, now
+		const keep = 4
+		s.recent = append(s.recent, l.Renewed)
+		if len(s.recent) > keep {
+			s.recent = s.recent[len(s.recent)-keep:]
+		}
 	}
 }
 
