@@ -49,6 +49,14 @@ func (l *Loop) elect(now time.Time) {
 		l.readAddresses(now, time.Time{})
 	case ElectClaim:
 		l.claim(now)
+	default:
+		// A coordinator that probes this member but whose /status this
+		// member cannot read (its status port blocked from here) gives
+		// no word on the EIPs: read them at the member poll instead, so
+		// that released ones are still forgotten.
+		if p := l.peers[l.follow.ID]; p != nil && p.status == nil && l.read.due(now, l.cfg.MemberPoll) {
+			l.readAddresses(now, time.Time{})
+		}
 	}
 }
 
