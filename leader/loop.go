@@ -99,6 +99,7 @@ type Loop struct {
 	askedN atomic.Int64 // entries in asked and coordIPs
 
 	lastPass atomic.Int64 // unix nanos of the last pass
+	passedAt time.Time    // monotonic end of the last pass
 }
 
 // callState is one kind of call the loop makes: when the last attempt
@@ -343,6 +344,20 @@ func (e *goExecutor) wait() { e.wg.Wait() }
 // calls the decisions ask for, publish the view.
 func (l *Loop) pass() {
 	now := l.now()
+	if !l.passedAt.IsZero() && now.Sub(l.passedAt) > l.cfg.ProbeInterval+l.cfg.Tick {
+		// The process was stopped or starved: a word taken before may be
+		// out of date (the coordinator may have moved an EIP off this
+		// member meanwhile), so none stands until the coordinator is
+		// heard again.
+		l.log.Warn("the loop did not run for a while; not trusting the coordinator's last word until it is heard again",
+			"stalled", now.Sub(l.passedAt).String())
+		for _, st := range l.eips {
+			if st.wordUntil.After(now) {
+				st.wordUntil = now
+			}
+		}
+	}
+	defer func() { l.passedAt = l.now() }()
 	if a := l.accepted.Load(); a != nil && a.precedes(l.follow) {
 		l.followBetter(*a, "a coordinator's probe")
 	}

@@ -355,8 +355,14 @@ func (l *Loop) Status() Status {
 	if !snap.validUntil.IsZero() {
 		s.ValidForSeconds = max(0, snap.validUntil.Sub(now).Seconds())
 	}
+	stuck := now.Sub(snap.at) > l.cfg.ProbeInterval+l.cfg.Tick
 	for i := range s.EIPs {
 		e := &s.EIPs[i]
+		if stuck && e.Role == RoleHolder {
+			// The loop has not published for a while (stopped, starved):
+			// its view may be out of date.
+			e.Role, e.Why = RoleUnverified, "this daemon's view is out of date (its loop is not running)"
+		}
 		if at, ok := snap.confirmed[e.AllocationID]; ok {
 			e.ConfirmedAgoSeconds = secondsPtr(now.Sub(at))
 			if now.Sub(at) >= l.cfg.trustWindow() || s.ValidForSeconds == 0 {
