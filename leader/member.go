@@ -52,9 +52,10 @@ func (l *Loop) elect(now time.Time) {
 	default:
 		// A coordinator that probes this member but whose /status this
 		// member cannot read (its status port blocked from here) gives
-		// no word on the EIPs: read them at the member poll instead, so
-		// that released ones are still forgotten.
-		if p := l.peers[l.follow.ID]; p != nil && p.status == nil && l.read.due(now, l.cfg.MemberPoll) {
+		// no word on the EIPs nor its lease's stamps: watch the lease in
+		// the tags at the renew interval, as when it does not confirm
+		// (released EIPs are forgotten that way too).
+		if p := l.peers[l.follow.ID]; p != nil && p.status == nil && l.read.due(now, l.cfg.RenewInterval) {
 			l.readAddresses(now, time.Time{})
 		}
 	}

@@ -546,10 +546,6 @@ func (v *invariants) checkReleased() {
 			if !ok || v.s.now.Sub(d.liveSince) <= grace || v.s.now.Sub(v.dirtyAt[d.id]) <= grace {
 				continue
 			}
-			if p := d.loop.peers[d.loop.follow.ID]; p != nil && p.status == nil &&
-				v.s.now.Sub(v.released[alloc]) <= simTiming.MemberPoll+grace {
-				continue // it cannot read the coordinator's word: it reads at the member poll
-			}
 			if e := st.eipOf(alloc); e != nil {
 				v.violate(invReleased, "%s still lists released %s (role %s) %.0fs after its release",
 					d.id, alloc, e.Role, v.s.now.Sub(v.released[alloc]).Seconds())
