@@ -276,7 +276,11 @@ func (l *Loop) repairRecords(started time.Time) {
 		// well after that write: a late write landed over it.
 		lowered := r.Term.Less(st.wrote) && started.After(st.wroteAt.Add(l.cfg.AddressPoll))
 		matches := r.Holder == m.InstanceID && len(r.Invalid) == 0 && !r.Term.IsZero()
-		if (matches && !lowered) || (!st.repaired.IsZero() && !started.After(st.repaired)) {
+		if (matches && !lowered) || st.recording || !started.After(st.wroteAt) ||
+			(!st.repaired.IsZero() && !started.After(st.repaired)) {
+			// One record write at a time, and a repair only from a read
+			// started after the last write returned: two in flight could
+			// land in either order.
 			continue
 		}
 		st.repaired = started
@@ -306,9 +310,14 @@ func (l *Loop) nextTerm(st *eipState) eip.Term {
 func (l *Loop) writeRecord(st *eipState, rec eip.Record, why string) {
 	co := l.co
 	alloc := st.addr.AllocationID
+	st.recording = true
 	l.exec.start(op{name: "record " + why, mutates: true, deadline: co.deadline, run: func(ctx context.Context) func() {
 		err := l.cloud.WriteRecord(ctx, alloc, rec)
 		return func() {
+			if st := l.eips[alloc]; st != nil {
+				st.recording = false
+				st.wroteAt = l.now()
+			}
 			if err != nil {
 				l.troubled(err)
 				if errors.Is(err, eip.ErrUnauthorized) && l.co == co {

@@ -186,7 +186,7 @@ func (l *Loop) sourceConfirms(m *move) (done bool, why string) {
 			return true, ""
 		}
 	}
-	l.read.wanted = true
+	l.unsure(l.eips[m.AllocationID], l.now())
 	return false, "the source's instance metadata does not list the EIP (it left, or metadata lags)"
 }
 
@@ -381,10 +381,15 @@ func (l *Loop) record(m *move, now time.Time) {
 	rec := eip.Record{Holder: m.To, Term: l.nextTerm(st), Reason: m.Reason, Decided: m.decided, Moved: l.wall(), From: m.From}
 	alloc := m.AllocationID
 	m.inFlight = true
+	st.recording = true
 	l.exec.start(op{name: "record", mutates: true, deadline: co.deadline, run: func(ctx context.Context) func() {
 		err := l.cloud.WriteRecord(ctx, alloc, rec)
 		return func() {
 			m.inFlight = false
+			if st := l.eips[alloc]; st != nil {
+				st.recording = false
+				st.wroteAt = l.now()
+			}
 			if co.moves[alloc] == m {
 				delete(co.moves, alloc)
 			}

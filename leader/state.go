@@ -63,11 +63,13 @@ type eipState struct {
 	seq      int64     // the last sequence this coordinator wrote in its epoch
 	// wrote is the last term this coordinator wrote on the record, and
 	// wroteAt when that write returned.
-	wrote    eip.Term
-	wroteAt  time.Time
-	note     Note
-	denied   string
-	notedWhy string
+	wrote   eip.Term
+	wroteAt time.Time
+	// recording: a record write of it is under way (one at a time).
+	recording bool
+	note      Note
+	denied    string
+	notedWhy  string
 }
 
 // doubt is a move call whose answer never came: it may have happened.
