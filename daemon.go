@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/eipd/eipd/asghealth"
 	"github.com/eipd/eipd/asghook"
 	"github.com/eipd/eipd/eip"
 	"github.com/eipd/eipd/health"
@@ -176,6 +177,12 @@ func runDaemon(ctx context.Context, cfg *Config, getenv func(string) string, log
 			m.ObserveHealthCheck(d, err)
 		})
 	notify := newNotifier(getenv)
+	// --asg-health follows the health status through a subscription of its
+	// own, taken before the monitor runs.
+	var asgHealthChanged <-chan struct{}
+	if cfg.ASGHealth {
+		asgHealthChanged = monitor.Subscribe()
+	}
 
 	// The listeners open before the identity is known: while IMDS does not
 	// answer, /readyz says so (and EIPDNotReconciling fires, not EIPDDown)
@@ -260,11 +267,21 @@ func runDaemon(ctx context.Context, cfg *Config, getenv func(string) string, log
 
 	goOwned("health gauge", func(c context.Context) error { return followHealth(c, monitor, m) })
 	goOwned("systemd notify", func(c context.Context) error { return feedSystemd(c, notify, loop, log) })
+	var asg *autoscaling.Client
+	if cfg.LifecycleHook != "" || cfg.ASGHealth {
+		asg = autoscaling.NewFromConfig(awsCfg, func(o *autoscaling.Options) { o.BaseEndpoint = autoScalingEndpoint(os.Getenv) })
+	}
 	if cfg.LifecycleHook != "" {
-		asg := autoscaling.NewFromConfig(awsCfg, func(o *autoscaling.Options) { o.BaseEndpoint = autoScalingEndpoint(os.Getenv) })
 		hook := asghook.New(asghook.Config{Hook: cfg.LifecycleHook, InstanceID: self.InstanceID, NoticeEvery: cfg.LifecyclePoll,
 			CallTimeout: callTimeout, DryRun: cfg.DryRun}, asg, ec2API, md, loop, log.Named("asghook"))
 		goOwned("lifecycle hook", hook.Run)
+	}
+	if cfg.ASGHealth {
+		reporter := asghealth.New(asghealth.Config{InstanceID: self.InstanceID, After: cfg.ASGHealthAfter, CallTimeout: callTimeout,
+			DryRun: cfg.DryRun, Now: now}, subscribedHealth{monitor, asgHealthChanged},
+			func() bool { return holdsAnyEIP(loop.Status()) }, func() bool { return holderServes(loop.Status()) },
+			asg, log.Named("asghealth"), m)
+		goOwned("asg health", reporter.Run)
 	}
 	view.started(loop, self.InstanceID, func(ctx context.Context) ([]eip.Instance, error) {
 		ctx, cancel := context.WithTimeout(ctx, callTimeout)
@@ -312,6 +329,38 @@ func testClock(getenv func(string) string, log hclog.Logger) (func() time.Time, 
 	}
 	log.Warn("test clock offset in effect: this daemon's wall clock is shifted", "offset", off.String())
 	return func() time.Time { return time.Now().Add(off) }, nil
+}
+
+// subscribedHealth is the health monitor with a change channel of its own
+// (asghealth.Health): Changed() of the monitor itself is the leader loop's.
+type subscribedHealth struct {
+	*health.Monitor
+	changed <-chan struct{}
+}
+
+func (s subscribedHealth) Changed() <-chan struct{} { return s.changed }
+
+// holdsAnyEIP says whether this instance holds, or may still hold, an EIP:
+// role holder, or unverified (it holds it as far as it knows, AWS has not
+// confirmed it lately). --asg-health never has such a member replaced.
+func holdsAnyEIP(s leader.Status) bool {
+	for _, e := range s.EIPs {
+		if e.Role == leader.RoleHolder || e.Role == leader.RoleUnverified {
+			return true
+		}
+	}
+	return false
+}
+
+// holderServes says whether this standby's probe of a member holding an EIP
+// passes: another member serves, so replacing this one is worth it.
+func holderServes(s leader.Status) bool {
+	for _, e := range s.EIPs {
+		if e.PeerProbe == health.Up.String() {
+			return true
+		}
+	}
+	return false
 }
 
 // followHealth mirrors the monitor's status into eipd_health_up and

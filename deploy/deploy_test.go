@@ -735,6 +735,9 @@ func TestIAMPolicyCoversCode(t *testing.T) {
 	if !want["autoscaling:CompleteLifecycleAction"] {
 		t.Fatalf("codeActions %v misses the lifecycle hook's autoscaling:CompleteLifecycleAction", all)
 	}
+	if !want["autoscaling:SetInstanceHealth"] {
+		t.Fatalf("codeActions %v misses --asg-health's autoscaling:SetInstanceHealth", all)
+	}
 	granted := map[string]bool{}
 	for _, s := range p.Statement {
 		if s.Effect != "Allow" || len(s.NotAction) > 0 {
@@ -885,9 +888,12 @@ func TestIAMPolicyScopesMutations(t *testing.T) {
 		}
 		for _, r := range s.Resource {
 			ec2Res := regexp.MustCompile(`^arn:aws:ec2:[^:]*:[^:]*:(elastic-ip|network-interface|instance)/\*$`)
-			// CompleteLifecycleAction: groups only, scoped by their tag.
+			// CompleteLifecycleAction and SetInstanceHealth: groups only,
+			// scoped by their tag, one action per statement (each can be
+			// dropped with the flag it serves).
 			asgRes := regexp.MustCompile(`^arn:aws:autoscaling:[^:]*:[^:]*:autoScalingGroup:\*:autoScalingGroupName/\*$`)
-			if !ec2Res.MatchString(r) && !(asgRes.MatchString(r) && slices.Equal(s.Action, []string{"autoscaling:CompleteLifecycleAction"})) {
+			asgAction := slices.Equal(s.Action, []string{"autoscaling:CompleteLifecycleAction"}) || slices.Equal(s.Action, []string{"autoscaling:SetInstanceHealth"})
+			if !ec2Res.MatchString(r) && !(asgRes.MatchString(r) && asgAction) {
 				t.Errorf("%s: unexpected resource %q", s.Sid, r)
 			}
 		}

@@ -35,6 +35,11 @@ var Reasons = []string{
 // eip.NoticeKind, which this package may not import.
 var NoticeKinds = []string{"spot-interruption", "rebalance", "asg-terminating", "maintenance"}
 
+// ASGHealthOutcomes is the fixed set of outcomes of --asg-health's reports
+// (eipd_asg_unhealthy_reports_total{outcome}); it matches
+// asghealth.Outcomes, which this package does not import.
+var ASGHealthOutcomes = []string{"success", "unauthorized", "not_in_group", "error", "dry_run"}
+
 // Outcomes with a meaning of their own here. The alert rules match on them, so
 // package eip must use exactly these strings in eip.Outcomes.
 const (
@@ -85,6 +90,7 @@ type Metrics struct {
 	imdsRequests    *prometheus.CounterVec
 	notices         *prometheus.CounterVec
 	lastReconcile   prometheus.Gauge
+	asgReports      *prometheus.CounterVec
 }
 
 // New builds the registry with the Go and process collectors and every eipd
@@ -182,6 +188,10 @@ func New(build BuildInfo, allocationIDs []string, operations, outcomes, imdsOutc
 			Name: "eipd_last_reconcile_timestamp_seconds",
 			Help: "Unix time of the last successful reconcile pass (addresses read, decisions carried out, no EC2 call failed); 0 before the first.",
 		}),
+		asgReports: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eipd_asg_unhealthy_reports_total",
+			Help: "Times this instance marked itself Unhealthy in its Auto Scaling group (--asg-health: own health check down for --asg-health-after, no EIP held), by outcome.",
+		}, []string{"outcome"}),
 	}
 
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
@@ -203,7 +213,7 @@ func New(build BuildInfo, allocationIDs []string, operations, outcomes, imdsOutc
 		m.isHolder, m.handoffBlocked, m.noFreeIP, m.forgotten, m.term, m.leaseAge,
 		m.failovers, m.failoverSeconds,
 		m.ec2Requests, m.ec2Duration, m.imdsRequests,
-		m.notices, m.lastReconcile,
+		m.notices, m.lastReconcile, m.asgReports,
 	)
 
 	for _, op := range m.operations {
@@ -220,6 +230,9 @@ func New(build BuildInfo, allocationIDs []string, operations, outcomes, imdsOutc
 	}
 	for _, r := range m.reasons {
 		m.failoverSeconds.WithLabelValues(r)
+	}
+	for _, o := range ASGHealthOutcomes {
+		m.asgReports.WithLabelValues(o)
 	}
 	for _, id := range allocationIDs {
 		m.allocation(id)
@@ -369,6 +382,11 @@ func (m *Metrics) Failover(allocationID, reason string, d time.Duration) {
 // LifecycleNotice counts a lifecycle notice of the given kind.
 func (m *Metrics) LifecycleNotice(kind string) {
 	m.notices.WithLabelValues(known(m.kinds, kind)).Inc()
+}
+
+// ASGUnhealthyReport counts one report of --asg-health (asghealth.Metrics).
+func (m *Metrics) ASGUnhealthyReport(outcome string) {
+	m.asgReports.WithLabelValues(known(ASGHealthOutcomes, outcome)).Inc()
 }
 
 // Reconciled records the end of a completed reconcile pass.
