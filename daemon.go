@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"runtime"
 	"strconv"
@@ -248,8 +249,13 @@ func runDaemon(ctx context.Context, cfg *Config, getenv func(string) string, log
 		return err
 	}
 	ec2API := ec2.NewFromConfig(awsCfg, eip.GuardRequestBody)
-	cloud := eip.New(eip.Config{Group: cfg.Group, DryRun: cfg.DryRun, Rate: cfg.APIRate, Burst: cfg.APIBurst, Now: now},
-		ec2API, log.Named("eip"), m)
+	endpointHost := ""
+	if u, err := ec2Endpoint(ctx, awsCfg); err == nil {
+		endpointHost = u.Host
+	}
+	cloud := eip.New(eip.Config{Group: cfg.Group, DryRun: cfg.DryRun, Rate: cfg.APIRate, Burst: cfg.APIBurst, Now: now,
+		Endpoint: endpointHost}, ec2API, log.Named("eip"), m)
+	view.watchReachability(cloud.Reachability)
 
 	_, portStr, _ := net.SplitHostPort(cfg.Listen)
 	statusPort, _ := strconv.Atoi(portStr)
@@ -296,6 +302,26 @@ func runDaemon(ctx context.Context, cfg *Config, getenv func(string) string, log
 	wg.Wait()
 	log.Info("stopped")
 	return loopErr
+}
+
+// The metrics follow the EC2 API's reachability.
+var _ eip.ReachabilityObserver = (*metrics.Metrics)(nil)
+
+// ec2Endpoint is the endpoint an EC2 client built from awsCfg calls: the
+// configured one (AWS_ENDPOINT_URL_EC2, AWS_ENDPOINT_URL), else the
+// Region's, FIPS or dual-stack as configured.
+func ec2Endpoint(ctx context.Context, awsCfg aws.Config) (*url.URL, error) {
+	o := ec2.NewFromConfig(awsCfg).Options()
+	ep, err := o.EndpointResolverV2.ResolveEndpoint(ctx, ec2.EndpointParameters{
+		Region:       aws.String(o.Region),
+		Endpoint:     o.BaseEndpoint,
+		UseFIPS:      aws.Bool(o.EndpointOptions.UseFIPSEndpoint == aws.FIPSEndpointStateEnabled),
+		UseDualStack: aws.Bool(o.EndpointOptions.UseDualStackEndpoint == aws.DualStackEndpointStateEnabled),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("resolve the EC2 endpoint of region %q: %w", o.Region, err)
+	}
+	return &ep.URI, nil
 }
 
 // autoScalingEndpoint is the Auto Scaling endpoint the environment sets:

@@ -232,6 +232,24 @@ func TestCountersInitialised(t *testing.T) {
 	}
 }
 
+func TestAWSReachable(t *testing.T) {
+	m := newTest()
+	fams := families(t, m)
+	if v, ok := value(t, fams, "eipd_aws_reachable", map[string]string{}); !ok || v != 1 {
+		t.Errorf("eipd_aws_reachable at start = %v (present %v), want 1: nothing failed yet", v, ok)
+	}
+	at := time.Unix(1_800_000_000, 0)
+	m.SetAWSReachable(true, at)
+	m.SetAWSReachable(false, at)
+	fams = families(t, m)
+	if v, _ := value(t, fams, "eipd_aws_reachable", map[string]string{}); v != 0 {
+		t.Errorf("eipd_aws_reachable = %v after a call without an answer, want 0", v)
+	}
+	if v, _ := value(t, fams, "eipd_aws_last_answer_timestamp_seconds", map[string]string{}); v != 1_800_000_000 {
+		t.Errorf("eipd_aws_last_answer_timestamp_seconds = %v, want the last answer's time", v)
+	}
+}
+
 func TestASGUnhealthyReport(t *testing.T) {
 	m := newTest()
 	m.ASGUnhealthyReport("success")
