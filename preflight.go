@@ -26,13 +26,17 @@ type probeEC2 interface {
 	AssociateAddress(ctx context.Context, in *ec2.AssociateAddressInput, optFns ...func(*ec2.Options)) (*ec2.AssociateAddressOutput, error)
 	DisassociateAddress(ctx context.Context, in *ec2.DisassociateAddressInput, optFns ...func(*ec2.Options)) (*ec2.DisassociateAddressOutput, error)
 	CreateTags(ctx context.Context, in *ec2.CreateTagsInput, optFns ...func(*ec2.Options)) (*ec2.CreateTagsOutput, error)
+	// DescribeInstances reads this instance's network interfaces for the
+	// egress check.
+	DescribeInstances(ctx context.Context, in *ec2.DescribeInstancesInput, optFns ...func(*ec2.Options)) (*ec2.DescribeInstancesOutput, error)
 }
 
 // preflightReport prints one line per check: ok, FAIL with the fix and
-// the error, or skip with why it could not be checked.
+// the error, WARN with the fix and what is at risk (it works now, and will
+// not when it matters), or skip with why it could not be checked.
 type preflightReport struct {
-	w               io.Writer
-	failed, skipped int
+	w                       io.Writer
+	failed, warned, skipped int
 }
 
 func (r *preflightReport) ok(what string) { fmt.Fprintf(r.w, "ok    %s\n", what) }
@@ -40,6 +44,14 @@ func (r *preflightReport) ok(what string) { fmt.Fprintf(r.w, "ok    %s\n", what)
 func (r *preflightReport) fail(fix string, err error) {
 	r.failed++
 	fmt.Fprintf(r.w, "FAIL  %s\n", fix)
+	for _, line := range strings.Split(err.Error(), "\n") {
+		fmt.Fprintf(r.w, "      %s\n", strings.TrimSpace(line))
+	}
+}
+
+func (r *preflightReport) warn(fix string, err error) {
+	r.warned++
+	fmt.Fprintf(r.w, "WARN  %s\n", fix)
 	for _, line := range strings.Split(err.Error(), "\n") {
 		fmt.Fprintf(r.w, "      %s\n", strings.TrimSpace(line))
 	}
@@ -64,8 +76,15 @@ func (r *preflightReport) result() error {
 	if r.failed > 0 {
 		return fmt.Errorf("%d check(s) failed", r.failed)
 	}
+	var notes []string
+	if r.warned > 0 {
+		notes = append(notes, fmt.Sprintf("%d warning(s) (see WARN above)", r.warned))
+	}
 	if r.skipped > 0 {
-		fmt.Fprintf(r.w, "all checks passed; %d could not be checked (see skip above)\n", r.skipped)
+		notes = append(notes, fmt.Sprintf("%d could not be checked (see skip above)", r.skipped))
+	}
+	if len(notes) > 0 {
+		fmt.Fprintf(r.w, "all checks passed; %s\n", strings.Join(notes, "; "))
 		return nil
 	}
 	fmt.Fprintln(r.w, "all checks passed")
@@ -120,6 +139,13 @@ func cmdPreflight(ctx context.Context, args []string, getenv func(string) string
 		preflightMoves(cctx, r, api, cfg.Group, a, self)
 	}
 	preflightTags(cctx, r, api, cfg.Group, addrs, self)
+	endpoint, err := ec2Endpoint(cctx, awsCfg)
+	if err != nil {
+		endpoint = nil
+	}
+	inst, instErr := describeSelf(cctx, api, self.InstanceID)
+	managed, _ := cloud.GroupAddresses(cctx)
+	preflightEgress(cctx, r, defaultEgressEnv(endpoint), inst, instErr, append(managed, addrs...))
 
 	checks, err := health.ParseAll(cfg.HealthChecks)
 	if err == nil {
