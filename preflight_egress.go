@@ -152,4 +152,3 @@ func isPublic(a netip.Addr) bool {
 	}
 	return true
 }
-
