@@ -153,3 +153,77 @@ func TestHAProxyMonitorRequiresBackends(t *testing.T) {
 		})
 	}
 }
+
+// haproxyUserData runs deploy/haproxy/user-data.sh with its settings
+// replaced, under a scratch root, with dnf and systemctl stubbed (logged)
+// and the real haproxy for its check.
+func haproxyUserData(t *testing.T, settings map[string]string) (out, calls, root string, err error) {
+	t.Helper()
+	tool(t, "haproxy")
+	script := string(read(t, "deploy", "haproxy", "user-data.sh"))
+	for name, v := range settings {
+		re := regexp.MustCompile(`(?m)^` + name + `=.*$`)
+		if !re.MatchString(script) {
+			t.Fatalf("deploy/haproxy/user-data.sh has no setting %s", name)
+		}
+		script = re.ReplaceAllLiteralString(script, name+`="`+v+`"`)
+	}
+	dir := t.TempDir()
+	bin, root := filepath.Join(dir, "bin"), filepath.Join(dir, "root")
+	for _, d := range []string{bin, root} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range []string{"dnf", "systemctl"} {
+		if err := os.WriteFile(filepath.Join(bin, name), []byte("#!/bin/sh\necho \""+name+" $*\" >>\"$STUB_CALLS\"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file := filepath.Join(dir, "user-data.sh")
+	if err := os.WriteFile(file, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("bash", file)
+	cmd.Env = []string{"PATH=" + bin + ":" + os.Getenv("PATH"), "EIPD_INSTALL_ROOT=" + root, "STUB_CALLS=" + filepath.Join(dir, "calls")}
+	b, err := cmd.CombinedOutput()
+	c, _ := os.ReadFile(filepath.Join(dir, "calls"))
+	return string(b), string(c), root, err
+}
+
+// TestHAProxyUserData: the by-hand paths' HAProxy install writes the shipped
+// configuration and the same drop-in as the example stack, checks it and
+// starts HAProxy; a bad setting stops it before HAProxy is touched.
+func TestHAProxyUserData(t *testing.T) {
+	script := string(read(t, "deploy", "haproxy", "user-data.sh"))
+	_, rest, ok := strings.Cut(script, "<<'HAPROXY_CFG'\n")
+	embedded, _, ok2 := strings.Cut(rest, "HAPROXY_CFG\n")
+	if !ok || !ok2 || embedded != string(read(t, "deploy", "haproxy", "haproxy.cfg")) {
+		t.Fatal("the configuration embedded in deploy/haproxy/user-data.sh differs from deploy/haproxy/haproxy.cfg; paste it again")
+	}
+
+	out, calls, root, err := haproxyUserData(t, map[string]string{"PROXY_PORT": "8080", "BACKEND_SRV": "_api._tcp.internal.example", "MONITOR_MIN_UP": "2"})
+	if err != nil {
+		t.Fatalf("user-data: %v\n%s", err, out)
+	}
+	if cfg, _ := os.ReadFile(filepath.Join(root, "etc/haproxy/haproxy.cfg")); string(cfg) != string(read(t, "deploy", "haproxy", "haproxy.cfg")) {
+		t.Error("the installed haproxy.cfg differs from deploy/haproxy/haproxy.cfg")
+	}
+	dropIn, _ := os.ReadFile(filepath.Join(root, "etc/systemd/system/haproxy.service.d/eipd.conf"))
+	tpl := loadTemplate(t)
+	stackDropIn := newStack(t, tpl, map[string]string{"ProxyPort": "8080", "BackendSrvName": "_api._tcp.internal.example", "MinBackendsUp": "2"}).
+		str(dig(t, tpl.Resources["LaunchTemplate"].Metadata, "AWS::CloudFormation::Init", "haproxy", "files", "/etc/systemd/system/haproxy.service.d/eipd.conf", "content"))
+	if string(dropIn) != stackDropIn {
+		t.Errorf("drop-in differs from the example stack's:\n got %q\nwant %q", dropIn, stackDropIn)
+	}
+	for _, want := range []string{"systemctl daemon-reload\n", "systemctl enable haproxy.service\n", "systemctl restart haproxy.service\n"} {
+		if !strings.Contains(calls, want) {
+			t.Errorf("calls lack %q:\n%s", want, calls)
+		}
+	}
+
+	out, calls, _, err = haproxyUserData(t, map[string]string{"MONITOR_MIN_UP": "one"})
+	if err == nil || strings.Contains(calls, "restart") || !strings.Contains(out, "neither a number nor a supported operator") {
+		t.Errorf("a bad setting: err %v, calls %q, output:\n%s", err, calls, out)
+	}
+}
