@@ -20,7 +20,9 @@ EIPD_ALLOW_UNVERIFIED=0
 # Written to /etc/default/eipd; see systemd/eipd.env for every variable.
 EIPD_GROUP="proxy-prod"
 EIPD_ALLOCATION_ID=""
-EIPD_HEALTH_CHECK="tcp://127.0.0.1:80"
+# HAProxy's monitor-uri as deploy/haproxy/user-data.sh installs it: it fails
+# while no backend server is up (docs/health-checks.md).
+EIPD_HEALTH_CHECK="http://127.0.0.1:80/haproxy-health"
 # Status listener; the readiness wait below asks its /readyz.
 EIPD_LISTEN=":9380"
 # Auto Scaling termination lifecycle hook that eipd completes after handing
