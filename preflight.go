@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/eipd/eipd/asghook"
 	"github.com/eipd/eipd/eip"
 	"github.com/eipd/eipd/health"
 )
@@ -146,6 +147,7 @@ func cmdPreflight(ctx context.Context, args []string, getenv func(string) string
 	inst, instErr := describeSelf(cctx, api, self.InstanceID)
 	managed, _ := cloud.GroupAddresses(cctx)
 	preflightEgress(cctx, r, defaultEgressEnv(endpoint), inst, instErr, append(managed, addrs...))
+	preflightAutoScaling(r, cfg, inst, instErr)
 
 	checks, err := health.ParseAll(cfg.HealthChecks)
 	if err == nil {
@@ -312,4 +314,36 @@ func grantFix(action, group, resource string, err error) string {
 			action, resource, eip.PolicyPath, group)
 	}
 	return fmt.Sprintf("%s on %s was refused for another reason than IAM; see the error", action, resource)
+}
+
+// preflightAutoScaling checks that --lifecycle-hook and --asg-health have
+// an Auto Scaling group to act on: the instance's aws:autoscaling:groupName
+// tag. Their calls have no dry run, so the permissions are not checked.
+func preflightAutoScaling(r *preflightReport, cfg *Config, self types.Instance, selfErr error) {
+	var flags []string
+	if cfg.LifecycleHook != "" {
+		flags = append(flags, "--lifecycle-hook")
+	}
+	if cfg.ASGHealth {
+		flags = append(flags, "--asg-health")
+	}
+	if len(flags) == 0 {
+		return
+	}
+	if selfErr != nil {
+		r.skip(fmt.Sprintf("%s could not be checked: %v", strings.Join(flags, " and "), selfErr))
+		return
+	}
+	group := ""
+	for _, t := range self.Tags {
+		if aws.ToString(t.Key) == asghook.GroupNameTag {
+			group = aws.ToString(t.Value)
+		}
+	}
+	if group == "" {
+		r.fail("launch this instance from its Auto Scaling group, or unset "+strings.Join(flags, " and "),
+			fmt.Errorf("%s need an Auto Scaling group, and this instance has no %s tag", strings.Join(flags, " and "), asghook.GroupNameTag))
+		return
+	}
+	r.ok(fmt.Sprintf("in Auto Scaling group %s for %s (its calls have no dry run: the group must carry this cluster's eipd:group tag for the policy to allow them)", group, strings.Join(flags, " and ")))
 }

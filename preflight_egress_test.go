@@ -126,3 +126,36 @@ func TestPreflightEgressOnTheEmulator(t *testing.T) {
 	}
 	wantLine(t, out, "ok    API access does not depend on the EIP: the EC2 endpoint 127.0.0.1 resolves to private addresses")
 }
+
+// TestPreflightAutoScaling: --lifecycle-hook and --asg-health need the
+// instance to be in an Auto Scaling group.
+func TestPreflightAutoScaling(t *testing.T) {
+	inGroup := types.Instance{Tags: []types.Tag{{Key: aws.String("aws:autoscaling:groupName"), Value: aws.String("eipd-proxy-prod")}}}
+	for _, c := range []struct {
+		name   string
+		cfg    Config
+		self   types.Instance
+		prefix string
+		want   string
+	}{
+		{"neither flag", Config{}, types.Instance{}, "", ""},
+		{"in a group", Config{ASGHealth: true}, inGroup, "ok", "in Auto Scaling group eipd-proxy-prod for --asg-health"},
+		{"not in a group", Config{ASGHealth: true, LifecycleHook: "eipd-handoff"}, types.Instance{}, "FAIL",
+			"unset --lifecycle-hook and --asg-health"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var out bytes.Buffer
+			r := &preflightReport{w: &out}
+			preflightAutoScaling(r, &c.cfg, c.self, nil)
+			if c.prefix == "" {
+				if out.Len() != 0 {
+					t.Errorf("output without the flags:\n%s", out.String())
+				}
+				return
+			}
+			if !strings.HasPrefix(out.String(), c.prefix) || !strings.Contains(out.String(), c.want) {
+				t.Errorf("want a %s line with %q:\n%s", c.prefix, c.want, out.String())
+			}
+		})
+	}
+}
