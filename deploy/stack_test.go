@@ -496,6 +496,16 @@ func TestStackFixes(t *testing.T) {
 		}
 	})
 
+	t.Run("the user data fits EC2's limit", func(t *testing.T) {
+		// "User data is limited to 16 KB, in raw form, before it is
+		// base64-encoded" (Amazon EC2 user guide, instance user data).
+		for _, p := range []map[string]string{nil, {"DeployEcsService": "true", "ContainerImage": "x"}} {
+			if n := len(newStack(t, tpl, p).userData()); n > 16*1024 {
+				t.Errorf("user data with %v is %d bytes, over EC2's 16 KB", p, n)
+			}
+		}
+	})
+
 	t.Run("self-healing by default", func(t *testing.T) {
 		def := newStack(t, tpl, nil)
 		ud := def.userData()
