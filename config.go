@@ -35,6 +35,8 @@ type Config struct {
 	MemberPoll     time.Duration
 	LifecyclePoll  time.Duration
 	LifecycleHook  string
+	ASGHealth      bool
+	ASGHealthAfter time.Duration
 	StopTimeout    time.Duration
 	APIRate        float64
 	APIBurst       int
@@ -78,6 +80,8 @@ var runFlags = []flagSpec{
 	{"member-poll", "60s", "how often the coordinator lists the group's instances (and at once when a member fails or an unknown one speaks up)", func(c *Config) any { return &c.MemberPoll }},
 	{"lifecycle-poll", "5s", "how often instance metadata is polled for spot, ASG and maintenance notices", func(c *Config) any { return &c.LifecyclePoll }},
 	{"lifecycle-hook", "", "Auto Scaling termination lifecycle hook to complete (CONTINUE) once this instance, being terminated, holds no EIP; empty: off", func(c *Config) any { return &c.LifecycleHook }},
+	{"asg-health", "false", "mark this instance Unhealthy in its Auto Scaling group (autoscaling:SetInstanceHealth), so that the group replaces it, once its own health check has been down for --asg-health-after while it holds no EIP and another member serves", func(c *Config) any { return &c.ASGHealth }},
+	{"asg-health-after", "5m", "how long the own health check must stay down before --asg-health marks this instance Unhealthy", func(c *Config) any { return &c.ASGHealthAfter }},
 	{"stop-timeout", "20s", "on SIGTERM, how long to try handing held EIPs to a ready member before exiting", func(c *Config) any { return &c.StopTimeout }},
 	{"api-rate", "5", "client-side budget for EC2 calls, calls per second", func(c *Config) any { return &c.APIRate }},
 	{"api-burst", "10", "client-side burst of EC2 calls", func(c *Config) any { return &c.APIBurst }},
@@ -252,6 +256,7 @@ func (c *Config) problems() []error {
 		{"health-interval", c.HealthInterval}, {"health-fast-interval", c.HealthFast}, {"health-timeout", c.HealthTimeout}, {"probe-interval", c.ProbeInterval},
 		{"renew-interval", c.RenewInterval}, {"lease-duration", c.LeaseDuration}, {"address-poll", c.AddressPoll},
 		{"member-poll", c.MemberPoll}, {"lifecycle-poll", c.LifecyclePoll}, {"stop-timeout", c.StopTimeout},
+		{"asg-health-after", c.ASGHealthAfter},
 	}
 	for _, p := range positive {
 		if p.d <= 0 {

@@ -27,7 +27,7 @@ func TestDefaultsMatchDesign(t *testing.T) {
 		HealthInterval: time.Second, HealthFast: 200 * time.Millisecond, HealthTimeout: 500 * time.Millisecond, HealthRise: 2, HealthFall: 3,
 		ProbeInterval: time.Second, ProbeFall: 3, RenewInterval: 3 * time.Second, LeaseDuration: 10 * time.Second,
 		MaxClockSkew: time.Second, AddressPoll: 5 * time.Second, MemberPoll: 60 * time.Second, LifecyclePoll: 5 * time.Second,
-		StopTimeout: 20 * time.Second, APIRate: 5, APIBurst: 10, LogLevel: "info", LogFormat: "text",
+		ASGHealthAfter: 5 * time.Minute, StopTimeout: 20 * time.Second, APIRate: 5, APIBurst: 10, LogLevel: "info", LogFormat: "text",
 	}
 	if fmt.Sprintf("%+v", *c) != fmt.Sprintf("%+v", want) {
 		t.Errorf("defaults\n got %+v\nwant %+v", *c, want)

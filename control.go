@@ -262,6 +262,13 @@ func printStatus(w io.Writer, s statusDoc) {
 	default:
 		fmt.Fprintln(w, "no coordinator known")
 	}
+	if u := s.AWSUnreachable; u != nil {
+		last := "never"
+		if !u.LastAnswer.IsZero() {
+			last = u.LastAnswer.Format(time.RFC3339)
+		}
+		fmt.Fprintf(w, "EC2 API UNREACHABLE since %s (last answer %s): %s\n  %s\n", u.Since.Format(time.RFC3339), last, u.Cause, u.Hint)
+	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ALLOCATION\tPUBLIC IP\tROLE\tHOLDER\tTERM\tASSOCIATED TO\tWHY")
 	for _, e := range s.EIPs {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"runtime"
 	"strconv"
@@ -21,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/eipd/eipd/asghealth"
 	"github.com/eipd/eipd/asghook"
 	"github.com/eipd/eipd/eip"
 	"github.com/eipd/eipd/health"
@@ -176,6 +178,12 @@ func runDaemon(ctx context.Context, cfg *Config, getenv func(string) string, log
 			m.ObserveHealthCheck(d, err)
 		})
 	notify := newNotifier(getenv)
+	// --asg-health follows the health status through a subscription of its
+	// own, taken before the monitor runs.
+	var asgHealthChanged <-chan struct{}
+	if cfg.ASGHealth {
+		asgHealthChanged = monitor.Subscribe()
+	}
 
 	// The listeners open before the identity is known: while IMDS does not
 	// answer, /readyz says so (and EIPDNotReconciling fires, not EIPDDown)
@@ -242,8 +250,13 @@ func runDaemon(ctx context.Context, cfg *Config, getenv func(string) string, log
 		return err
 	}
 	ec2API := ec2.NewFromConfig(awsCfg, eip.GuardRequestBody)
-	cloud := eip.New(eip.Config{Group: cfg.Group, DryRun: cfg.DryRun, Rate: cfg.APIRate, Burst: cfg.APIBurst, Now: now},
-		ec2API, log.Named("eip"), m)
+	endpointHost := ""
+	if u, err := ec2Endpoint(ctx, awsCfg); err == nil {
+		endpointHost = u.Host
+	}
+	cloud := eip.New(eip.Config{Group: cfg.Group, DryRun: cfg.DryRun, Rate: cfg.APIRate, Burst: cfg.APIBurst, Now: now,
+		Endpoint: endpointHost}, ec2API, log.Named("eip"), m)
+	view.watchReachability(cloud.Reachability)
 
 	_, portStr, _ := net.SplitHostPort(cfg.Listen)
 	statusPort, _ := strconv.Atoi(portStr)
@@ -261,11 +274,21 @@ func runDaemon(ctx context.Context, cfg *Config, getenv func(string) string, log
 
 	goOwned("health gauge", func(c context.Context) error { return followHealth(c, monitor, m) })
 	goOwned("systemd notify", func(c context.Context) error { return feedSystemd(c, notify, loop, log) })
+	var asg *autoscaling.Client
+	if cfg.LifecycleHook != "" || cfg.ASGHealth {
+		asg = autoscaling.NewFromConfig(awsCfg, func(o *autoscaling.Options) { o.BaseEndpoint = autoScalingEndpoint(os.Getenv) })
+	}
 	if cfg.LifecycleHook != "" {
-		asg := autoscaling.NewFromConfig(awsCfg, func(o *autoscaling.Options) { o.BaseEndpoint = autoScalingEndpoint(os.Getenv) })
 		hook := asghook.New(asghook.Config{Hook: cfg.LifecycleHook, InstanceID: self.InstanceID, NoticeEvery: cfg.LifecyclePoll,
 			CallTimeout: callTimeout, DryRun: cfg.DryRun}, asg, ec2API, md, loop, log.Named("asghook"))
 		goOwned("lifecycle hook", hook.Run)
+	}
+	if cfg.ASGHealth {
+		reporter := asghealth.New(asghealth.Config{InstanceID: self.InstanceID, After: cfg.ASGHealthAfter, CallTimeout: callTimeout,
+			DryRun: cfg.DryRun, Now: now}, subscribedHealth{monitor, asgHealthChanged},
+			func() bool { return holdsAnyEIP(loop.Status()) }, func() bool { return othersServe(loop.Status()) },
+			asg, log.Named("asghealth"), m)
+		goOwned("asg health", reporter.Run)
 	}
 	view.started(loop, self.InstanceID, func(ctx context.Context) ([]eip.Instance, error) {
 		ctx, cancel := context.WithTimeout(ctx, callTimeout)
@@ -280,6 +303,26 @@ func runDaemon(ctx context.Context, cfg *Config, getenv func(string) string, log
 	wg.Wait()
 	log.Info("stopped")
 	return loopErr
+}
+
+// The metrics follow the EC2 API's reachability.
+var _ eip.ReachabilityObserver = (*metrics.Metrics)(nil)
+
+// ec2Endpoint is the endpoint an EC2 client built from awsCfg calls: the
+// configured one (AWS_ENDPOINT_URL_EC2, AWS_ENDPOINT_URL), else the
+// Region's, FIPS or dual-stack as configured.
+func ec2Endpoint(ctx context.Context, awsCfg aws.Config) (*url.URL, error) {
+	o := ec2.NewFromConfig(awsCfg).Options()
+	ep, err := o.EndpointResolverV2.ResolveEndpoint(ctx, ec2.EndpointParameters{
+		Region:       aws.String(o.Region),
+		Endpoint:     o.BaseEndpoint,
+		UseFIPS:      aws.Bool(o.EndpointOptions.UseFIPSEndpoint == aws.FIPSEndpointStateEnabled),
+		UseDualStack: aws.Bool(o.EndpointOptions.UseDualStackEndpoint == aws.DualStackEndpointStateEnabled),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("resolve the EC2 endpoint of region %q: %w", o.Region, err)
+	}
+	return &ep.URI, nil
 }
 
 // autoScalingEndpoint is the Auto Scaling endpoint the environment sets:
@@ -313,6 +356,34 @@ func testClock(getenv func(string) string, log hclog.Logger) (func() time.Time, 
 	}
 	log.Warn("test clock offset in effect: this daemon's wall clock is shifted", "offset", off.String())
 	return func() time.Time { return time.Now().Add(off) }, nil
+}
+
+// subscribedHealth is the health monitor with a change channel of its own
+// (asghealth.Health): Changed() of the monitor itself is the leader loop's.
+type subscribedHealth struct {
+	*health.Monitor
+	changed <-chan struct{}
+}
+
+func (s subscribedHealth) Changed() <-chan struct{} { return s.changed }
+
+// holdsAnyEIP says whether this instance holds, or may still hold, an EIP:
+// role holder, or unverified (on its ENI as far as it knows, no trusted
+// coordinator confirms it now). --asg-health never has such a member
+// replaced.
+func holdsAnyEIP(s leader.Status) bool { return len(s.MayHold()) > 0 }
+
+// othersServe says whether a trusted coordinator confirms an EIP on another
+// member: the EIPs are served elsewhere, so replacing this one is worth it.
+// Status drops the holders once the coordinator's word is no longer
+// trusted, so a lost coordinator reads as "nobody serves".
+func othersServe(s leader.Status) bool {
+	for _, e := range s.EIPs {
+		if e.Holder != "" && e.Holder != s.InstanceID {
+			return true
+		}
+	}
+	return false
 }
 
 // followHealth mirrors the monitor's status into eipd_health_up and

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/eipd/eipd/asghook"
 	"github.com/eipd/eipd/eip"
 	"github.com/eipd/eipd/health"
 )
@@ -28,13 +29,17 @@ type probeEC2 interface {
 	AssociateAddress(ctx context.Context, in *ec2.AssociateAddressInput, optFns ...func(*ec2.Options)) (*ec2.AssociateAddressOutput, error)
 	DisassociateAddress(ctx context.Context, in *ec2.DisassociateAddressInput, optFns ...func(*ec2.Options)) (*ec2.DisassociateAddressOutput, error)
 	CreateTags(ctx context.Context, in *ec2.CreateTagsInput, optFns ...func(*ec2.Options)) (*ec2.CreateTagsOutput, error)
+	// DescribeInstances reads this instance's network interfaces for the
+	// egress check.
+	DescribeInstances(ctx context.Context, in *ec2.DescribeInstancesInput, optFns ...func(*ec2.Options)) (*ec2.DescribeInstancesOutput, error)
 }
 
 // preflightReport prints one line per check: ok, FAIL with the fix and
-// the error, or skip with why it could not be checked.
+// the error, WARN with the fix and what is at risk (it works now, and will
+// not when it matters), or skip with why it could not be checked.
 type preflightReport struct {
-	w               io.Writer
-	failed, skipped int
+	w                       io.Writer
+	failed, warned, skipped int
 }
 
 func (r *preflightReport) ok(what string) { fmt.Fprintf(r.w, "ok    %s\n", what) }
@@ -42,6 +47,14 @@ func (r *preflightReport) ok(what string) { fmt.Fprintf(r.w, "ok    %s\n", what)
 func (r *preflightReport) fail(fix string, err error) {
 	r.failed++
 	fmt.Fprintf(r.w, "FAIL  %s\n", fix)
+	for _, line := range strings.Split(err.Error(), "\n") {
+		fmt.Fprintf(r.w, "      %s\n", strings.TrimSpace(line))
+	}
+}
+
+func (r *preflightReport) warn(fix string, err error) {
+	r.warned++
+	fmt.Fprintf(r.w, "WARN  %s\n", fix)
 	for _, line := range strings.Split(err.Error(), "\n") {
 		fmt.Fprintf(r.w, "      %s\n", strings.TrimSpace(line))
 	}
@@ -66,8 +79,15 @@ func (r *preflightReport) result() error {
 	if r.failed > 0 {
 		return fmt.Errorf("%d check(s) failed", r.failed)
 	}
+	var notes []string
+	if r.warned > 0 {
+		notes = append(notes, fmt.Sprintf("%d warning(s) (see WARN above)", r.warned))
+	}
 	if r.skipped > 0 {
-		fmt.Fprintf(r.w, "all checks passed; %d could not be checked (see skip above)\n", r.skipped)
+		notes = append(notes, fmt.Sprintf("%d could not be checked (see skip above)", r.skipped))
+	}
+	if len(notes) > 0 {
+		fmt.Fprintf(r.w, "all checks passed; %s\n", strings.Join(notes, "; "))
 		return nil
 	}
 	fmt.Fprintln(r.w, "all checks passed")
@@ -122,6 +142,14 @@ func cmdPreflight(ctx context.Context, args []string, getenv func(string) string
 		preflightMoves(cctx, r, api, cfg.Group, a, self)
 	}
 	preflightTags(cctx, r, api, cfg.Group, addrs, self)
+	endpoint, err := ec2Endpoint(cctx, awsCfg)
+	if err != nil {
+		endpoint = nil
+	}
+	inst, instErr := describeSelf(cctx, api, self.InstanceID)
+	managed, _ := cloud.Addresses(cctx, nil)
+	preflightEgress(cctx, r, defaultEgressEnv(endpoint), inst, instErr, append(managed, addrs...))
+	preflightAutoScaling(r, cfg, inst, instErr)
 
 	checks, err := health.ParseAll(cfg.HealthChecks)
 	if err == nil {
@@ -299,4 +327,36 @@ func sdkTags(tags map[string]string) []types.Tag {
 		out = append(out, types.Tag{Key: aws.String(k), Value: aws.String(tags[k])})
 	}
 	return out
+}
+
+// preflightAutoScaling checks that --lifecycle-hook and --asg-health have
+// an Auto Scaling group to act on: the instance's aws:autoscaling:groupName
+// tag. Their calls have no dry run, so the permissions are not checked.
+func preflightAutoScaling(r *preflightReport, cfg *Config, self types.Instance, selfErr error) {
+	var flags []string
+	if cfg.LifecycleHook != "" {
+		flags = append(flags, "--lifecycle-hook")
+	}
+	if cfg.ASGHealth {
+		flags = append(flags, "--asg-health")
+	}
+	if len(flags) == 0 {
+		return
+	}
+	if selfErr != nil {
+		r.skip(fmt.Sprintf("%s could not be checked: %v", strings.Join(flags, " and "), selfErr))
+		return
+	}
+	group := ""
+	for _, t := range self.Tags {
+		if aws.ToString(t.Key) == asghook.GroupNameTag {
+			group = aws.ToString(t.Value)
+		}
+	}
+	if group == "" {
+		r.fail("launch this instance from its Auto Scaling group, or unset "+strings.Join(flags, " and "),
+			fmt.Errorf("%s need an Auto Scaling group, and this instance has no %s tag", strings.Join(flags, " and "), asghook.GroupNameTag))
+		return
+	}
+	r.ok(fmt.Sprintf("in Auto Scaling group %s for %s (its calls have no dry run: the group must carry this cluster's eipd:group tag for the policy to allow them)", group, strings.Join(flags, " and ")))
 }

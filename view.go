@@ -71,6 +71,17 @@ type statusDoc struct {
 	// the last error.
 	WaitingAttempts int    `json:"waiting_attempts,omitempty"`
 	WaitingError    string `json:"waiting_error,omitempty"`
+	// AWSUnreachable is set while the EC2 API gives this instance no answer
+	// at all: since when, why, and when it last answered.
+	AWSUnreachable *awsUnreachable `json:"aws_unreachable,omitempty"`
+}
+
+// awsUnreachable is /status's aws_unreachable.
+type awsUnreachable struct {
+	Since      time.Time `json:"since"`
+	Cause      string    `json:"cause"`
+	LastAnswer time.Time `json:"last_answer,omitzero"`
+	Hint       string    `json:"hint"`
 }
 
 // daemonView is what the status and control listeners show of the daemon.
@@ -90,6 +101,8 @@ type daemonView struct {
 	loopSince time.Time
 	self      string
 	members   func(context.Context) ([]eip.Instance, error)
+	// reach says whether the EC2 API answers (nil until the client exists).
+	reach func() eip.Reachability
 }
 
 func newDaemonView(watchdog time.Duration, h healthView) *daemonView {
@@ -110,6 +123,28 @@ func (v *daemonView) started(loop runningLoop, self string, members func(context
 	defer v.mu.Unlock()
 	v.loop, v.loopSince, v.self, v.members = loop, v.now(), self, members
 	v.waiting, v.attempts, v.waitErr = "", 0, nil
+}
+
+// watchReachability hands the listeners the EC2 client's reachability.
+func (v *daemonView) watchReachability(reach func() eip.Reachability) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.reach = reach
+}
+
+// unreachable is /status's aws_unreachable: nil while the EC2 API answers.
+func (v *daemonView) unreachable() *awsUnreachable {
+	v.mu.Lock()
+	reach := v.reach
+	v.mu.Unlock()
+	if reach == nil {
+		return nil
+	}
+	r := reach()
+	if !r.Known || r.Reachable {
+		return nil
+	}
+	return &awsUnreachable{Since: r.Since, Cause: r.Cause, LastAnswer: r.LastAnswer, Hint: eip.EgressHint}
 }
 
 func (v *daemonView) running() (runningLoop, time.Time) {
@@ -139,9 +174,9 @@ func (v *daemonView) status(ctx context.Context, q url.Values) statusDoc {
 		}
 		loop.HeardFrom(q.Get("from"))
 		if q.Get("fresh") == "1" {
-			return statusDoc{Status: loop.StatusFresh(ctx)}
+			return statusDoc{Status: loop.StatusFresh(ctx), AWSUnreachable: v.unreachable()}
 		}
-		return statusDoc{Status: loop.Status()}
+		return statusDoc{Status: loop.Status(), AWSUnreachable: v.unreachable()}
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()

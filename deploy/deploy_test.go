@@ -735,6 +735,9 @@ func TestIAMPolicyCoversCode(t *testing.T) {
 	if !want["autoscaling:CompleteLifecycleAction"] {
 		t.Fatalf("codeActions %v misses the lifecycle hook's autoscaling:CompleteLifecycleAction", all)
 	}
+	if !want["autoscaling:SetInstanceHealth"] {
+		t.Fatalf("codeActions %v misses --asg-health's autoscaling:SetInstanceHealth", all)
+	}
 	granted := map[string]bool{}
 	for _, s := range p.Statement {
 		if s.Effect != "Allow" || len(s.NotAction) > 0 {
@@ -921,9 +924,12 @@ func TestIAMPolicyScopesMutations(t *testing.T) {
 		}
 		for _, r := range s.Resource {
 			ec2Res := regexp.MustCompile(`^arn:aws:ec2:[^:]*:[^:]*:(elastic-ip|network-interface|instance)/\*$`)
-			// CompleteLifecycleAction: groups only, scoped by their tag.
+			// CompleteLifecycleAction and SetInstanceHealth: groups only,
+			// scoped by their tag, one action per statement (each can be
+			// dropped with the flag it serves).
 			asgRes := regexp.MustCompile(`^arn:aws:autoscaling:[^:]*:[^:]*:autoScalingGroup:\*:autoScalingGroupName/\*$`)
-			if !ec2Res.MatchString(r) && !(asgRes.MatchString(r) && slices.Equal(s.Action, []string{"autoscaling:CompleteLifecycleAction"})) {
+			asgAction := slices.Equal(s.Action, []string{"autoscaling:CompleteLifecycleAction"}) || slices.Equal(s.Action, []string{"autoscaling:SetInstanceHealth"})
+			if !ec2Res.MatchString(r) && !(asgRes.MatchString(r) && asgAction) {
 				t.Errorf("%s: unexpected resource %q", s.Sid, r)
 			}
 		}
@@ -974,6 +980,7 @@ type cfnTemplate struct {
 	Resources map[string]struct {
 		Type                string
 		Condition           string
+		DependsOn           any
 		DeletionPolicy      string
 		UpdateReplacePolicy string
 		CreationPolicy      map[string]any
@@ -1147,9 +1154,17 @@ func TestCloudFormation(t *testing.T) {
 		if !tagged["instance"] || !tagged["network-interface"] {
 			t.Errorf("launch template tags %v with %s; the policy needs instance and network-interface", tagged, eip.TagGroup)
 		}
-		// The systemd branch renders user-data.sh: settings via Fn::Sub, the
-		// body verbatim (no Fn::Sub, which would eat the shell's ${...}).
-		join := dig(t, lt, "UserData", "Fn::Base64", "Fn::If", 2, "Fn::Join", 1)
+		// The user data is a prelude (bootstrap, HAProxy, signalling) and
+		// one of two branches. The systemd branch renders user-data.sh:
+		// settings via Fn::Sub, the body verbatim (no Fn::Sub, which would
+		// eat the shell's ${...}).
+		parts := dig(t, lt, "UserData", "Fn::Base64", "Fn::Join", 1)
+		prelude := renderSub(t, dig(t, parts, 0, "Fn::Sub"))
+		branches := dig(t, parts, 1, "Fn::If")
+		if dig(t, branches, 0) != "UseEcs" {
+			t.Fatalf("user data branches on %v, want UseEcs", dig(t, branches, 0))
+		}
+		join := dig(t, branches, 2, "Fn::Join", 1)
 		settings, body := userDataParts(t)
 		if got := dig(t, join, 1); got != body {
 			t.Error("user-data body in eipd.yaml differs from systemd/user-data.sh after the settings; paste it again")
@@ -1175,17 +1190,20 @@ func TestCloudFormation(t *testing.T) {
 		}
 		// The stack is signalled with the install's outcome: HAProxy by
 		// cfn-init first, then the script, then cfn-signal with its status.
-		systemd := rendered + body + tail
-		ecs := renderSub(t, dig(t, lt, "UserData", "Fn::Base64", "Fn::If", 1, "Fn::Sub"))
+		systemd := prelude + rendered + body + tail
+		ecs := prelude + renderSub(t, dig(t, branches, 1, "Fn::Sub"))
 		for name, script := range map[string]string{"systemd": systemd, "ecs": ecs} {
 			init := strings.Index(script, "/opt/aws/bin/cfn-init -v --stack placeholder --resource LaunchTemplate --configsets haproxy")
 			if init < 0 || !strings.Contains(script, "/opt/aws/bin/cfn-signal -e \"$1\" --stack placeholder --resource ProxyGroup") {
 				t.Errorf("%s user-data does not run cfn-init for HAProxy and cfn-signal for ProxyGroup", name)
 			}
+			if !strings.HasSuffix(script, "signal 0\n") {
+				t.Errorf("%s user-data does not end by signalling success", name)
+			}
 			shellcheckText(t, name+"-user-data.sh", script)
 		}
-		if !strings.HasSuffix(tail, "bash /usr/local/sbin/eipd-user-data.sh\nrc=$?\nsignal \"$rc\"\nexit \"$rc\"\n") {
-			t.Errorf("systemd user-data must signal the install script's exit status, ends %q", tail)
+		if !strings.HasSuffix(tail, "bash /usr/local/sbin/eipd-user-data.sh ||\n\tfail \"installing eipd failed (the reason is above, in /var/log/cloud-init-output.log)\"\nsignal 0\n") {
+			t.Errorf("systemd user-data must signal the install script's failure, ends %q", tail)
 		}
 		// The lifecycle hook eipd completes is the group's.
 		hook := dig(t, res("AWS::AutoScaling::AutoScalingGroup"), "LifecycleHookSpecificationList", 0, "LifecycleHookName")

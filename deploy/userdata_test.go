@@ -31,6 +31,9 @@ import (
 type userDataRun struct {
 	settings map[string]string
 	download []byte // what the stubbed download returns
+	// s3Works: aws s3 cp delivers the download too (else it fails, as
+	// without s3:GetObject).
+	s3Works bool
 }
 
 type userDataResult struct {
@@ -121,7 +124,10 @@ if [ -n "$url" ]; then
 fi
 exec "$REAL_CURL" "${args[@]}"
 `)
-	stub("aws", `echo "aws $*" >>"$STUB_LOGS/downloads"; exit 1`+"\n")
+	stub("aws", `echo "aws $*" >>"$STUB_LOGS/downloads"
+[ "$1 $2" = "s3 cp" ] && [ "$STUB_S3_WORKS" = 1 ] || { echo "fatal error: An error occurred (403) when calling the HeadObject operation: Forbidden" >&2; exit 1; }
+cp "$STUB_DOWNLOAD" "$5"
+`)
 	stub("systemctl", `echo "$*" >>"$STUB_LOGS/systemctl"
 [ "$1" != is-active ]
 `)
@@ -137,6 +143,7 @@ exec "$REAL_CURL" "${args[@]}"
 		"STUB_LOGS=" + logs,
 		"STUB_DOWNLOAD=" + download,
 		"REAL_CURL=" + realCurl,
+		"STUB_S3_WORKS=" + map[bool]string{true: "1", false: "0"}[run.s3Works],
 	}
 	var stderr strings.Builder
 	cmd.Stdout = &stderr
@@ -313,6 +320,63 @@ func TestUserDataInstallsAndWaitsOnListenAddress(t *testing.T) {
 		}
 		if notReadyHits.Load() == before || readyHits.Load() != otherBefore {
 			t.Errorf("readiness asked the configured listener %d times and another %d times", notReadyHits.Load()-before, readyHits.Load()-otherBefore)
+		}
+	})
+}
+
+// TestUserDataS3Hosting: an s3:// binary is fetched with the AWS CLI and
+// installed when its sum matches; when the role may not read it, the script
+// stops and says what grant is missing. EIPD_ALLOW_UNVERIFIED takes true as
+// well as 1 (what the example stack's AllowUnverified parameter says).
+func TestUserDataS3Hosting(t *testing.T) {
+	arch := userDataArch(t)
+	shaVar := "EIPD_BINARY_SHA256_" + strings.ToUpper(arch)
+	ready, _ := readyServer(t, http.StatusOK)
+	url := "s3://my-bucket/eipd/v1.2.3/eipd-linux-{arch}"
+	got := "s3://my-bucket/eipd/v1.2.3/eipd-linux-" + arch
+
+	t.Run("readable", func(t *testing.T) {
+		res := runUserData(t, userDataRun{download: []byte(fakeEipd), s3Works: true, settings: map[string]string{
+			"EIPD_BINARY_URL": url, shaVar: sum([]byte(fakeEipd)), "EIPD_LISTEN": ready,
+		}})
+		if res.err != nil {
+			t.Fatalf("user-data: %v\n%s", res.err, res.stderr)
+		}
+		if !strings.HasPrefix(res.downloads, "aws s3 cp --only-show-errors "+got+" ") {
+			t.Errorf("downloads %q, want aws s3 cp of %s", res.downloads, got)
+		}
+		if b, ok := res.file(t, "usr/local/bin/eipd"); !ok || b != fakeEipd {
+			t.Errorf("installed binary %q (present %v)", b, ok)
+		}
+	})
+
+	t.Run("forbidden", func(t *testing.T) {
+		res := runUserData(t, userDataRun{download: []byte(fakeEipd), settings: map[string]string{
+			"EIPD_BINARY_URL": url, shaVar: sum([]byte(fakeEipd)), "EIPD_LISTEN": ready,
+		}})
+		if res.err == nil {
+			t.Fatalf("user-data succeeded without the object:\n%s", res.stderr)
+		}
+		for _, want := range []string{"cannot download " + got, "s3:GetObject", "S3 gateway endpoint"} {
+			if !strings.Contains(res.stderr, want) {
+				t.Errorf("output lacks %q:\n%s", want, res.stderr)
+			}
+		}
+		if _, ok := res.file(t, "usr/local/bin/eipd"); ok || res.systemctl != "" {
+			t.Errorf("installed or started after a failed download: systemctl %q", res.systemctl)
+		}
+	})
+
+	t.Run("unverified, allowed with true", func(t *testing.T) {
+		res := runUserData(t, userDataRun{download: []byte(fakeEipd), s3Works: true, settings: map[string]string{
+			"EIPD_BINARY_URL": url, "EIPD_BINARY_SHA256_AMD64": "", "EIPD_BINARY_SHA256_ARM64": "",
+			"EIPD_ALLOW_UNVERIFIED": "true", "EIPD_LISTEN": ready,
+		}})
+		if res.err != nil {
+			t.Fatalf("user-data refused EIPD_ALLOW_UNVERIFIED=true: %v\n%s", res.err, res.stderr)
+		}
+		if !strings.Contains(res.stderr, "WARNING: EIPD_ALLOW_UNVERIFIED=true: installing "+got+" unverified") {
+			t.Errorf("output:\n%s", res.stderr)
 		}
 	})
 }

@@ -11,8 +11,9 @@ import (
 	"time"
 )
 
-// The Auto Scaling Query API, the one call eipd makes: CompleteLifecycleAction.
-// It is served on the EC2 listener and told apart by the SigV4 credential
+// The Auto Scaling Query API, the calls eipd makes: CompleteLifecycleAction
+// (--lifecycle-hook) and SetInstanceHealth (--asg-health). It is served on
+// the EC2 listener and told apart by the SigV4 credential
 // scope's service name ("autoscaling"), so AWS_ENDPOINT_URL_AUTO_SCALING can
 // point at the same URL as AWS_ENDPOINT_URL_EC2.
 //
@@ -24,6 +25,12 @@ import (
 // Terminating:Wait does; CompleteLifecycleAction completes it, and the
 // simulator records who completed it, when, and with what result. It does
 // not terminate the instance afterwards: the test or operator does.
+//
+// SetInstanceHealth with HealthStatus=Unhealthy takes the instance out of
+// service as Auto Scaling does before it replaces it: its target lifecycle
+// state becomes Terminated, which starts the termination lifecycle actions
+// (and instance metadata says so). Healthy changes nothing. Every call is
+// counted in Stats under its caller, and logged.
 
 const autoScalingNamespace = "http://autoscaling.amazonaws.com/doc/2011-01-01/"
 
@@ -114,8 +121,9 @@ func (s *Sim) serveAutoScaling(w http.ResponseWriter, r *http.Request) {
 	}
 	action := vals.Get("Action")
 	caller, authErr := s.callerOf(r, "autoscaling")
+	known := action == "CompleteLifecycleAction" || action == "SetInstanceHealth"
 	stat := action
-	if action != "CompleteLifecycleAction" {
+	if !known {
 		stat = "(invalid)"
 	}
 	fail := func(e *asgError) {
@@ -141,7 +149,7 @@ func (s *Sim) serveAutoScaling(w http.ResponseWriter, r *http.Request) {
 	case action == "":
 		fail(&asgError{Status: 400, Type: "Sender", Code: "MissingAction", Message: "The request must contain the parameter Action"})
 		return
-	case action != "CompleteLifecycleAction":
+	case !known:
 		fail(&asgError{Status: 400, Type: "Sender", Code: "InvalidAction", Message: "The action " + action + " is not valid for this web service."})
 		return
 	case vals.Get("Version") != "2011-01-01":
@@ -156,22 +164,37 @@ func (s *Sim) serveAutoScaling(w http.ResponseWriter, r *http.Request) {
 		if caller != "" {
 			user = "arn:aws:sts::" + simAccountID + ":assumed-role/" + simRoleName + "/" + caller
 		}
+		group := vals.Get("AutoScalingGroupName")
+		if group == "" {
+			// SetInstanceHealth names the instance; IAM evaluates its group.
+			group = s.opts.AutoScalingGroup
+		}
 		fail(&asgError{Status: 403, Type: "Sender", Code: "AccessDenied", Message: fmt.Sprintf(
 			"User: %s is not authorized to perform: autoscaling:%s on resource: arn:aws:autoscaling:%s:%s:autoScalingGroup:*:autoScalingGroupName/%s because no identity-based policy allows the autoscaling:%s action",
-			user, action, s.opts.Region, simAccountID, vals.Get("AutoScalingGroupName"), action)})
+			user, action, s.opts.Region, simAccountID, group, action)})
 		return
 	}
-	if e := s.completeLifecycleAction(vals, caller); e != nil {
+	var e *asgError
+	result := true
+	if action == "SetInstanceHealth" {
+		e, result = s.setInstanceHealth(vals, caller), false
+	} else {
+		e = s.completeLifecycleAction(vals, caller)
+	}
+	if e != nil {
 		fail(e)
 		return
 	}
 	s.count(action, caller, "ok")
 	var x xmlw
 	x.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\n")
-	x.WriteString(`<CompleteLifecycleActionResponse xmlns="` + autoScalingNamespace + `">`)
-	x.WriteString("<CompleteLifecycleActionResult/><ResponseMetadata>")
+	x.WriteString(`<` + action + `Response xmlns="` + autoScalingNamespace + `">`)
+	if result {
+		x.WriteString("<" + action + "Result/>")
+	}
+	x.WriteString("<ResponseMetadata>")
 	x.el("RequestId", reqID)
-	x.WriteString("</ResponseMetadata></CompleteLifecycleActionResponse>")
+	x.WriteString("</ResponseMetadata></" + action + "Response>")
 	writeCommonHeaders(w, reqID)
 	w.Header().Set("Content-Length", strconv.Itoa(x.Len()))
 	w.WriteHeader(http.StatusOK)
@@ -221,6 +244,56 @@ func (s *Sim) completeLifecycleAction(vals url.Values, caller string) *asgError 
 		}
 	}
 	return asgValidation("No active Lifecycle Action found with instance ID %s", id)
+}
+
+// setInstanceHealth validates as the API reference describes the
+// parameters; Unhealthy takes the instance out of service (target lifecycle
+// state Terminated, which starts its termination lifecycle actions), as Auto
+// Scaling does before replacing it. There is no health check grace period
+// here: ShouldRespectGracePeriod is accepted and has no effect.
+func (s *Sim) setInstanceHealth(vals url.Values, caller string) *asgError {
+	for k := range vals {
+		switch k {
+		case "Action", "Version", "InstanceId", "HealthStatus", "ShouldRespectGracePeriod":
+		default:
+			return &asgError{Status: 400, Type: "Sender", Code: "InvalidParameterValue", Message: "The parameter " + k + " is not recognized"}
+		}
+	}
+	id, status := vals.Get("InstanceId"), vals.Get("HealthStatus")
+	var missing []string
+	for _, p := range []struct{ name, v string }{{"instanceId", id}, {"healthStatus", status}} {
+		if p.v == "" {
+			missing = append(missing, fmt.Sprintf("Value null at '%s' failed to satisfy constraint: Member must not be null", p.name))
+		}
+	}
+	if len(missing) > 0 {
+		return asgValidation("%d validation error(s) detected: %s", len(missing), strings.Join(missing, "; "))
+	}
+	switch g := vals.Get("ShouldRespectGracePeriod"); {
+	case status != "Healthy" && status != "Unhealthy":
+		return asgValidation("Valid instance health states are: [Healthy, Unhealthy].")
+	case g != "" && g != "true" && g != "false":
+		return asgValidation("Value '%s' at 'shouldRespectGracePeriod' failed to satisfy constraint: Member must be a boolean", g)
+	}
+	notManaged := asgValidation("Instance Id not found - No managed instance found for instance ID: %s", id)
+	if s.opts.AutoScalingGroup == "" {
+		return notManaged
+	}
+	err := s.withInstance(id, func(now time.Time, in *instRec) error {
+		if in.State == "terminated" {
+			return ErrNotFound
+		}
+		s.logger.Info("instance health set", "instance_id", id, "health_status", status, "caller", caller)
+		if status == "Unhealthy" && in.Lifecycle != "Terminated" {
+			in.Lifecycle = "Terminated"
+			s.startLifecycleActionsLocked(now, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return notManaged
+	}
+	return nil
 }
 
 func writeASGError(w http.ResponseWriter, requestID string, e *asgError) {

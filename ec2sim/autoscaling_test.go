@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -140,5 +141,102 @@ func TestSDKAutoScalingEndpointFromEnv(t *testing.T) {
 	}
 	if acts := s.LifecycleActions(); len(acts) != 1 || acts[0].Result != "ABANDON" || acts[0].Caller != id {
 		t.Errorf("recorded: %+v", acts)
+	}
+}
+
+// TestSDKSetInstanceHealth: the Auto Scaling SDK client marks an instance
+// unhealthy; the simulator takes it out of service as Auto Scaling does
+// (target lifecycle state Terminated, its termination lifecycle actions
+// started), counts the call under its caller, refuses what AWS refuses and
+// denies like IAM.
+func TestSDKSetInstanceHealth(t *testing.T) {
+	t.Parallel()
+	s := confStartSim(t, Options{Instances: 2, AutoScalingGroup: "web-asg", LifecycleHooks: []string{"eipd-drain"}})
+	info := s.Info()
+	ctx := confCtx(t)
+	i0, i1 := info.Instances[0].InstanceID, info.Instances[1].InstanceID
+	cr, _ := s.Credentials(i0)
+	c := asgClient(t, info.EC2Endpoint, credentials.NewStaticCredentialsProvider(cr.AccessKeyID, cr.SecretAccessKey, cr.Token))
+	in := func(id, status string) *autoscaling.SetInstanceHealthInput {
+		return &autoscaling.SetInstanceHealthInput{InstanceId: aws.String(id), HealthStatus: aws.String(status), ShouldRespectGracePeriod: aws.Bool(true)}
+	}
+	lifecycle := func(id string) string {
+		snap, ok := s.metadata(id)
+		if !ok {
+			t.Fatalf("no metadata for %s", id)
+		}
+		return snap.TargetLifecycleState
+	}
+
+	for _, bad := range []struct {
+		in   *autoscaling.SetInstanceHealthInput
+		want string
+	}{
+		{in(i0, "Sick"), "Valid instance health states are: [Healthy, Unhealthy]."},
+		{in("i-0123456789abcdef0", "Unhealthy"), "No managed instance found for instance ID: i-0123456789abcdef0"},
+	} {
+		_, err := c.SetInstanceHealth(ctx, bad.in)
+		if code, status := confCode(err), confStatus(err); code != "ValidationError" || status != 400 || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%s %s: got %q/%d (%v), want ValidationError %q", *bad.in.InstanceId, *bad.in.HealthStatus, code, status, err, bad.want)
+		}
+	}
+	// Healthy changes nothing.
+	if _, err := c.SetInstanceHealth(ctx, in(i0, "Healthy")); err != nil {
+		t.Fatalf("Healthy: %v", err)
+	}
+	if got := lifecycle(i0); got != "" {
+		t.Errorf("after Healthy, target lifecycle state %q, want none", got)
+	}
+	if acts := s.LifecycleActions(); len(acts) != 0 {
+		t.Errorf("after Healthy, lifecycle actions %+v", acts)
+	}
+
+	if err := s.SetInstanceFaults(i0, Faults{Deny: []string{"SetInstanceHealth"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.SetInstanceHealth(ctx, in(i0, "Unhealthy"))
+	if code, status := confCode(err), confStatus(err); code != "AccessDenied" || status != 403 || !strings.Contains(err.Error(), "autoscaling:SetInstanceHealth on resource: arn:aws:autoscaling:") ||
+		!strings.Contains(err.Error(), "autoScalingGroupName/web-asg") {
+		t.Errorf("denied: %q/%d (%v)", code, status, err)
+	}
+	if got := lifecycle(i0); got != "" {
+		t.Errorf("a denied call changed the target lifecycle state to %q", got)
+	}
+	s.ClearFaults()
+
+	if _, err := c.SetInstanceHealth(ctx, in(i0, "Unhealthy")); err != nil {
+		t.Fatalf("Unhealthy: %v", err)
+	}
+	if got := lifecycle(i0); got != "Terminated" {
+		t.Errorf("after Unhealthy, target lifecycle state %q, want Terminated", got)
+	}
+	if got := lifecycle(i1); got != "" {
+		t.Errorf("the other instance's target lifecycle state is %q", got)
+	}
+	acts := s.LifecycleActions()
+	if len(acts) != 1 || acts[0].InstanceID != i0 || acts[0].Hook != "eipd-drain" || acts[0].Completed != nil {
+		t.Errorf("lifecycle actions after Unhealthy: %+v", acts)
+	}
+	// A repeat keeps the one open action.
+	if _, err := c.SetInstanceHealth(ctx, in(i0, "Unhealthy")); err != nil {
+		t.Fatalf("Unhealthy again: %v", err)
+	}
+	if acts := s.LifecycleActions(); len(acts) != 1 {
+		t.Errorf("a repeated Unhealthy started another action: %+v", acts)
+	}
+	st := s.Stats()
+	if got := st.ByOutcome["SetInstanceHealth"]; got["ok"] != 3 || got["ValidationError"] != 2 || got["AccessDenied"] != 1 {
+		t.Errorf("outcomes of SetInstanceHealth: %v", got)
+	}
+	if got := st.ByCaller[i0]["SetInstanceHealth"]; got != 6 {
+		t.Errorf("calls by %s: %d, want 6", i0, got)
+	}
+
+	// Without an Auto Scaling group no instance is managed.
+	plain := confStartSim(t, Options{Instances: 1})
+	pid := plain.Info().Instances[0].InstanceID
+	pc := asgClient(t, plain.Info().EC2Endpoint, credentials.NewStaticCredentialsProvider("AKIDOPERATOR", "secret", ""))
+	if _, err := pc.SetInstanceHealth(ctx, in(pid, "Unhealthy")); confCode(err) != "ValidationError" {
+		t.Errorf("no group: want ValidationError, got %v", err)
 	}
 }

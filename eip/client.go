@@ -25,6 +25,10 @@ type Config struct {
 	// (default 5); Burst its bucket size (default 10).
 	Rate  float64
 	Burst int
+	// Endpoint names the EC2 endpoint (host or URL) in the cause of a call
+	// without an answer when the SDK's error does not (a timeout); "" =
+	// "the EC2 endpoint".
+	Endpoint string
 	// Now stamps leases (eipd:renewed when a move is confirmed); nil =
 	// time.Now. Tests shift it to run a daemon with a skewed clock.
 	Now func() time.Time
@@ -43,6 +47,7 @@ type Client struct {
 	obs     Observer
 	limiter *limiter
 	warned  onceSet
+	reach   reach
 }
 
 // New returns a Client. obs may be nil.
@@ -81,8 +86,10 @@ func (c *Client) call(ctx context.Context, op string, fn func(context.Context) e
 		return err
 	}
 	sent := time.Now()
-	err := classify(op, fn(ctx))
+	raw := fn(ctx)
 	d := time.Since(sent)
+	c.noteAnswer(op, raw, sent.Add(d))
+	err := classify(op, raw)
 	c.obs.ObserveEC2(op, Outcome(err), d)
 	switch {
 	case errors.Is(err, ErrThrottled):

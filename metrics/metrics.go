@@ -35,6 +35,11 @@ var Reasons = []string{
 // eip.NoticeKind, which this package may not import.
 var NoticeKinds = []string{"spot-interruption", "rebalance", "asg-terminating", "maintenance"}
 
+// ASGHealthOutcomes is the fixed set of outcomes of --asg-health's reports
+// (eipd_asg_unhealthy_reports_total{outcome}); it matches
+// asghealth.Outcomes, which this package does not import.
+var ASGHealthOutcomes = []string{"success", "unauthorized", "not_in_group", "error", "dry_run"}
+
 // Outcomes with a meaning of their own here. The alert rules match on them, so
 // package eip must use exactly these strings in eip.Outcomes.
 const (
@@ -88,6 +93,9 @@ type Metrics struct {
 	imdsRequests    *prometheus.CounterVec
 	notices         *prometheus.CounterVec
 	lastReconcile   prometheus.Gauge
+	asgReports      *prometheus.CounterVec
+	awsReachable    prometheus.Gauge
+	awsLastAnswer   prometheus.Gauge
 }
 
 // New builds the registry with the Go and process collectors and every eipd
@@ -197,6 +205,18 @@ func New(build BuildInfo, allocationIDs []string, operations, outcomes, imdsOutc
 			Name: "eipd_last_reconcile_timestamp_seconds",
 			Help: "Unix time of the last successful reconcile pass (addresses read, decisions carried out, no EC2 call failed); 0 before the first.",
 		}),
+		awsReachable: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "eipd_aws_reachable",
+			Help: "0 while the EC2 API does not answer this instance at all (DNS, connection, timeout: AWS state is unknown, so it claims nothing), 1 once it answers (an error included) and before the first call.",
+		}),
+		awsLastAnswer: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "eipd_aws_last_answer_timestamp_seconds",
+			Help: "Unix time of the last answer of the EC2 API to this instance (an error included); 0 before the first.",
+		}),
+		asgReports: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eipd_asg_unhealthy_reports_total",
+			Help: "Times this instance marked itself Unhealthy in its Auto Scaling group (--asg-health: own health check down for --asg-health-after, no EIP held), by outcome.",
+		}, []string{"outcome"}),
 	}
 
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
@@ -218,8 +238,9 @@ func New(build BuildInfo, allocationIDs []string, operations, outcomes, imdsOutc
 		m.isHolder, m.handoffBlocked, m.noFreeIP, m.forgotten, m.term, m.leaseAge,
 		m.failovers, m.failoverSeconds,
 		m.ec2Requests, m.ec2Duration, m.imdsRequests,
-		m.notices, m.lastReconcile,
+		m.notices, m.lastReconcile, m.asgReports, m.awsReachable, m.awsLastAnswer,
 	)
+	m.awsReachable.Set(1)
 
 	for _, op := range m.operations {
 		m.ec2Duration.WithLabelValues(op)
@@ -235,6 +256,9 @@ func New(build BuildInfo, allocationIDs []string, operations, outcomes, imdsOutc
 	}
 	for _, r := range m.reasons {
 		m.failoverSeconds.WithLabelValues(r)
+	}
+	for _, o := range ASGHealthOutcomes {
+		m.asgReports.WithLabelValues(o)
 	}
 	for _, id := range allocationIDs {
 		m.allocation(id)
@@ -387,6 +411,20 @@ func (m *Metrics) Failover(allocationID, reason string, d time.Duration) {
 // LifecycleNotice counts a lifecycle notice of the given kind.
 func (m *Metrics) LifecycleNotice(kind string) {
 	m.notices.WithLabelValues(known(m.kinds, kind)).Inc()
+}
+
+// SetAWSReachable says whether the EC2 API answered the last call, and when
+// it last did (eip.ReachabilityObserver).
+func (m *Metrics) SetAWSReachable(reachable bool, lastAnswer time.Time) {
+	m.awsReachable.Set(b2f(reachable))
+	if !lastAnswer.IsZero() {
+		m.awsLastAnswer.Set(float64(lastAnswer.UnixNano()) / 1e9)
+	}
+}
+
+// ASGUnhealthyReport counts one report of --asg-health (asghealth.Metrics).
+func (m *Metrics) ASGUnhealthyReport(outcome string) {
+	m.asgReports.WithLabelValues(known(ASGHealthOutcomes, outcome)).Inc()
 }
 
 // Reconciled records the end of a completed reconcile pass.

@@ -229,6 +229,9 @@ func TestCountersInitialised(t *testing.T) {
 	for _, r := range Reasons {
 		check("eipd_failover_duration_seconds", map[string]string{"reason": r})
 	}
+	for _, o := range ASGHealthOutcomes {
+		check("eipd_asg_unhealthy_reports_total", map[string]string{"outcome": o})
+	}
 	for _, a := range testAllocs {
 		check("eipd_is_holder", map[string]string{"allocation_id": a})
 		check("eipd_handoff_blocked", map[string]string{"allocation_id": a})
@@ -256,6 +259,37 @@ func TestCountersInitialised(t *testing.T) {
 	}
 	if n := len(fams["eipd_failovers_total"].GetMetric()); n != len(testAllocs)*len(Reasons) {
 		t.Errorf("eipd_failovers_total has %d series at start, want %d", n, len(testAllocs)*len(Reasons))
+	}
+}
+
+func TestAWSReachable(t *testing.T) {
+	m := newTest()
+	fams := families(t, m)
+	if v, ok := value(t, fams, "eipd_aws_reachable", map[string]string{}); !ok || v != 1 {
+		t.Errorf("eipd_aws_reachable at start = %v (present %v), want 1: nothing failed yet", v, ok)
+	}
+	at := time.Unix(1_800_000_000, 0)
+	m.SetAWSReachable(true, at)
+	m.SetAWSReachable(false, at)
+	fams = families(t, m)
+	if v, _ := value(t, fams, "eipd_aws_reachable", map[string]string{}); v != 0 {
+		t.Errorf("eipd_aws_reachable = %v after a call without an answer, want 0", v)
+	}
+	if v, _ := value(t, fams, "eipd_aws_last_answer_timestamp_seconds", map[string]string{}); v != 1_800_000_000 {
+		t.Errorf("eipd_aws_last_answer_timestamp_seconds = %v, want the last answer's time", v)
+	}
+}
+
+func TestASGUnhealthyReport(t *testing.T) {
+	m := newTest()
+	m.ASGUnhealthyReport("success")
+	m.ASGUnhealthyReport("unauthorized")
+	m.ASGUnhealthyReport("something new")
+	fams := families(t, m)
+	for out, want := range map[string]float64{"success": 1, "unauthorized": 1, "error": 0, Other: 1} {
+		if v, _ := value(t, fams, "eipd_asg_unhealthy_reports_total", map[string]string{"outcome": out}); v != want {
+			t.Errorf("eipd_asg_unhealthy_reports_total{outcome=%q} = %v, want %v", out, v, want)
+		}
 	}
 }
 

@@ -12,19 +12,27 @@ set -euo pipefail
 EIPD_BINARY_URL=""
 # sha256 of the binary per architecture, from the release's SHA256SUMS
 # (make dist). Required for this instance's architecture, unless
-# EIPD_ALLOW_UNVERIFIED=1 (testing only) installs whatever was downloaded.
+# EIPD_ALLOW_UNVERIFIED=1 (or true; testing only) installs whatever was
+# downloaded.
 EIPD_BINARY_SHA256_AMD64=""
 EIPD_BINARY_SHA256_ARM64=""
 EIPD_ALLOW_UNVERIFIED=0
 # Written to /etc/default/eipd; see systemd/eipd.env for every variable.
 EIPD_GROUP="proxy-prod"
 EIPD_ALLOCATION_ID=""
-EIPD_HEALTH_CHECK="tcp://127.0.0.1:80"
+# HAProxy's monitor-uri as deploy/haproxy/user-data.sh installs it: it fails
+# while no backend server is up (docs/health-checks.md).
+EIPD_HEALTH_CHECK="http://127.0.0.1:80/haproxy-health"
 # Status listener; the readiness wait below asks its /readyz.
 EIPD_LISTEN=":9380"
 # Auto Scaling termination lifecycle hook that eipd completes after handing
 # its EIPs off (empty: none; the hook then times out by itself).
 EIPD_LIFECYCLE_HOOK=""
+# Have the Auto Scaling group replace this instance when its own health check
+# stays down for EIPD_ASG_HEALTH_AFTER (true or false; empty: eipd's default,
+# off). See docs/health-checks.md.
+EIPD_ASG_HEALTH=""
+EIPD_ASG_HEALTH_AFTER=""
 # More lines for /etc/default/eipd, one KEY=value per line.
 EIPD_EXTRA_ENV=""
 # Seconds to wait for /readyz (identity known, own health check up).
@@ -44,7 +52,11 @@ aarch64 | arm64) arch=arm64 sha=$EIPD_BINARY_SHA256_ARM64 ;;
 *) die "unsupported architecture $(uname -m)" ;;
 esac
 url=${EIPD_BINARY_URL//\{arch\}/$arch}
-if [ -z "$sha" ] && [ "$EIPD_ALLOW_UNVERIFIED" != 1 ]; then
+case "$EIPD_ALLOW_UNVERIFIED" in
+1 | true) unverified=1 ;;
+*) unverified=0 ;;
+esac
+if [ -z "$sha" ] && [ "$unverified" != 1 ]; then
 	die "no checksum for the $arch binary: set EIPD_BINARY_SHA256_${arch^^} to its line in SHA256SUMS, or EIPD_ALLOW_UNVERIFIED=1 to install it unverified (testing only)"
 fi
 
@@ -72,15 +84,21 @@ if [ -n "$sha" ] && [ -x "$bin" ] && [ "$(sha256sum "$bin" | cut -d' ' -f1)" = "
 	log "$bin is already at $sha"
 else
 	case "$url" in
-	s3://*) aws s3 cp --only-show-errors "$url" "$tmp/eipd" ;;
-	https://*) curl -fsSL --proto '=https' --retry 5 --retry-connrefused -o "$tmp/eipd" "$url" ;;
+	s3://*)
+		aws s3 cp --only-show-errors "$url" "$tmp/eipd" ||
+			die "cannot download $url: the instance role needs s3:GetObject on it (the example stack grants it on BinaryBucket/BinaryKeyPrefix), and the instance a way to S3 (an S3 gateway endpoint, or a public IPv4 address)"
+		;;
+	https://*)
+		curl -fsSL --proto '=https' --retry 5 --retry-connrefused -o "$tmp/eipd" "$url" ||
+			die "cannot download $url: the instance needs a way to that server (a public IPv4 address or NAT; VPC endpoints do not reach it)"
+		;;
 	*) die "EIPD_BINARY_URL must be https:// or s3://, got $url" ;;
 	esac
 	got=$(sha256sum "$tmp/eipd" | cut -d' ' -f1)
 	if [ -n "$sha" ]; then
 		[ "$got" = "$sha" ] || die "checksum mismatch for $url: got $got, want $sha"
 	else
-		log "WARNING: EIPD_ALLOW_UNVERIFIED=1: installing $url unverified (sha256 $got)"
+		log "WARNING: EIPD_ALLOW_UNVERIFIED=$EIPD_ALLOW_UNVERIFIED: installing $url unverified (sha256 $got)"
 	fi
 	if install_if_changed "$tmp/eipd" "$bin" 0755; then changed=1; fi
 fi
@@ -185,6 +203,8 @@ fi
 	[ -z "$EIPD_HEALTH_CHECK" ] || echo "EIPD_HEALTH_CHECK=$EIPD_HEALTH_CHECK"
 	[ -z "$EIPD_LISTEN" ] || echo "EIPD_LISTEN=$EIPD_LISTEN"
 	[ -z "$EIPD_LIFECYCLE_HOOK" ] || echo "EIPD_LIFECYCLE_HOOK=$EIPD_LIFECYCLE_HOOK"
+	[ -z "$EIPD_ASG_HEALTH" ] || echo "EIPD_ASG_HEALTH=$EIPD_ASG_HEALTH"
+	[ -z "$EIPD_ASG_HEALTH_AFTER" ] || echo "EIPD_ASG_HEALTH_AFTER=$EIPD_ASG_HEALTH_AFTER"
 	[ -z "$EIPD_EXTRA_ENV" ] || printf '%s\n' "$EIPD_EXTRA_ENV"
 } >"$tmp/eipd.env"
 if install_if_changed "$tmp/eipd.env" "$envfile" 0644; then changed=1; fi

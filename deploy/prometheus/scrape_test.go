@@ -4,17 +4,59 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 )
 
+// renderScrape renders scrape.yml for a Region the way its header says
+// (envsubst '${AWS_REGION}'), into a directory with the rule file it names,
+// and returns the rendered file.
+func renderScrape(t *testing.T, region string) string {
+	t.Helper()
+	bin, err := exec.LookPath("envsubst")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("envsubst not installed (gettext-base): %v", err)
+		}
+		t.Skipf("envsubst not installed: %v", err)
+	}
+	header, err := os.ReadFile("scrape.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const how = "AWS_REGION=eu-west-1 envsubst '${AWS_REGION}' <scrape.yml >eipd-scrape.yml"
+	if !strings.Contains(string(header), how) {
+		t.Fatalf("scrape.yml does not say how to render it: %q", how)
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(bin, "${AWS_REGION}")
+	cmd.Env = []string{"AWS_REGION=" + region}
+	cmd.Stdin = strings.NewReader(string(header))
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("envsubst: %v", err)
+	}
+	rules, err := os.ReadFile(rulesFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{"eipd-scrape.yml": out, rulesFile: rules} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return filepath.Join(dir, "eipd-scrape.yml")
+}
+
 // TestPromtoolCheckScrapeConfigs validates both scrape configurations the way
 // Prometheus loads them, including the rule file they name and, for file_sd,
 // the example targets file (promtool parses the files a pattern matches).
 func TestPromtoolCheckScrapeConfigs(t *testing.T) {
-	for _, f := range []string{"scrape.yml", "scrape-file-sd.yml"} {
+	for _, f := range []string{renderScrape(t, "eu-west-1"), "scrape-file-sd.yml"} {
 		out, err := exec.Command(promtool(t), "check", "config", f).CombinedOutput()
 		if err != nil {
 			t.Errorf("promtool check config %s: %v\n%s", f, err, out)
@@ -136,9 +178,19 @@ func TestScrapeConfigEC2(t *testing.T) {
 		t.Fatalf("want one ec2_sd_configs entry, got %d", len(job.EC2SDConfigs))
 	}
 	sd := job.EC2SDConfigs[0]
-	// An empty region makes Prometheus ask the instance metadata service.
-	if sd.Region == "" {
-		t.Error("ec2_sd_configs has no region")
+	// The Region is a variable, not a hard-coded one (an empty region makes
+	// Prometheus ask the instance metadata service, which works only on EC2
+	// and fails promtool elsewhere).
+	if sd.Region != "${AWS_REGION}" {
+		t.Errorf("ec2_sd_configs region %q, want the variable ${AWS_REGION}", sd.Region)
+	}
+	var rendered scrapeConfig
+	loadYAML(t, renderScrape(t, "ap-southeast-2"), &rendered)
+	if r := rendered.ScrapeConfigs[0].EC2SDConfigs[0].Region; r != "ap-southeast-2" {
+		t.Errorf("rendered with AWS_REGION=ap-southeast-2, region is %q", r)
+	}
+	if got, want := rendered.ScrapeConfigs[0].RelabelConfigs, job.RelabelConfigs; !reflect.DeepEqual(got, want) {
+		t.Errorf("rendering changed the relabeling (envsubst must be limited to ${AWS_REGION}):\n got %+v\nwant %+v", got, want)
 	}
 	if !slices.ContainsFunc(sd.Filters, func(f struct {
 		Name   string   `json:"name"`
