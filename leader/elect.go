@@ -52,6 +52,10 @@ type ElectObservation struct {
 	// the tags carry (a member whose claims time out after landing keeps
 	// them fresh without ever acting).
 	IdleSince time.Time
+	// IdleTroubled: that idle coordinator says its AWS calls are in
+	// trouble (its claim failed): it will not act soon, and its lease is
+	// stale sooner (a renew interval and a probe interval of idleness).
+	IdleTroubled bool
 	// RankSince: when this member became eligible to claim (zero: not
 	// yet); Rank its rank delay (RankDelay).
 	RankSince time.Time
@@ -84,8 +88,8 @@ func Elect(t Timing, o ElectObservation) ElectDecision {
 		return ElectDecision{Why: "the member list has not been read yet"}
 	}
 	stale, why := Stale(t, o.Lease, o.Wall, o.Now)
-	if !stale && !o.IdleSince.IsZero() && o.Now.Sub(o.IdleSince) > t.staleAfter() {
-		stale, why = true, "the coordinator "+o.Lease.Lease.Coordinator+" answers but has not acted for "+t.staleAfter().String()
+	if idle := t.idleAfter(o.IdleTroubled); !stale && !o.IdleSince.IsZero() && o.Now.Sub(o.IdleSince) > idle {
+		stale, why = true, "the coordinator "+o.Lease.Lease.Coordinator+" answers but has not acted for "+idle.String()
 	}
 	if !stale {
 		if o.Lease.Lease.Coordinator == o.Self && o.Unfit == "" && !o.Troubled {
@@ -111,6 +115,17 @@ func Elect(t Timing, o ElectObservation) ElectDecision {
 		return d
 	}
 	return ElectDecision{Do: ElectClaim, Why: "no coordinator (" + why + ")", Eligible: true}
+}
+
+// idleAfter is how long the coordinator a member follows may answer
+// without acting before its lease counts as stale. Safety does not rest on
+// it: a claimant that starts acting later runs its acceptance round first
+// and steps down on meeting a member that follows a later epoch.
+func (t Timing) idleAfter(troubled bool) time.Duration {
+	if troubled {
+		return t.RenewInterval + t.ProbeInterval
+	}
+	return t.staleAfter()
 }
 
 // watch reads at the renew interval (after a failure too), else waits.

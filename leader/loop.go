@@ -60,6 +60,8 @@ type Loop struct {
 	// idleSince: the coordinator this member follows has answered without
 	// saying it acts since then (zero: it acts, or does not answer).
 	idleSince time.Time
+	// idleTroubled: its /status said its AWS calls are in trouble.
+	idleTroubled bool
 	// unfitUntil: IAM refused this member's writes (monotonic); it does
 	// not claim the coordinator role before then. troubledAt: its last
 	// call was throttled or failed.

@@ -31,7 +31,7 @@ func (l *Loop) elect(now time.Time) {
 		Now: now, Wall: l.wall(), Self: l.self.InstanceID, Lease: l.lease, CoordinatorUntil: until,
 		ReadAt: l.read.at, ReadTriedAt: l.read.triedAt, ReadError: l.read.failed,
 		MembersKnown: !l.list.at.IsZero(), Unfit: l.unfit(now), Troubled: l.awsTrouble(now) != "",
-		RankSince: l.rankSince, Rank: l.rankDelay(now), IdleSince: l.idleSince,
+		RankSince: l.rankSince, Rank: l.rankDelay(now), IdleSince: l.idleSince, IdleTroubled: l.idleTroubled,
 	})
 	switch {
 	case d.Eligible && l.rankSince.IsZero():
@@ -243,9 +243,10 @@ func (l *Loop) hearCoordinator(started time.Time, s *Status) {
 		if l.idleSince.IsZero() {
 			l.idleSince = started
 		}
+		l.idleTroubled = s.AWSTrouble != ""
 		return
 	}
-	l.idleSince = time.Time{}
+	l.idleSince, l.idleTroubled = time.Time{}, false
 	valid := seconds(s.ValidForSeconds)
 	if s.InstanceID == l.handedTo {
 		l.handedTo = "" // it took the role
@@ -332,6 +333,29 @@ type eniView struct {
 	at     time.Time // start of the read
 	ok     bool
 	assocs []eip.ENIAssociation
+	since  listedSince
+}
+
+// listedSince maps each public IP that a member's instance metadata lists
+// to when it was first seen listed, without a gap since: how long
+// metadata has said so, for the rule that a dated read started a lease
+// after that wins over it (§6).
+type listedSince map[string]time.Time
+
+// update takes in a listing seen at at.
+func (ls listedSince) update(pubs []string, at time.Time) listedSince {
+	next := listedSince{}
+	for _, pub := range pubs {
+		if pub == "" {
+			continue
+		}
+		if t, ok := ls[pub]; ok {
+			next[pub] = t
+		} else {
+			next[pub] = at
+		}
+	}
+	return next
 }
 
 func (v eniView) lists(publicIP string) bool {
@@ -354,7 +378,7 @@ func (l *Loop) seeENI(started time.Time, as []eip.ENIAssociation) {
 		return
 	}
 	prev := l.eni
-	l.eni = eniView{at: started, ok: true, assocs: as}
+	l.eni = eniView{at: started, ok: true, assocs: as, since: prev.since.update(eip.PublicIPsOf(as), started)}
 	l.mu.Lock()
 	if l.seen.at.Before(started) {
 		l.seen = ipsSeen{at: started, assocs: as}

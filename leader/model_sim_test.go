@@ -9,6 +9,7 @@ import (
 	"io"
 	"maps"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -585,6 +586,10 @@ func (d *simDaemon) lateAt(ctx context.Context) time.Time {
 
 type simCloud struct{ d *simDaemon }
 
+// modelTrace (EIPD_MODEL_TRACE=1) adds every read and its result to the
+// trail, to debug a seed.
+var modelTrace = os.Getenv("EIPD_MODEL_TRACE") == "1"
+
 func (c simCloud) Addresses(ctx context.Context, ids []string) ([]eip.Address, error) {
 	mode, err := c.d.fate(ctx, false)
 	if err != nil || mode == modeLost {
@@ -594,6 +599,13 @@ func (c simCloud) Addresses(ctx context.Context, ids []string) ([]eip.Address, e
 	as, err := s.readState().describeAddresses(ids, simGroup, true)
 	if err != nil {
 		return nil, classifyModel(err)
+	}
+	if modelTrace {
+		var b strings.Builder
+		for _, a := range as {
+			fmt.Fprintf(&b, " %s@%s/%s", short(a.AllocationID), a.InstanceID, a.PrivateIP)
+		}
+		s.event(c.d.id, "read (trace):%s", b.String())
 	}
 	out := make([]eip.Address, 0, len(as))
 	for _, a := range as {

@@ -112,6 +112,11 @@ func (l *Loop) advance(m *move, now time.Time) {
 		if !m.mutating && slices.Contains(co.renewing, m.AllocationID) {
 			return // a renewal covering it is under way: it ends within its timeout
 		}
+		if other := l.readOn(m.To, m.Slot, m.AllocationID); other != "" {
+			// A read since the move was prepared shows another EIP there.
+			l.abort(m, "a read shows "+other+" on the target's private IP "+m.Slot)
+			return
+		}
 		if m.stage == stageDisassociate {
 			l.disassociate(m, now)
 		} else {
@@ -129,13 +134,35 @@ func (l *Loop) advance(m *move, now time.Time) {
 func (l *Loop) prepared(m *move, now time.Time) (done bool, why string) {
 	st := l.eips[m.AllocationID]
 	pub := st.addr.PublicIP
+	if other := l.readOn(m.To, m.Slot, m.AllocationID); other != "" {
+		return false, "a read shows " + other + " on the target's private IP " + m.Slot
+	}
 	p := l.peers[m.To]
 	blind := m.To == l.self.InstanceID && l.eniCall.failed && !l.eniCall.triedAt.Before(m.started)
-	if blind || (m.Kind == Takeover && p != nil && p.answered.IsZero()) {
-		// No instance metadata to ask (its eipd never answers, or this
-		// coordinator's own metadata does not): a takeover is fenced
-		// anyway; a member list read now must show the private IP free,
-		// and the member's proxy must answer a probe made now.
+	if m.Kind == Takeover && p != nil && p.answered.IsZero() {
+		blind = true // its eipd never answers (a blocked status port)
+	}
+	var tgt *Status
+	if !blind {
+		var ok bool
+		if tgt, ok, why = l.freshView(m.To, m.started); why != "" || !ok {
+			return false, why
+		}
+		if tgt.Health != health.Up.String() || tgt.Draining != "" {
+			return false, "the target is no longer fit (health " + tgt.Health + ")"
+		}
+		if !l.metadataCurrent(tgt) {
+			if m.Kind == Handoff {
+				return false, "the target's instance metadata could not be read just now"
+			}
+			blind = true
+		}
+	}
+	if blind {
+		// No instance metadata to ask (its eipd never answers, or its
+		// metadata does not): a takeover is fenced anyway; a member list
+		// read now must show the private IP free, and the member's proxy
+		// must answer a probe made now.
 		if l.list.at.Before(m.started) || (p != nil && p.at.Before(m.started)) {
 			if !l.list.inFlight && l.list.triedAt.Before(m.started) {
 				l.list.wanted = true
@@ -150,24 +177,42 @@ func (l *Loop) prepared(m *move, now time.Time) (done bool, why string) {
 		}
 		if in := l.member(m.To); in != nil {
 			for _, s := range in.Slots() {
-				if s.Address == m.Slot && s.PublicIP != "" && s.PublicIP != pub {
+				if s.Address == m.Slot && s.PublicIP != "" && s.PublicIP != pub && s.PublicIP != s.AutoPublicIP {
 					return false, "the member list shows " + s.PublicIP + " on " + m.Slot
 				}
 			}
 		}
 		return l.sourceConfirms(m)
 	}
-	tgt, ok, why := l.freshView(m.To, m.started)
-	if why != "" || !ok {
-		return false, why
-	}
-	if tgt.Health != health.Up.String() || tgt.Draining != "" {
-		return false, "the target is no longer fit (health " + tgt.Health + ")"
-	}
 	if p, ok := tgt.ENIPublicIPs[m.Slot]; ok && p != "" && p != pub && !l.autoAssigned(m.To, m.Slot, p) {
 		return false, "the target's private IP " + m.Slot + " carries " + p + " now"
 	}
 	return l.sourceConfirms(m)
+}
+
+// metadataCurrent: a member's /status carries an instance metadata
+// listing read within a probe timeout (a fresh probe's own read).
+func (l *Loop) metadataCurrent(s *Status) bool {
+	return s.ENIPublicIPs != nil && s.ENIAgeSeconds != nil && seconds(*s.ENIAgeSeconds) < l.cfg.ProbeTimeout
+}
+
+// readOn names another managed EIP that the coordinator's reads (or its
+// own moves) show on member id's private IP slot, or "": EC2 allows one
+// EIP per private IP, and associating a second knocks the first off.
+func (l *Loop) readOn(id, slot, except string) string {
+	m := l.member(id)
+	eni := l.self.NetworkInterfaceID
+	if m != nil {
+		eni = m.NetworkInterfaceID
+	} else if id != l.self.InstanceID {
+		return ""
+	}
+	for aid, st := range l.eips {
+		if aid != except && st.addr.Associated() && st.addr.NetworkInterfaceID == eni && st.addr.PrivateIP == slot {
+			return st.addr.PublicIP
+		}
+	}
+	return ""
 }
 
 // sourceConfirms: for a handoff, the source's instance metadata, read
@@ -180,6 +225,9 @@ func (l *Loop) sourceConfirms(m *move) (done bool, why string) {
 	src, ok, why := l.freshView(m.From, m.started)
 	if why != "" || !ok {
 		return false, why
+	}
+	if !l.metadataCurrent(src) {
+		return false, "the source's instance metadata could not be read just now"
 	}
 	for _, p := range src.ENIPublicIPs {
 		if p == pub {
@@ -198,7 +246,8 @@ func (l *Loop) freshView(id string, since time.Time) (s *Status, ok bool, why st
 		if l.eni.at.Before(since) {
 			return nil, false, ""
 		}
-		own := Status{Health: l.health.Status().String(), Draining: l.drain, ENIPublicIPs: map[string]string{}}
+		own := Status{Health: l.health.Status().String(), Draining: l.drain, ENIPublicIPs: map[string]string{},
+			ENIAgeSeconds: secondsPtr(0)} // read since the move began: current
 		for _, a := range l.eni.assocs {
 			own.ENIPublicIPs[a.PrivateIP] = a.PublicIP
 		}
@@ -359,6 +408,13 @@ func (l *Loop) moveFailed(m *move, err error) {
 	if errors.Is(err, eip.ErrInvalidState) || errors.Is(err, eip.ErrNotFound) {
 		l.list.wanted = true
 	}
+	if slices.Contains(eip.Gone(eip.GoneIn(err, []string{m.AllocationID})), m.AllocationID) {
+		st.missing, st.goneAt = max(st.missing, 1), l.now()
+	}
+	// A refused call says the view it was planned on may be out of date
+	// (and a 5xx may even have taken effect): the next move of the EIP
+	// waits for a read started after it (§5).
+	l.unsure(st, l.now())
 	l.abort(m, err.Error())
 }
 
@@ -436,7 +492,7 @@ func (l *Loop) notifyMember(id string) {
 // consistent: a read that late shows whatever happened).
 func (l *Loop) settleDoubt(st *eipState, started time.Time) {
 	d := st.doubt
-	if d == nil || !started.After(d.ended) {
+	if d == nil || started.Before(d.ended) {
 		return
 	}
 	a := st.addr

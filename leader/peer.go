@@ -3,6 +3,8 @@ package leader
 import (
 	"context"
 	"encoding/json"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/eipd/eipd/eip"
@@ -44,8 +46,10 @@ type peer struct {
 	warned   string // the last warning logged about it (logged once)
 	// protocol: the protocol version it speaks when not this one's.
 	protocol int
-	// eni: which managed EIPs its instance metadata listed, as last seen.
-	eni map[string]bool
+	// eni: which managed EIPs its instance metadata listed, as last seen;
+	// eniSince: since when its /status lists each public IP.
+	eni      map[string]bool
+	eniSince listedSince
 }
 
 func (l *Loop) peer(id, ip string) *peer {
@@ -112,6 +116,9 @@ func (l *Loop) onProbe(p *peer, started time.Time, fresh bool, r health.PeerRepo
 	p.at, p.ok, p.err, p.status = started, err == nil, err, st
 	if st != nil {
 		p.answered = started
+		if st.ENIPublicIPs != nil {
+			p.eniSince = p.eniSince.update(slices.Collect(maps.Values(st.ENIPublicIPs)), started)
+		}
 		if fresh {
 			p.freshAt = started
 		}

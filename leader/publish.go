@@ -378,6 +378,7 @@ func (l *Loop) Status() Status {
 		for _, as := range seen.assocs {
 			s.ENIPublicIPs[as.PrivateIP] = as.PublicIP
 		}
+		s.ENIAgeSeconds = secondsPtr(max(0, now.Sub(seen.at)))
 	}
 	if a := l.accepted.Load(); a != nil && a.precedes(follow{ID: s.Coordinator, Epoch: s.Epoch}) {
 		// A coordinator's probe was accepted since the last pass.

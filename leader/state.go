@@ -156,7 +156,7 @@ func (l *Loop) onRead(started time.Time, addrs []eip.Address, err error) {
 			continue // EC2 said it is gone after this read started
 		}
 		st.missing = 0
-		if !started.After(st.moved) || st.isDead(a.AssociationID) ||
+		if started.Before(st.moved) || st.isDead(a.AssociationID) ||
 			(st.made != "" && a.AssociationID != st.made && started.Before(st.moved.Add(l.cfg.AddressPoll))) {
 			// Started before this coordinator's own last move of the EIP,
 			// shows an association it replaced, or, shortly after its
@@ -231,7 +231,7 @@ func (l *Loop) followBetter(f follow, from string) bool {
 	if prev.ID != f.ID {
 		l.lease = LeaseSeen{}
 	}
-	l.idleSince = time.Time{}
+	l.idleSince, l.idleTroubled = time.Time{}, false
 	return true
 }
 

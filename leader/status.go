@@ -47,6 +47,10 @@ type Status struct {
 	// each, as instance metadata listed them lately (/status?fresh=1 reads
 	// them first); null when unknown, {} when none.
 	ENIPublicIPs map[string]string `json:"eni_public_ips"`
+	// ENIAgeSeconds: how long ago that read of instance metadata started
+	// (absent with ENIPublicIPs). The coordinator takes a fresh probe's
+	// listing as current only when this is shorter than a probe timeout.
+	ENIAgeSeconds *float64 `json:"eni_age_seconds,omitempty"`
 	// AWSStateKnown: this daemon's last read of the EIPs succeeded (on a
 	// member that does not coordinate: as the coordinator says).
 	AWSStateKnown bool `json:"aws_state_known"`

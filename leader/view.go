@@ -76,6 +76,7 @@ func (l *Loop) view(now time.Time) View {
 func (l *Loop) memberView(m eip.Instance, now time.Time) MemberView {
 	mv := MemberView{InstanceID: m.InstanceID, Priority: m.Priority, Coordinator: m.InstanceID == l.self.InstanceID}
 	var eni map[string]string
+	var since listedSince
 	if mv.Coordinator {
 		h := l.health.Status()
 		mv.Fit = h == health.Up && l.drain == "" && !l.noticed[eip.NoticeRebalance] && !l.stopping
@@ -92,6 +93,7 @@ func (l *Loop) memberView(m eip.Instance, now time.Time) MemberView {
 			mv.UpFor = now.Sub(l.own.upSince)
 		}
 		if l.eni.ok {
+			since = l.eni.since
 			eni = map[string]string{}
 			for _, a := range l.eni.assocs {
 				eni[a.PrivateIP] = a.PublicIP
@@ -116,7 +118,7 @@ func (l *Loop) memberView(m eip.Instance, now time.Time) MemberView {
 			if s.DownAgoSeconds != nil && seconds(*s.DownAgoSeconds) < recentDown {
 				mv.DownRecently = true
 			}
-			eni = s.ENIPublicIPs
+			eni, since = s.ENIPublicIPs, p.eniSince
 		}
 	}
 	for _, s := range m.Slots() {
@@ -126,7 +128,7 @@ func (l *Loop) memberView(m eip.Instance, now time.Time) MemberView {
 			pub = "" // the list lags: a later read shows that EIP elsewhere
 		}
 		if eni != nil {
-			if p, ok := eni[s.Address]; ok && p != s.AutoPublicIP {
+			if p, ok := eni[s.Address]; ok && p != s.AutoPublicIP && !l.readsOverrule(p, since, m, s.Address) {
 				pub = p
 			} else if !ok {
 				pub = ""
@@ -135,6 +137,22 @@ func (l *Loop) memberView(m eip.Instance, now time.Time) MemberView {
 		mv.Slots = append(mv.Slots, Slot{IP: s.Address, PublicIP: pub})
 	}
 	return mv
+}
+
+// readsOverrule says whether the coordinator's dated reads overrule a
+// member's instance metadata that lists public IP pub on private IP slot
+// of m: pub is a managed EIP, and a read started a lease after metadata
+// began to list it there shows it elsewhere. Reads are consistent within
+// a lease (§6); metadata that still disagrees is stuck (an instance
+// metadata service that stopped answering shows its last listing), and
+// trusting it would keep the private IP taken forever.
+func (l *Loop) readsOverrule(pub string, since listedSince, m eip.Instance, slot string) bool {
+	st := l.managed(pub)
+	first, ok := since[pub]
+	if st == nil || !ok || st.readAt.Before(first.Add(l.cfg.LeaseDuration)) {
+		return false
+	}
+	return !(st.addr.NetworkInterfaceID == m.NetworkInterfaceID && st.addr.PrivateIP == slot)
 }
 
 // managed is the EIP whose public IP is pub, or nil.
