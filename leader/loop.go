@@ -94,7 +94,11 @@ type Loop struct {
 	// when (monotonic, unix nanos of l.now) that coordinator last probed.
 	accepted atomic.Pointer[follow]
 	heard    atomic.Int64
-	coordIPs sync.Map // instance ID → private IP, as coordinators' probes gave them
+	// knownEpoch is the highest epoch this member has seen in EC2's tags
+	// (or followed): a coordinator's probe or a member's /status may claim
+	// at most epochSlack beyond it (both are unauthenticated).
+	knownEpoch atomic.Int64
+	coordIPs   sync.Map // instance ID → private IP, as coordinators' probes gave them
 	// asked: instance ID → when (monotonic, unix nanos) that member last
 	// asked for this daemon's /status (HeardFrom).
 	asked  sync.Map

@@ -188,6 +188,21 @@ func (l *Loop) leaseIDs(except map[string]bool) []string {
 // maxEpoch is the highest epoch this member has seen anywhere: the lease it
 // follows and the terms of the EIPs' records, so that a new coordinator's
 // terms are above every term written before (§2).
+// plausibleEpoch: an epoch claimed on the status port (a coordinator's
+// probe, a member's /status) is at most epochSlack beyond the highest this
+// member knows. The port is unauthenticated: a forged claim may force an
+// election, but cannot push the epoch so close to the largest int64 that
+// no claim can follow it (a claim takes the highest epoch seen, plus one).
+func (l *Loop) plausibleEpoch(epoch int64) bool {
+	return epoch > 0 && epoch <= l.knownEpoch.Load()+epochSlack
+}
+
+// epochSlack: how far a claim on the status port may run ahead of what
+// this member knows. Generous (a member cut off from the API learns
+// epochs only this way), yet it takes billions of billions of forged
+// requests to run the epoch out.
+const epochSlack = 1000
+
 func (l *Loop) maxEpoch() int64 {
 	e := max(l.follow.Epoch, l.lease.Lease.Epoch)
 	for _, st := range l.eips {
@@ -467,12 +482,15 @@ func (l *Loop) sendNotify(now time.Time) {
 }
 
 // writeHeartbeat writes eipd:heartbeat on this member's instance every
-// renew interval while it cannot see a coordinator, in a group of two: the
+// renew interval while it cannot see a coordinator: in a group of two the
 // coordinator, unable to probe it, then knows it is alive and reaches the
-// API, and moves nothing off it (§3). Larger groups confirm a failed probe
-// through another member instead.
+// API, and moves nothing off it (§3); larger groups confirm a failed probe
+// through another member instead and ignore it. It is written whatever
+// the group's size, because a member that does not coordinate knows the
+// member list only as it was when it last read it (a group that shrank
+// to two would otherwise lose its witness).
 func (l *Loop) writeHeartbeat(now time.Time) {
-	if len(l.members) != 2 || l.heartbeat.inFlight {
+	if l.heartbeat.inFlight {
 		return
 	}
 	p := l.peers[l.follow.ID]
@@ -578,6 +596,9 @@ func (l *Loop) AcceptAt(id, ip string, epoch int64) {
 		if _, loaded := l.coordIPs.Swap(id, ip); !loaded {
 			l.askedN.Add(1)
 		}
+	}
+	if !l.plausibleEpoch(epoch) {
+		return
 	}
 	f := follow{ID: id, Epoch: epoch}
 	for {

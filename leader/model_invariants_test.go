@@ -72,6 +72,11 @@ type invariants struct {
 	// fit with no coordinator acting.
 	actedAt     time.Time
 	actingSince map[string]time.Time
+	// claimedAt: when each daemon last wrote a new epoch into the lease;
+	// faultAt: when a fault last hit each daemon. A claimant hit by a
+	// fault before it acts makes the others wait a lease again: a new
+	// fault, and the liveness bound restarts from it.
+	claimedAt, faultAt map[string]time.Time
 	overlapFrom time.Time
 	noCoordFrom time.Time
 	// 8: released EIPs; when each daemon's calls last had a fault.
@@ -85,7 +90,8 @@ func newInvariants(s *sim) *invariants {
 	return &invariants{s: s, count: map[string]int{}, terms: map[string]eip.Term{}, lowered: map[string]time.Time{},
 		danglingSince: map[string]time.Time{}, moves: map[string][]string{}, fence: map[string]string{},
 		moveEnd: map[string]time.Time{}, moveOf: map[string]*move{}, leaseOK: map[string]time.Time{}, cleanFrom: map[string]time.Time{},
-		actingSince: map[string]time.Time{}, released: map[string]time.Time{}, dirtyAt: map[string]time.Time{}}
+		actingSince: map[string]time.Time{}, released: map[string]time.Time{}, dirtyAt: map[string]time.Time{},
+		claimedAt: map[string]time.Time{}, faultAt: map[string]time.Time{}}
 }
 
 // violate records a broken invariant: the first of each with its trail,
@@ -112,6 +118,9 @@ func (v *invariants) flush() {
 		case "CreateTags":
 			if strings.HasPrefix(c.Resource, "eipalloc-") {
 				v.checkTermsOnlyGrow(c)
+				if e, ok := c.NewTags[eip.TagEpoch]; ok && e != c.OldTags[eip.TagEpoch] && c.Caller != "" {
+					v.claimedAt[c.Caller] = v.s.now
+				}
 			}
 		case "AssociateAddress", "DisassociateAddress":
 			if c.Caller != "" {
@@ -320,6 +329,12 @@ func (v *invariants) checkCoordinators() {
 	if v.actedAt.After(from) {
 		from = v.actedAt
 	}
+	base := from
+	for id, claimed := range v.claimedAt {
+		if f := v.faultAt[id]; claimed.After(base) && f.After(claimed) && f.After(from) {
+			from = f
+		}
+	}
 	if limit := simTiming.staleAfter() + electionSlack; v.s.now.Sub(from) > limit {
 		v.violate(invClocks, "no coordinator acted for %.1fs (bound %v) while %v were fit to",
 			v.s.now.Sub(from).Seconds(), limit, v.fitMembers())
@@ -478,8 +493,8 @@ func (v *invariants) faultOn(allocs ...string) {
 
 // checkOneMovePerFault (§4), on every association change a daemon makes:
 // each EIP moves at most once between two faults concerning it. A takeover
-// (DisassociateAddress then AssociateAddress by one daemon, nothing in
-// between) is one move; an EIP knocked off its private IP moved too; an
+// (a daemon's DisassociateAddress, then the AssociateAddress from nothing
+// that follows, by the same coordinator or the next) is one move; an EIP knocked off its private IP moved too; an
 // association to where the EIP already is moves nothing.
 func (v *invariants) checkOneMovePerFault(c ec2Change) {
 	if from := v.s.daemon(strings.Split(c.From, "/")[0]); from != nil && c.DisplacedBy == "" && from.faulty() {
@@ -494,7 +509,9 @@ func (v *invariants) checkOneMovePerFault(c ec2Change) {
 	switch {
 	case c.Op == "DisassociateAddress":
 		v.fence[c.Resource] = c.Caller
-	case c.DisplacedBy == "" && v.fence[c.Resource] == c.Caller && c.From == "":
+	case c.DisplacedBy == "" && v.fence[c.Resource] != "" && c.From == "":
+		// The association that completes a takeover's disassociation,
+		// by the same coordinator or by the next one: one outage.
 		delete(v.fence, c.Resource)
 		if ms := v.moves[c.Resource]; len(ms) > 0 {
 			ms[len(ms)-1] += ", then -> " + c.To

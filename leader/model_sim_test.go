@@ -238,6 +238,9 @@ func (s *sim) event(who, format string, args ...any) {
 // fault records an injected fault.
 func (s *sim) fault(who, format string, args ...any) {
 	s.faults++
+	if s.daemon(who) != nil {
+		s.inv.faultAt[who] = s.now
+	}
 	s.event(who, "FAULT "+format, args...)
 }
 

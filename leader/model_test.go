@@ -3,8 +3,10 @@ package leader
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -66,19 +68,42 @@ func TestModel(t *testing.T) {
 	}
 	length := time.Duration(envInt(t, "EIPD_MODEL_MINUTES", modelMinutes)) * time.Minute
 
+	// Seeds run in parallel (each sim is self-contained), and are taken
+	// in seed order afterwards.
+	sims := make([]*sim, len(seeds))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				s := newSim(randomSimConfig(seeds[i]))
+				s.startAll()
+				s.run(length)
+				if len(s.inv.violations) == 0 {
+					s.log = nil // keep no trail of a passing run
+				}
+				sims[i] = s
+			}
+		}()
+	}
+	for i := range seeds {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+
 	var failed []*sim
 	bySeed := map[string][]string{}
 	faults, moves := 0, 0
-	for _, seed := range seeds {
-		s := newSim(randomSimConfig(seed))
-		s.startAll()
-		s.run(length)
+	for _, s := range sims {
 		faults, moves = faults+s.faults, moves+s.inv.daemonMoves
 		if len(s.inv.violations) > 0 {
 			failed = append(failed, s)
 		}
 		for _, v := range s.inv.violations {
-			bySeed[v.Invariant] = append(bySeed[v.Invariant], strconv.FormatUint(seed, 10))
+			bySeed[v.Invariant] = append(bySeed[v.Invariant], strconv.FormatUint(s.cfg.Seed, 10))
 		}
 	}
 	fmt.Printf("model: %d seeds, %d violations\n", len(seeds), len(failed))

@@ -75,6 +75,11 @@ func (l *Loop) abort(m *move, why string) {
 	if m.co.moves[m.AllocationID] == m {
 		delete(m.co.moves, m.AllocationID)
 	}
+	if st := l.eips[m.AllocationID]; st != nil && m.stage == stagePrepare {
+		// The target said no (or did not answer): Plan picks another,
+		// or this one again only a probe interval later.
+		st.avoid, st.avoidUntil = m.To, l.now().Add(l.cfg.ProbeInterval)
+	}
 	l.log.Info("move abandoned", "allocation_id", m.AllocationID, "target_instance_id", m.To, "why", why)
 }
 

@@ -144,7 +144,7 @@ func (l *Loop) onProbe(p *peer, started time.Time, fresh bool, r health.PeerRepo
 	}
 	// Whoever it follows: a coordinator that comes before the one this
 	// member follows (or before itself, on the coordinator) wins.
-	if st.Coordinator != "" {
+	if st.Coordinator != "" && l.plausibleEpoch(st.Epoch) {
 		l.followBetter(follow{ID: st.Coordinator, Epoch: st.Epoch}, "the /status of "+p.id)
 		if st.Coordinator == l.follow.ID && st.Epoch == l.follow.Epoch && !st.LeaseRenewed.IsZero() {
 			// The stamp it knows of that lease (a hand-over's, say).

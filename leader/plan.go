@@ -123,6 +123,9 @@ type EIPView struct {
 	// coordinator knows of, and the member it left.
 	LastMove time.Time
 	LastFrom string
+	// Avoid: a member not to pick as target now (a move of the EIP to it
+	// was just abandoned: it did not confirm).
+	Avoid string
 }
 
 // MemberView is one running member as the coordinator knows it.
@@ -195,8 +198,9 @@ type Move struct {
 
 // Note says why an EIP that should move does not.
 type Note struct {
-	// Blocked: it should leave the member it is on, but no member is fit
-	// with a free private IP (handoff_blocked).
+	// Blocked: it should leave the member it is on (that member is
+	// leaving, or its check fell), but no member is fit with a free
+	// private IP (handoff_blocked).
 	Blocked bool
 	// NoFreeSlot: fit members exist but none has a private IP free for it.
 	NoFreeSlot bool
@@ -270,7 +274,9 @@ func (p *planner) place(e EIPView, reason string, kind MoveKind) {
 	}
 	best, slot := p.target(e, false, only)
 	if best == nil {
-		n := Note{Blocked: kind == Handoff, Why: "no fit member with a free private IP to move it to (" + reason + ")"}
+		// Blocked: it should leave the member it is on (a handoff, or the
+		// fenced move off a member whose check fell) and cannot.
+		n := Note{Blocked: e.On != "" && !e.Foreign, Why: "no fit member with a free private IP to move it to (" + reason + ")"}
 		if only != "" {
 			n.Why = "the member the handoff names (" + only + ") is not fit or has no free private IP"
 		}
@@ -339,7 +345,7 @@ func (p *planner) target(e EIPView, strict bool, only string) (*MemberView, stri
 	var cs []cand
 	for i := range p.v.Members {
 		m := &p.v.Members[i]
-		if !m.Fit || m.InstanceID == e.On || (only != "" && m.InstanceID != only) {
+		if !m.Fit || m.InstanceID == e.On || m.InstanceID == e.Avoid || (only != "" && m.InstanceID != only) {
 			continue
 		}
 		slot := p.freeSlot(m, e)
@@ -392,7 +398,7 @@ func (p *planner) silentTarget(e EIPView, strict bool) (*MemberView, string) {
 	}
 	for i := range p.v.Members {
 		m := &p.v.Members[i]
-		if m.Silent && m.InstanceID != e.On {
+		if m.Silent && m.InstanceID != e.On && m.InstanceID != e.Avoid {
 			if slot := p.freeSlot(m, e); slot != "" {
 				return m, slot
 			}

@@ -29,6 +29,7 @@ type snapshot struct {
 // metrics that follow them.
 func (l *Loop) publish() {
 	now := l.now()
+	l.knownEpoch.Store(l.maxEpoch())
 	h := l.health.Status()
 	s := Status{
 		Protocol: Protocol, InstanceID: l.self.InstanceID, AvailabilityZone: l.self.AvailabilityZone, PrivateIP: l.self.PrivateIP,

@@ -65,6 +65,10 @@ type eipState struct {
 	// wroteAt when that write returned.
 	wrote   eip.Term
 	wroteAt time.Time
+	// avoid: the target of a move of it abandoned while being prepared,
+	// not picked again before avoidUntil.
+	avoid      string
+	avoidUntil time.Time
 	// recording: a record write of it is under way (one at a time).
 	recording bool
 	note      Note

@@ -38,6 +38,9 @@ func (l *Loop) view(now time.Time) View {
 		a := st.addr
 		e := EIPView{AllocationID: id, PublicIP: a.PublicIP, Associated: a.Associated(),
 			Busy: co.moves[id] != nil || st.doubt != nil, LastMove: st.lastMove, LastFrom: st.lastFrom}
+		if now.Before(st.avoidUntil) {
+			e.Avoid = st.avoid
+		}
 		if d := st.doubt; d != nil {
 			v.Moving = true
 			e.To, e.ToSlot = d.target, d.slot
@@ -107,7 +110,10 @@ func (l *Loop) memberView(m eip.Instance, now time.Time) MemberView {
 		mv.Silent = p.ok && !down && s == nil && p.answered.IsZero()
 		mv.DownRecently = !p.downAt.IsZero() && now.Sub(p.downAt) < recentDown
 		if s != nil {
-			mv.Fit = p.ok && s.Health == health.Up.String() && s.Draining == "" && !s.NoNewEIPs
+			// A member that does not follow this coordinator refuses its
+			// moves' fresh probes: not a target until it does.
+			follows := s.Coordinator == l.self.InstanceID && l.co != nil && s.Epoch == l.co.epoch
+			mv.Fit = p.ok && follows && s.Health == health.Up.String() && s.Draining == "" && !s.NoNewEIPs
 			switch {
 			case s.Draining != "":
 				mv.Leaving, mv.HandoffTo = s.Draining, s.HandoffTo
