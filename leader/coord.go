@@ -87,6 +87,7 @@ func (l *Loop) coordinate(now time.Time) {
 	if l.read.due(now, l.cfg.AddressPoll) || (l.read.failed && l.read.due(now, l.cfg.ProbeInterval)) {
 		l.readAddresses(now, co.deadline)
 	}
+	l.listForJoining(now)
 	if !l.listAt.IsZero() && !now.Before(l.listAt) && !l.list.inFlight {
 		l.listAt, l.list.wanted = time.Time{}, true
 	}

@@ -292,7 +292,7 @@ func (l *Loop) hearCoordinator(started time.Time, s *Status) {
 				st.namedAt = started
 			}
 		} else {
-			st.namedAt, st.listedAt, st.disagreed = time.Time{}, time.Time{}, false
+			st.namedAt, st.disagreed = time.Time{}, false
 		}
 	}
 	for id, st := range l.eips {
@@ -402,8 +402,11 @@ func (l *Loop) seeENI(started time.Time, as []eip.ENIAssociation) {
 	for id, st := range l.eips {
 		pub := st.addr.PublicIP
 		here := l.eni.lists(pub)
-		if here && !st.namedAt.IsZero() && started.After(st.namedAt) {
-			st.listedAt = started
+		switch {
+		case here:
+			st.eniSeen, st.leftAt = true, time.Time{}
+		case st.eniSeen && st.leftAt.IsZero():
+			st.leftAt = started
 		}
 		if here != prev.lists(pub) && prev.ok {
 			// An EIP arrived or left: the coordinator learns it now
@@ -527,9 +530,30 @@ func (l *Loop) receive(it inboxItem) {
 		return
 	}
 	// A member this coordinator does not know yet: list the members, at
-	// most every renew interval (a notice carries no authority).
+	// most every renew interval (a notice carries no authority), until a
+	// list shows it or a lease has passed (a list may lag behind a launch).
+	if _, ok := l.joining[it.notice]; !ok && len(l.joining) < maxJoining {
+		l.joining[it.notice] = l.now()
+	}
+}
+
+// maxJoining bounds the unknown instances that notices named (anyone can
+// send one).
+const maxJoining = 16
+
+// listForJoining asks for a member list, at most every renew interval,
+// while a notice named an instance the last list did not show.
+func (l *Loop) listForJoining(now time.Time) {
+	for id, at := range l.joining {
+		if l.member(id) != nil || now.Sub(at) > 2*l.cfg.LeaseDuration {
+			delete(l.joining, id)
+		}
+	}
+	if len(l.joining) == 0 {
+		return
+	}
 	if next := l.list.triedAt.Add(l.cfg.RenewInterval); l.listAt.IsZero() || next.Before(l.listAt) {
-		l.listAt = maxTime(next, l.now())
+		l.listAt = maxTime(next, now)
 	}
 }
 

@@ -139,6 +139,10 @@ func (m *ec2Model) commit() {
 	m.past = m.past[keep:]
 }
 
+// setUp marks the world as built: reads lagging to before now see it
+// whole (the instances and EIPs existed long before the daemons start).
+func (m *ec2Model) setUp() { m.past = []ec2Snapshot{{at: m.now(), state: m.cur.clone()}} }
+
 func (m *ec2Model) change(c ec2Change) {
 	if m.onChange != nil {
 		m.onChange(c)

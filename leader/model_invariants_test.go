@@ -77,8 +77,8 @@ type invariants struct {
 	// fault before it acts makes the others wait a lease again: a new
 	// fault, and the liveness bound restarts from it.
 	claimedAt, faultAt map[string]time.Time
-	overlapFrom time.Time
-	noCoordFrom time.Time
+	overlapFrom        time.Time
+	noCoordFrom        time.Time
 	// 8: released EIPs; when each daemon's calls last had a fault.
 	released map[string]time.Time
 	dirtyAt  map[string]time.Time

@@ -201,6 +201,7 @@ func newSim(cfg simConfig) *sim {
 		s.world.addAddress(alloc, fmt.Sprintf("198.51.100.%d", i+10), map[string]string{eip.TagGroup: simGroup})
 		s.allocs = append(s.allocs, alloc)
 	}
+	s.world.setUp()
 	s.inv = newInvariants(s)
 	s.world.onChange = s.inv.onChange
 	s.after(simCheck, s.check)

@@ -144,8 +144,8 @@ func (l *Loop) prepared(m *move, now time.Time) (done bool, why string) {
 	}
 	p := l.peers[m.To]
 	blind := m.To == l.self.InstanceID && l.eniCall.failed && !l.eniCall.triedAt.Before(m.started)
-	if m.Kind == Takeover && p != nil && p.answered.IsZero() {
-		blind = true // its eipd never answers (a blocked status port)
+	if m.Kind == Takeover && p != nil && p.status == nil {
+		blind = true // its eipd does not answer (a blocked status port, or it is down)
 	}
 	var tgt *Status
 	if !blind {
@@ -374,7 +374,7 @@ func (l *Loop) onAssociate(m *move, started time.Time, eni, assoc string, err er
 			st.bury(m.observed.AssociationID)
 		}
 		st.addr.AssociationID, st.addr.NetworkInterfaceID, st.addr.PrivateIP, st.addr.InstanceID = assoc, eni, m.Slot, m.To
-		st.readAt, st.confirmedAt, st.moved, st.made = end, started, end, assoc
+		st.readAt, st.confirmedAt, st.moved, st.made, st.madeAt = end, started, end, assoc, end
 		st.lastMove, st.lastFrom, st.doubt = end, m.From, nil
 		l.log.Info("moved the EIP", "allocation_id", m.AllocationID, "association_id", assoc, "target_instance_id", m.To,
 			"reason", m.Reason, "took", end.Sub(m.started).String())
@@ -428,6 +428,7 @@ func (l *Loop) moveFailed(m *move, err error) {
 // landed late). Nothing moves it until a read started after end (§5).
 func (l *Loop) unsure(st *eipState, end time.Time) {
 	st.moved = end
+	st.made = "" // the view is out of date: the next read is the truth
 	if st.doubt == nil {
 		st.doubt = &doubt{ended: end, anyRead: true}
 	}

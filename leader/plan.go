@@ -139,9 +139,9 @@ type MemberView struct {
 	Coordinator bool
 	// Fit: its eipd answered lately, its check is up, it is not leaving,
 	// and it speaks this protocol: it may take an EIP. Silent: its proxy
-	// answers the coordinator's probes but its eipd never does (a blocked
-	// status port): the last choice of a takeover, on the word of a member
-	// list read for the move.
+	// answers the coordinator's probes but its eipd does not (a blocked
+	// status port, or eipd is down): the last choice of a takeover, on the
+	// word of a member list read for the move (its proxy serves the EIP).
 	Fit, Silent bool
 	// Leaving: it answers and wants its EIPs gone, and why (a failover
 	// reason); HandoffTo names the target of a manual handoff.

@@ -103,7 +103,7 @@ func (l *Loop) publish() {
 		}
 		e.Role, e.Why = Role(RoleObservation{Now: now, Self: l.self.InstanceID, Health: h, Draining: s.Draining,
 			Word: st.word, WordUntil: until, WordAt: at,
-			OnENI: l.eni.ok && l.eni.lists(st.addr.PublicIP), ENIAt: l.eni.at, ListedAt: st.listedAt})
+			OnENI: l.eni.ok && l.eni.lists(st.addr.PublicIP), ENIAt: l.eni.at, LeftAt: st.leftAt})
 		if e.Role == RoleHolder {
 			holderUntil[id] = until
 		}

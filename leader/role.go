@@ -20,24 +20,25 @@ type RoleObservation struct {
 	WordUntil time.Time
 	WordAt    time.Time
 	// OnENI: this member's last read of its instance metadata lists the
-	// EIP on its ENI; ENIAt is when that read started. ListedAt is the
-	// start of the last metadata read that listed it since a trusted word
-	// first named this member (zero when none has).
-	OnENI    bool
-	ENIAt    time.Time
-	ListedAt time.Time
+	// EIP on its ENI; ENIAt is when that read started. LeftAt is the start
+	// of the first metadata read that no longer listed the EIP after one
+	// that did (zero while listed, or never seen listed).
+	OnENI  bool
+	ENIAt  time.Time
+	LeftAt time.Time
 }
 
 // Role is what a member reports for one EIP, and why. It is a pure
 // function: holder only while a trusted coordinator confirms the EIP is
-// here and is not moving it (§1, §6). Instance metadata is a fast hint: once
-// it has listed the EIP here, its saying the EIP left ends the holding at
-// once, unless the coordinator confirmed the association by evidence
-// gathered after that (the dated read wins).
+// here and is not moving it (§1, §6). Instance metadata is a fast hint: its
+// seeing the EIP go (listed, then no longer) ends the holding at once,
+// unless the coordinator confirmed the association by evidence gathered
+// after that (the dated read wins). Metadata that never listed the EIP
+// here (it lags behind a move to this member) ends nothing.
 func Role(o RoleObservation) (role, why string) {
 	trusted := o.Word != nil && o.Now.Before(o.WordUntil)
 	named := trusted && o.Word.Holder == o.Self && !o.Word.Moving
-	left := !o.ListedAt.IsZero() && !o.OnENI && o.ENIAt.After(o.ListedAt) && !o.WordAt.After(o.ENIAt)
+	left := !o.OnENI && !o.LeftAt.IsZero() && !o.WordAt.After(o.LeftAt)
 	switch {
 	case named && !left:
 		return RoleHolder, "the coordinator confirms the EIP is on this instance"

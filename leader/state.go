@@ -38,10 +38,12 @@ type eipState struct {
 	wordAt    time.Time
 	wordBy    string // the coordinator that gave it
 	// namedAt: a trusted word first named this member as the EIP's holder
-	// (zero when the last word did not); listedAt: the last metadata read
-	// since then that listed the EIP here.
-	namedAt  time.Time
-	listedAt time.Time
+	// (zero when the last word did not). leftAt: the start of the first
+	// instance metadata read that no longer listed the EIP after one that
+	// did (zero while it is listed, or was never seen listed).
+	namedAt time.Time
+	eniSeen bool
+	leftAt  time.Time
 	// counted: the term whose move to this member was counted as a
 	// failover; disagreed: a disagreement between metadata and the
 	// coordinator's reads was counted for the current holding.
@@ -56,6 +58,7 @@ type eipState struct {
 	// lag behind it (EC2's reads are eventually consistent) and is not
 	// believed.
 	made     string
+	madeAt   time.Time
 	lastMove time.Time // when a move of it was last confirmed (monotonic)
 	lastFrom string    // the member it left then
 	doubt    *doubt    // a move whose outcome is unknown
@@ -161,7 +164,7 @@ func (l *Loop) onRead(started time.Time, addrs []eip.Address, err error) {
 		}
 		st.missing = 0
 		if started.Before(st.moved) || st.isDead(a.AssociationID) ||
-			(st.made != "" && a.AssociationID != st.made && started.Before(st.moved.Add(l.cfg.AddressPoll))) {
+			(st.made != "" && a.AssociationID != st.made && started.Before(st.madeAt.Add(l.cfg.AddressPoll))) {
 			// Started before this coordinator's own last move of the EIP,
 			// shows an association it replaced, or, shortly after its
 			// move, not the association it made: it lags (§5).

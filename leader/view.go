@@ -107,7 +107,7 @@ func (l *Loop) memberView(m eip.Instance, now time.Time) MemberView {
 		down := p.hist.Status() == health.Down
 		mv.Unreachable = down && s == nil
 		mv.Confirmed = mv.Unreachable && l.fallConfirmed(p, m)
-		mv.Silent = p.ok && !down && s == nil && p.answered.IsZero()
+		mv.Silent = p.ok && !down && s == nil
 		mv.DownRecently = !p.downAt.IsZero() && now.Sub(p.downAt) < recentDown
 		if s != nil {
 			// A member that does not follow this coordinator refuses its
