@@ -293,7 +293,8 @@ func runDaemon(ctx context.Context, cfg *Config, getenv func(string) string, log
 	view.started(loop, self.InstanceID, func(ctx context.Context) ([]eip.Instance, error) {
 		ctx, cancel := context.WithTimeout(ctx, callTimeout)
 		defer cancel()
-		return cloud.Members(ctx)
+		ms, err := cloud.Members(ctx)
+		return eip.Running(ms), err
 	})
 
 	// The loop runs on the signal context: cancelling it starts the handoff.

@@ -220,6 +220,7 @@ func preflightAddresses(ctx context.Context, r *preflightReport, cloud *eip.Clie
 // preflightMembership checks that this instance is a running member.
 func preflightMembership(ctx context.Context, r *preflightReport, cloud *eip.Client, group string, self eip.Identity) {
 	members, err := cloud.Members(ctx)
+	members = eip.Running(members)
 	switch {
 	case errors.Is(err, eip.ErrUnauthorized):
 		r.fail("grant ec2:DescribeInstances (on *, it cannot be scoped) to eipd's role; the policy is "+eip.PolicyPath, err)

@@ -77,6 +77,7 @@ type watcher struct {
 func (w *watcher) refresh(ctx context.Context) groupview.View {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	members, err := w.cloud.Members(cctx)
+	members = eip.Running(members)
 	cancel()
 	w.listErr = err
 	if err == nil {

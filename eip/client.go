@@ -159,12 +159,17 @@ func (c *Client) addresses(out *ec2.DescribeAddressesOutput) []Address {
 	return res
 }
 
-// Members lists the running instances tagged eipd:group=<Group>, all pages.
+// Members lists the instances tagged eipd:group=<Group> that are not
+// terminated (pending, running, shutting down, stopping, stopped; see State
+// and Running), all pages.
 func (c *Client) Members(ctx context.Context) ([]Instance, error) {
 	in := &ec2.DescribeInstancesInput{
 		Filters: []types.Filter{
 			{Name: aws.String("tag:" + TagGroup), Values: []string{c.cfg.Group}},
-			{Name: aws.String("instance-state-name"), Values: []string{"running"}},
+			// Not only running ones: an instance listed as stopping or
+			// stopped is known gone, while one missing from a list may only
+			// be missing from a list that lags behind its launch.
+			{Name: aws.String("instance-state-name"), Values: []string{"pending", "running", "shutting-down", "stopping", "stopped"}},
 		},
 		MaxResults: aws.Int32(membersPageSize),
 	}

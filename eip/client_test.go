@@ -410,7 +410,7 @@ func TestMembersPaging(t *testing.T) {
 		for _, fl := range in.Filters {
 			filters[aws.ToString(fl.Name)] = fl.Values
 		}
-		if !reflect.DeepEqual(filters, map[string][]string{"tag:eipd:group": {"g1"}, "instance-state-name": {"running"}}) {
+		if !reflect.DeepEqual(filters, map[string][]string{"tag:eipd:group": {"g1"}, "instance-state-name": {"pending", "running", "shutting-down", "stopping", "stopped"}}) {
 			t.Errorf("page %d filters %v", i, filters)
 		}
 	}

@@ -118,6 +118,18 @@ type Instance struct {
 	Heartbeat time.Time
 }
 
+// Running keeps the instances of ms that are running (Client.Members also
+// lists pending, stopping and stopped ones).
+func Running(ms []Instance) []Instance {
+	var out []Instance
+	for _, m := range ms {
+		if m.State == "" || m.State == "running" {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 // PrivateIP is one private IPv4 of an ENI and the public IP (an EIP or an
 // auto-assigned address) associated to it, if any.
 type PrivateIP struct {

@@ -42,6 +42,8 @@ type Loop struct {
 	// joining: instances that notices named and no member list showed yet,
 	// with when the first notice came (coordinator).
 	joining map[string]time.Time
+	// listedAt: when a member list last showed each member running.
+	listedAt map[string]time.Time
 
 	// Own condition.
 	own       ownHealth
@@ -240,7 +242,7 @@ func New(cfg Config, self eip.Identity, cloud Cloud, meta Metadata, h Health, pr
 	l := &Loop{
 		cfg: cfg, self: self, cloud: cloud, meta: meta, health: h, prober: prober, obs: obs, log: logger,
 		t0:   time.Unix(1<<31, 0), // any fixed base: monotonic readings are only compared with each other
-		eips: map[string]*eipState{}, forgotten: map[string]bool{}, joining: map[string]time.Time{}, noticed: map[eip.NoticeKind]bool{},
+		eips: map[string]*eipState{}, forgotten: map[string]bool{}, joining: map[string]time.Time{}, listedAt: map[string]time.Time{}, noticed: map[eip.NoticeKind]bool{},
 		peers: map[string]*peer{}, requests: make(chan *handoffRequest), inbox: make(chan inboxItem, 64),
 		results: make(chan func(), 64),
 	}

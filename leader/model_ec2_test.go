@@ -241,11 +241,14 @@ func (a *ec2Address) copy() ec2Address {
 
 // describeInstances is DescribeInstances with the filters
 // tag:eipd:group=group and instance-state-name=running.
+// describeInstances lists the group's instances that are not terminated,
+// as eip.Client.Members asks (the running ones, and those stopping or
+// stopped, which tell a list that lags from an instance that is gone).
 func (s *ec2State) describeInstances(group string) []ec2InstanceView {
 	var out []ec2InstanceView
 	for _, id := range slices.Sorted(maps.Keys(s.insts)) {
 		in := s.insts[id]
-		if in.State != "running" || in.Tags[eip.TagGroup] != group {
+		if in.State == "terminated" || in.Tags[eip.TagGroup] != group {
 			continue
 		}
 		v := ec2InstanceView{InstanceID: in.InstanceID, State: in.State, NetworkInterfaceID: in.NetworkInterfaceID,

@@ -77,8 +77,12 @@ type invariants struct {
 	// fault before it acts makes the others wait a lease again: a new
 	// fault, and the liveness bound restarts from it.
 	claimedAt, faultAt map[string]time.Time
-	overlapFrom        time.Time
-	noCoordFrom        time.Time
+	// lastMove: when a daemon last moved each EIP; rebalance: whether a
+	// daemon's last move call of an EIP (daemon|EIP) was a rebalance.
+	lastMove    map[string]time.Time
+	rebalance   map[string]bool
+	overlapFrom time.Time
+	noCoordFrom time.Time
 	// 8: released EIPs; when each daemon's calls last had a fault.
 	released map[string]time.Time
 	dirtyAt  map[string]time.Time
@@ -91,7 +95,7 @@ func newInvariants(s *sim) *invariants {
 		danglingSince: map[string]time.Time{}, moves: map[string][]string{}, fence: map[string]string{},
 		moveEnd: map[string]time.Time{}, moveOf: map[string]*move{}, leaseOK: map[string]time.Time{}, cleanFrom: map[string]time.Time{},
 		actingSince: map[string]time.Time{}, released: map[string]time.Time{}, dirtyAt: map[string]time.Time{},
-		claimedAt: map[string]time.Time{}, faultAt: map[string]time.Time{}}
+		claimedAt: map[string]time.Time{}, faultAt: map[string]time.Time{}, lastMove: map[string]time.Time{}, rebalance: map[string]bool{}}
 }
 
 // violate records a broken invariant: the first of each with its trail,
@@ -521,6 +525,20 @@ func (v *invariants) checkOneMovePerFault(c ec2Change) {
 		delete(v.fence, c.Resource)
 	}
 	v.daemonMoves++
+	if c.DisplacedBy == "" && c.Op == "AssociateAddress" && c.From != "" && v.rebalance[c.Caller+"|"+c.Resource] {
+		{
+			// A rebalance is a planned move, not a fault's: allowed once
+			// the EIP has stayed put for recentDown; it starts the count
+			// afresh.
+			if last, ok := v.lastMove[c.Resource]; ok && v.s.now.Sub(last) < recentDown {
+				v.violate(invOneMove, "%s rebalanced %.1fs after its last move (less than %v)", c.Resource, v.s.now.Sub(last).Seconds(), recentDown)
+			}
+			v.lastMove[c.Resource] = v.s.now
+			v.moves[c.Resource] = []string{what + " (rebalance)"}
+			return
+		}
+	}
+	v.lastMove[c.Resource] = v.s.now
 	v.moves[c.Resource] = append(v.moves[c.Resource], what)
 	if ms := v.moves[c.Resource]; len(ms) > 1 {
 		v.violate(invOneMove, "%s moved %d times by daemons with no fault concerning it in between: %s",
@@ -547,6 +565,7 @@ func (v *invariants) moveCall(d *simDaemon, alloc string, tk *ticket) {
 	if tk != nil {
 		v.moveEnd[key], v.moveOf[key] = tk.deliverAt, m
 	}
+	v.rebalance[key] = m != nil && m.Reason == ReasonHandoffRebalance
 }
 
 // checkReleased (§8): a released EIP is dropped by every daemon within two

@@ -140,6 +140,11 @@ func (l *Loop) onProbe(p *peer, started time.Time, fresh bool, r health.PeerRepo
 		}
 	}
 	if st == nil {
+		if p.id == l.follow.ID {
+			// Idle means "answers without acting": one that does not
+			// answer is judged by its lease alone.
+			l.idleSince, l.idleTroubled = time.Time{}, false
+		}
 		return
 	}
 	// Whoever it follows: a coordinator that comes before the one this

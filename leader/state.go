@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/eipd/eipd/eip"
@@ -282,8 +283,40 @@ func (l *Loop) onMembers(started time.Time, ms []eip.Instance, err error) {
 		}
 		return
 	}
-	l.members = ms
+	l.members = l.mergeMembers(started, ms)
 	l.callOK()
+}
+
+// mergeMembers is the running members after a list that started at
+// started. Lists lag too (EC2's reads are eventually consistent): a member
+// that an earlier list showed running and this one does not show at all
+// stays for two leases after it was last listed; one this list shows in
+// another state (stopping, stopped, shutting down) is gone at once.
+func (l *Loop) mergeMembers(started time.Time, ms []eip.Instance) []eip.Instance {
+	var out []eip.Instance
+	listed := map[string]bool{}
+	for _, m := range ms {
+		listed[m.InstanceID] = true
+		if m.State == "" || m.State == "running" {
+			out = append(out, m)
+			l.listedAt[m.InstanceID] = started
+		} else {
+			delete(l.listedAt, m.InstanceID)
+		}
+	}
+	for _, m := range l.members {
+		at, ok := l.listedAt[m.InstanceID]
+		if listed[m.InstanceID] || !ok {
+			continue
+		}
+		if started.Sub(at) > 2*l.cfg.LeaseDuration {
+			delete(l.listedAt, m.InstanceID)
+			continue
+		}
+		out = append(out, m)
+	}
+	slices.SortFunc(out, func(a, b eip.Instance) int { return strings.Compare(a.InstanceID, b.InstanceID) })
+	return out
 }
 
 // troubled notes a failed AWS call: a member whose calls fail ranks after

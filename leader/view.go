@@ -52,7 +52,9 @@ func (l *Loop) view(now time.Time) View {
 		if !a.Record.Moved.IsZero() {
 			// A move made by another coordinator (or before this one took
 			// over): its record says when, by the mover's clock.
-			if ago := l.wall().Sub(a.Record.Moved); ago >= 0 && ago < recentDown && now.Add(-ago).After(e.LastMove) {
+			// A stamp in the future (the mover's clock runs ahead) counts
+			// as just now: the cooldowns it feeds only delay planned moves.
+			if ago := max(0, l.wall().Sub(a.Record.Moved)); ago < recentDown && now.Add(-ago).After(e.LastMove) {
 				e.LastMove, e.LastFrom = now.Add(-ago), a.Record.From
 			}
 		}
