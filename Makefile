@@ -1,3 +1,4 @@
+SHELL := /bin/bash
 # eipd build and test entry points. `make check` is what CI runs.
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 REVISION ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -9,7 +10,7 @@ DIST     ?= dist
 IMAGE    ?= eipd
 ARCHES   := amd64 arm64
 
-.PHONY: build test check lint chaos bench bench-smoke chaos-report dist docker demo clean
+.PHONY: build test check lint model chaos bench bench-smoke chaos-report dist docker demo clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) .
@@ -25,6 +26,15 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 check: lint test chaos
+
+# The model test's long search (leader/model_*_test.go): SEEDS random
+# groups under random faults, every invariant of docs/design.md checked as
+# they run. Prints "model: N seeds, M violations", the broken invariants
+# with their seeds, and how to replay the first. `make test` runs 200.
+SEEDS ?= 10000
+model:
+	@set -o pipefail; EIPD_MODEL_RUNS=$(SEEDS) $(GO) test -v -count=1 -timeout 0 -run '^TestModel$$' ./leader/ 2>&1 | \
+		grep -E '^model:|broken in|replay:|^(ok|FAIL|---)'
 
 # The chaos suite: production-shaped faults with real HAProxy, judged on the
 # design's safety invariants and on what a client of the EIP sees

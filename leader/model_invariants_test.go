@@ -122,7 +122,8 @@ func (v *invariants) flush() {
 		case "CreateTags":
 			if strings.HasPrefix(c.Resource, "eipalloc-") {
 				v.checkTermsOnlyGrow(c)
-				if e, ok := c.NewTags[eip.TagEpoch]; ok && e != c.OldTags[eip.TagEpoch] && c.Caller != "" {
+				if c.Caller != "" && (c.NewTags[eip.TagEpoch] != c.OldTags[eip.TagEpoch] ||
+					c.NewTags[eip.TagCoordinator] != c.OldTags[eip.TagCoordinator]) {
 					v.claimedAt[c.Caller] = v.s.now
 				}
 			}
