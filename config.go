@@ -272,6 +272,10 @@ func (c *Config) problems() []error {
 	if c.RenewInterval > 0 && c.LeaseDuration > 0 && c.LeaseDuration < 2*c.RenewInterval {
 		bad("--lease-duration (%s) must be at least twice --renew-interval (%s), or one late renewal loses the lease", c.LeaseDuration, c.RenewInterval)
 	}
+	if c.RenewInterval > 0 && c.LeaseDuration > 0 && c.RenewInterval > c.LeaseDuration-c.MaxClockSkew {
+		bad("--renew-interval (%s) must not exceed --lease-duration minus --max-clock-skew (%s): a coordinator may act only that long after a renewal began",
+			c.RenewInterval, c.LeaseDuration-c.MaxClockSkew)
+	}
 	if c.AddressPoll > 0 && c.LeaseDuration > 0 && c.AddressPoll >= c.LeaseDuration-c.MaxClockSkew {
 		bad("--address-poll (%s) must be shorter than --lease-duration minus --max-clock-skew (%s): the coordinator vouches for where each EIP is only that long after a read",
 			c.AddressPoll, c.LeaseDuration-c.MaxClockSkew)

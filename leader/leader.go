@@ -58,7 +58,7 @@ type Timing struct {
 // member, even one whose clock runs ahead by the allowed skew, can judge
 // its lease stale.
 func (t Timing) trustWindow() time.Duration {
-	return max(t.RenewInterval, t.LeaseDuration-t.MaxClockSkew)
+	return t.LeaseDuration - t.MaxClockSkew // configuration keeps it ≥ the renew interval
 }
 
 // staleAfter is how long a lease stamp may be old, or unchanged, before the

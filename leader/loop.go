@@ -383,11 +383,11 @@ func (l *Loop) pass() {
 	}
 	l.pollMetadata(now)
 	l.elect(now)
+	l.writeHeartbeat(now)
 	if l.co != nil {
 		l.coordinate(now)
 	} else {
 		l.probeCoordinator(now)
-		l.writeHeartbeat(now)
 	}
 	l.sendNotify(now)
 	if l.manual != nil {

@@ -485,7 +485,8 @@ func (l *Loop) sendNotify(now time.Time) {
 }
 
 // writeHeartbeat writes eipd:heartbeat on this member's instance every
-// renew interval while it cannot see a coordinator: in a group of two the
+// renew interval while it cannot see a coordinator (or, coordinating a
+// group of two, the other member): in a group of two the
 // coordinator, unable to probe it, then knows it is alive and reaches the
 // API, and moves nothing off it (§3); larger groups confirm a failed probe
 // through another member instead and ignore it. It is written whatever
@@ -496,8 +497,18 @@ func (l *Loop) writeHeartbeat(now time.Time) {
 	if l.heartbeat.inFlight {
 		return
 	}
-	p := l.peers[l.follow.ID]
-	cut := l.follow.ID == "" || p == nil || p.hist.Status() == health.Down
+	var cut bool
+	if l.co != nil {
+		// A coordinator that cannot reach a member of a group of two may
+		// be the one cut off, and that member may have claimed the role
+		// too: its heartbeat keeps the other from moving EIPs off it.
+		for _, p := range l.peers {
+			cut = cut || (len(l.members) <= 2 && p.hist.Status() == health.Down)
+		}
+	} else {
+		p := l.peers[l.follow.ID]
+		cut = l.follow.ID == "" || p == nil || p.hist.Status() == health.Down
+	}
 	if !cut || !l.heartbeat.due(now, l.cfg.RenewInterval) {
 		return
 	}

@@ -25,12 +25,14 @@ const (
 	invClocks      = "7 clocks are checked"
 	invReleased    = "8 released means gone"
 	invRenewals    = "9 renewals keep time"
+	invDeadDaemon  = "10 dead daemon, live proxy"
+	invCutOff      = "11 cut off is not down"
 	trailKept      = 200
 )
 
 // allInvariants lists them in order, for summaries.
 var allInvariants = []string{invOneHolder, invTermsGrow, invNoDangling, invOneMove, invDatedReads, invEarnedTrust,
-	invClocks, invReleased, invRenewals}
+	invClocks, invReleased, invRenewals, invDeadDaemon, invCutOff}
 
 // violation is one broken invariant and the events that led to it.
 type violation struct {
@@ -77,6 +79,11 @@ type invariants struct {
 	// fault before it acts makes the others wait a lease again: a new
 	// fault, and the liveness bound restarts from it.
 	claimedAt, faultAt map[string]time.Time
+	// serving: since when each daemon's instance serves and stays
+	// (running, proxy up, own check up, not leaving); seen: since when
+	// each pair of daemons (a|b) could reach each other, and since when
+	// each daemon reaches the API with its eipd running (the heartbeat).
+	serving, seen, witness map[string]time.Time
 	// lastMove: when a daemon last moved each EIP; rebalance: whether a
 	// daemon's last move call of an EIP (daemon|EIP) was a rebalance.
 	lastMove    map[string]time.Time
@@ -95,7 +102,8 @@ func newInvariants(s *sim) *invariants {
 		danglingSince: map[string]time.Time{}, moves: map[string][]string{}, fence: map[string]string{},
 		moveEnd: map[string]time.Time{}, moveOf: map[string]*move{}, leaseOK: map[string]time.Time{}, cleanFrom: map[string]time.Time{},
 		actingSince: map[string]time.Time{}, released: map[string]time.Time{}, dirtyAt: map[string]time.Time{},
-		claimedAt: map[string]time.Time{}, faultAt: map[string]time.Time{}, lastMove: map[string]time.Time{}, rebalance: map[string]bool{}}
+		claimedAt: map[string]time.Time{}, faultAt: map[string]time.Time{}, lastMove: map[string]time.Time{}, rebalance: map[string]bool{},
+		serving: map[string]time.Time{}, seen: map[string]time.Time{}, witness: map[string]time.Time{}}
 }
 
 // violate records a broken invariant: the first of each with its trail,
@@ -176,6 +184,7 @@ func orNone(s string) string {
 
 // afterStep runs the checks on the state now.
 func (v *invariants) afterStep() {
+	v.trackServing()
 	v.flush()
 	for _, d := range v.s.daemons {
 		if !v.clean(d) || d.loop == nil || d.loop.co == nil {
@@ -496,6 +505,86 @@ func (v *invariants) faultOn(allocs ...string) {
 	}
 }
 
+// trackServing keeps, for invariants 10 and 11, since when each member
+// serves, each pair reaches each other and each member could witness for
+// itself (eipd running, API reachable).
+func (v *invariants) trackServing() {
+	since := func(m map[string]time.Time, k string, on bool) {
+		if !on {
+			delete(m, k)
+		} else if _, ok := m[k]; !ok {
+			m[k] = v.s.now
+		}
+	}
+	for _, d := range v.s.daemons {
+		leaving := d.spot || d.manual != nil || (d.loop != nil && (d.loop.stopping || d.loop.drain != ""))
+		since(v.serving, d.id, d.proxyServes() && d.health == health.Up && !leaving)
+		since(v.witness, d.id, d.live() && !d.api.partition && d.api.errRatio == 0 && d.api.throttleRatio == 0 && d.api.lostRatio == 0)
+		for _, e := range v.s.daemons {
+			if d.id < e.id {
+				since(v.seen, d.id+"|"+e.id, v.s.reachable(d, e))
+			}
+		}
+	}
+}
+
+// steady: the condition held for the whole window before now.
+func (v *invariants) steady(m map[string]time.Time, k string) bool {
+	at, ok := m[k]
+	return ok && v.s.now.Sub(at) >= neededWindow
+}
+
+func (v *invariants) pairSteady(a, b *simDaemon) bool {
+	k := a.id + "|" + b.id
+	if b.id < a.id {
+		k = b.id + "|" + a.id
+	}
+	return v.steady(v.seen, k)
+}
+
+// neededWindow: how long a member must have served (and been reachable)
+// before a move off it counts against invariants 10 and 11: a probe fall,
+// the confirmation, and a move's calls.
+var neededWindow = time.Duration(simTiming.ProbeFall+2)*simTiming.ProbeInterval + 2*time.Second
+
+// checkNeeded (§10, §11), on every move of an EIP off a member: nothing
+// moves off a member that serves (its eipd may be dead or paused) while
+// the coordinator reaches it, nor, when the coordinator does not, while
+// another live member reaches it (three or more) or, in a group of two,
+// while it reaches the API to write its heartbeat. Rebalances are planned
+// and exempt; a group of two whose reads lag is exempt (a lagging member
+// list may miss a heartbeat: two faults).
+func (v *invariants) checkNeeded(c ec2Change) {
+	m, co := v.s.daemon(strings.Split(c.From, "/")[0]), v.s.daemon(c.Caller)
+	if m == nil || co == nil || m == co || v.rebalance[c.Caller+"|"+c.Resource] || !v.steady(v.serving, m.id) {
+		return
+	}
+	if v.pairSteady(co, m) {
+		v.violate(invDeadDaemon, "%s moved %s off %s, which serves and which it reaches (%s)",
+			co.id, c.Resource, m.id, describeDaemon(m))
+		return
+	}
+	running := 0
+	for _, x := range v.s.daemons {
+		if x.state == "running" {
+			running++
+		}
+	}
+	for _, x := range v.s.daemons {
+		if x != co && x != m && x.live() && x.statusAnswers() && v.pairSteady(co, x) && v.pairSteady(x, m) {
+			v.violate(invCutOff, "%s moved %s off %s, which serves and which %s reaches", co.id, c.Resource, m.id, x.id)
+			return
+		}
+	}
+	if running == 2 && v.s.readLag == 0 && v.steady(v.witness, m.id) {
+		v.violate(invCutOff, "%s moved %s off %s, which serves and reaches the API (group of two)", co.id, c.Resource, m.id)
+	}
+}
+
+func describeDaemon(d *simDaemon) string {
+	return fmt.Sprintf("eipd running %v, paused %v, status port blocked %v", d.eipd, d.paused, d.statusBlocked)
+}
+
 // checkOneMovePerFault (§4), on every association change a daemon makes:
 // each EIP moves at most once between two faults concerning it. A takeover
 // (a daemon's DisassociateAddress, then the AssociateAddress from nothing
@@ -506,6 +595,9 @@ func (v *invariants) checkOneMovePerFault(c ec2Change) {
 		// Moved off a member that is failing or leaving now (a fault
 		// may reach it after the EIP arrived): that fault concerns it.
 		v.faultOn(c.Resource)
+	}
+	if c.DisplacedBy == "" && c.From != "" {
+		v.checkNeeded(c)
 	}
 	what := fmt.Sprintf("%.1fs %s %s -> %s", v.s.elapsed().Seconds(), c.Caller, orNone(c.From), orNone(c.To))
 	if c.DisplacedBy != "" {
@@ -531,7 +623,7 @@ func (v *invariants) checkOneMovePerFault(c ec2Change) {
 			// A rebalance is a planned move, not a fault's: allowed once
 			// the EIP has stayed put for recentDown; it starts the count
 			// afresh.
-			if last, ok := v.lastMove[c.Resource]; ok && v.s.now.Sub(last) < recentDown {
+			if last, ok := v.lastMove[c.Resource]; ok && v.s.now.Sub(last) < recentDown-time.Second {
 				v.violate(invOneMove, "%s rebalanced %.1fs after its last move (less than %v)", c.Resource, v.s.now.Sub(last).Seconds(), recentDown)
 			}
 			v.lastMove[c.Resource] = v.s.now

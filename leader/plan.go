@@ -280,7 +280,7 @@ func (p *planner) place(e EIPView, reason string, kind MoveKind) {
 		if only != "" {
 			n.Why = "the member the handoff names (" + only + ") is not fit or has no free private IP"
 		}
-		if p.anyFit(e.On) {
+		if p.anyFit(e.On) && !p.anyFreeFit(e) {
 			n.NoFreeSlot = true
 		}
 		p.out.Notes[e.AllocationID] = n
@@ -292,6 +292,18 @@ func (p *planner) place(e EIPView, reason string, kind MoveKind) {
 func (p *planner) anyFit(except string) bool {
 	for _, m := range p.v.Members {
 		if m.Fit && m.InstanceID != except {
+			return true
+		}
+	}
+	return false
+}
+
+// anyFreeFit: some fit member other than the one e is on has a private IP
+// free for it (then what blocks the move is not a lack of private IPs).
+func (p *planner) anyFreeFit(e EIPView) bool {
+	for i := range p.v.Members {
+		m := &p.v.Members[i]
+		if m.Fit && m.InstanceID != e.On && p.freeSlot(m, e) != "" {
 			return true
 		}
 	}
@@ -417,7 +429,9 @@ func (p *planner) rebalance() {
 	for i := range p.v.EIPs {
 		e := &p.v.EIPs[i]
 		m := p.member(e.On)
-		if !e.Associated || e.Busy || m == nil || p.held[e.On] <= p.maxHold || m.Leaving != "" || m.Unreachable ||
+		// The source must answer: a rebalance is a handoff, which needs
+		// its own fresh word.
+		if !e.Associated || e.Busy || m == nil || p.held[e.On] <= p.maxHold || m.Leaving != "" || m.Unreachable || m.Silent ||
 			(!e.LastMove.IsZero() && p.v.Now.Sub(e.LastMove) < recentDown) {
 			continue
 		}

@@ -268,17 +268,21 @@ func (l *Loop) lettingGo(p *peer, alloc string, since time.Time) bool {
 		e := p.status.eipOf(alloc)
 		return p.at.After(since) && (e == nil || e.Role != RoleHolder)
 	}
-	switch {
-	case p.answered.IsZero() && p.ok:
-		return true // its status port is blocked: nobody can read it
-	case p.viaAt.After(since):
+	if p.viaAt.After(since) {
 		return !p.viaEIPD || !slices.Contains(p.viaHolding, alloc)
 	}
-	// Cut off from this coordinator, it may still answer others; its
-	// last word from here came when it last asked for this /status, and
-	// its trust in that word runs out a trust window later.
+	// Cut off from this coordinator (or its status port blocked), it may
+	// still read this coordinator's word: the last time it asked for this
+	// /status, and its trust in that word runs out a trust window later.
+	// One that never asked never had a word to trust.
+	// One that asked since this coordinator stopped naming anyone (a pass
+	// later: the /status it got was built after) read a word that names
+	// nobody, and let go.
+	if a := l.askedAt(p.id); a.After(since.Add(2 * l.cfg.Tick)) {
+		return true
+	}
 	asked := maxTime(l.askedAt(p.id), p.answered)
-	return !asked.IsZero() && l.now().After(asked.Add(l.cfg.ProbeInterval+l.cfg.trustWindow()))
+	return asked.IsZero() || l.now().After(asked.Add(l.cfg.ProbeInterval+l.cfg.trustWindow()))
 }
 
 // noteRole counts what a member's role for an EIP says happened: a move to
