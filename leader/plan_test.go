@@ -662,6 +662,30 @@ func TestPlanScenarios(t *testing.T) {
 					on("e1", "198.51.100.1", "i-a", "10.0.0.1"), on("e2", "198.51.100.2", "i-a", "10.0.1.1")}}
 			},
 			moves: "e1 handoff handoff-rebalance i-a->i-b|10.0.0.2"},
+		{name: "cap: a rebalance never takes a member to the cap",
+			view: func() View {
+				a := member("i-a", true, "10.0.0.1", "10.0.1.1", "10.0.2.1", "10.0.3.1")
+				b := member("i-b", true, "10.0.0.2", "10.0.1.2", "10.0.2.2", "10.0.3.2")
+				c := member("i-c", true, "10.0.0.3")
+				c.DownRecently = true // refused as a rebalance's target
+				// ceil(7/3) = 3: i-a holds 4, over it; i-b holds 3, at it.
+				return View{Members: []MemberView{a, b, c}, Quorum: true, EIPs: []EIPView{
+					on("e1", "198.51.100.1", "i-a", "10.0.0.1"), on("e2", "198.51.100.2", "i-a", "10.0.1.1"),
+					on("e3", "198.51.100.3", "i-a", "10.0.2.1"), on("e4", "198.51.100.4", "i-a", "10.0.3.1"),
+					on("e5", "198.51.100.5", "i-b", "10.0.0.2"), on("e6", "198.51.100.6", "i-b", "10.0.1.2"),
+					on("e7", "198.51.100.7", "i-b", "10.0.2.2")}}
+			}},
+		{name: "cap: no rebalance of an EIP whose manual handoff is blocked",
+			view: func() View {
+				a := member("i-a", false, "10.0.0.1", "10.0.1.1", "10.0.2.1")
+				a.Leaving, a.HandoffTo = ReasonHandoffManual, "i-c"
+				b, c, d := member("i-b", true, "10.0.0.2"), member("i-c", false, "10.0.0.3"), member("i-d", true, "10.0.0.4")
+				return View{Members: []MemberView{a, b, c, d}, Quorum: true, EIPs: []EIPView{
+					on("e1", "198.51.100.1", "i-a", "10.0.0.1"), on("e2", "198.51.100.2", "i-a", "10.0.1.1"),
+					on("e3", "198.51.100.3", "i-a", "10.0.2.1")}}
+			},
+			notes: map[string]Note{"e1": {Blocked: true, NoFreeSlot: true}, "e2": {Blocked: true, NoFreeSlot: true},
+				"e3": {Blocked: true, NoFreeSlot: true}}},
 		{name: "one EIP per free private IP: two unassociated EIPs, one free private IP",
 			view: func() View {
 				return View{Members: []MemberView{member("i-a", true, "10.0.0.1")}, Quorum: true,
