@@ -213,42 +213,59 @@ func TestElect(t *testing.T) {
 // while it watches.
 func TestElectProperties(t *testing.T) {
 	reached := map[string]int{}
+	observations := rapid.Custom(genElectObservation)
+	// As many observations with -short, which makes a fifth of the runs.
+	perRun, n := 1, 0
+	if testing.Short() {
+		perRun = 5
+	}
 	rapid.Check(t, func(t *rapid.T) {
-		o := genElectObservation(t)
-		d := Elect(unitTiming, o)
-		reached[d.Do.String()]++
-		stale, _ := Stale(unitTiming, o.Lease, o.Wall, o.Now)
-		idle := !o.IdleSince.IsZero() && o.Now.Sub(o.IdleSince) > unitTiming.idleAfter(o.IdleTroubled)
-		confirms := o.Now.Before(o.CoordinatorUntil)
-		if confirms && d.Do != ElectWait {
-			t.Fatalf("a coordinator confirms until %v, yet %v (%s)", o.CoordinatorUntil, d.Do, d.Why)
-		}
-		if d.Do != ElectClaim {
-			return
-		}
-		switch {
-		case o.ReadAt.IsZero() || !o.MembersKnown:
-			t.Fatalf("claims with AWS state or members unknown (%s)", d.Why)
-		case o.Unfit != "":
-			t.Fatalf("claims while unfit (%s): %s", o.Unfit, d.Why)
-		case !stale && !idle:
-			if o.Lease.Lease.Coordinator != o.Self || o.Troubled {
-				t.Fatalf("claims a lease that is not stale and names %s (troubled %v): %s",
-					o.Lease.Lease.Coordinator, o.Troubled, d.Why)
-			}
-		case o.RankSince.IsZero() || o.Now.Sub(o.RankSince) < o.Rank || !o.ReadAt.After(o.RankSince.Add(o.Rank)):
-			t.Fatalf("claims without a read after its rank delay (since %v, rank %v, read %v): %s",
-				o.RankSince, o.Rank, o.ReadAt, d.Why)
-		}
-		if !d.Eligible {
-			t.Fatalf("claims but is not eligible: %s", d.Why)
+		for range perRun {
+			n++
+			checkElect(t, observations.Draw(t, "observation"), reached)
 		}
 	})
-	t.Logf("decisions: %v", reached)
+	t.Logf("%d observations: %v", n, reached)
+	if n < 100 {
+		t.Logf("too few observations (-rapid.checks) to judge what the generator reaches")
+		return
+	}
 	for _, do := range []Election{ElectWait, ElectRead, ElectClaim} {
 		if reached[do.String()] == 0 {
 			t.Errorf("no observation led to %v (reached: %v): the generator does not cover it", do, reached)
 		}
+	}
+}
+
+// checkElect checks one decision and counts it.
+func checkElect(t *rapid.T, o ElectObservation, reached map[string]int) {
+	d := Elect(unitTiming, o)
+	reached[d.Do.String()]++
+	stale, _ := Stale(unitTiming, o.Lease, o.Wall, o.Now)
+	idle := !o.IdleSince.IsZero() && o.Now.Sub(o.IdleSince) > unitTiming.idleAfter(o.IdleTroubled)
+	confirms := o.Now.Before(o.CoordinatorUntil)
+	if confirms && d.Do != ElectWait {
+		t.Fatalf("a coordinator confirms until %v, yet %v (%s)", o.CoordinatorUntil, d.Do, d.Why)
+	}
+	if d.Do != ElectClaim {
+		return
+	}
+	switch {
+	case o.ReadAt.IsZero() || !o.MembersKnown:
+		t.Fatalf("claims with AWS state or members unknown (%s)", d.Why)
+	case o.Unfit != "":
+		t.Fatalf("claims while unfit (%s): %s", o.Unfit, d.Why)
+	case !stale && !idle:
+		if o.Lease.Lease.Coordinator != o.Self || o.Troubled {
+			t.Fatalf("claims a lease that is not stale and names %s (troubled %v): %s",
+				o.Lease.Lease.Coordinator, o.Troubled, d.Why)
+		}
+	case o.RankSince.IsZero() || o.Now.Sub(o.RankSince) < o.Rank || !o.ReadAt.After(o.RankSince.Add(o.Rank)):
+		t.Fatalf("claims without a read after its rank delay (since %v, rank %v, read %v): %s",
+			o.RankSince, o.Rank, o.ReadAt, d.Why)
+	}
+	if !d.Eligible {
+		t.Fatalf("claims but is not eligible: %s", d.Why)
 	}
 }
 
