@@ -87,6 +87,16 @@ func TestInvalidConfigListsEveryProblem(t *testing.T) {
 	}
 }
 
+// A coordinator may act for lease - skew after a renewal began; renewals
+// must come at least that often.
+func TestRenewIntervalWithinTrust(t *testing.T) {
+	_, err := parseRunConfig("run", []string{"--group", "g", "--renew-interval", "3s", "--lease-duration", "6s",
+		"--max-clock-skew", "4s", "--address-poll", "1s"}, envOf(nil), &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "--renew-interval (3s) must not exceed --lease-duration minus --max-clock-skew (2s)") {
+		t.Fatalf("want the renew interval refused, got %v", err)
+	}
+}
+
 // TestAddressPollWithinTrust: the coordinator vouches for where each EIP
 // is for lease − skew after a read, so it must read more often than that;
 // the new poll flags replace --holder-poll and --standby-poll.

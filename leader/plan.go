@@ -280,8 +280,13 @@ func (p *planner) place(e EIPView, reason string, kind MoveKind) {
 		if only != "" {
 			n.Why = "the member the handoff names (" + only + ") is not fit or has no free private IP"
 		}
-		if p.anyFit(e.On) && !p.anyFreeFit(e) {
-			n.NoFreeSlot = true
+		// NoFreeSlot: private IPs are what is missing (the remedy is to
+		// add some), not fit members.
+		if only != "" {
+			m := p.member(only)
+			n.NoFreeSlot = m != nil && m.Fit && p.freeSlot(m, e) == ""
+		} else {
+			n.NoFreeSlot = p.anyFit(e.On) && !p.anyFreeFit(e)
 		}
 		p.out.Notes[e.AllocationID] = n
 		return

@@ -497,9 +497,25 @@ func checkPlan(t failer, v View, p Placement, reach map[string]int) {
 		if blocked := e.On != "" && !e.Foreign; n.Blocked != blocked {
 			t.Fatalf("note on %s (on %q, foreign %v): blocked %v, want %v", e.AllocationID, e.On, e.Foreign, n.Blocked, blocked)
 		}
-		anyFit := slices.ContainsFunc(v.Members, func(m MemberView) bool { return m.Fit && m.InstanceID != e.On })
-		if n.NoFreeSlot != anyFit {
-			t.Fatalf("note on %s: no free slot %v, but fit members other than its own: %v", e.AllocationID, n.NoFreeSlot, anyFit)
+		// No free slot: the members that could take it (the one a manual
+		// handoff names, else any fit one) are fit and none has a private
+		// IP free for it.
+		only := ""
+		for _, m := range v.Members {
+			if m.InstanceID == e.On && want == ReasonHandoffManual {
+				only = m.HandoffTo
+			}
+		}
+		candidates := slices.DeleteFunc(slices.Clone(v.Members), func(m MemberView) bool {
+			return !m.Fit || m.InstanceID == e.On || (only != "" && m.InstanceID != only)
+		})
+		// Plan judges when it places the EIP, before the moves placed after
+		// it: "no free slot" must hold after all of them, and its absence
+		// needs a candidate with a free private IP before them.
+		noSlotAfter := len(candidates) > 0 && !slices.ContainsFunc(candidates, func(m MemberView) bool { return s.freeFor(&m, e, targets) })
+		noSlotBefore := len(candidates) > 0 && !slices.ContainsFunc(candidates, func(m MemberView) bool { return s.freeFor(&m, e, nil) })
+		if n.NoFreeSlot && !noSlotAfter || !n.NoFreeSlot && noSlotBefore {
+			t.Fatalf("note on %s: no free slot %v (candidates %v)", e.AllocationID, n.NoFreeSlot, candidates)
 		}
 		if n.Why == "" {
 			t.Fatalf("note on %s says nothing", e.AllocationID)
@@ -694,8 +710,8 @@ func TestPlanScenarios(t *testing.T) {
 					on("e1", "198.51.100.1", "i-a", "10.0.0.1"), on("e2", "198.51.100.2", "i-a", "10.0.1.1"),
 					on("e3", "198.51.100.3", "i-a", "10.0.2.1")}}
 			},
-			notes: map[string]Note{"e1": {Blocked: true, NoFreeSlot: true}, "e2": {Blocked: true, NoFreeSlot: true},
-				"e3": {Blocked: true, NoFreeSlot: true}}},
+			// i-c is not fit: private IPs are not what is missing.
+			notes: map[string]Note{"e1": {Blocked: true}, "e2": {Blocked: true}, "e3": {Blocked: true}}},
 		{name: "one EIP per free private IP: two unassociated EIPs, one free private IP",
 			view: func() View {
 				return View{Members: []MemberView{member("i-a", true, "10.0.0.1")}, Quorum: true,

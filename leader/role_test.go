@@ -15,8 +15,7 @@ import (
 func roleBase() RoleObservation {
 	return RoleObservation{Now: unitNow, Self: "i-b", Health: health.Up,
 		Word: &EIPStatus{AllocationID: "eipalloc-1", Holder: "i-b"}, WordUntil: unitNow.Add(time.Second),
-		WordAt: unitNow.Add(-time.Second), OnENI: true, ENIAt: unitNow.Add(-100 * time.Millisecond),
-		ListedAt: unitNow.Add(-100 * time.Millisecond)}
+		WordAt: unitNow.Add(-time.Second), OnENI: true, ENIAt: unitNow.Add(-100 * time.Millisecond)}
 }
 
 func TestRole(t *testing.T) {
@@ -30,22 +29,19 @@ func TestRole(t *testing.T) {
 	}{
 		{name: "named by a trusted coordinator, metadata lists it", want: RoleHolder, why: "confirms"},
 		{name: "named, metadata never listed it (it trails)",
-			o:    func(o *RoleObservation) { o.OnENI, o.ListedAt = false, time.Time{} },
+			o:    func(o *RoleObservation) { o.OnENI, o.LeftAt = false, time.Time{} },
 			want: RoleHolder},
 		{name: "named, draining: still holder until it moves",
 			o:    func(o *RoleObservation) { o.Draining = ReasonHandoffShutdown },
 			want: RoleHolder},
 		{name: "named, metadata listed it and says it left since",
-			o:    func(o *RoleObservation) { o.OnENI, o.ListedAt, o.ENIAt, o.WordAt = false, ago(2*s), ago(s), ago(3*s) },
+			o:    func(o *RoleObservation) { o.OnENI, o.LeftAt, o.ENIAt, o.WordAt = false, ago(s), ago(s), ago(3*s) },
 			want: RoleUnverified, why: "metadata says the EIP left"},
 		{name: "named, metadata says it left at the moment of the coordinator's evidence",
-			o:    func(o *RoleObservation) { o.OnENI, o.ListedAt, o.ENIAt, o.WordAt = false, ago(2*s), ago(s), ago(s) },
+			o:    func(o *RoleObservation) { o.OnENI, o.LeftAt, o.ENIAt, o.WordAt = false, ago(s), ago(s/2), ago(s) },
 			want: RoleUnverified, why: "metadata says the EIP left"},
 		{name: "named, metadata says it left, but the coordinator's evidence is newer",
-			o:    func(o *RoleObservation) { o.OnENI, o.ListedAt, o.ENIAt, o.WordAt = false, ago(2*s), ago(s), ago(s/2) },
-			want: RoleHolder},
-		{name: "named, the read that does not list it is the one that listed it",
-			o:    func(o *RoleObservation) { o.OnENI, o.ListedAt, o.ENIAt, o.WordAt = false, ago(s), ago(s), ago(3*s) },
+			o:    func(o *RoleObservation) { o.OnENI, o.LeftAt, o.ENIAt, o.WordAt = false, ago(s), ago(s/2), ago(s/2) },
 			want: RoleHolder},
 		{name: "the word ran out, metadata lists it",
 			o:    func(o *RoleObservation) { o.WordUntil = unitNow },
@@ -113,7 +109,7 @@ func TestRoleProperties(t *testing.T) {
 		o := RoleObservation{Now: unitNow, Self: "i-b",
 			Health:   rapid.SampledFrom([]health.Status{health.Up, health.Down, health.Unknown}).Draw(t, "health"),
 			Draining: rapid.SampledFrom([]string{"", ReasonHandoffShutdown, ReasonHandoffManual}).Draw(t, "draining"),
-			OnENI:    rapid.Bool().Draw(t, "onENI"), ENIAt: at("eniAt"), ListedAt: at("listedAt"),
+			OnENI:    rapid.Bool().Draw(t, "onENI"), ENIAt: at("eniAt"), LeftAt: at("leftAt"),
 			WordUntil: at("wordUntil"), WordAt: at("wordAt"),
 		}
 		if rapid.IntRange(0, 3).Draw(t, "word") > 0 {
@@ -129,9 +125,8 @@ func TestRoleProperties(t *testing.T) {
 			t.Fatalf("holder with no trusted word (%+v until %v): %s", o.Word, o.WordUntil, why)
 		case o.Word.Holder != o.Self || o.Word.Moving:
 			t.Fatalf("holder though the word names %q, moving %v", o.Word.Holder, o.Word.Moving)
-		case !o.ListedAt.IsZero() && !o.OnENI && o.ENIAt.After(o.ListedAt) && !o.WordAt.After(o.ENIAt):
-			t.Fatalf("holder though metadata (read %v) says the EIP left after listing it (%v), evidence %v",
-				o.ENIAt, o.ListedAt, o.WordAt)
+		case !o.LeftAt.IsZero() && !o.OnENI && !o.WordAt.After(o.LeftAt):
+			t.Fatalf("holder though metadata saw the EIP go (%v) after the coordinator's evidence (%v)", o.LeftAt, o.WordAt)
 		}
 	})
 }

@@ -26,8 +26,8 @@ func TestTrust(t *testing.T) {
 			evidence: []time.Time{s, s.Add(-2 * time.Second), s.Add(time.Second)}, want: s.Add(window - 2*time.Second)},
 		{name: "one zero piece among others vouches for nothing", timing: unitTiming,
 			evidence: []time.Time{s, {}, s.Add(time.Second)}},
-		{name: "the window is at least a renew interval", timing: Timing{RenewInterval: 3 * time.Second,
-			LeaseDuration: 6 * time.Second, MaxClockSkew: 4 * time.Second}, evidence: []time.Time{s}, want: s.Add(3 * time.Second)},
+		{name: "the window is lease − skew (configuration keeps it ≥ a renew interval)", timing: Timing{RenewInterval: 3 * time.Second,
+			LeaseDuration: 10 * time.Second, MaxClockSkew: time.Second}, evidence: []time.Time{s}, want: s.Add(9 * time.Second)},
 		{name: "no skew: the whole lease", timing: Timing{RenewInterval: time.Second, LeaseDuration: 4 * time.Second},
 			evidence: []time.Time{s}, want: s.Add(4 * time.Second)},
 	}
