@@ -241,6 +241,48 @@ func TestModelInvariantsCanFail(t *testing.T) {
 				d.loop.co.moves[alloc] = &move{Move: Move{AllocationID: alloc}, co: d.loop.co, basis: d.loop.now().Add(time.Second)}
 				s.inv.moveCall(d, alloc, &ticket{deliverAt: s.now.Add(3 * time.Second)})
 			}},
+		{name: "checkNeeded: a move off a member that serves and that the coordinator reaches", inv: invDeadDaemon,
+			msg: "which serves and which it reaches", daemons: 3,
+			quiet: func(s *sim) {
+				co, m := s.daemons[0], s.daemons[1]
+				m.proxyOff = true // its proxy died: moving off it is the point
+				s.inv.trackServing()
+				cfAdvance(s, neededWindow+time.Second)
+				s.inv.trackServing()
+				s.inv.onChange(ec2Change{Caller: co.id, Op: "DisassociateAddress", Resource: s.allocs[0], From: cfSlot(m)})
+				s.inv.flush()
+			},
+			broken: func(s *sim) {
+				co, m := s.daemons[0], s.daemons[1]
+				m.proxyOff, m.eipd = false, false // only its eipd is dead
+				s.inv.faultOn(s.allocs[0])
+				s.inv.serving = map[string]time.Time{}
+				s.inv.trackServing()
+				cfAdvance(s, neededWindow+time.Second)
+				s.inv.onChange(ec2Change{Caller: co.id, Op: "DisassociateAddress", Resource: s.allocs[0], From: cfSlot(m)})
+				s.inv.flush()
+			}},
+		{name: "checkNeeded: a move off a member that serves and that another member reaches", inv: invCutOff,
+			msg: "which serves and which", daemons: 3,
+			quiet: func(s *sim) {
+				co, m, x := s.daemons[0], s.daemons[1], s.daemons[2]
+				s.setCut(co, m, true)
+				s.setCut(x, m, true) // nobody reaches it: it may be down
+				s.inv.trackServing()
+				cfAdvance(s, neededWindow+time.Second)
+				s.inv.onChange(ec2Change{Caller: co.id, Op: "DisassociateAddress", Resource: s.allocs[0], From: cfSlot(m)})
+				s.inv.flush()
+			},
+			broken: func(s *sim) {
+				co, m, x := s.daemons[0], s.daemons[1], s.daemons[2]
+				s.setCut(x, m, false)
+				s.inv.faultOn(s.allocs[0])
+				s.inv.seen = map[string]time.Time{}
+				s.inv.trackServing()
+				cfAdvance(s, neededWindow+time.Second)
+				s.inv.onChange(ec2Change{Caller: co.id, Op: "DisassociateAddress", Resource: s.allocs[0], From: cfSlot(m)})
+				s.inv.flush()
+			}},
 		{name: "checkReleased: a released EIP still listed", inv: invReleased, msg: "still lists released", daemons: 2,
 			quiet: func(s *sim) {
 				s.inv.onChange(ec2Change{Op: "ReleaseAddress", Resource: s.allocs[0]})
