@@ -63,3 +63,41 @@ func TestReleaseWorkflow(t *testing.T) {
 		}
 	}
 }
+
+// TestCIWorkflow lints the CI workflow and checks that every push and pull
+// request runs .ci/run (make check) within CI's 90 minutes.
+func TestCIWorkflow(t *testing.T) {
+	lint := tool(t, "actionlint")
+	wf := path(".github", "workflows", "ci.yml")
+	if out, err := exec.Command(lint, wf).CombinedOutput(); err != nil {
+		t.Errorf("actionlint: %v\n%s", err, out)
+	}
+	var doc struct {
+		On struct {
+			Push        map[string]any
+			PullRequest any `json:"pull_request"`
+		} `json:"true"`
+		Jobs map[string]struct {
+			TimeoutMinutes int `json:"timeout-minutes"`
+			Steps          []struct{ Run string }
+		}
+	}
+	loadYAMLFile(t, wf, &doc)
+	if doc.On.Push == nil {
+		t.Error("ci.yml does not run on push")
+	}
+	check, ok := doc.Jobs["check"]
+	if !ok {
+		t.Fatal("ci.yml has no check job")
+	}
+	var runs strings.Builder
+	for _, s := range check.Steps {
+		runs.WriteString(s.Run + "\n")
+	}
+	if !strings.Contains(runs.String(), "bash .ci/run") {
+		t.Error("the check job does not run .ci/run")
+	}
+	if check.TimeoutMinutes == 0 || check.TimeoutMinutes > 90 {
+		t.Errorf("timeout-minutes %d, want at most 90", check.TimeoutMinutes)
+	}
+}
