@@ -29,6 +29,9 @@ type coordinator struct {
 	// accepted: a probe of every member since the claim found none that
 	// follows a coordinator before it; it moves nothing until then.
 	accepted bool
+	// actingAt: when it started to act (its /status says so from the
+	// next pass on).
+	actingAt time.Time
 	moves    map[string]*move
 	// named is the member it names holder of each EIP on /status; it
 	// changes only once the previous one no longer calls itself holder.
@@ -103,6 +106,7 @@ func (l *Loop) coordinate(now time.Time) {
 		if !co.accepted {
 			return
 		}
+		co.actingAt = now
 		l.log.Info("every member answered or was tried since the claim; acting as coordinator", "epoch", co.epoch)
 	}
 	for _, m := range co.moves {
@@ -363,45 +367,46 @@ func (l *Loop) heartbeatCheckDue(now time.Time) bool {
 // every interval), and writes its heartbeat at once.
 func (l *Loop) heartbeatWait() time.Duration { return 2 * l.cfg.ProbeInterval }
 
-// confirmFalls asks another member to probe each member whose probe fell
-// (groups of three or more): only a failure seen from two members counts.
+// confirmFalls asks every other member that answers to probe each member
+// whose probe fell (groups of three or more): only a failure that none of
+// them can see past counts (fallConfirmed).
 func (l *Loop) confirmFalls(now time.Time) {
 	for _, p := range l.peers {
-		if p.hist.Status() != health.Down || p.answering() || p.via.inFlight || len(l.members) < 3 {
+		if p.hist.Status() != health.Down || p.answering() || len(l.members) < 3 {
 			continue
 		}
-		if !p.via.triedAt.IsZero() && p.via.triedAt.After(p.downAt) && now.Sub(p.via.triedAt) < l.cfg.ProbeInterval {
-			continue
-		}
-		var via *peer
 		for _, q := range l.peers {
-			if q != p && q.ok && q.answering() && (via == nil || q.id < via.id) {
-				via = q
+			if q == p || !q.ok || !q.answering() {
+				continue
 			}
-		}
-		if via == nil {
-			continue
-		}
-		p.via.start(now)
-		target, ip := p.id, via.ip
-		l.exec.start(op{name: "probe " + target + " via " + via.id, timeout: 2 * l.cfg.ProbeTimeout,
-			run: func(ctx context.Context) func() {
-				a, answered, err := l.prober.CheckVia(ctx, ip, target)
-				return func() {
-					p.via.done(now, answered)
-					if !answered {
-						l.log.Debug("cannot probe a member through another", "instance_id", target, "via", ip, "error", err)
-						return
+			vp := p.via[q.id]
+			if vp == nil {
+				vp = &viaProbe{}
+				p.via[q.id] = vp
+			}
+			if vp.call.inFlight || (vp.call.triedAt.After(p.downAt) && now.Sub(vp.call.triedAt) < l.cfg.ProbeInterval) {
+				continue
+			}
+			vp.call.start(now)
+			target, ip, viaID := p.id, q.ip, q.id
+			l.exec.start(op{name: "probe " + target + " via " + viaID, timeout: 2 * l.cfg.ProbeTimeout,
+				run: func(ctx context.Context) func() {
+					a, answered, err := l.prober.CheckVia(ctx, ip, target)
+					return func() {
+						vp.call.done(now, answered)
+						if !answered {
+							l.log.Debug("cannot probe a member through another", "instance_id", target, "via", viaID, "error", err)
+							return
+						}
+						vp.at, vp.reached = now, a.Reachable
+						p.viaAt, p.viaEIPD, p.viaHolding = now, a.EIPDAnswered, a.Holding
+						if a.Reachable {
+							l.log.Info("this coordinator cannot reach a member that another member reaches; it stays",
+								"instance_id", target, "reached_by", viaID)
+						}
 					}
-					p.viaAt, p.viaEIPD, p.viaHolding = now, a.EIPDAnswered, a.Holding
-					if a.Reachable {
-						p.viaOK = now
-						l.log.Info("this coordinator cannot reach a member that another member reaches; it stays", "instance_id", target)
-					} else {
-						p.viaBad = now
-					}
-				}
-			}})
+				}})
+		}
 	}
 }
 

@@ -172,8 +172,8 @@ func (s *sim) resume(d *simDaemon) {
 
 func faultCrash(s *sim) {
 	d := s.someDaemon()
-	if !d.eipd {
-		return
+	if !d.eipd || d.frozen {
+		return // a hung instance restarts nothing
 	}
 	s.fault(d.id, "eipd crashes (SIGKILL)")
 	d.exit()

@@ -30,10 +30,9 @@ type peer struct {
 	status   *Status
 	answered time.Time // start of the last probe its eipd answered
 	downAt   time.Time // when its probe last fell
-	// Confirmation of a fall by another member (groups of three or more).
-	via    callState
-	viaOK  time.Time // another member reached it (start of that probe)
-	viaBad time.Time // another member could not reach it
+	// Confirmation of a fall by the other members (groups of three or
+	// more): each one's probe of it, by the member asked.
+	via    map[string]*viaProbe
 	// viaAt: the start of the last probe through another member that
 	// answered; viaEIPD and viaHolding: whether its eipd answered that
 	// member, and what it said it holds.
@@ -52,10 +51,19 @@ type peer struct {
 	eniSince listedSince
 }
 
+// viaProbe is one member's probe of another, for the coordinator.
+type viaProbe struct {
+	call callState
+	// at: start of its last answered probe; reached: whether it reached
+	// the member then (unanswered calls leave both alone).
+	at      time.Time
+	reached bool
+}
+
 func (l *Loop) peer(id, ip string) *peer {
 	p, ok := l.peers[id]
 	if !ok {
-		p = &peer{id: id, hist: health.NewHysteresis(1, l.cfg.ProbeFall)}
+		p = &peer{id: id, hist: health.NewHysteresis(1, l.cfg.ProbeFall), via: map[string]*viaProbe{}}
 		l.peers[id] = p
 	}
 	p.ip = ip

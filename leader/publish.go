@@ -275,10 +275,11 @@ func (l *Loop) lettingGo(p *peer, alloc string, since time.Time) bool {
 	// still read this coordinator's word: the last time it asked for this
 	// /status, and its trust in that word runs out a trust window later.
 	// One that never asked never had a word to trust.
-	// One that asked since this coordinator stopped naming anyone (a pass
-	// later: the /status it got was built after) read a word that names
-	// nobody, and let go.
-	if a := l.askedAt(p.id); a.After(since.Add(2 * l.cfg.Tick)) {
+	// One that asked since this coordinator stopped naming anyone, and
+	// since it acts (a pass later: the /status it got was built after, and
+	// says it acts, so its word counts), read a word that names nobody,
+	// and let go.
+	if a := l.askedAt(p.id); !l.co.actingAt.IsZero() && a.After(maxTime(since, l.co.actingAt).Add(2*l.cfg.Tick)) {
 		return true
 	}
 	asked := maxTime(l.askedAt(p.id), p.answered)

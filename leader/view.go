@@ -176,12 +176,32 @@ func (l *Loop) managed(pub string) *eipState {
 	return nil
 }
 
-// fallConfirmed: another member could not reach p either (groups of three
-// or more), or, in a group of two, p wrote no heartbeat since its probe
+// fallConfirmed: no other member that answers this coordinator reaches p
+// either (groups of three or more), or, in a group of two, p wrote no heartbeat since its probe
 // fell, by a member list read long enough after that (§3).
 func (l *Loop) fallConfirmed(p *peer, m eip.Instance) bool {
 	if len(l.members) >= 3 {
-		return p.viaBad.After(p.downAt) && !p.viaOK.After(p.viaBad)
+		// Every other member that answers was asked since the fall, and
+		// none reaches it (one whose own probe went unanswered is not
+		// counted; at least one must have answered).
+		asked := 0
+		for id, q := range l.peers {
+			if id == p.id || !q.ok || !q.answering() {
+				continue
+			}
+			vp := p.via[id]
+			switch {
+			case vp == nil || !vp.call.triedAt.After(p.downAt):
+				return false // not asked yet
+			case vp.at.After(p.downAt) && vp.reached:
+				return false
+			case vp.at.After(p.downAt):
+				asked++
+			case vp.call.inFlight:
+				return false
+			}
+		}
+		return asked > 0
 	}
 	return !l.list.at.Before(p.downAt.Add(l.heartbeatWait())) && m.Heartbeat.Equal(p.hbAtDown)
 }
