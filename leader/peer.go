@@ -32,7 +32,7 @@ type peer struct {
 	downAt   time.Time // when its probe last fell
 	// Confirmation of a fall by the other members (groups of three or
 	// more): each one's probe of it, by the member asked.
-	via    map[string]*viaProbe
+	via map[string]*viaProbe
 	// viaAt: the start of the last probe through another member that
 	// answered; viaEIPD and viaHolding: whether its eipd answered that
 	// member, and what it said it holds.
