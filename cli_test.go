@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/eipd/eipd/internal/cli"
 )
 
 // runCLI runs eipd with args and returns what the process would print on
@@ -17,7 +19,7 @@ func runCLI(t *testing.T, env map[string]string, args ...string) (stdout, stderr
 	t.Helper()
 	var out, errb bytes.Buffer
 	err := run(context.Background(), args, envOf(env), &out, &errb)
-	code = exitCode(err, &errb)
+	code = cli.ExitCode(err, &errb)
 	return out.String(), errb.String(), code
 }
 
@@ -79,7 +81,7 @@ func TestHelpStillPrintsUsage(t *testing.T) {
 	} {
 		var out, errb bytes.Buffer
 		err := run(context.Background(), []string{cmd, "-h"}, envOf(nil), &out, &errb)
-		if !errors.Is(err, flag.ErrHelp) || exitCode(err, &errb) != 0 {
+		if !errors.Is(err, flag.ErrHelp) || cli.ExitCode(err, &errb) != 0 {
 			t.Errorf("%s -h: %v", cmd, err)
 		}
 		if !strings.Contains(errb.String(), want) {
@@ -128,15 +130,20 @@ func TestVersionNamesCommitOnce(t *testing.T) {
 	}
 }
 
-func TestLifecycleHookFlag(t *testing.T) {
-	c, err := parseRunConfig("run", []string{"--group", "g"}, envOf(map[string]string{"EIPD_LIFECYCLE_HOOK": "eipd-handoff"}), &bytes.Buffer{})
-	if err != nil || c.LifecycleHook != "eipd-handoff" {
-		t.Errorf("EIPD_LIFECYCLE_HOOK: %q %v", c.LifecycleHook, err)
+func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+func TestRunSubcommands(t *testing.T) {
+	var out, errb bytes.Buffer
+	if err := run(context.Background(), []string{"version"}, envOf(nil), &out, &errb); err != nil || !strings.Contains(out.String(), "eipd dev (revision unknown, go") {
+		t.Errorf("version: %q %v", out.String(), err)
 	}
-	for _, bad := range []string{"has space", "semi;colon", strings.Repeat("a", 256)} {
-		_, err := parseRunConfig("run", []string{"--group", "g", "--lifecycle-hook", bad}, envOf(nil), &bytes.Buffer{})
-		if err == nil || !strings.Contains(err.Error(), "is not a lifecycle hook name") {
-			t.Errorf("--lifecycle-hook %q: %v", bad, err)
-		}
+	if err := run(context.Background(), []string{"frobnicate"}, envOf(nil), &out, &errb); cli.ExitCode(err, &errb) != 2 {
+		t.Errorf("unknown command should exit 2, got %v", err)
+	}
+	// Bad config exits 2 before touching AWS.
+	if err := run(context.Background(), []string{"run"}, envOf(nil), &out, &errb); cli.ExitCode(err, &errb) != 2 {
+		t.Errorf("run without --group should exit 2, got %v", err)
+	}
+	if err := run(context.Background(), []string{"run", "-h"}, envOf(nil), &out, &errb); !errors.Is(err, flag.ErrHelp) || cli.ExitCode(err, &errb) != 0 {
+		t.Errorf("run -h: %v", err)
 	}
 }

@@ -19,6 +19,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/eipd/eipd/internal/cli"
+	"github.com/eipd/eipd/internal/config"
 )
 
 // The control endpoint serves the local operator: `eipd status` reads the
@@ -158,22 +161,8 @@ func controlClient(addr string) (*http.Client, string) {
 
 func controlFlags(name string, getenv func(string) string) (*flag.FlagSet, *string) {
 	fs := flag.NewFlagSet("eipd "+name, flag.ContinueOnError)
-	addr := fs.String("control", envOr(getenv, "control"), "control address of the local daemon, host:port or unix:/path (EIPD_CONTROL)")
+	addr := fs.String("control", config.EnvOr(getenv, "control"), "control address of the local daemon, host:port or unix:/path (EIPD_CONTROL)")
 	return fs, addr
-}
-
-// envOr is the value of a run flag's EIPD_* variable, else its default:
-// the client commands find the daemon the way it was configured.
-func envOr(getenv func(string) string, flagName string) string {
-	if v := getenv(envName(flagName)); v != "" {
-		return v
-	}
-	for _, f := range runFlags {
-		if f.name == flagName {
-			return f.def
-		}
-	}
-	return ""
 }
 
 // unreachable explains a failed request to the local daemon.
@@ -181,31 +170,23 @@ func unreachable(addr string, err error) error {
 	return fmt.Errorf("cannot reach the local daemon at %s (is eipd running? is --control the same as the daemon's?): %w", addr, err)
 }
 
-// flagUsage prints a one-line synopsis and the flags of fs.
-func flagUsage(fs *flag.FlagSet, synopsis string) func(io.Writer) {
-	return func(w io.Writer) {
-		fmt.Fprintf(w, "Usage: %s\n\n", synopsis)
-		fs.PrintDefaults()
-	}
-}
-
 func cmdStatus(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs, addr := controlFlags("status", getenv)
 	asJSON := fs.Bool("json", false, "print the JSON document (the same as /status)")
 	watch := fs.Bool("watch", false, "show the whole group, refreshed every second: members from DescribeInstances, then each member's /status")
-	group := fs.String("group", getenv(envName("group")), "with --watch: the group (eipd:group tag) (EIPD_GROUP)")
+	group := fs.String("group", getenv(config.EnvName("group")), "with --watch: the group (eipd:group tag) (EIPD_GROUP)")
 	statusPort := fs.Int("status-port", 9380, "with --watch: the members' status port (the port of their --listen)")
-	if err := parseFlags(fs, args, stderr, flagUsage(fs, "eipd status [--json] [--control ADDR] | eipd status --watch --group NAME [--status-port PORT]")); err != nil {
+	if err := cli.ParseFlags(fs, args, stderr, cli.FlagUsage(fs, "eipd status [--json] [--control ADDR] | eipd status --watch --group NAME [--status-port PORT]")); err != nil {
 		return err
 	}
 	if *watch {
 		switch {
 		case *asJSON:
-			return usagef("--watch shows a table; it cannot be combined with --json")
+			return cli.Usagef("--watch shows a table; it cannot be combined with --json")
 		case *group == "":
-			return usagef("--watch needs --group (or EIPD_GROUP): the eipd:group tag of the members")
+			return cli.Usagef("--watch needs --group (or EIPD_GROUP): the eipd:group tag of the members")
 		case *statusPort < 1 || *statusPort > 65535:
-			return usagef("--status-port %d is not a TCP port", *statusPort)
+			return cli.Usagef("--status-port %d is not a TCP port", *statusPort)
 		}
 		return watchGroup(ctx, *group, *statusPort, getenv, stdout)
 	}
@@ -298,14 +279,14 @@ func dash(s string) string {
 func cmdHandoff(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs, addr := controlFlags("handoff", getenv)
 	to := fs.String("to", "", "instance ID to hand off to (default: the best ready member)")
-	if err := parseFlags(fs, args, stderr, flagUsage(fs, "eipd handoff [--to INSTANCE-ID] [--control ADDR]")); err != nil {
+	if err := cli.ParseFlags(fs, args, stderr, cli.FlagUsage(fs, "eipd handoff [--to INSTANCE-ID] [--control ADDR]")); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return usagef("unexpected arguments %q (see 'eipd handoff -h')", fs.Args())
+		return cli.Usagef("unexpected arguments %q (see 'eipd handoff -h')", fs.Args())
 	}
 	if *to != "" && !strings.HasPrefix(*to, "i-") {
-		return usagef("--to %q is not an instance ID (i-…)", *to)
+		return cli.Usagef("--to %q is not an instance ID (i-…)", *to)
 	}
 	client, base := controlClient(*addr)
 	ctx, cancel := context.WithTimeout(ctx, handoffWait+5*time.Second)
@@ -344,9 +325,9 @@ func cmdHandoff(ctx context.Context, args []string, getenv func(string) string, 
 // daemon listens on (--listen / EIPD_LISTEN, as for eipd run).
 func cmdHealthcheck(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("eipd healthcheck", flag.ContinueOnError)
-	listen := fs.String("listen", envOr(getenv, "listen"), "the daemon's status address (EIPD_LISTEN); /healthz is read on it, over loopback when it listens on all addresses")
+	listen := fs.String("listen", config.EnvOr(getenv, "listen"), "the daemon's status address (EIPD_LISTEN); /healthz is read on it, over loopback when it listens on all addresses")
 	u := fs.String("url", "", "URL to GET instead of the one --listen gives; 2xx means healthy")
-	if err := parseFlags(fs, args, stderr, flagUsage(fs, "eipd healthcheck [--listen ADDR | --url URL]")); err != nil {
+	if err := cli.ParseFlags(fs, args, stderr, cli.FlagUsage(fs, "eipd healthcheck [--listen ADDR | --url URL]")); err != nil {
 		return err
 	}
 	target := *u
@@ -360,7 +341,7 @@ func cmdHealthcheck(ctx context.Context, args []string, getenv func(string) stri
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
-		return usagef("--url %q: %v", target, err)
+		return cli.Usagef("--url %q: %v", target, err)
 	}
 	resp, err := getOnce(ctx, req)
 	if err != nil {
@@ -380,7 +361,7 @@ func cmdHealthcheck(ctx context.Context, args []string, getenv func(string) stri
 func healthzURL(listen string) (string, error) {
 	host, port, err := net.SplitHostPort(listen)
 	if err != nil || port == "" {
-		return "", usagef("--listen %q must be host:port, e.g. :9380", listen)
+		return "", cli.Usagef("--listen %q must be host:port, e.g. :9380", listen)
 	}
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 		host = "127.0.0.1"

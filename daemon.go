@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"runtime"
 	"strconv"
@@ -16,8 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/hashicorp/go-hclog"
@@ -27,6 +24,9 @@ import (
 	"github.com/eipd/eipd/eip"
 	"github.com/eipd/eipd/health"
 	"github.com/eipd/eipd/internal/awsenv"
+	"github.com/eipd/eipd/internal/cli"
+	"github.com/eipd/eipd/internal/config"
+	"github.com/eipd/eipd/internal/logging"
 	"github.com/eipd/eipd/leader"
 	"github.com/eipd/eipd/metrics"
 )
@@ -34,27 +34,6 @@ import (
 // callTimeout bounds every AWS call made by the daemon, so that one hung
 // call cannot wedge the loop for longer than the watchdog allows.
 const callTimeout = 5 * time.Second
-
-// loadAWS builds the SDK config and the IMDSv2-only client from the
-// standard AWS environment variables and the credential sources of an EC2
-// instance or ECS task (internal/awsenv says which, and why not the SDK's
-// whole default chain). The app ID puts "app/eipd-<version>" (the SDK turns
-// / into -) in every request's User-Agent, so eipd's calls are recognisable
-// in CloudTrail (userAgent field). The SDK's own log lines go to log.
-//
-// The AWS_* variables are read from the process environment, as the SDK
-// does, not through run's getenv: a caller that passes a restricted getenv
-// (tests do) must never fall back to the production endpoints.
-func loadAWS(ctx context.Context, log hclog.Logger) (aws.Config, *imds.Client, error) {
-	cfg, meta, err := awsenv.Load(ctx, os.Getenv, appID(), sdkLogger{log})
-	if err != nil {
-		return aws.Config{}, nil, fmt.Errorf("AWS configuration: %w", err)
-	}
-	return cfg, meta, nil
-}
-
-// appID is the SDK application ID: "eipd/" and the version.
-func appID() string { return "eipd/" + version }
 
 // imdsRetryMax caps the delay between two attempts at the identity: each
 // failed attempt is logged, so this is also the pace of those lines.
@@ -93,9 +72,9 @@ func identify(ctx context.Context, md *eip.Metadata, view *daemonView, log hclog
 }
 
 func cmdRun(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	cfg, err := parseRunConfig("run", args, getenv, stderr)
+	cfg, err := config.Parse("run", args, getenv, stderr)
 	if err != nil {
-		format := getenv(envName("log-format"))
+		format := getenv(config.EnvName("log-format"))
 		if cfg != nil {
 			format = cfg.LogFormat
 		}
@@ -104,16 +83,16 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stde
 		}
 		// Even a bad configuration is reported as JSON when JSON was asked
 		// for: a log pipeline must not choke on the one line that matters.
-		logFatal(newLogger("info", format, stderr), "invalid configuration", err)
-		return loggedError{err}
+		logFatal(logging.New("info", format, stderr), "invalid configuration", err)
+		return cli.Logged(err)
 	}
-	log := newLogger(cfg.LogLevel, cfg.LogFormat, stderr)
+	log := logging.New(cfg.LogLevel, cfg.LogFormat, stderr)
 	if err := runDaemon(ctx, cfg, getenv, log); err != nil {
 		if cfg.LogFormat != "json" {
 			return err
 		}
 		logFatal(log, "exiting on error", err)
-		return loggedError{err}
+		return cli.Logged(err)
 	}
 	return nil
 }
@@ -121,7 +100,7 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stde
 // logFatal logs the error that ends the daemon; a configuration error
 // lists its problems one per array element.
 func logFatal(log hclog.Logger, msg string, err error) {
-	var ce configError
+	var ce config.Error
 	if errors.As(err, &ce) {
 		problems := make([]string, len(ce))
 		for i, p := range ce {
@@ -133,37 +112,12 @@ func logFatal(log hclog.Logger, msg string, err error) {
 	log.Error(msg, "error", err)
 }
 
-// configFields is the effective configuration as log arguments, one per
-// flag under the flag's name with _ for -.
-func configFields(c *Config) []any {
-	out := make([]any, 0, 2*len(runFlags))
-	for _, f := range runFlags {
-		var v any
-		switch p := f.bind(c).(type) {
-		case *string:
-			v = *p
-		case *[]string:
-			v = append([]string{}, *p...)
-		case *time.Duration:
-			v = *p
-		case *int:
-			v = *p
-		case *float64:
-			v = *p
-		case *bool:
-			v = *p
-		}
-		out = append(out, strings.ReplaceAll(f.name, "-", "_"), v)
-	}
-	return out
-}
-
 // runDaemon is eipd run with a valid configuration.
-func runDaemon(ctx context.Context, cfg *Config, getenv func(string) string, log hclog.Logger) error {
-	log.Info("starting", append([]any{"version", version, "revision", revision}, configFields(cfg)...)...)
+func runDaemon(ctx context.Context, cfg *config.Config, getenv func(string) string, log hclog.Logger) error {
+	log.Info("starting", append([]any{"version", version, "revision", revision}, cfg.LogFields()...)...)
 	tuneRuntime(os.Getenv, cfg.Pprof)
 
-	awsCfg, imdsClient, err := loadAWS(ctx, log.Named("aws"))
+	awsCfg, imdsClient, err := awsenv.FromProcess(ctx, version, logging.SDK(log.Named("aws")))
 	if err != nil {
 		return err
 	}
@@ -171,7 +125,7 @@ func runDaemon(ctx context.Context, cfg *Config, getenv func(string) string, log
 		cfg.AllocationIDs, eip.Operations, eip.Outcomes, eip.IMDSOutcomes, nil)
 	checks, err := health.ParseAll(cfg.HealthChecks)
 	if err != nil {
-		return usageError{err}
+		return cli.Usage(err)
 	}
 	monitor := health.NewMonitor(health.Config{Interval: cfg.HealthInterval, FastInterval: cfg.HealthFast, Timeout: cfg.HealthTimeout, Rise: cfg.HealthRise, Fall: cfg.HealthFall},
 		checks, log.Named("health"), func(d time.Duration, err error) {
@@ -251,7 +205,7 @@ func runDaemon(ctx context.Context, cfg *Config, getenv func(string) string, log
 	}
 	ec2API := ec2.NewFromConfig(awsCfg, eip.GuardRequestBody)
 	endpointHost := ""
-	if u, err := ec2Endpoint(ctx, awsCfg); err == nil {
+	if u, err := awsenv.EC2Endpoint(ctx, awsCfg); err == nil {
 		endpointHost = u.Host
 	}
 	cloud := eip.New(eip.Config{Group: cfg.Group, DryRun: cfg.DryRun, Rate: cfg.APIRate, Burst: cfg.APIBurst, Now: now,
@@ -276,7 +230,7 @@ func runDaemon(ctx context.Context, cfg *Config, getenv func(string) string, log
 	goOwned("systemd notify", func(c context.Context) error { return feedSystemd(c, notify, loop, log) })
 	var asg *autoscaling.Client
 	if cfg.LifecycleHook != "" || cfg.ASGHealth {
-		asg = autoscaling.NewFromConfig(awsCfg, func(o *autoscaling.Options) { o.BaseEndpoint = autoScalingEndpoint(os.Getenv) })
+		asg = autoscaling.NewFromConfig(awsCfg, func(o *autoscaling.Options) { o.BaseEndpoint = awsenv.AutoScalingEndpoint(os.Getenv) })
 	}
 	if cfg.LifecycleHook != "" {
 		hook := asghook.New(asghook.Config{Hook: cfg.LifecycleHook, InstanceID: self.InstanceID, NoticeEvery: cfg.LifecyclePoll,
@@ -309,39 +263,6 @@ func runDaemon(ctx context.Context, cfg *Config, getenv func(string) string, log
 // The metrics follow the EC2 API's reachability.
 var _ eip.ReachabilityObserver = (*metrics.Metrics)(nil)
 
-// ec2Endpoint is the endpoint an EC2 client built from awsCfg calls: the
-// configured one (AWS_ENDPOINT_URL_EC2, AWS_ENDPOINT_URL), else the
-// Region's, FIPS or dual-stack as configured.
-func ec2Endpoint(ctx context.Context, awsCfg aws.Config) (*url.URL, error) {
-	o := ec2.NewFromConfig(awsCfg).Options()
-	ep, err := o.EndpointResolverV2.ResolveEndpoint(ctx, ec2.EndpointParameters{
-		Region:       aws.String(o.Region),
-		Endpoint:     o.BaseEndpoint,
-		UseFIPS:      aws.Bool(o.EndpointOptions.UseFIPSEndpoint == aws.FIPSEndpointStateEnabled),
-		UseDualStack: aws.Bool(o.EndpointOptions.UseDualStackEndpoint == aws.DualStackEndpointStateEnabled),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("resolve the EC2 endpoint of region %q: %w", o.Region, err)
-	}
-	return &ep.URI, nil
-}
-
-// autoScalingEndpoint is the Auto Scaling endpoint the environment sets:
-// AWS_ENDPOINT_URL_AUTO_SCALING, else AWS_ENDPOINT_URL, as the SDK resolves
-// a service's configured endpoint; nil (the regional endpoint) otherwise.
-// The EC2 endpoint of awsCfg.BaseEndpoint must not leak into this client.
-func autoScalingEndpoint(getenv func(string) string) *string {
-	if ignore, _ := strconv.ParseBool(getenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")); ignore {
-		return nil // awsenv.Load has refused a value that does not parse
-	}
-	for _, name := range []string{"AWS_ENDPOINT_URL_AUTO_SCALING", "AWS_ENDPOINT_URL"} {
-		if v := getenv(name); v != "" {
-			return aws.String(v)
-		}
-	}
-	return nil
-}
-
 // testClock returns the daemon's clock: time.Now, shifted by
 // EIPD_TEST_CLOCK_OFFSET (a Go duration) when set. It exists so end-to-end
 // tests can run a member with a skewed clock; the shift keeps the monotonic
@@ -353,7 +274,7 @@ func testClock(getenv func(string) string, log hclog.Logger) (func() time.Time, 
 	}
 	off, err := time.ParseDuration(v)
 	if err != nil {
-		return nil, fmt.Errorf("%w: EIPD_TEST_CLOCK_OFFSET=%q: want a Go duration such as 3s or -10m", errUsage, v)
+		return nil, fmt.Errorf("%w: EIPD_TEST_CLOCK_OFFSET=%q: want a Go duration such as 3s or -10m", cli.ErrUsage, v)
 	}
 	log.Warn("test clock offset in effect: this daemon's wall clock is shifted", "offset", off.String())
 	return func() time.Time { return time.Now().Add(off) }, nil

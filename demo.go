@@ -8,9 +8,8 @@ import (
 	"io"
 	"os"
 
-	"github.com/mattn/go-isatty"
-
 	"github.com/eipd/eipd/demo"
+	"github.com/eipd/eipd/internal/cli"
 )
 
 const demoUsage = `Usage: eipd demo [--instances N] [--duration D] [--haproxy] [--keep-logs DIR]
@@ -38,21 +37,21 @@ func cmdDemo(ctx context.Context, args []string, getenv func(string) string, std
 		fmt.Fprint(w, demoUsage)
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args, stderr, usage); err != nil {
+	if err := cli.ParseFlags(fs, args, stderr, usage); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return usagef("unexpected arguments %v (see 'eipd demo -h')", fs.Args())
+		return cli.Usagef("unexpected arguments %v (see 'eipd demo -h')", fs.Args())
 	}
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find the eipd executable to run the daemons from: %w", err)
 	}
-	live := terminal(stdout) && getenv("NO_COLOR") == "" && getenv("TERM") != "dumb"
+	live := cli.Terminal(stdout) && getenv("NO_COLOR") == "" && getenv("TERM") != "dumb"
 	o := demo.Options{Exe: exe, Instances: *instances, Duration: *duration, HAProxy: *useHAProxy, KeepLogs: *keepLogs,
 		Live: live, Color: live, Out: stdout}
 	if err := o.Validate(); err != nil {
-		return usageError{err}
+		return cli.Usage(err)
 	}
 	err = demo.Run(ctx, o)
 	if errors.Is(err, demo.ErrInvariant) || errors.Is(err, demo.ErrInterrupted) {
@@ -60,11 +59,4 @@ func cmdDemo(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	return err
-}
-
-// terminal reports whether w is a terminal: the live views redraw in place
-// only there.
-func terminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
 }

@@ -18,6 +18,10 @@ import (
 	"github.com/eipd/eipd/asghook"
 	"github.com/eipd/eipd/eip"
 	"github.com/eipd/eipd/health"
+	"github.com/eipd/eipd/internal/awsenv"
+	"github.com/eipd/eipd/internal/cli"
+	"github.com/eipd/eipd/internal/config"
+	"github.com/eipd/eipd/internal/logging"
 )
 
 // probeEC2 is what preflight sends with DryRun=true; *ec2.Client
@@ -101,16 +105,16 @@ func (r *preflightReport) result() error {
 // bad configuration like run does.
 func cmdPreflight(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	r := &preflightReport{w: stdout}
-	cfg, err := parseRunConfig("preflight", args, getenv, stderr)
+	cfg, err := config.Parse("preflight", args, getenv, stderr)
 	if err != nil {
-		var ce configError
+		var ce config.Error
 		if !errors.As(err, &ce) {
 			return err // -h, or a flag that does not parse: already one line
 		}
 		r.fail("fix the configuration (eipd run -h lists the flags)", errors.New(strings.TrimPrefix(ce.Error(), "invalid configuration:\n  ")))
-		return usagef("%d configuration problem(s); fix them and run eipd preflight again", len(ce))
+		return cli.Usagef("%d configuration problem(s); fix them and run eipd preflight again", len(ce))
 	}
-	awsCfg, imdsClient, err := loadAWS(ctx, hclog.NewNullLogger())
+	awsCfg, imdsClient, err := awsenv.FromProcess(ctx, version, logging.SDK(hclog.NewNullLogger()))
 	if !r.check(err, "AWS SDK configuration", "fix the AWS_* environment variables") {
 		return r.result()
 	}
@@ -142,7 +146,7 @@ func cmdPreflight(ctx context.Context, args []string, getenv func(string) string
 		preflightMoves(cctx, r, api, cfg.Group, a, self)
 	}
 	preflightTags(cctx, r, api, cfg.Group, addrs, self)
-	endpoint, err := ec2Endpoint(cctx, awsCfg)
+	endpoint, err := awsenv.EC2Endpoint(cctx, awsCfg)
 	if err != nil {
 		endpoint = nil
 	}
@@ -162,7 +166,7 @@ func cmdPreflight(ctx context.Context, args []string, getenv func(string) string
 }
 
 // preflightAddresses reads the EIPs eipd would manage and checks their tags.
-func preflightAddresses(ctx context.Context, r *preflightReport, cloud *eip.Client, cfg *Config) []eip.Address {
+func preflightAddresses(ctx context.Context, r *preflightReport, cloud *eip.Client, cfg *config.Config) []eip.Address {
 	var addrs []eip.Address
 	var err error
 	if len(cfg.AllocationIDs) > 0 {
@@ -333,7 +337,7 @@ func sdkTags(tags map[string]string) []types.Tag {
 // preflightAutoScaling checks that --lifecycle-hook and --asg-health have
 // an Auto Scaling group to act on: the instance's aws:autoscaling:groupName
 // tag. Their calls have no dry run, so the permissions are not checked.
-func preflightAutoScaling(r *preflightReport, cfg *Config, self types.Instance, selfErr error) {
+func preflightAutoScaling(r *preflightReport, cfg *config.Config, self types.Instance, selfErr error) {
 	var flags []string
 	if cfg.LifecycleHook != "" {
 		flags = append(flags, "--lifecycle-hook")

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/eipd/eipd/eip"
+	"github.com/eipd/eipd/internal/config"
 )
 
 // eni is a network interface as DescribeInstances lists it: its device
@@ -133,14 +134,14 @@ func TestPreflightAutoScaling(t *testing.T) {
 	inGroup := types.Instance{Tags: []types.Tag{{Key: aws.String("aws:autoscaling:groupName"), Value: aws.String("eipd-proxy-prod")}}}
 	for _, c := range []struct {
 		name   string
-		cfg    Config
+		cfg    config.Config
 		self   types.Instance
 		prefix string
 		want   string
 	}{
-		{"neither flag", Config{}, types.Instance{}, "", ""},
-		{"in a group", Config{ASGHealth: true}, inGroup, "ok", "in Auto Scaling group eipd-proxy-prod for --asg-health"},
-		{"not in a group", Config{ASGHealth: true, LifecycleHook: "eipd-handoff"}, types.Instance{}, "FAIL",
+		{"neither flag", config.Config{}, types.Instance{}, "", ""},
+		{"in a group", config.Config{ASGHealth: true}, inGroup, "ok", "in Auto Scaling group eipd-proxy-prod for --asg-health"},
+		{"not in a group", config.Config{ASGHealth: true, LifecycleHook: "eipd-handoff"}, types.Instance{}, "FAIL",
 			"unset --lifecycle-hook and --asg-health"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -8,36 +8,7 @@ import (
 	"time"
 
 	"github.com/eipd/eipd/eip"
-	"github.com/eipd/eipd/internal/awsenv"
 )
-
-// The EC2 endpoint eipd names in its messages and preflight resolves is
-// the one the SDK calls: the Region's, dual-stack or FIPS as configured, or
-// the configured URL.
-func TestEC2Endpoint(t *testing.T) {
-	for _, c := range []struct {
-		env  map[string]string
-		want string
-	}{
-		{map[string]string{"AWS_REGION": "eu-west-1"}, "https://ec2.eu-west-1.amazonaws.com"},
-		{map[string]string{"AWS_REGION": "eu-west-1", "AWS_USE_DUALSTACK_ENDPOINT": "true"}, "https://ec2.eu-west-1.api.aws"},
-		{map[string]string{"AWS_REGION": "us-east-1", "AWS_USE_FIPS_ENDPOINT": "true"}, "https://ec2-fips.us-east-1.amazonaws.com"},
-		{map[string]string{"AWS_REGION": "eu-west-1", "AWS_ENDPOINT_URL_EC2": "http://127.0.0.1:4566"}, "http://127.0.0.1:4566"},
-	} {
-		env := map[string]string{"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_EC2_METADATA_DISABLED": "true"}
-		for k, v := range c.env {
-			env[k] = v
-		}
-		cfg, _, err := awsenv.Load(context.Background(), func(k string) string { return env[k] }, "eipd/test", nil)
-		if err != nil {
-			t.Fatalf("%v: %v", c.env, err)
-		}
-		u, err := ec2Endpoint(context.Background(), cfg)
-		if err != nil || u.String() != c.want {
-			t.Errorf("%v: endpoint %v (%v), want %s", c.env, u, err, c.want)
-		}
-	}
-}
 
 // /status and eipd status say, while the EC2 API does not answer, since
 // when, why and what to do.

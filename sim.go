@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/eipd/eipd/ec2sim"
+	"github.com/eipd/eipd/internal/cli"
+	"github.com/eipd/eipd/internal/logging"
 )
 
 const simUsage = `Usage: eipd sim [flags]
@@ -42,32 +44,32 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fmt.Fprint(w, simUsage)
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args, stderr, usage); err != nil {
+	if err := cli.ParseFlags(fs, args, stderr, usage); err != nil {
 		return err
 	}
 	// The emulator always allocates at least one EIP (ec2sim.Options
 	// treats 0 as the default, 1), so 0 is refused rather than ignored.
 	switch {
 	case fs.NArg() > 0:
-		return usagef("unexpected arguments %q (see 'eipd sim -h')", fs.Args())
+		return cli.Usagef("unexpected arguments %q (see 'eipd sim -h')", fs.Args())
 	case *instances < 1 || *instances > 200:
-		return usagef("--instances %d: must be between 1 and 200", *instances)
+		return cli.Usagef("--instances %d: must be between 1 and 200", *instances)
 	case *eips < 1 || *eips > 100:
-		return usagef("--eips %d: must be between 1 and 100 (more can be allocated with AllocateAddress)", *eips)
+		return cli.Usagef("--eips %d: must be between 1 and 100 (more can be allocated with AllocateAddress)", *eips)
 	case *targetPort < 1 || *targetPort > 65535:
-		return usagef("--target-port %d: must be a TCP port", *targetPort)
+		return cli.Usagef("--target-port %d: must be a TCP port", *targetPort)
 	case *enis < 1 || *enis > 8:
-		return usagef("--enis %d: must be between 1 and 8", *enis)
+		return cli.Usagef("--enis %d: must be between 1 and 8", *enis)
 	case *privateIPs < 1 || *privateIPs > ec2sim.MaxPrivateIPs:
-		return usagef("--private-ips %d: must be between 1 and %d", *privateIPs, ec2sim.MaxPrivateIPs)
+		return cli.Usagef("--private-ips %d: must be between 1 and %d", *privateIPs, ec2sim.MaxPrivateIPs)
 	case *hook != "" && *asg == "":
-		return usagef("--lifecycle-hook needs --asg: a hook belongs to an Auto Scaling group")
+		return cli.Usagef("--lifecycle-hook needs --asg: a hook belongs to an Auto Scaling group")
 	}
 	var hooks []string
 	if *hook != "" {
 		hooks = []string{*hook}
 	}
-	log := newLogger(*logLevel, "text", stderr).Named("ec2sim")
+	log := logging.New(*logLevel, "text", stderr).Named("ec2sim")
 	sim, err := ec2sim.Start(ctx, ec2sim.Options{
 		Instances: *instances, EIPs: *eips, Group: *group, Listen: *listen, TargetPort: *targetPort,
 		ENIsPerInstance: *enis, PrivateIPs: *privateIPs, PropagationDelay: *propagation, AutoScalingGroup: *asg,

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/eipd/eipd/ec2sim"
+	"github.com/eipd/eipd/internal/cli"
 )
 
 // lockedBuffer is written by cmdSim's goroutine and read by the test.
@@ -76,7 +77,7 @@ func TestSimPrivateIPsFlag(t *testing.T) {
 	}
 	for _, bad := range []string{"0", "11", "-2"} {
 		err := cmdSim(context.Background(), []string{"--private-ips", bad}, io.Discard, io.Discard)
-		if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "--private-ips") {
+		if !errors.Is(err, cli.ErrUsage) || !strings.Contains(err.Error(), "--private-ips") {
 			t.Errorf("--private-ips %s: %v, want a usage error naming the flag", bad, err)
 		}
 	}

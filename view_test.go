@@ -22,6 +22,7 @@ import (
 
 	"github.com/eipd/eipd/eip"
 	"github.com/eipd/eipd/health"
+	"github.com/eipd/eipd/internal/cli"
 	"github.com/eipd/eipd/leader"
 	"github.com/eipd/eipd/metrics"
 )
@@ -463,7 +464,7 @@ func TestHealthzURL(t *testing.T) {
 			t.Errorf("healthzURL(%q) = %q, %v; want %q", listen, got, err, want)
 		}
 	}
-	if _, err := healthzURL("9380"); !errors.Is(err, errUsage) {
+	if _, err := healthzURL("9380"); !errors.Is(err, cli.ErrUsage) {
 		t.Errorf("healthzURL(9380): %v, want a usage error", err)
 	}
 }

@@ -14,7 +14,10 @@ import (
 
 	"github.com/eipd/eipd/eip"
 	"github.com/eipd/eipd/groupview"
+	"github.com/eipd/eipd/internal/awsenv"
+	"github.com/eipd/eipd/internal/cli"
 	"github.com/eipd/eipd/internal/groupstate"
+	"github.com/eipd/eipd/internal/logging"
 )
 
 // watchEvery is the refresh period of `eipd status --watch`: one
@@ -26,16 +29,16 @@ const watchEvery = time.Second
 // and every member's /status on its private IP, until Ctrl-C. Each move
 // (a member's last_failover) is shown once, as it appears.
 func watchGroup(ctx context.Context, group string, port int, getenv func(string) string, stdout io.Writer) error {
-	awsCfg, _, err := loadAWS(ctx, hclog.NewNullLogger())
+	awsCfg, _, err := awsenv.FromProcess(ctx, version, logging.SDK(hclog.NewNullLogger()))
 	if err != nil {
 		return err
 	}
 	if awsCfg.Region == "" {
-		return usagef("no AWS region: set AWS_REGION (or a region in the AWS profile)")
+		return cli.Usagef("no AWS region: set AWS_REGION (or a region in the AWS profile)")
 	}
 	cloud := eip.New(eip.Config{Group: group}, ec2.NewFromConfig(awsCfg, eip.GuardRequestBody), nil, nil)
 	hc := groupstate.NewHTTPClient(800 * time.Millisecond)
-	live := terminal(stdout) && getenv("NO_COLOR") == "" && getenv("TERM") != "dumb"
+	live := cli.Terminal(stdout) && getenv("NO_COLOR") == "" && getenv("TERM") != "dumb"
 	disp := &groupview.Display{W: stdout, Live: live, Color: live}
 	defer disp.Close()
 	disp.Event(time.Now(), "watching group %q: members from DescribeInstances, /status on port %d, every %s; Ctrl-C to stop", group, port, watchEvery)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/eipd/eipd/eip"
+	"github.com/eipd/eipd/internal/cli"
 	"github.com/eipd/eipd/internal/groupstate"
 	"github.com/eipd/eipd/leader"
 )
@@ -79,7 +80,7 @@ func TestStatusWatchAndDemoUsage(t *testing.T) {
 	for _, c := range cases {
 		var out, errb bytes.Buffer
 		err := run(context.Background(), c.args, envOf(nil), &out, &errb)
-		if exitCode(err, &errb) != 2 || !strings.Contains(errb.String(), c.want) {
+		if cli.ExitCode(err, &errb) != 2 || !strings.Contains(errb.String(), c.want) {
 			t.Errorf("eipd %s: exit %v, stderr %q; want exit 2 and %q", strings.Join(c.args, " "), err, errb.String(), c.want)
 		}
 	}

@@ -1,4 +1,4 @@
-package main
+package awsenv
 
 import (
 	"context"
@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	"github.com/hashicorp/go-hclog"
 )
 
 // TestSDKCallsCarryAppID: every EC2 call's User-Agent names eipd and its
@@ -37,7 +36,8 @@ func TestSDKCallsCarryAppID(t *testing.T) {
 	} {
 		t.Setenv(k, v)
 	}
-	cfg, _, err := loadAWS(context.Background(), hclog.NewNullLogger())
+	const version = "1.2.3-test"
+	cfg, _, err := FromProcess(context.Background(), version, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,9 +63,37 @@ func TestAutoScalingEndpoint(t *testing.T) {
 		{map[string]string{"AWS_ENDPOINT_URL": "http://all", "AWS_ENDPOINT_URL_AUTO_SCALING": "http://asg"}, "http://asg"},
 		{map[string]string{"AWS_ENDPOINT_URL_AUTO_SCALING": "http://asg", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true"}, ""},
 	} {
-		got := autoScalingEndpoint(envOf(c.env))
+		got := AutoScalingEndpoint(envOf(c.env))
 		if (got == nil) != (c.want == "") || (got != nil && *got != c.want) {
 			t.Errorf("%v: got %v, want %q", c.env, got, c.want)
+		}
+	}
+}
+
+// The EC2 endpoint eipd names in its messages and preflight resolves is
+// the one the SDK calls: the Region's, dual-stack or FIPS as configured, or
+// the configured URL.
+func TestEC2Endpoint(t *testing.T) {
+	for _, c := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"AWS_REGION": "eu-west-1"}, "https://ec2.eu-west-1.amazonaws.com"},
+		{map[string]string{"AWS_REGION": "eu-west-1", "AWS_USE_DUALSTACK_ENDPOINT": "true"}, "https://ec2.eu-west-1.api.aws"},
+		{map[string]string{"AWS_REGION": "us-east-1", "AWS_USE_FIPS_ENDPOINT": "true"}, "https://ec2-fips.us-east-1.amazonaws.com"},
+		{map[string]string{"AWS_REGION": "eu-west-1", "AWS_ENDPOINT_URL_EC2": "http://127.0.0.1:4566"}, "http://127.0.0.1:4566"},
+	} {
+		env := map[string]string{"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_EC2_METADATA_DISABLED": "true"}
+		for k, v := range c.env {
+			env[k] = v
+		}
+		cfg, _, err := Load(context.Background(), func(k string) string { return env[k] }, "eipd/test", nil)
+		if err != nil {
+			t.Fatalf("%v: %v", c.env, err)
+		}
+		u, err := EC2Endpoint(context.Background(), cfg)
+		if err != nil || u.String() != c.want {
+			t.Errorf("%v: endpoint %v (%v), want %s", c.env, u, err, c.want)
 		}
 	}
 }

@@ -1,4 +1,7 @@
-package main
+// Package config is the configuration of `eipd run` (and `eipd preflight`,
+// which takes the same flags): the flag | env | default table, parsing
+// (flag > env > default) and validation that reports every problem at once.
+package config
 
 import (
 	"errors"
@@ -11,6 +14,7 @@ import (
 	"time"
 
 	"github.com/eipd/eipd/health"
+	"github.com/eipd/eipd/internal/cli"
 )
 
 // Config is the configuration of `eipd run`. Every field has a flag and an
@@ -55,8 +59,8 @@ type flagSpec struct {
 	bind  func(c *Config) any
 }
 
-// envName is the environment variable of a flag: EIPD_ + upper case, - → _.
-func envName(flagName string) string {
+// EnvName is the environment variable of a flag: EIPD_ + upper case, - → _.
+func EnvName(flagName string) string {
 	return "EIPD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
@@ -118,31 +122,31 @@ func splitList(v string) []string {
 	return strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\t' })
 }
 
-// parseRunConfig parses flags over env over defaults. Bad env values are
+// Parse parses flags over env over defaults. Bad env values are
 // reported with the rest by Validate's caller.
 // cmd is the subcommand (run, preflight): both take the daemon's flags.
-func parseRunConfig(cmd string, args []string, getenv func(string) string, stderr io.Writer) (*Config, error) {
+func Parse(cmd string, args []string, getenv func(string) string, stderr io.Writer) (*Config, error) {
 	c := &Config{}
 	fs := flag.NewFlagSet("eipd "+cmd, flag.ContinueOnError)
 	var problems []error
 	for _, f := range runFlags {
 		raw, fromEnv := f.def, false
-		if v := getenv(envName(f.name)); v != "" {
+		if v := getenv(EnvName(f.name)); v != "" {
 			raw, fromEnv = v, true
 		}
 		if err := setDefault(fs, f, c, raw); err != nil {
 			if fromEnv {
-				problems = append(problems, fmt.Errorf("%s=%q: %v", envName(f.name), raw, err))
+				problems = append(problems, fmt.Errorf("%s=%q: %v", EnvName(f.name), raw, err))
 			} else {
 				problems = append(problems, fmt.Errorf("default of --%s: %v", f.name, err))
 			}
 			_ = setDefault(fs, f, c, f.def)
 		}
 	}
-	err := parseFlags(fs, args, stderr, func(w io.Writer) {
+	err := cli.ParseFlags(fs, args, stderr, func(w io.Writer) {
 		fmt.Fprintf(w, "Usage: eipd %s --group NAME [flags]\n\nEach flag can also be set with its environment variable (flag > env > default).\n\n", cmd)
 		for _, f := range runFlags {
-			fmt.Fprintf(w, "  --%s (%s, default %q)\n      %s\n", f.name, envName(f.name), f.def, f.usage)
+			fmt.Fprintf(w, "  --%s (%s, default %q)\n      %s\n", f.name, EnvName(f.name), f.def, f.usage)
 		}
 	})
 	if err != nil {
@@ -152,7 +156,7 @@ func parseRunConfig(cmd string, args []string, getenv func(string) string, stder
 		problems = append(problems, fmt.Errorf("unexpected arguments: %q", fs.Args()))
 	}
 	if all := append(problems, c.problems()...); len(all) > 0 {
-		return c, usageError{configError(all)}
+		return c, cli.Usage(Error(all))
 	}
 	return c, nil
 }
@@ -215,7 +219,7 @@ func (d *durationValue) Set(s string) error {
 // Validate returns every problem at once.
 func (c *Config) Validate() error {
 	if errs := c.problems(); len(errs) > 0 {
-		return usageError{configError(errs)}
+		return cli.Usage(Error(errs))
 	}
 	return nil
 }
@@ -326,11 +330,11 @@ func validateControl(addr string) error {
 	return nil
 }
 
-// configError lists every configuration problem, one per line, so the
-// operator sees them all; Problems gives them one by one (preflight).
-type configError []error
+// Error lists every configuration problem, one per line, so the
+// operator sees them all; its elements give them one by one (preflight).
+type Error []error
 
-func (e configError) Error() string {
+func (e Error) Error() string {
 	msgs := make([]string, len(e))
 	for i, p := range e {
 		msgs[i] = p.Error()
@@ -338,4 +342,43 @@ func (e configError) Error() string {
 	return "invalid configuration:\n  " + strings.Join(msgs, "\n  ")
 }
 
-func (e configError) Unwrap() []error { return e }
+func (e Error) Unwrap() []error { return e }
+
+// EnvOr is the value of a run flag's EIPD_* variable, else its default:
+// the client commands find the daemon the way it was configured.
+func EnvOr(getenv func(string) string, flagName string) string {
+	if v := getenv(EnvName(flagName)); v != "" {
+		return v
+	}
+	for _, f := range runFlags {
+		if f.name == flagName {
+			return f.def
+		}
+	}
+	return ""
+}
+
+// LogFields is the effective configuration as log arguments, one per
+// flag under the flag's name with _ for -.
+func (c *Config) LogFields() []any {
+	out := make([]any, 0, 2*len(runFlags))
+	for _, f := range runFlags {
+		var v any
+		switch p := f.bind(c).(type) {
+		case *string:
+			v = *p
+		case *[]string:
+			v = append([]string{}, *p...)
+		case *time.Duration:
+			v = *p
+		case *int:
+			v = *p
+		case *float64:
+			v = *p
+		case *bool:
+			v = *p
+		}
+		out = append(out, strings.ReplaceAll(f.name, "-", "_"), v)
+	}
+	return out
+}

@@ -1,23 +1,26 @@
-package main
+package config
 
 import (
 	"bytes"
-	"context"
+	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/eipd/eipd/internal/cli"
+	"github.com/eipd/eipd/internal/logging"
 )
 
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
 func TestDefaultsMatchDesign(t *testing.T) {
-	c, err := parseRunConfig("run", []string{"--group", "web"}, envOf(nil), &bytes.Buffer{})
+	c, err := Parse("run", []string{"--group", "web"}, envOf(nil), &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +43,7 @@ func TestFlagOverEnvOverDefault(t *testing.T) {
 		"EIPD_ALLOCATION_ID": "eipalloc-0123456789abcdef0, eipalloc-0123456789abcdef1",
 		"EIPD_HEALTH_CHECK":  "tcp://127.0.0.1:80,http://127.0.0.1:8080/healthz", "EIPD_DRY_RUN": "true",
 	})
-	c, err := parseRunConfig("run", []string{"--renew-interval", "4s", "--allocation-id", "eipalloc-0123456789abcdef2"}, env, &bytes.Buffer{})
+	c, err := Parse("run", []string{"--renew-interval", "4s", "--allocation-id", "eipalloc-0123456789abcdef2"}, env, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +57,7 @@ func TestFlagOverEnvOverDefault(t *testing.T) {
 	if !slices.Equal(c.HealthChecks, []string{"tcp://127.0.0.1:80", "http://127.0.0.1:8080/healthz"}) {
 		t.Errorf("health checks from env %v", c.HealthChecks)
 	}
-	c, err = parseRunConfig("run", []string{"--group", "g", "--allocation-id", "eipalloc-0123456789abcdef0", "--allocation-id", "eipalloc-0123456789abcdef1"}, envOf(nil), &bytes.Buffer{})
+	c, err = Parse("run", []string{"--group", "g", "--allocation-id", "eipalloc-0123456789abcdef0", "--allocation-id", "eipalloc-0123456789abcdef1"}, envOf(nil), &bytes.Buffer{})
 	if err != nil || len(c.AllocationIDs) != 2 {
 		t.Errorf("repeatable flag: %v %v", c.AllocationIDs, err)
 	}
@@ -62,12 +65,12 @@ func TestFlagOverEnvOverDefault(t *testing.T) {
 
 func TestInvalidConfigListsEveryProblem(t *testing.T) {
 	env := envOf(map[string]string{"EIPD_HEALTH_FALL": "three", "EIPD_MEMBER_POLL": "soon"})
-	_, err := parseRunConfig("run", []string{
+	_, err := Parse("run", []string{
 		"--allocation-id", "203.0.113.7", "--health-check", "ftp://x:1", "--listen", "127.0.0.1",
 		"--control", "0.0.0.0:9381", "--renew-interval", "5s", "--lease-duration", "6s",
 		"--health-timeout", "2s", "--log-level", "loud", "--log-format", "xml", "--api-rate", "0",
 	}, env, &bytes.Buffer{})
-	if !errors.Is(err, errUsage) {
+	if !errors.Is(err, cli.ErrUsage) {
 		t.Fatalf("want a usage error, got %v", err)
 	}
 	msg := err.Error()
@@ -82,7 +85,7 @@ func TestInvalidConfigListsEveryProblem(t *testing.T) {
 		}
 	}
 	var stderr bytes.Buffer
-	if code := exitCode(err, &stderr); code != 2 {
+	if code := cli.ExitCode(err, &stderr); code != 2 {
 		t.Errorf("exit code %d, want 2", code)
 	}
 }
@@ -90,7 +93,7 @@ func TestInvalidConfigListsEveryProblem(t *testing.T) {
 // A coordinator may act for lease - skew after a renewal began; renewals
 // must come at least that often.
 func TestRenewIntervalWithinTrust(t *testing.T) {
-	_, err := parseRunConfig("run", []string{"--group", "g", "--renew-interval", "3s", "--lease-duration", "6s",
+	_, err := Parse("run", []string{"--group", "g", "--renew-interval", "3s", "--lease-duration", "6s",
 		"--max-clock-skew", "4s", "--address-poll", "1s"}, envOf(nil), &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "--renew-interval (3s) must not exceed --lease-duration minus --max-clock-skew (2s)") {
 		t.Fatalf("want the renew interval refused, got %v", err)
@@ -117,22 +120,22 @@ func TestAddressPollWithinTrust(t *testing.T) {
 		{[]string{"--member-poll", "-1s"}, "--member-poll"},
 	} {
 		args := append([]string{"--group", "g"}, c.args...)
-		cfg, err := parseRunConfig("run", args, envOf(nil), &bytes.Buffer{})
+		cfg, err := Parse("run", args, envOf(nil), &bytes.Buffer{})
 		switch {
 		case c.bad == "" && err != nil:
 			t.Errorf("%v: %v", c.args, err)
-		case c.bad != "" && (!errors.Is(err, errUsage) || !strings.Contains(err.Error(), c.bad)):
+		case c.bad != "" && (!errors.Is(err, cli.ErrUsage) || !strings.Contains(err.Error(), c.bad)):
 			t.Errorf("%v: %v, want a usage error containing %q", c.args, err, c.bad)
 		case c.bad == "" && c.args != nil && cfg.AddressPoll == 5*time.Second && cfg.LeaseDuration == 10*time.Second:
 			t.Errorf("%v: flags not applied: %+v", c.args, *cfg)
 		}
 	}
-	cfg, err := parseRunConfig("run", []string{"--group", "g"}, envOf(map[string]string{"EIPD_ADDRESS_POLL": "2s", "EIPD_MEMBER_POLL": "5m"}), &bytes.Buffer{})
+	cfg, err := Parse("run", []string{"--group", "g"}, envOf(map[string]string{"EIPD_ADDRESS_POLL": "2s", "EIPD_MEMBER_POLL": "5m"}), &bytes.Buffer{})
 	if err != nil || cfg.AddressPoll != 2*time.Second || cfg.MemberPoll != 5*time.Minute {
 		t.Errorf("poll intervals from the environment: %+v %v", cfg, err)
 	}
 	for _, old := range []string{"--holder-poll", "--standby-poll"} {
-		if _, err := parseRunConfig("run", []string{"--group", "g", old, "10s"}, envOf(nil), &bytes.Buffer{}); err == nil {
+		if _, err := Parse("run", []string{"--group", "g", old, "10s"}, envOf(nil), &bytes.Buffer{}); err == nil {
 			t.Errorf("%s is accepted; it no longer exists", old)
 		}
 	}
@@ -149,31 +152,14 @@ func TestControlMustBeLocal(t *testing.T) {
 	}
 }
 
-func TestRunSubcommands(t *testing.T) {
-	var out, errb bytes.Buffer
-	if err := run(context.Background(), []string{"version"}, envOf(nil), &out, &errb); err != nil || !strings.Contains(out.String(), "eipd dev (revision unknown, go") {
-		t.Errorf("version: %q %v", out.String(), err)
-	}
-	if err := run(context.Background(), []string{"frobnicate"}, envOf(nil), &out, &errb); exitCode(err, &errb) != 2 {
-		t.Errorf("unknown command should exit 2, got %v", err)
-	}
-	// Bad config exits 2 before touching AWS.
-	if err := run(context.Background(), []string{"run"}, envOf(nil), &out, &errb); exitCode(err, &errb) != 2 {
-		t.Errorf("run without --group should exit 2, got %v", err)
-	}
-	if err := run(context.Background(), []string{"run", "-h"}, envOf(nil), &out, &errb); !errors.Is(err, flag.ErrHelp) || exitCode(err, &errb) != 0 {
-		t.Errorf("run -h: %v", err)
-	}
-}
-
 // helpRow matches one flag of `eipd run -h`: "  --name (ENV, default "x")" then the usage line.
 var helpRow = regexp.MustCompile(`(?m)^  --([a-z-]+) \((EIPD_[A-Z_]+), default "(.*)"\)\n      (.+)$`)
 
 // TestREADMEFlagsTableMatchesHelp compares the README's flag table with
 // what `eipd run -h` prints, row by row.
 func TestREADMEFlagsTableMatchesHelp(t *testing.T) {
-	var out, help bytes.Buffer
-	_ = run(context.Background(), []string{"run", "-h"}, envOf(nil), &out, &help)
+	var help bytes.Buffer
+	_, _ = Parse("run", []string{"-h"}, envOf(nil), &help)
 	var want []string
 	for _, m := range helpRow.FindAllStringSubmatch(help.String(), -1) {
 		def := m[3]
@@ -185,7 +171,7 @@ func TestREADMEFlagsTableMatchesHelp(t *testing.T) {
 	if len(want) != len(runFlags) {
 		t.Fatalf("parsed %d flags from -h, want %d:\n%s", len(want), len(runFlags), help.String())
 	}
-	readme, err := os.ReadFile("README.md")
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,4 +196,56 @@ func mdCode(s string) string {
 		return s
 	}
 	return "`" + s + "`"
+}
+
+func TestLifecycleHookFlag(t *testing.T) {
+	c, err := Parse("run", []string{"--group", "g"}, envOf(map[string]string{"EIPD_LIFECYCLE_HOOK": "eipd-handoff"}), &bytes.Buffer{})
+	if err != nil || c.LifecycleHook != "eipd-handoff" {
+		t.Errorf("EIPD_LIFECYCLE_HOOK: %q %v", c.LifecycleHook, err)
+	}
+	for _, bad := range []string{"has space", "semi;colon", strings.Repeat("a", 256)} {
+		_, err := Parse("run", []string{"--group", "g", "--lifecycle-hook", bad}, envOf(nil), &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), "is not a lifecycle hook name") {
+			t.Errorf("--lifecycle-hook %q: %v", bad, err)
+		}
+	}
+}
+
+// jsonLines decodes every line of b as one JSON object.
+func jsonLines(t *testing.T, b []byte) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("not one JSON object: %q: %v", line, err)
+		}
+		for _, k := range []string{"@level", "@message", "@timestamp", "@module"} {
+			if _, ok := m[k]; !ok {
+				t.Errorf("line lacks %s: %q", k, line)
+			}
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// TestStartLineIsStructured: the configuration is one field per setting.
+func TestStartLineIsStructured(t *testing.T) {
+	c, err := Parse("run", []string{"--group", "web", "--renew-interval", "2s"}, envOf(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	logging.New("info", "json", &buf).Info("starting", c.LogFields()...)
+	m := jsonLines(t, buf.Bytes())[0]
+	if m["group"] != "web" || m["renew_interval"] != "2s" || m["health_rise"] != float64(2) || m["dry_run"] != false {
+		t.Errorf("start line: %v", m)
+	}
+	if hc, _ := m["health_check"].([]any); len(hc) != 1 || hc[0] != "tcp://127.0.0.1:80" {
+		t.Errorf("health_check: %v", m["health_check"])
+	}
+	if len(m) != len(runFlags)+4 {
+		t.Errorf("%d fields, want one per flag (%d) and the 4 fixed keys: %v", len(m), len(runFlags), m)
+	}
 }

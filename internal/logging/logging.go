@@ -1,17 +1,20 @@
-package main
+// Package logging makes the one root logger of an eipd command (hclog, text
+// or JSON, durations written as Go durations) and hands the AWS SDK's own
+// messages to it.
+package logging
 
 import (
 	"fmt"
 	"io"
 	"time"
 
-	"github.com/aws/smithy-go/logging"
+	smithylogging "github.com/aws/smithy-go/logging"
 	"github.com/hashicorp/go-hclog"
 )
 
-// newLogger is the one root logger of a command. In JSON mode every line
+// New is the one root logger of a command. In JSON mode every line
 // is one object with @level, @message, @timestamp and @module.
-func newLogger(level, format string, w io.Writer) hclog.Logger {
+func New(level, format string, w io.Writer) hclog.Logger {
 	return durationsAsText{hclog.New(&hclog.LoggerOptions{
 		Name: "eipd", Level: hclog.LevelFromString(level), Output: w,
 		JSONFormat: format == "json", TimeFormat: "2006-01-02T15:04:05.000Z07:00",
@@ -75,14 +78,16 @@ func (l durationsAsText) ResetNamed(name string) hclog.Logger {
 	return durationsAsText{l.Logger.ResetNamed(name)}
 }
 
-// sdkLogger sends the AWS SDK's own messages (it logs warnings, e.g. about
-// a response it could not check) to the daemon's logger, so they follow
-// --log-format instead of going to stderr as plain text.
+// SDK sends the AWS SDK's own messages (it logs warnings, e.g. about a
+// response it could not check) to log, so they follow --log-format
+// instead of going to stderr as plain text.
+func SDK(log hclog.Logger) smithylogging.Logger { return sdkLogger{log} }
+
 type sdkLogger struct{ log hclog.Logger }
 
-func (s sdkLogger) Logf(c logging.Classification, format string, v ...any) {
+func (s sdkLogger) Logf(c smithylogging.Classification, format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)
-	if c == logging.Warn {
+	if c == smithylogging.Warn {
 		s.log.Warn(msg)
 		return
 	}
