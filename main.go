@@ -1,4 +1,9 @@
 // Command eipd keeps AWS Elastic IPs on a healthy instance of a small cluster.
+//
+// This file only parses the command and hands over: `eipd run` to package
+// daemon, the operator's commands (status, handoff, preflight, healthcheck)
+// to package ops, `eipd sim` and `eipd demo` to package sandbox. README's
+// Layout says what each package does.
 package main
 
 import (
@@ -11,9 +16,12 @@ import (
 	"strings"
 	"syscall"
 
-	// Before every other initialiser: see the package.
+	"github.com/eipd/eipd/daemon"
 	"github.com/eipd/eipd/internal/cli"
+	// Before every other initialiser: see the package.
 	_ "github.com/eipd/eipd/internal/earlyinit"
+	"github.com/eipd/eipd/ops"
+	"github.com/eipd/eipd/sandbox"
 )
 
 // Set by the linker: -X main.version=… -X main.revision=….
@@ -53,6 +61,17 @@ func versionLine(version, revision string) string {
 	return fmt.Sprintf("eipd %s (revision %s, %s)", version, revision, runtime.Version())
 }
 
+// commands are the subcommands of usageText, by name.
+var commands = map[string]cli.Command{
+	"run":         daemon.Command,
+	"status":      ops.Status,
+	"handoff":     ops.Handoff,
+	"preflight":   ops.Preflight,
+	"healthcheck": ops.Healthcheck,
+	"sim":         sandbox.Sim,
+	"demo":        sandbox.Demo,
+}
+
 // run is main without the process: testable as is.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -60,21 +79,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cli.ErrUsage
 	}
 	cmd, rest := args[0], args[1:]
+	if c, ok := commands[cmd]; ok {
+		return c(ctx, rest, cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr, Version: version, Revision: revision})
+	}
 	switch cmd {
-	case "run":
-		return cmdRun(ctx, rest, getenv, stderr)
-	case "status":
-		return cmdStatus(ctx, rest, getenv, stdout, stderr)
-	case "handoff":
-		return cmdHandoff(ctx, rest, getenv, stdout, stderr)
-	case "preflight":
-		return cmdPreflight(ctx, rest, getenv, stdout, stderr)
-	case "healthcheck":
-		return cmdHealthcheck(ctx, rest, getenv, stderr)
-	case "sim":
-		return cmdSim(ctx, rest, stdout, stderr)
-	case "demo":
-		return cmdDemo(ctx, rest, getenv, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, versionLine(version, revision))
 		return nil

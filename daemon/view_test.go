@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"reflect"
@@ -22,7 +21,7 @@ import (
 
 	"github.com/eipd/eipd/eip"
 	"github.com/eipd/eipd/health"
-	"github.com/eipd/eipd/internal/cli"
+	"github.com/eipd/eipd/internal/control"
 	"github.com/eipd/eipd/leader"
 	"github.com/eipd/eipd/metrics"
 )
@@ -176,7 +175,7 @@ func TestReadyWhileWaitingForIMDS(t *testing.T) {
 	}
 	ctx := context.Background()
 	d := v.status(ctx, nil)
-	if d.Waiting != waitingForIMDS || d.WaitingAttempts != 3 || d.WaitingError != "connection refused" || d.EIPs == nil || d.Health != "up" {
+	if d.Waiting != control.WaitingForIMDS || d.WaitingAttempts != 3 || d.WaitingError != "connection refused" || d.EIPs == nil || d.Health != "up" {
 		t.Errorf("status while waiting: %+v", d)
 	}
 	loop := &fakeLoop{}
@@ -211,7 +210,7 @@ func TestStatusAcceptsCoordinatorProbe(t *testing.T) {
 	v := newDaemonView(time.Minute, fakeHealth{health.Up})
 	ctx := context.Background()
 	// Before the loop runs: answered, not passed on (nothing to pass to).
-	if d := v.status(ctx, url.Values{"coordinator": {"i-co"}, "epoch": {"3"}}); d.Waiting != waitingForIMDS {
+	if d := v.status(ctx, url.Values{"coordinator": {"i-co"}, "epoch": {"3"}}); d.Waiting != control.WaitingForIMDS {
 		t.Errorf("status while waiting: %+v", d)
 	}
 	loop := &fakeLoop{}
@@ -332,13 +331,14 @@ func TestMemberEndpointsOverHTTP(t *testing.T) {
 func startControl(t *testing.T, v *daemonView) string {
 	t.Helper()
 	addr := "unix:" + filepath.Join(t.TempDir(), "c.sock")
-	ln, err := listenControl(addr)
+	ln, err := control.Listen(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- newControlServer(v, hclog.NewNullLogger()).Serve(ctx, ln) }()
+	srv := control.NewServer(func(ctx context.Context) control.StatusDoc { return v.status(ctx, nil) }, v.handoff, hclog.NewNullLogger())
+	go func() { done <- srv.Serve(ctx, ln) }()
 	t.Cleanup(func() {
 		cancel()
 		<-done
@@ -410,61 +410,5 @@ func TestHandoffTargetIsChecked(t *testing.T) {
 	defer loop.mu.Unlock()
 	if strings.Join(loop.handoffTo, ",") != "i-a," {
 		t.Errorf("loop got handoffs to %q", loop.handoffTo)
-	}
-}
-
-// TestHealthcheckUsesListen: eipd healthcheck reads /healthz where the
-// daemon listens (EIPD_LISTEN or --listen), and fails with the reason.
-func TestHealthcheckUsesListen(t *testing.T) {
-	var fail atomic.Bool
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/healthz" {
-			http.NotFound(w, r)
-			return
-		}
-		if fail.Load() {
-			http.Error(w, "not live: the main loop has completed no pass", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok\n"))
-	}))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Listener = ln
-	srv.Start()
-	defer srv.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-
-	for _, env := range []map[string]string{{"EIPD_LISTEN": ":" + port}, {"EIPD_LISTEN": "0.0.0.0:" + port}, {"EIPD_LISTEN": "127.0.0.1:" + port}} {
-		if _, stderr, code := runCLI(t, env, "healthcheck"); code != 0 {
-			t.Errorf("%v: exit %d %q", env, code, stderr)
-		}
-	}
-	if _, _, code := runCLI(t, map[string]string{"EIPD_LISTEN": ":" + port}, "healthcheck", "--listen", ":1"); code != 1 {
-		t.Errorf("--listen :1 should override EIPD_LISTEN and fail, exit %d", code)
-	}
-	if _, _, code := runCLI(t, nil, "healthcheck", "--listen", ":"+port); code != 0 {
-		t.Errorf("--listen :%s: exit %d", port, code)
-	}
-	fail.Store(true)
-	if _, stderr, code := runCLI(t, map[string]string{"EIPD_LISTEN": ":" + port}, "healthcheck"); code != 1 || !strings.Contains(stderr, "503 Service Unavailable: not live") {
-		t.Errorf("healthcheck of a stuck daemon: exit %d %q", code, stderr)
-	}
-}
-
-func TestHealthzURL(t *testing.T) {
-	for listen, want := range map[string]string{
-		":9380": "http://127.0.0.1:9380/healthz", "0.0.0.0:9380": "http://127.0.0.1:9380/healthz",
-		"[::]:9380": "http://[::1]:9380/healthz", "10.0.1.5:9400": "http://10.0.1.5:9400/healthz",
-		"localhost:9380": "http://localhost:9380/healthz",
-	} {
-		if got, err := healthzURL(listen); err != nil || got != want {
-			t.Errorf("healthzURL(%q) = %q, %v; want %q", listen, got, err, want)
-		}
-	}
-	if _, err := healthzURL("9380"); !errors.Is(err, cli.ErrUsage) {
-		t.Errorf("healthzURL(9380): %v, want a usage error", err)
 	}
 }

@@ -1,72 +1,48 @@
-package main
+package ops
 
 import (
-	"io/fs"
-	"net"
-	"os"
+	"bytes"
+	"context"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/eipd/eipd/internal/cli"
+	"github.com/eipd/eipd/internal/control"
 	"github.com/eipd/eipd/leader"
 )
 
-// TestControlSocketMode: the control socket is created with mode 0600 in a
-// directory made if missing, whatever the umask.
-func TestControlSocketMode(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "run", "eipd", "eipd.sock")
-	ln, err := listenControl("unix:" + path)
-	if err != nil {
-		t.Fatal(err)
+// runCLI runs one of the operator's commands as the process would and
+// returns what it prints on stdout and stderr (cli.ExitCode's line
+// included) and its exit code.
+func runCLI(t *testing.T, env map[string]string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := map[string]cli.Command{"status": Status, "handoff": Handoff, "healthcheck": Healthcheck, "preflight": Preflight}[args[0]]
+	if cmd == nil {
+		t.Fatalf("runCLI: eipd %s is not in package ops", args[0])
 	}
-	defer ln.Close()
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi.Mode().Type() != fs.ModeSocket || fi.Mode().Perm() != 0o600 {
-		t.Errorf("control socket mode %v, want a socket with 0600", fi.Mode())
-	}
-	dir, err := os.Stat(filepath.Dir(path))
-	if err != nil || dir.Mode().Perm()&0o007 != 0 {
-		t.Errorf("socket directory %v %v: want no access for others", dir.Mode(), err)
-	}
-	// A second daemon must not take a live socket over.
-	if _, err := listenControl("unix:" + path); err == nil || !strings.Contains(err.Error(), "is listening on it") {
-		t.Errorf("second listener on a live socket: %v", err)
-	}
-	ln.Close()
-	if _, err := os.Stat(path); !os.IsNotExist(err) {
-		t.Errorf("socket file left after Close: %v", err)
-	}
+	var out, errb bytes.Buffer
+	err := cmd(context.Background(), args[1:], cli.Env{Getenv: envOf(env), Stdout: &out, Stderr: &errb, Version: "dev", Revision: "unknown"})
+	code = cli.ExitCode(err, &errb)
+	return out.String(), errb.String(), code
 }
 
-func TestControlSocketStale(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "eipd.sock")
-	// A socket file left by a daemon that died (no unlink on close).
-	old, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	old.SetUnlinkOnClose(false)
-	old.Close()
-	ln, err := listenControl("unix:" + path)
-	if err != nil {
-		t.Fatalf("stale socket not replaced: %v", err)
-	}
-	ln.Close()
+func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
-	// Anything that is not a socket is left alone.
-	file := filepath.Join(t.TempDir(), "not-a-socket")
-	if err := os.WriteFile(file, []byte("keep"), 0o644); err != nil {
-		t.Fatal(err)
+// TestNoDaemonHint: status and handoff without a daemon say how to fix it.
+func TestNoDaemonHint(t *testing.T) {
+	sock := "unix:" + filepath.Join(t.TempDir(), "none.sock")
+	for _, args := range [][]string{{"status", "--control", sock}, {"handoff", "--control", sock}, {"status", "--control", "127.0.0.1:1"}} {
+		_, stderr, code := runCLI(t, nil, args...)
+		if code != 1 || !strings.Contains(stderr, "is eipd running?") {
+			t.Errorf("%v: exit %d, stderr %q", args, code, stderr)
+		}
 	}
-	if _, err := listenControl("unix:" + file); err == nil || !strings.Contains(err.Error(), "not a socket") {
-		t.Errorf("listen over a regular file: %v", err)
-	}
-	if b, err := os.ReadFile(file); err != nil || string(b) != "keep" {
-		t.Errorf("regular file was touched: %q %v", b, err)
+	// EIPD_CONTROL is the client's default too.
+	_, stderr, _ := runCLI(t, map[string]string{"EIPD_CONTROL": sock}, "handoff")
+	if !strings.Contains(stderr, sock) {
+		t.Errorf("handoff ignored EIPD_CONTROL: %q", stderr)
 	}
 }
 
@@ -89,7 +65,7 @@ func TestClientDefaultsToDaemonSocket(t *testing.T) {
 // is associated to, then the last move of each.
 func TestPrintStatus(t *testing.T) {
 	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	member := statusDoc{Status: leader.Status{InstanceID: "i-self", AvailabilityZone: "us-east-1a", PrivateIP: "10.0.0.5", Health: "up",
+	member := control.StatusDoc{Status: leader.Status{InstanceID: "i-self", AvailabilityZone: "us-east-1a", PrivateIP: "10.0.0.5", Health: "up",
 		AWSStateKnown: true, Coordinator: "i-co", Epoch: 3,
 		EIPs: []leader.EIPStatus{
 			{AllocationID: "eipalloc-1", PublicIP: "198.51.100.10", Role: leader.RoleHolder, Holder: "i-self", Term: "3.2", AssociatedTo: "i-self",
@@ -98,7 +74,7 @@ func TestPrintStatus(t *testing.T) {
 			{AllocationID: "eipalloc-2", Role: leader.RoleStandby, Why: "standby; coordinator: no member is ready", HandoffBlocked: true},
 		}}}
 	var b strings.Builder
-	printStatus(&b, member)
+	PrintStatus(&b, member)
 	want := `instance i-self (us-east-1a, 10.0.0.5)  health up
 coordinator i-co (epoch 3)
 ALLOCATION  PUBLIC IP      ROLE     HOLDER  TERM  ASSOCIATED TO  WHY
@@ -126,14 +102,14 @@ last move of eipalloc-1: handoff-unhealthy i-old → i-self at 2026-03-01T12:00:
 		s.EIPs = nil
 		c.edit(&s.Status)
 		var b strings.Builder
-		printStatus(&b, s)
+		PrintStatus(&b, s)
 		if !strings.HasPrefix(b.String(), c.header+"ALLOCATION") {
 			t.Errorf("%s:\n%s\nwant it to start with:\n%s", c.name, b.String(), c.header)
 		}
 	}
 
 	var w strings.Builder
-	printStatus(&w, statusDoc{Status: leader.Status{Health: "unknown"}, Waiting: waitingForIMDS, WaitingAttempts: 2, WaitingError: "connection refused"})
+	PrintStatus(&w, control.StatusDoc{Status: leader.Status{Health: "unknown"}, Waiting: control.WaitingForIMDS, WaitingAttempts: 2, WaitingError: "connection refused"})
 	if got := w.String(); got != "waiting for instance metadata  health unknown  (2 attempt(s) failed; last: connection refused)\n" {
 		t.Errorf("waiting: %q", got)
 	}

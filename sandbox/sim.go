@@ -1,4 +1,8 @@
-package main
+// Package sandbox holds the commands that need no AWS account and never
+// leave loopback: `eipd sim` (the EC2 + IMDS emulator of package ec2sim, as
+// a process of its own) and `eipd demo` (a whole group on this machine,
+// package demo).
+package sandbox
 
 import (
 	"context"
@@ -23,10 +27,11 @@ Reference: docs/ec2sim.md (https://github.com/eipd/eipd/blob/main/docs/ec2sim.md
 
 `
 
-// cmdSim runs the EC2 + IMDS emulator on loopback. It prints exactly one
+// Sim is `eipd sim`: it runs the EC2 + IMDS emulator on loopback. It prints exactly one
 // JSON line with the endpoints on stdout when ready, then logs on stderr
 // only, and serves until SIGINT or SIGTERM.
-func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func Sim(ctx context.Context, args []string, env cli.Env) error {
+	stdout, stderr := env.Stdout, env.Stderr
 	fs := flag.NewFlagSet("eipd sim", flag.ContinueOnError)
 	instances := fs.Int("instances", 3, "number of simulated instances")
 	eips := fs.Int("eips", 1, "number of Elastic IPs")

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/eipd/eipd/eip"
+	"github.com/eipd/eipd/ops"
 )
 
 // /status and eipd status say, while the EC2 API does not answer, since
@@ -30,7 +31,7 @@ func TestStatusShowsUnreachableAPI(t *testing.T) {
 		t.Fatalf("aws_unreachable %+v", d.AWSUnreachable)
 	}
 	var out bytes.Buffer
-	printStatus(&out, d)
+	ops.PrintStatus(&out, d)
 	for _, want := range []string{"EC2 API UNREACHABLE since 2026-12-01T12:00:00Z (last answer 2026-12-01T11:59:00Z): no answer from ec2.eu-west-1.amazonaws.com (timed out)", "VPC interface endpoints"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("eipd status lacks %q:\n%s", want, out.String())

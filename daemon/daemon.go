@@ -1,11 +1,15 @@
-package main
+// Package daemon is `eipd run`: it assembles eip, health, leader and
+// metrics into the daemon from the configuration, opens the status and
+// control listeners, serves the daemon's view on them, keeps systemd
+// informed (sd_notify, watchdog) and tunes the Go runtime for a small,
+// mostly idle process.
+package daemon
 
 import (
 	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -26,6 +30,7 @@ import (
 	"github.com/eipd/eipd/internal/awsenv"
 	"github.com/eipd/eipd/internal/cli"
 	"github.com/eipd/eipd/internal/config"
+	"github.com/eipd/eipd/internal/control"
 	"github.com/eipd/eipd/internal/logging"
 	"github.com/eipd/eipd/leader"
 	"github.com/eipd/eipd/metrics"
@@ -71,10 +76,12 @@ func identify(ctx context.Context, md *eip.Metadata, view *daemonView, log hclog
 	}
 }
 
-func cmdRun(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	cfg, err := config.Parse("run", args, getenv, stderr)
+// Command is `eipd run`: the daemon, until ctx ends and the handoff is done.
+func Command(ctx context.Context, args []string, env cli.Env) error {
+	stderr := env.Stderr
+	cfg, err := config.Parse("run", args, env.Getenv, stderr)
 	if err != nil {
-		format := getenv(config.EnvName("log-format"))
+		format := env.Getenv(config.EnvName("log-format"))
 		if cfg != nil {
 			format = cfg.LogFormat
 		}
@@ -87,7 +94,7 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stde
 		return cli.Logged(err)
 	}
 	log := logging.New(cfg.LogLevel, cfg.LogFormat, stderr)
-	if err := runDaemon(ctx, cfg, getenv, log); err != nil {
+	if err := runDaemon(ctx, cfg, env, log); err != nil {
 		if cfg.LogFormat != "json" {
 			return err
 		}
@@ -113,15 +120,16 @@ func logFatal(log hclog.Logger, msg string, err error) {
 }
 
 // runDaemon is eipd run with a valid configuration.
-func runDaemon(ctx context.Context, cfg *config.Config, getenv func(string) string, log hclog.Logger) error {
-	log.Info("starting", append([]any{"version", version, "revision", revision}, cfg.LogFields()...)...)
+func runDaemon(ctx context.Context, cfg *config.Config, env cli.Env, log hclog.Logger) error {
+	getenv := env.Getenv
+	log.Info("starting", append([]any{"version", env.Version, "revision", env.Revision}, cfg.LogFields()...)...)
 	tuneRuntime(os.Getenv, cfg.Pprof)
 
-	awsCfg, imdsClient, err := awsenv.FromProcess(ctx, version, logging.SDK(log.Named("aws")))
+	awsCfg, imdsClient, err := awsenv.FromProcess(ctx, env.Version, logging.SDK(log.Named("aws")))
 	if err != nil {
 		return err
 	}
-	m := metrics.New(metrics.BuildInfo{Version: version, Revision: revision, GoVersion: runtime.Version()},
+	m := metrics.New(metrics.BuildInfo{Version: env.Version, Revision: env.Revision, GoVersion: runtime.Version()},
 		cfg.AllocationIDs, eip.Operations, eip.Outcomes, eip.IMDSOutcomes, nil)
 	checks, err := health.ParseAll(cfg.HealthChecks)
 	if err != nil {
@@ -152,12 +160,13 @@ func runDaemon(ctx context.Context, cfg *config.Config, getenv func(string) stri
 		func(r *http.Request) any { return view.status(r.Context(), r.URL.Query()) }, view.ready, log.Named("http"))
 	// The control endpoint only serves the local operator (eipd status,
 	// eipd handoff): failing to bind it must not take the election down.
-	ctrlLn, err := listenControl(cfg.Control)
+	ctrlLn, err := control.Listen(cfg.Control)
 	if err != nil {
 		log.Error("control endpoint unavailable: eipd status and eipd handoff will not reach this daemon; the election runs without it",
 			"control", cfg.Control, "error", err)
 	}
-	control := newControlServer(view, log.Named("control"))
+	ctrl := control.NewServer(func(ctx context.Context) control.StatusDoc { return view.status(ctx, nil) }, view.handoff,
+		log.Named("control"))
 
 	// Everything below is owned here and ends with runCtx; the loop ends
 	// last because it hands off after ctx is cancelled.
@@ -178,7 +187,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, getenv func(string) stri
 	}
 	goOwned("status server", func(c context.Context) error { return server.Serve(c, statusLn) })
 	if ctrlLn != nil {
-		goOwned("control server", func(c context.Context) error { return control.Serve(c, ctrlLn) })
+		goOwned("control server", func(c context.Context) error { return ctrl.Serve(c, ctrlLn) })
 	}
 	goOwned("health monitor", monitor.Run)
 

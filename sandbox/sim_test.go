@@ -1,4 +1,4 @@
-package main
+package sandbox
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 	"github.com/eipd/eipd/internal/cli"
 )
 
-// lockedBuffer is written by cmdSim's goroutine and read by the test.
+// lockedBuffer is written by Sim's goroutine and read by the test.
 type lockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
@@ -41,7 +41,7 @@ func runSim(t *testing.T, args []string, during func(ec2sim.Info)) ec2sim.Info {
 	ctx, cancel := context.WithCancel(context.Background())
 	var out lockedBuffer
 	done := make(chan error, 1)
-	go func() { done <- cmdSim(ctx, args, &out, io.Discard) }()
+	go func() { done <- Sim(ctx, args, cli.Env{Stdout: &out, Stderr: io.Discard}) }()
 	var info ec2sim.Info
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -76,7 +76,7 @@ func TestSimPrivateIPsFlag(t *testing.T) {
 		t.Fatalf("--private-ips 3: instances %+v", info.Instances)
 	}
 	for _, bad := range []string{"0", "11", "-2"} {
-		err := cmdSim(context.Background(), []string{"--private-ips", bad}, io.Discard, io.Discard)
+		err := Sim(context.Background(), []string{"--private-ips", bad}, cli.Env{Stdout: io.Discard, Stderr: io.Discard})
 		if !errors.Is(err, cli.ErrUsage) || !strings.Contains(err.Error(), "--private-ips") {
 			t.Errorf("--private-ips %s: %v, want a usage error naming the flag", bad, err)
 		}
@@ -104,5 +104,14 @@ func TestSimAutoAssignPublicIPFlag(t *testing.T) {
 	runSim(t, []string{"--instances", "1"}, func(info ec2sim.Info) { without = publicIP(info) })
 	if !strings.HasPrefix(with, "198.18.") || without != "" {
 		t.Fatalf("public IP with the flag %q, without %q", with, without)
+	}
+}
+
+func TestSimRefusesZeroEIPs(t *testing.T) {
+	var errb bytes.Buffer
+	err := Sim(context.Background(), []string{"--eips", "0"}, cli.Env{Getenv: func(string) string { return "" }, Stdout: io.Discard, Stderr: &errb})
+	code, stderr := cli.ExitCode(err, &errb), errb.String()
+	if code != 2 || !strings.Contains(stderr, "--eips 0: must be between 1 and 100") {
+		t.Errorf("exit %d, stderr %q", code, stderr)
 	}
 }

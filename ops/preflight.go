@@ -1,4 +1,4 @@
-package main
+package ops
 
 import (
 	"context"
@@ -98,12 +98,14 @@ func (r *preflightReport) result() error {
 	return nil
 }
 
-// cmdPreflight checks, before the daemon is trusted with an EIP, that it
-// could do its job: config, IMDS, credentials, the EIPs, membership, IAM
-// permissions (with DryRun=true, so nothing changes) and the health checks.
+// Preflight is `eipd preflight`: it checks, before the daemon is trusted
+// with an EIP, that it could do its job: config, IMDS, credentials, the
+// EIPs, membership, IAM permissions (with DryRun=true, so nothing changes)
+// and the health checks.
 // It takes the same flags and environment as `eipd run`, and exits 2 on a
 // bad configuration like run does.
-func cmdPreflight(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func Preflight(ctx context.Context, args []string, env cli.Env) error {
+	getenv, stdout, stderr := env.Getenv, env.Stdout, env.Stderr
 	r := &preflightReport{w: stdout}
 	cfg, err := config.Parse("preflight", args, getenv, stderr)
 	if err != nil {
@@ -114,7 +116,7 @@ func cmdPreflight(ctx context.Context, args []string, getenv func(string) string
 		r.fail("fix the configuration (eipd run -h lists the flags)", errors.New(strings.TrimPrefix(ce.Error(), "invalid configuration:\n  ")))
 		return cli.Usagef("%d configuration problem(s); fix them and run eipd preflight again", len(ce))
 	}
-	awsCfg, imdsClient, err := awsenv.FromProcess(ctx, version, logging.SDK(hclog.NewNullLogger()))
+	awsCfg, imdsClient, err := awsenv.FromProcess(ctx, env.Version, logging.SDK(hclog.NewNullLogger()))
 	if !r.check(err, "AWS SDK configuration", "fix the AWS_* environment variables") {
 		return r.result()
 	}

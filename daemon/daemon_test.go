@@ -1,6 +1,7 @@
-package main
+package daemon
 
 import (
+	"bytes"
 	"context"
 	"path/filepath"
 	"strings"
@@ -10,7 +11,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/eipd/eipd/internal/cli"
 	"github.com/eipd/eipd/leader"
+	"github.com/eipd/eipd/ops"
 )
 
 // fakeProgress stands in for the leader loop: LastReconcile advances with
@@ -113,5 +116,37 @@ func TestWatchdogStopsWhenLoopWedged(t *testing.T) {
 	loop.wedge(false)
 	if again := read(1500 * time.Millisecond); count(again, "WATCHDOG=1") == 0 {
 		t.Fatalf("no WATCHDOG=1 after the loop recovered")
+	}
+}
+
+// runCLI runs eipd with args as the process would (eipd run here, eipd
+// status and eipd handoff from package ops) and returns what it prints on
+// stdout and stderr (cli.ExitCode's line included) and its exit code.
+func runCLI(t *testing.T, env map[string]string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := map[string]cli.Command{"run": Command, "status": ops.Status, "handoff": ops.Handoff}[args[0]]
+	if cmd == nil {
+		t.Fatalf("runCLI: eipd %s is not run from these tests", args[0])
+	}
+	var out, errb bytes.Buffer
+	err := cmd(context.Background(), args[1:], cli.Env{Getenv: envOf(env), Stdout: &out, Stderr: &errb, Version: "dev", Revision: "unknown"})
+	code = cli.ExitCode(err, &errb)
+	return out.String(), errb.String(), code
+}
+
+func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestInvalidConfigHasNoInternalPrefix(t *testing.T) {
+	_, stderr, code := runCLI(t, map[string]string{"EIPD_HEALTH_FALL": "x"}, "run")
+	if code != 2 {
+		t.Errorf("exit code %d, want 2", code)
+	}
+	if !strings.HasPrefix(stderr, "eipd: invalid configuration:\n  ") || strings.Contains(stderr, "usage") {
+		t.Errorf("stderr %q", stderr)
+	}
+	for _, want := range []string{"--group (EIPD_GROUP) is required", `EIPD_HEALTH_FALL="x": not an integer`} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
 	}
 }

@@ -1,10 +1,9 @@
-package main
+package ops
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"sort"
 	"time"
@@ -28,8 +27,9 @@ const watchEvery = time.Second
 // from one DescribeInstances (the running members tagged with the group)
 // and every member's /status on its private IP, until Ctrl-C. Each move
 // (a member's last_failover) is shown once, as it appears.
-func watchGroup(ctx context.Context, group string, port int, getenv func(string) string, stdout io.Writer) error {
-	awsCfg, _, err := awsenv.FromProcess(ctx, version, logging.SDK(hclog.NewNullLogger()))
+func watchGroup(ctx context.Context, group string, port int, env cli.Env) error {
+	getenv, stdout := env.Getenv, env.Stdout
+	awsCfg, _, err := awsenv.FromProcess(ctx, env.Version, logging.SDK(hclog.NewNullLogger()))
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/eipd/eipd/eip"
 	"github.com/eipd/eipd/health"
+	"github.com/eipd/eipd/internal/control"
 	"github.com/eipd/eipd/leader"
 )
 
@@ -30,10 +31,6 @@ func watchdogFor(n *notifier) time.Duration {
 	}
 	return defaultWatchdog
 }
-
-// waitingForIMDS is what /status and /readyz say until the instance
-// identity is known.
-const waitingForIMDS = "waiting for instance metadata"
 
 // runningLoop is what the listeners use of the leader loop; *leader.Loop
 // satisfies it.
@@ -60,30 +57,6 @@ type healthView interface {
 	LastError() error
 }
 
-// statusDoc is /status and `eipd status --json`: the loop's view, and,
-// until the loop runs, what the daemon waits for.
-type statusDoc struct {
-	leader.Status
-	// Waiting is what the daemon waits for before it takes part ("waiting
-	// for instance metadata"); absent once the loop runs.
-	Waiting string `json:"waiting,omitempty"`
-	// WaitingAttempts and WaitingError: how many tries failed so far, and
-	// the last error.
-	WaitingAttempts int    `json:"waiting_attempts,omitempty"`
-	WaitingError    string `json:"waiting_error,omitempty"`
-	// AWSUnreachable is set while the EC2 API gives this instance no answer
-	// at all: since when, why, and when it last answered.
-	AWSUnreachable *awsUnreachable `json:"aws_unreachable,omitempty"`
-}
-
-// awsUnreachable is /status's aws_unreachable.
-type awsUnreachable struct {
-	Since      time.Time `json:"since"`
-	Cause      string    `json:"cause"`
-	LastAnswer time.Time `json:"last_answer,omitzero"`
-	Hint       string    `json:"hint"`
-}
-
 // daemonView is what the status and control listeners show of the daemon.
 // They open before the instance identity is known, so that /readyz and
 // `eipd status` say why the daemon is not ready instead of refusing
@@ -106,7 +79,7 @@ type daemonView struct {
 }
 
 func newDaemonView(watchdog time.Duration, h healthView) *daemonView {
-	return &daemonView{watchdog: watchdog, now: time.Now, health: h, waiting: waitingForIMDS}
+	return &daemonView{watchdog: watchdog, now: time.Now, health: h, waiting: control.WaitingForIMDS}
 }
 
 // waitFailed records a failed attempt at what the daemon waits for.
@@ -133,7 +106,7 @@ func (v *daemonView) watchReachability(reach func() eip.Reachability) {
 }
 
 // unreachable is /status's aws_unreachable: nil while the EC2 API answers.
-func (v *daemonView) unreachable() *awsUnreachable {
+func (v *daemonView) unreachable() *control.AWSUnreachable {
 	v.mu.Lock()
 	reach := v.reach
 	v.mu.Unlock()
@@ -144,7 +117,7 @@ func (v *daemonView) unreachable() *awsUnreachable {
 	if !r.Known || r.Reachable {
 		return nil
 	}
-	return &awsUnreachable{Since: r.Since, Cause: r.Cause, LastAnswer: r.LastAnswer, Hint: eip.EgressHint}
+	return &control.AWSUnreachable{Since: r.Since, Cause: r.Cause, LastAnswer: r.LastAnswer, Hint: eip.EgressHint}
 }
 
 func (v *daemonView) running() (runningLoop, time.Time) {
@@ -165,7 +138,7 @@ func (v *daemonView) healthStatus() health.Status {
 // reads this instance's ENI from instance metadata first; coordinator=ID
 // and epoch=N mark the coordinator's own probe, which this member follows
 // if it comes first (leader.Loop.Accept).
-func (v *daemonView) status(ctx context.Context, q url.Values) statusDoc {
+func (v *daemonView) status(ctx context.Context, q url.Values) control.StatusDoc {
 	if loop, _ := v.running(); loop != nil {
 		if id := q.Get("coordinator"); id != "" {
 			if epoch, err := strconv.ParseInt(q.Get("epoch"), 10, 64); err == nil && epoch > 0 && len(id) <= 64 {
@@ -174,13 +147,13 @@ func (v *daemonView) status(ctx context.Context, q url.Values) statusDoc {
 		}
 		loop.HeardFrom(q.Get("from"))
 		if q.Get("fresh") == "1" {
-			return statusDoc{Status: loop.StatusFresh(ctx), AWSUnreachable: v.unreachable()}
+			return control.StatusDoc{Status: loop.StatusFresh(ctx), AWSUnreachable: v.unreachable()}
 		}
-		return statusDoc{Status: loop.Status(), AWSUnreachable: v.unreachable()}
+		return control.StatusDoc{Status: loop.Status(), AWSUnreachable: v.unreachable()}
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	d := statusDoc{Status: leader.Status{Health: v.healthStatus().String(), EIPs: []leader.EIPStatus{}},
+	d := control.StatusDoc{Status: leader.Status{Health: v.healthStatus().String(), EIPs: []leader.EIPStatus{}},
 		Waiting: v.waiting, WaitingAttempts: v.attempts}
 	if v.waitErr != nil {
 		d.WaitingError = v.waitErr.Error()
@@ -246,23 +219,17 @@ func (v *daemonView) live() error {
 	return nil
 }
 
-// Handoff refusals, mapped to HTTP status codes by the control server.
-var (
-	errNotRunning    = errors.New(waitingForIMDS + ": nothing to hand off yet")
-	errUnknownTarget = errors.New("unknown instance")
-)
-
 // handoff checks the target and asks the loop for a planned move.
 func (v *daemonView) handoff(ctx context.Context, to string) error {
 	v.mu.Lock()
 	loop, self, members := v.loop, v.self, v.members
 	v.mu.Unlock()
 	if loop == nil {
-		return errNotRunning
+		return control.ErrNotRunning
 	}
 	if to != "" {
 		if to == self {
-			return fmt.Errorf("%w %s: that is this instance; name another member", errUnknownTarget, to)
+			return fmt.Errorf("%w %s: that is this instance; name another member", control.ErrUnknownTarget, to)
 		}
 		ms, err := members(ctx)
 		if err != nil {
@@ -282,7 +249,7 @@ func (v *daemonView) handoff(ctx context.Context, to string) error {
 		if len(ids) > 0 {
 			others = strings.Join(ids, ", ")
 		}
-		return fmt.Errorf("%w %s: not a running member of this group (other members: %s)", errUnknownTarget, to, others)
+		return fmt.Errorf("%w %s: not a running member of this group (other members: %s)", control.ErrUnknownTarget, to, others)
 	}
 	return loop.RequestHandoff(ctx, to)
 }

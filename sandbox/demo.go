@@ -1,4 +1,4 @@
-package main
+package sandbox
 
 import (
 	"context"
@@ -24,10 +24,11 @@ every safety invariant held. Nothing leaves loopback; no AWS account needed.
 
 `
 
-// cmdDemo runs a whole group on this machine against the emulator, injects
+// Demo is `eipd demo`: it runs a whole group on this machine against the emulator, injects
 // failures and shows them (package demo). Exit 0 only when every safety
 // invariant held.
-func cmdDemo(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func Demo(ctx context.Context, args []string, env cli.Env) error {
+	getenv, stdout, stderr := env.Getenv, env.Stdout, env.Stderr
 	fs := flag.NewFlagSet("eipd demo", flag.ContinueOnError)
 	instances := fs.Int("instances", 3, fmt.Sprintf("number of simulated instances (%d to %d)", demo.MinInstances, demo.MaxInstances))
 	duration := fs.Duration("duration", 60*demo.MinDuration/40, fmt.Sprintf("length of the timeline after the election (at least %s)", demo.MinDuration))

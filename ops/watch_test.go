@@ -1,7 +1,6 @@
-package main
+package ops
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/eipd/eipd/eip"
-	"github.com/eipd/eipd/internal/cli"
 	"github.com/eipd/eipd/internal/groupstate"
 	"github.com/eipd/eipd/leader"
 )
@@ -62,26 +60,5 @@ func TestWatcherRefresh(t *testing.T) {
 	v = w.refresh(context.Background())
 	if len(v.Members) != 2 || len(v.Notes) != 1 || !strings.Contains(v.Notes[0], "DescribeInstances failed") || len(v.Moves) != 1 {
 		t.Errorf("after a failed list: members %d, notes %q, moves %d", len(v.Members), v.Notes, len(v.Moves))
-	}
-}
-
-func TestStatusWatchAndDemoUsage(t *testing.T) {
-	cases := []struct {
-		args []string
-		want string
-	}{
-		{[]string{"status", "--watch"}, "--watch needs --group"},
-		{[]string{"status", "--watch", "--group", "g", "--json"}, "cannot be combined with --json"},
-		{[]string{"status", "--watch", "--group", "g", "--status-port", "0"}, "not a TCP port"},
-		{[]string{"demo", "--duration", "20s"}, "--duration 20s is too short: the timeline needs at least 40s"},
-		{[]string{"demo", "--instances", "2"}, "--instances 2: want 3 to 9"},
-		{[]string{"demo", "extra"}, "unexpected arguments"},
-	}
-	for _, c := range cases {
-		var out, errb bytes.Buffer
-		err := run(context.Background(), c.args, envOf(nil), &out, &errb)
-		if cli.ExitCode(err, &errb) != 2 || !strings.Contains(errb.String(), c.want) {
-			t.Errorf("eipd %s: exit %v, stderr %q; want exit 2 and %q", strings.Join(c.args, " "), err, errb.String(), c.want)
-		}
 	}
 }
