@@ -24,9 +24,11 @@ import (
 	"github.com/eipd/eipd/sandbox"
 )
 
-// Set by the linker: -X main.version=… -X main.revision=….
+// Set by the linker: -X main.version=… -X main.revision=…. Without them
+// (go build, go run) the version is the latest of CHANGELOG.md, as make
+// stamps it when no git tag names one.
 var (
-	version  = "dev"
+	version  = "0.1.0"
 	revision = "unknown"
 )
 

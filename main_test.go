@@ -7,6 +7,7 @@ import (
 	"flag"
 	"os"
 	"os/exec"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -15,7 +16,7 @@ import (
 )
 
 // runCLI runs eipd with args and returns what the process would print on
-// stdout and stderr (exitCode's line included) and its exit code.
+// stdout and stderr (cli.ExitCode's line included) and its exit code.
 func runCLI(t *testing.T, env map[string]string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	var out, errb bytes.Buffer
@@ -23,6 +24,8 @@ func runCLI(t *testing.T, env map[string]string, args ...string) (stdout, stderr
 	code = cli.ExitCode(err, &errb)
 	return out.String(), errb.String(), code
 }
+
+func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
 // TestBadFlagIsOneLine: a bad flag value gives the one error and where
 // to look, not the whole usage.
@@ -93,10 +96,25 @@ func TestVersionNamesCommitOnce(t *testing.T) {
 	}
 }
 
-func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+// TestVersionIsTheChangelogs: an unstamped build names the latest version
+// of CHANGELOG.md, the one make stamps when no git tag names one.
+func TestVersionIsTheChangelogs(t *testing.T) {
+	b, err := os.ReadFile("CHANGELOG.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^## \[([0-9]+\.[0-9]+\.[0-9]+[^\]]*)\]`).FindSubmatch(b)
+	if m == nil {
+		t.Fatal("CHANGELOG.md has no version heading (## [x.y.z] - date)")
+	}
+	if string(m[1]) != version {
+		t.Errorf("main.version defaults to %q, CHANGELOG.md's latest version is %q", version, m[1])
+	}
+}
+
 func TestRunSubcommands(t *testing.T) {
 	var out, errb bytes.Buffer
-	if err := run(context.Background(), []string{"version"}, envOf(nil), &out, &errb); err != nil || !strings.Contains(out.String(), "eipd dev (revision unknown, go") {
+	if err := run(context.Background(), []string{"version"}, envOf(nil), &out, &errb); err != nil || !strings.Contains(out.String(), "eipd "+version+" (revision unknown, go") {
 		t.Errorf("version: %q %v", out.String(), err)
 	}
 	if err := run(context.Background(), []string{"frobnicate"}, envOf(nil), &out, &errb); cli.ExitCode(err, &errb) != 2 {

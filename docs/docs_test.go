@@ -1,4 +1,7 @@
-package main
+// Package docs_test keeps the documentation true: README.md and docs/ link
+// only to what the repository holds, and the package lists of README's
+// Layout and of docs/design.md's pieces are the packages there are.
+package docs_test
 
 import (
 	"os"
@@ -9,16 +12,19 @@ import (
 	"github.com/eipd/eipd/internal/markdown"
 )
 
-// TestDocsStandAlone: README.md and docs/ are all a reader of this
+// TestDocsStandAlone: README.md, the other Markdown files of the root
+// (CHANGELOG, CONTRIBUTING, SECURITY) and docs/ are all a reader of this
 // repository has. They may not send the reader to files that are not in it
 // (the project's working notes), and every relative link must lead to a file
 // of the repository and, with a #fragment, to a heading of it.
 func TestDocsStandAlone(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join("docs", "*.md"))
+	files, err := filepath.Glob("*.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	files = append(files, "README.md")
+	for _, f := range []string{"README.md", "CHANGELOG.md", "CONTRIBUTING.md", "SECURITY.md"} {
+		files = append(files, filepath.Join("..", f))
+	}
 	if len(files) < 5 {
 		t.Fatalf("found only %v", files)
 	}
