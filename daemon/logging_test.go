@@ -29,7 +29,7 @@ func jsonLines(t *testing.T, b []byte) []map[string]any {
 }
 
 // TestFatalErrorsAreJSON: in JSON mode the errors that end the daemon are
-// log lines too, not plain text from exitCode.
+// log lines too, not plain text from cli.ExitCode.
 func TestFatalErrorsAreJSON(t *testing.T) {
 	// Nothing may reach real AWS if the bind unexpectedly succeeds.
 	refused := "http://127.0.0.1:1"
