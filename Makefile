@@ -1,6 +1,9 @@
 SHELL := /bin/bash
 # eipd build and test entry points. `make check` is what CI runs.
-VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# The version stamped into the binaries and the image tag: what git describe
+# says when a tag names this commit or one before it (v1.2.0, v1.2.0-3-gabc1234),
+# else the latest version of CHANGELOG.md (also main.version's default).
+VERSION  ?= $(shell git describe --tags --dirty 2>/dev/null || sed -nE 's/^\#\# \[([0-9]+\.[0-9]+\.[0-9]+[^]]*)\].*/\1/p' CHANGELOG.md | head -n 1)
 REVISION ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 GO       ?= go

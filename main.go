@@ -1,10 +1,13 @@
 // Command eipd keeps AWS Elastic IPs on a healthy instance of a small cluster.
+//
+// This file only parses the command and hands over: `eipd run` to package
+// daemon, the operator's commands (status, handoff, preflight, healthcheck)
+// to package ops, `eipd sim` and `eipd demo` to package sandbox. README's
+// Layout says what each package does.
 package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -13,78 +16,27 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/eipd/eipd/daemon"
+	"github.com/eipd/eipd/internal/cli"
 	// Before every other initialiser: see the package.
 	_ "github.com/eipd/eipd/internal/earlyinit"
+	"github.com/eipd/eipd/ops"
+	"github.com/eipd/eipd/sandbox"
 )
 
-// Set by the linker: -X main.version=… -X main.revision=….
+// Set by the linker: -X main.version=… -X main.revision=…. Without them
+// (go build, go run) the version is the latest of CHANGELOG.md, as make
+// stamps it when no git tag names one.
 var (
-	version  = "dev"
+	version  = "0.1.0"
 	revision = "unknown"
 )
-
-// errUsage marks errors caused by bad flags or config: exit code 2.
-var errUsage = errors.New("usage")
-
-// usageError is a bad flag or configuration: errors.Is(err, errUsage)
-// holds, and its message is the problem alone, without a prefix.
-type usageError struct{ err error }
-
-func (e usageError) Error() string        { return e.err.Error() }
-func (e usageError) Unwrap() error        { return e.err }
-func (e usageError) Is(target error) bool { return target == errUsage }
-
-// usagef is fmt.Errorf marked as a usage error.
-func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
-
-// loggedError is an error the daemon's logger already wrote (in the
-// configured format); exitCode only maps it to the exit code.
-type loggedError struct{ error }
-
-func (e loggedError) Unwrap() error { return e.error }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
-	os.Exit(exitCode(err, os.Stderr))
-}
-
-// exitCode prints err (unless the logger already did) and maps it to the
-// process exit code: 0 ok, 2 bad usage or configuration, 1 anything else.
-func exitCode(err error, stderr io.Writer) int {
-	code := 1
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.Is(err, errUsage):
-		code = 2
-		if err == errUsage { // the usage text was printed instead
-			return code
-		}
-	}
-	if !errors.As(err, new(loggedError)) {
-		fmt.Fprintln(stderr, "eipd:", err)
-	}
-	return code
-}
-
-// parseFlags parses args into fs. -h prints usage (which may call
-// fs.PrintDefaults) and returns flag.ErrHelp; a bad flag is one line that
-// says what is wrong and where the flags are listed, not the whole usage.
-func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer, usage func(w io.Writer)) error {
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	err := fs.Parse(args)
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		fs.SetOutput(stderr)
-		usage(stderr)
-		return err
-	case err != nil:
-		return usagef("%v (see '%s -h')", err, fs.Name())
-	}
-	return nil
+	os.Exit(cli.ExitCode(err, os.Stderr))
 }
 
 const usageText = `eipd keeps AWS Elastic IPs on a healthy instance of a small cluster.
@@ -111,28 +63,28 @@ func versionLine(version, revision string) string {
 	return fmt.Sprintf("eipd %s (revision %s, %s)", version, revision, runtime.Version())
 }
 
+// commands are the subcommands of usageText, by name.
+var commands = map[string]cli.Command{
+	"run":         daemon.Command,
+	"status":      ops.Status,
+	"handoff":     ops.Handoff,
+	"preflight":   ops.Preflight,
+	"healthcheck": ops.Healthcheck,
+	"sim":         sandbox.Sim,
+	"demo":        sandbox.Demo,
+}
+
 // run is main without the process: testable as is.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usageText)
-		return errUsage
+		return cli.ErrUsage
 	}
 	cmd, rest := args[0], args[1:]
+	if c, ok := commands[cmd]; ok {
+		return c(ctx, rest, cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr, Version: version, Revision: revision})
+	}
 	switch cmd {
-	case "run":
-		return cmdRun(ctx, rest, getenv, stderr)
-	case "status":
-		return cmdStatus(ctx, rest, getenv, stdout, stderr)
-	case "handoff":
-		return cmdHandoff(ctx, rest, getenv, stdout, stderr)
-	case "preflight":
-		return cmdPreflight(ctx, rest, getenv, stdout, stderr)
-	case "healthcheck":
-		return cmdHealthcheck(ctx, rest, getenv, stderr)
-	case "sim":
-		return cmdSim(ctx, rest, stdout, stderr)
-	case "demo":
-		return cmdDemo(ctx, rest, getenv, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, versionLine(version, revision))
 		return nil
@@ -141,5 +93,5 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	}
 	fmt.Fprintf(stderr, "eipd: unknown command %q\n\n%s", cmd, usageText)
-	return errUsage
+	return cli.ErrUsage
 }

@@ -181,9 +181,10 @@ func TestSystemdUnitDirectives(t *testing.T) {
 }
 
 // envNames is the `eipd run` environment from the daemon's interface, plus
-// what package main declares: every EIPD_* literal, and EIPD_<NAME> for each
-// row of its flag table ({"flag-name", default, usage, func…}), so a flag
-// added in code but not documented fails here.
+// what the daemon's code declares (codeFiles: package main, the command
+// packages and internal/config): every EIPD_* literal, and EIPD_<NAME> for
+// each row of its flag table ({"flag-name", default, usage, func…}), so a
+// flag added in code but not documented fails here.
 func envNames(t *testing.T) []string {
 	names := []string{"EIPD_GROUP", "EIPD_ALLOCATION_ID", "EIPD_HEALTH_CHECK", "EIPD_LISTEN",
 		"EIPD_CONTROL", "EIPD_HEALTH_INTERVAL", "EIPD_HEALTH_TIMEOUT", "EIPD_HEALTH_RISE",
@@ -198,7 +199,7 @@ func envNames(t *testing.T) []string {
 			names = append(names, n)
 		}
 	}
-	for _, f := range goFiles(t, root) {
+	for _, f := range codeFiles(t) {
 		ast.Inspect(f, func(n ast.Node) bool {
 			switch n := n.(type) {
 			case *ast.BasicLit:
@@ -650,6 +651,23 @@ func codeOperations(t *testing.T) []string {
 // autoscaling:Xxx for each XxxInput it names.
 func codeActions(t *testing.T) []string {
 	t.Helper()
+	files := codeFiles(t)
+	var actions []string
+	for _, op := range serviceOperations(t, files, "github.com/aws/aws-sdk-go-v2/service/ec2", reflect.TypeOf(&ec2.Client{})) {
+		actions = append(actions, "ec2:"+op)
+	}
+	for _, op := range serviceOperations(t, files, "github.com/aws/aws-sdk-go-v2/service/autoscaling", reflect.TypeOf(&autoscaling.Client{})) {
+		actions = append(actions, "autoscaling:"+op)
+	}
+	slices.Sort(actions)
+	return actions
+}
+
+// codeFiles parses the non-test Go files of the daemon's code: every
+// package of the module but the emulator, the end-to-end tests and the
+// deploy checks.
+func codeFiles(t *testing.T) []*ast.File {
+	t.Helper()
 	var files []*ast.File
 	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
 		if err != nil {
@@ -667,15 +685,7 @@ func codeActions(t *testing.T) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var actions []string
-	for _, op := range serviceOperations(t, files, "github.com/aws/aws-sdk-go-v2/service/ec2", reflect.TypeOf(&ec2.Client{})) {
-		actions = append(actions, "ec2:"+op)
-	}
-	for _, op := range serviceOperations(t, files, "github.com/aws/aws-sdk-go-v2/service/autoscaling", reflect.TypeOf(&autoscaling.Client{})) {
-		actions = append(actions, "autoscaling:"+op)
-	}
-	slices.Sort(actions)
-	return actions
+	return files
 }
 
 // serviceOperations finds the operations of one SDK service that files name
