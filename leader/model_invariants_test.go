@@ -375,20 +375,6 @@ func (v *invariants) fitMembers() []string {
 	return ids
 }
 
-// clocksWithinSkew: every two daemons' clocks are within the allowed skew.
-func (s *sim) clocksWithinSkew() bool {
-	lo, hi := time.Duration(0), time.Duration(0)
-	for i, d := range s.daemons {
-		if i == 0 || d.offset < lo {
-			lo = d.offset
-		}
-		if i == 0 || d.offset > hi {
-			hi = d.offset
-		}
-	}
-	return hi-lo <= simTiming.MaxClockSkew
-}
-
 // checkTermsOnlyGrow (§2): the term an EIP's record carries never goes down
 // by a write the caller saw succeed. A write EC2 applied late, or whose
 // answer was lost, may carry an older term: the coordinator repairs it

@@ -155,18 +155,6 @@ func (s *sim) run(d time.Duration) {
 	s.now = end
 }
 
-// runUntil advances until cond holds (checked every simCheck) or max has
-// passed; it reports whether cond held.
-func (s *sim) runUntil(max time.Duration, cond func() bool) bool {
-	for end := s.now.Add(max); s.now.Before(end); {
-		if cond() {
-			return true
-		}
-		s.run(simCheck)
-	}
-	return cond()
-}
-
 func (s *sim) elapsed() time.Duration { return s.now.Sub(simEpoch) }
 
 // between is a uniformly random duration in [lo, hi].
@@ -312,7 +300,6 @@ type simDaemon struct {
 	// liveSince: since when eipd runs unpaused.
 	liveSince time.Time
 	roles     map[string]string
-	lastRole  time.Time
 }
 
 // simAPI are the faults on one daemon's EC2 calls.
