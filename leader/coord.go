@@ -376,7 +376,7 @@ func (l *Loop) confirmFalls(now time.Time) {
 			continue
 		}
 		for _, q := range l.peers {
-			if q == p || !q.ok || !q.answering() {
+			if q == p || !q.answering() {
 				continue
 			}
 			vp := p.via[q.id]

@@ -373,6 +373,7 @@ func faultHandMove(s *sim) {
 		s.inv.faultOn(a.AllocationID)
 	}
 	s.inv.faultOn(alloc)
+	s.inv.handMoved[alloc] = s.now
 	_, _ = s.world.associateAddress("", alloc, d.ident.NetworkInterfaceID, ip, true)
 }
 

@@ -86,8 +86,10 @@ type invariants struct {
 	serving, seen, witness map[string]time.Time
 	// lastMove: when a daemon last moved each EIP; rebalance: whether a
 	// daemon's last move call of an EIP (daemon|EIP) was a rebalance.
-	lastMove    map[string]time.Time
-	rebalance   map[string]bool
+	lastMove  map[string]time.Time
+	rebalance map[string]bool
+	// handMoved: when the operator last moved each EIP by hand.
+	handMoved   map[string]time.Time
 	overlapFrom time.Time
 	noCoordFrom time.Time
 	// 8: released EIPs; when each daemon's calls last had a fault.
@@ -102,7 +104,7 @@ func newInvariants(s *sim) *invariants {
 		danglingSince: map[string]time.Time{}, moves: map[string][]string{}, fence: map[string]string{},
 		moveEnd: map[string]time.Time{}, moveOf: map[string]*move{}, leaseOK: map[string]time.Time{}, cleanFrom: map[string]time.Time{},
 		actingSince: map[string]time.Time{}, released: map[string]time.Time{}, dirtyAt: map[string]time.Time{},
-		claimedAt: map[string]time.Time{}, faultAt: map[string]time.Time{}, lastMove: map[string]time.Time{}, rebalance: map[string]bool{},
+		claimedAt: map[string]time.Time{}, faultAt: map[string]time.Time{}, lastMove: map[string]time.Time{}, rebalance: map[string]bool{}, handMoved: map[string]time.Time{},
 		serving: map[string]time.Time{}, seen: map[string]time.Time{}, witness: map[string]time.Time{}}
 }
 
@@ -581,6 +583,13 @@ func (v *invariants) checkOneMovePerFault(c ec2Change) {
 		// Moved off a member that is failing or leaving now (a fault
 		// may reach it after the EIP arrived): that fault concerns it.
 		v.faultOn(c.Resource)
+	}
+	if at, ok := v.handMoved[c.Resource]; ok && c.DisplacedBy != "" && v.s.now.Sub(at) < simMaxLag {
+		// The operator moved this EIP onto a private IP a moment before a
+		// coordinator's move there, planned before any read could show
+		// it: the knock is that fault's doing, not a second move.
+		v.faultOn(c.Resource)
+		return
 	}
 	if c.DisplacedBy == "" && c.From != "" {
 		v.checkNeeded(c)

@@ -177,6 +177,16 @@ func (l *Loop) onRead(started time.Time, addrs []eip.Address, err error) {
 		if st.addr.AssociationID != "" && a.AssociationID != st.addr.AssociationID && !started.After(st.readAt) {
 			continue // an older state than the one already known
 		}
+		if a.Associated() && a.AssociationID != st.addr.AssociationID {
+			// An association this coordinator has not seen: the EIP moved
+			// (by another coordinator, by hand, or before this one took
+			// over) no later than this read. Its cooldowns count from here
+			// unless its record says when (view).
+			if st.addr.Associated() {
+				st.lastFrom = st.addr.InstanceID
+			}
+			st.lastMove = maxTime(st.lastMove, started)
+		}
 		st.addr, st.readAt = a, started
 		if a.Associated() {
 			st.confirmedAt = started

@@ -186,7 +186,7 @@ func (l *Loop) fallConfirmed(p *peer, m eip.Instance) bool {
 		// counted; at least one must have answered).
 		asked := 0
 		for id, q := range l.peers {
-			if id == p.id || !q.ok || !q.answering() {
+			if id == p.id || !q.answering() {
 				continue
 			}
 			vp := p.via[id]
