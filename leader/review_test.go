@@ -1,0 +1,180 @@
+package leader
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eipd/eipd/eip"
+)
+
+// Regression tests for the findings of the review of the design before the
+// coordinator (each failed there, or could not be written against it):
+// scenarios on the model of model_sim_test.go, with the invariants checked
+// as they run and the finding's own symptom asserted on top.
+
+// reviewSim is a settled group: n daemons, EIPs on them, a coordinator
+// acting, reads current and instance metadata lagging by lag.
+func reviewSim(t *testing.T, n, eips int, lag time.Duration) *sim {
+	t.Helper()
+	s := newSim(simConfig{Seed: 7, Daemons: n, EIPs: eips, Slots: 1})
+	for _, d := range s.daemons {
+		d.imdsLag = lag
+	}
+	s.startAll()
+	s.run(20 * time.Second)
+	if s.inv.acting() == nil {
+		t.Fatalf("no coordinator acts after 20s:\n%s", s.report(t, true))
+	}
+	for _, a := range s.allocs {
+		if s.world.current().addrs[a].AssociationID == "" {
+			t.Fatalf("%s is not placed after 20s:\n%s", a, s.report(t, true))
+		}
+	}
+	return s
+}
+
+// holderOf is the daemon the EIP is associated with.
+func holderOf(s *sim, alloc string) *simDaemon {
+	a := s.world.current().addrs[alloc]
+	for _, d := range s.daemons {
+		if d.ident.NetworkInterfaceID == a.NetworkInterfaceID && a.AssociationID != "" {
+			return d
+		}
+	}
+	return nil
+}
+
+// An operator setting eipd:term by hand to a term far ahead made the old
+// holder rewrite its lease on every pass (98 CreateTags in 20 s, its whole
+// API budget). Now a record whose term is ahead is left alone (terms only
+// grow), the coordinator that sees a later epoch steps down, and the next
+// one claims above it: no write loop, and the next move's term is above
+// the hand-set one.
+func TestReviewHandSetTermIsNoWriteLoop(t *testing.T) {
+	s := reviewSim(t, 3, 1, 0)
+	alloc := s.allocs[0]
+	writes := 0
+	prev := s.world.onChange
+	s.world.onChange = func(c ec2Change) {
+		prev(c)
+		if c.Op == "CreateTags" && c.Resource == alloc && c.Caller != "" {
+			if _, ok := c.NewTags[eip.TagTerm]; ok && c.NewTags[eip.TagTerm] != c.OldTags[eip.TagTerm] {
+				writes++
+			}
+		}
+	}
+	s.fault("operator", "sets eipd:term to 99.1 by hand")
+	s.inv.faultOn(alloc)
+	_ = s.world.createTags("", []string{alloc}, map[string]string{eip.TagTerm: "99.1"})
+	s.run(20 * time.Second)
+	requireNoViolation(t, s)
+	if writes > 1 {
+		t.Fatalf("%d record writes in 20s after the hand edit, want at most 1", writes)
+	}
+	co := s.inv.acting()
+	if co == nil || co.loop.co.epoch <= 99 {
+		t.Fatalf("no coordinator acts above the hand-set epoch 99 (%v)", co)
+	}
+	// The next move's term is above it.
+	h := holderOf(s, alloc)
+	s.fault(h.id, "the proxy dies")
+	h.proxyOff = true
+	s.healthFollows(h)
+	s.run(15 * time.Second)
+	requireNoViolation(t, s)
+	got, _ := eip.ParseTerm(s.world.current().addrs[alloc].Tags[eip.TagTerm])
+	if got.Epoch <= 99 || holderOf(s, alloc) == h {
+		t.Fatalf("after the holder's proxy died: term %v on %v, want a move with a term above 99.1", got, holderOf(s, alloc))
+	}
+}
+
+// With reads 4 s late and instance metadata 8 s late, restarting the
+// holder's eipd (SIGTERM: it hands off; it starts again 1.5 s later) rolled
+// the EIP's term back (2 → 1) as the restarted daemon re-adopted it. Now
+// members write no term, and a restarted member holds nothing until the
+// coordinator names it.
+func TestReviewRestartedHolderDoesNotRollTheTermBack(t *testing.T) {
+	for _, lagged := range []bool{false, true} {
+		name := "current metadata"
+		if lagged {
+			name = "reads 4s and metadata 8s late"
+		}
+		t.Run(name, func(t *testing.T) {
+			lag := time.Duration(0)
+			if lagged {
+				lag = 8 * time.Second
+			}
+			s := reviewSim(t, 3, 1, lag)
+			if lagged {
+				s.readLag = simMaxLag
+			}
+			alloc := s.allocs[0]
+			h := holderOf(s, alloc)
+			before, _ := eip.ParseTerm(s.world.current().addrs[alloc].Tags[eip.TagTerm])
+			var memberWrites []string
+			prev := s.world.onChange
+			s.world.onChange = func(c ec2Change) {
+				prev(c)
+				if _, ok := c.NewTags[eip.TagTerm]; ok && c.Caller == h.id && (h.loop == nil || h.loop.co == nil) {
+					memberWrites = append(memberWrites, c.NewTags[eip.TagTerm])
+				}
+			}
+			s.fault(h.id, "eipd gets SIGTERM")
+			h.loop.beginStop()
+			h.pass()
+			s.runUntilQuiet(h)
+			s.after(1500*time.Millisecond, func() { s.start(h) })
+			s.run(40 * time.Second)
+			requireNoViolation(t, s)
+			after, _ := eip.ParseTerm(s.world.current().addrs[alloc].Tags[eip.TagTerm])
+			if after.Less(before) {
+				t.Fatalf("term went back from %v to %v", before, after)
+			}
+			if len(memberWrites) > 0 {
+				t.Fatalf("the restarted member wrote terms while not coordinating: %v", memberWrites)
+			}
+		})
+	}
+}
+
+// runUntilQuiet runs until d's eipd has exited (its handoff done), at
+// most its stop timeout.
+func (s *sim) runUntilQuiet(d *simDaemon) {
+	for end := s.now.Add(20 * time.Second); d.eipd && s.now.Before(end); {
+		s.run(simCheck)
+	}
+}
+
+// Two members handing off at once could pick the same free private IP
+// (EC2 allows one EIP per private IP: the second knocked the first off).
+// Now one coordinator plans every move, one EIP per free private IP.
+func TestReviewTwoHandoffsNeverShareAPrivateIP(t *testing.T) {
+	s := reviewSim(t, 4, 2, 0)
+	var leaving []*simDaemon
+	for _, a := range s.allocs {
+		if h := holderOf(s, a); h != nil && !strings.Contains(joinIDs(leaving), h.id) {
+			leaving = append(leaving, h)
+		}
+	}
+	for _, h := range leaving {
+		s.fault(h.id, "eipd gets SIGTERM")
+		h.loop.beginStop()
+		h.pass()
+	}
+	s.run(30 * time.Second)
+	requireNoViolation(t, s)
+	for _, a := range s.allocs {
+		if s.world.current().addrs[a].AssociationID == "" {
+			t.Fatalf("%s dangles after both holders left:\n%s", a, s.report(t, true))
+		}
+	}
+}
+
+func joinIDs(ds []*simDaemon) string {
+	var ids []string
+	for _, d := range ds {
+		ids = append(ids, d.id)
+	}
+	return strings.Join(ids, " ")
+}
