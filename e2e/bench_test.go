@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -12,10 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 )
 
 // Benchmarks run the daemons at their DEFAULT settings (no timing flags)
@@ -52,26 +47,29 @@ func fmtList(xs []float64) string {
 	return strings.Join(parts, " ")
 }
 
-// allReady waits until every instance carries eipd:state=ready in the
-// emulator, so that a holder's handoff has every member to choose from.
+// allReady waits until the coordinator's view of the group (its /status
+// members) lists n members, each reachable by its probes and with its
+// health up: every member is a target for a move.
 func (c *cluster) allReady(n int) {
 	c.t.Helper()
-	cl := c.operatorEC2()
-	waitFor(c.t, 60*time.Second, "every member tagged eipd:state=ready", func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		out, err := cl.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []types.Filter{
-			{Name: aws.String("tag:eipd:state"), Values: []string{"ready"}},
-			{Name: aws.String("instance-state-name"), Values: []string{"running"}},
-		}})
-		if err != nil {
-			return false
+	waitFor(c.t, 60*time.Second, fmt.Sprintf("the coordinator to see %d members ready", n), func() bool {
+		for _, nd := range c.nodes {
+			if !nd.running() {
+				continue
+			}
+			s, err := nd.status()
+			if err != nil || !s.acting() {
+				continue
+			}
+			ready := 0
+			for _, m := range s.Members {
+				if m.Probe == "up" && m.Health == "up" {
+					ready++
+				}
+			}
+			return ready == n
 		}
-		got := 0
-		for _, r := range out.Reservations {
-			got += len(r.Instances)
-		}
-		return got == n
+		return false
 	})
 }
 

@@ -389,7 +389,7 @@ func checkInvariants(x *chaosRun, res *chaosResult) {
 				alloc, d, at.Format("15:04:05.000"), allowed)
 		}
 		// 2. Terms only grow.
-		if drops := termDrops(x.c.tagHistory(alloc)); len(drops) > 0 {
+		if drops := termDrops(x.c.tagHistory(alloc), repairLimit); len(drops) > 0 {
 			t.Errorf("invariant 2 (terms only grow): the term of %s went down:\n  %s", alloc, strings.Join(drops, "\n  "))
 		}
 		// 3. Never dangling.
