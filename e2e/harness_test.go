@@ -206,6 +206,7 @@ func startProc(t testing.TB, dir, name string, env []string, bin string, args ..
 		}
 		if t.Failed() {
 			t.Logf("--- tail of %s ---\n%s", name, tail(logPath, 60))
+			keepLog(t, logPath)
 		}
 	})
 	return p
@@ -292,6 +293,26 @@ func (p *proc) killWait(t testing.TB) {
 	p.kill()
 	if !p.waitExit(15 * time.Second) {
 		t.Fatalf("%s did not exit after SIGKILL", p.name)
+	}
+}
+
+// keepLog copies a failed test's process log to $E2E_LOGS/<test>/ when
+// that is set (the test's temporary directory goes with it).
+func keepLog(t testing.TB, path string) {
+	dir := os.Getenv("E2E_LOGS")
+	if dir == "" {
+		return
+	}
+	dir = filepath.Join(dir, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()))
+	b, err := os.ReadFile(path)
+	if err == nil {
+		err = os.MkdirAll(dir, 0o755)
+	}
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, filepath.Base(path)), b, 0o644)
+	}
+	if err != nil {
+		t.Logf("keep %s: %v", path, err)
 	}
 }
 
@@ -502,6 +523,9 @@ type simOpts struct {
 	asg, hook string
 	// privateIPs per instance (eipd sim --private-ips); 0 = the emulator's default.
 	privateIPs int
+	// autoAssignPublicIP: instances get auto-assigned public IPv4
+	// addresses (eipd sim --auto-assign-public-ip).
+	autoAssignPublicIP bool
 }
 
 // startSim runs `eipd sim` and reads the JSON line it prints.
@@ -522,6 +546,9 @@ func startSim(t testing.TB, dir string, o simOpts) (*proc, simInfo) {
 	}
 	if o.privateIPs > 0 {
 		args = append(args, "--private-ips", strconv.Itoa(o.privateIPs))
+	}
+	if o.autoAssignPublicIP {
+		args = append(args, "--auto-assign-public-ip")
 	}
 	p := startProc(t, dir, "sim", minimalEnv(dir), eipdBin, args...)
 	var info simInfo
@@ -611,6 +638,8 @@ type clusterOpts struct {
 	// runtimeCheck: the daemons check HAProxy through its runtime API (the
 	// stats socket, haproxy://ip:port?backend=be) instead of monitor-uri.
 	runtimeCheck bool
+	// autoAssignPublicIP: see simOpts.
+	autoAssignPublicIP bool
 }
 
 type cluster struct {
@@ -681,7 +710,7 @@ func newCluster(t testing.TB, o clusterOpts) *cluster {
 	t.Cleanup(release) // when startSim fails
 	hap, hapAlt, status, statusAlt, backendPort, statsPort := ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]
 	sim, info := startSim(t, dir, simOpts{instances: o.instances + o.spares, eips: o.eips, targetPort: hap,
-		asg: o.asg, hook: o.hook, privateIPs: o.privateIPs})
+		asg: o.asg, hook: o.hook, privateIPs: o.privateIPs, autoAssignPublicIP: o.autoAssignPublicIP})
 	release()
 	c := &cluster{t: t, dir: dir, sim: sim, info: info, flags: o.flags}
 	if c.flags == nil {
