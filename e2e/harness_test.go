@@ -480,6 +480,8 @@ type simEvent struct {
 	To           string    `json:"to"`
 	Caller       string    `json:"caller"`
 	Action       string    `json:"action"`
+	// Late: EC2 applied it late (late_writes), at Time.
+	Late bool `json:"late"`
 }
 
 func (e simEvent) String() string {
@@ -945,6 +947,7 @@ type daemonStatus struct {
 	Health           string  `json:"health"`
 	UpForSeconds     float64 `json:"up_for_seconds"`
 	Draining         string  `json:"draining"`
+	NoNewEIPs        bool    `json:"no_new_eips"`
 	AWSStateKnown    bool    `json:"aws_state_known"`
 	AWSTrouble       string  `json:"aws_trouble"`
 	Coordinator      string  `json:"coordinator"`
