@@ -52,7 +52,7 @@ func init() {
 			// usual ports on its IP, where nothing answers, and it probes
 			// theirs on its own, as if the network between them were cut.
 			// It starts first: it coordinates and holds the EIP.
-			instances: 3, maxMoves: -1, alt: func(i int) bool { return i == 0 }, apiMax: 200,
+			instances: 3, maxMoves: -1, alt: func(i int) bool { return i == 0 }, apiMax: 200, readyAtSettle: 1,
 			setup: setupAltHolder,
 			fault: faultPartitionFromPeers,
 		},

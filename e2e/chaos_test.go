@@ -82,6 +82,9 @@ type chaosScenario struct {
 	// the coordinator itself while an EIP needs it may allow longer: the
 	// design bounds that by the election (docs/design.md).
 	danglingMax time.Duration
+	// readyAtSettle: how many members the coordinator sees ready before the
+	// fault (some may be cut off from it by the scenario); 0: all.
+	readyAtSettle int
 	// autoAssignPublicIP: the instances get auto-assigned public IPv4
 	// addresses (eipd sim --auto-assign-public-ip).
 	autoAssignPublicIP bool
@@ -351,7 +354,11 @@ func runChaos(t *testing.T, sc *chaosScenario) {
 			allocs[i] = x.c.alloc(i)
 		}
 		x.c.heldBy(60*time.Second, allocs...)
-		x.c.settled(x.c.alloc(0))
+		if sc.readyAtSettle > 0 {
+			x.c.settledWith(x.c.alloc(0), sc.readyAtSettle)
+		} else {
+			x.c.settled(x.c.alloc(0))
+		}
 		if sc.pick != nil {
 			x.focus = sc.pick(x)
 		}

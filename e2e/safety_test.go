@@ -606,14 +606,21 @@ func (c *cluster) heldBy(timeout time.Duration, allocs ...string) []*node {
 // that a fault does not race the first claim. It returns the holder.
 func (c *cluster) settled(alloc string) *node {
 	c.t.Helper()
-	c.steady(alloc)
 	n := 0
 	for _, nd := range c.nodes {
 		if nd.running() {
 			n++
 		}
 	}
-	c.allReady(n)
+	return c.settledWith(alloc, n)
+}
+
+// settledWith is settled for a coordinator that sees ready members ready
+// (not every member: some may be cut off from it on purpose).
+func (c *cluster) settledWith(alloc string, ready int) *node {
+	c.t.Helper()
+	c.steady(alloc)
+	c.allReady(ready)
 	c.roleHandedOver()
 	time.Sleep(2 * dRenew)
 	return c.steady(alloc)
