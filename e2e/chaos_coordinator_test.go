@@ -9,16 +9,16 @@ import (
 	"time"
 )
 
-func init() {
-	addChaos(
-		chaosScenario{
+func coordinatorScenarios() []chaosScenario {
+	return []chaosScenario{
+		{
 			name: "coordinator-hung", title: "Coordinator hung (SIGSTOP eipd and HAProxy) while it holds nothing, then thawed",
 			// The EIP is on another member, whose proxy serves: not one
 			// request may fail, and nothing moves.
 			instances: 3, maxMoves: -1, apiMax: 80,
 			fault: coordinatorHung,
 		},
-		chaosScenario{
+		{
 			name: "coordinator-holder-haproxy-killed", title: "HAProxy killed on the coordinator while it holds an EIP",
 			// Three EIPs on three members: the coordinator holds one, the
 			// client's, and moves it off itself.
@@ -37,7 +37,7 @@ func init() {
 				}
 			},
 		},
-		chaosScenario{
+		{
 			name: "coordinator-killed-mid-move", title: "Coordinator SIGKILLed between its disassociation and its association of a takeover",
 			instances: 3, apiMax: 120,
 			// The coordinator dies with the EIP unassociated, which only a
@@ -48,7 +48,7 @@ func init() {
 			downtime:    chaosBound("mid-move"),
 			fault:       coordinatorKilledMidMove,
 		},
-	)
+	}
 }
 
 // coordinatorHung: the coordinator, which holds no EIP, freezes (its eipd

@@ -6,9 +6,9 @@ import (
 	"time"
 )
 
-func init() {
-	addChaos(
-		chaosScenario{
+func faultScenarios() []chaosScenario {
+	return []chaosScenario{
+		{
 			name: "haproxy-killed", title: "HAProxy killed on the holder",
 			instances: 3, downtime: proxyDeathBound, apiMax: 60,
 			fault: func(x *chaosRun) {
@@ -17,7 +17,7 @@ func init() {
 				x.unhealthyTakeover(x.holder)
 			},
 		},
-		chaosScenario{
+		{
 			name: "backend-down", title: "Backend down while HAProxy runs (runtime-API check)",
 			instances: 3, runtimeCheck: true, downtime: proxyDeathBound, apiMax: 60,
 			fault: func(x *chaosRun) {
@@ -26,7 +26,7 @@ func init() {
 				x.unhealthyTakeover(x.holder)
 			},
 		},
-		chaosScenario{
+		{
 			name: "sigterm-handoff", title: "SIGTERM on the holder (planned handoff)",
 			instances: 3, apiMax: 60, // downtime 0: not one request may fail
 			fault: func(x *chaosRun) {
@@ -45,7 +45,7 @@ func init() {
 				x.failoverReason(to, x.alloc(), "handoff-shutdown")
 			},
 		},
-	)
+	}
 }
 
 // unhealthyTakeover is the outcome of a holder whose proxy died: its own

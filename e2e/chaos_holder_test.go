@@ -23,29 +23,29 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 )
 
-func init() {
-	addChaos(
-		chaosScenario{
+func holderScenarios() []chaosScenario {
+	return []chaosScenario{
+		{
 			name: "eipd-killed", title: "Holder's eipd SIGKILLed while its HAProxy serves (EIP stays)",
 			instances: 3, maxMoves: -1, apiMax: 80, // downtime 0: not one request may fail
 			fault: faultEipdKilled,
 		},
-		chaosScenario{
+		{
 			name: "instance-terminated", title: "Holder instance terminated",
 			instances: 3, downtime: instanceGoneBound, apiMax: 60,
 			fault: func(x *chaosRun) { faultInstanceGone(x, "terminate") },
 		},
-		chaosScenario{
+		{
 			name: "instance-stopped", title: "Holder instance stopped",
 			instances: 3, downtime: instanceGoneBound, apiMax: 60,
 			fault: func(x *chaosRun) { faultInstanceGone(x, "stop") },
 		},
-		chaosScenario{
+		{
 			name: "holder-hung", title: "Holder hung (SIGSTOP eipd and HAProxy), then thawed",
 			instances: 3, downtime: hungBound, apiMax: 60,
 			fault: faultHolderHung,
 		},
-		chaosScenario{
+		{
 			name: "partition-from-peers", title: "Holder (coordinating) partitioned from its peers while it reaches the API (EIP stays)",
 			// Instance 0 serves on the alternate HAProxy and status ports
 			// (the EIP's traffic follows it there): its peers probe the
@@ -56,12 +56,12 @@ func init() {
 			setup: setupAltHolder,
 			fault: faultPartitionFromPeers,
 		},
-		chaosScenario{
+		{
 			name: "api-cut-holder-serves", title: "Holder and coordinator cut from the EC2 API while the HAProxies serve (EIP stays)",
 			instances: 3, maxMoves: -1, apiMax: 150,
 			fault: faultAPICutHolderServes,
 		},
-		chaosScenario{
+		{
 			name: "api-cut-haproxy-dies", title: "Coordinator holding an EIP cut from the EC2 API, then its HAProxy dies",
 			// Three EIPs on three members: the coordinator holds one, the
 			// client's. It can neither move it nor hear that it lost it:
@@ -71,7 +71,7 @@ func init() {
 			downtime: apiCutBound, apiMax: 150,
 			fault: faultAPICutHAProxyDies,
 		},
-		chaosScenario{
+		{
 			name: "throttling-bursts", title: "Throttling bursts (AWS bucket sizes) from another client, failover during one",
 			instances: 3, downtime: throttleBound, apiMax: 200,
 			// AWS throttles all the time: the buckets are on from the
@@ -79,17 +79,17 @@ func init() {
 			setup: func(x *chaosRun) { x.c.setFaults(map[string]any{"throttle": true}) },
 			fault: faultThrottlingBursts,
 		},
-		chaosScenario{
+		{
 			name: "read-lag-steady", title: "5 s read lag (DescribeAddresses/Instances) in steady state",
 			instances: 3, maxMoves: -1, apiMax: 60,
 			fault: faultReadLagSteady,
 		},
-		chaosScenario{
+		{
 			name: "read-lag-handoff", title: "5 s read lag with a manual handoff (eipd handoff)",
 			instances: 3, apiMax: 60, // planned: not one request may fail; one move
 			fault: faultReadLagHandoff,
 		},
-		chaosScenario{
+		{
 			name: "read-lag-unhealthy", title: "5 s read lag with an unhealthy holder (HAProxy killed, back while reads still show it the EIP)",
 			// The takeover of haproxy-killed, with its bound: the
 			// coordinator moves on its probes and the target's instance
@@ -97,7 +97,7 @@ func init() {
 			instances: 3, downtime: proxyDeathBound, apiMax: 60,
 			fault: faultReadLagUnhealthy,
 		},
-	)
+	}
 }
 
 // ---- eipd-killed ----

@@ -27,9 +27,9 @@ var (
 	noticeBound = chaosBound("notice")
 )
 
-func init() {
-	addChaos(
-		chaosScenario{
+func lifecycleScenarios() []chaosScenario {
+	return []chaosScenario{
+		{
 			name: "five-cold-start", title: "Five daemons started at once on an unassociated EIP",
 			instances: 5, cold: true, apiMax: 120,
 			// Downtime here is the time from the start of the daemons to
@@ -40,12 +40,12 @@ func init() {
 			downtime: chaosBound("cold-start"),
 			fault:    fiveColdStart,
 		},
-		chaosScenario{
+		{
 			name: "spot-interruption", title: "Spot interruption notice on the holder",
 			instances: 3, apiMax: 60,
 			fault: spotInterruption,
 		},
-		chaosScenario{
+		{
 			name: "asg-scale-in", title: "ASG scale-in of the holder (lifecycle hook)",
 			instances: 3, asg: "chaos-asg", hook: "eipd-drain", apiMax: 60,
 			setup: func(x *chaosRun) {
@@ -55,17 +55,17 @@ func init() {
 			},
 			fault: asgScaleIn,
 		},
-		chaosScenario{
+		{
 			name: "rebalance-recommendation", title: "Rebalance recommendation on the holder (EIP stays)",
 			instances: 3, maxMoves: -1, apiMax: 40,
 			fault: rebalanceRecommendation,
 		},
-		chaosScenario{
+		{
 			name: "handoff-then-new-holder-dies", title: "SIGTERM handoff, then the new holder's HAProxy dies",
 			instances: 3, maxMoves: 2, downtime: proxyDeathBound, apiMax: 80,
 			fault: handoffThenNewHolderDies,
 		},
-		chaosScenario{
+		{
 			name: "all-haproxy-down-one-back", title: "All HAProxies down, then one back (downtime from its return)",
 			instances: 3, apiMax: 80,
 			// Counted from the moment a standby's HAProxy is started
@@ -76,17 +76,17 @@ func init() {
 			downtime: chaosBound("one-back"),
 			fault:    allHAProxyDownOneBack,
 		},
-		chaosScenario{
+		{
 			name: "health-flapping", title: "Holder's health flapping every 3 s for a minute",
 			instances: 3, runtimeCheck: true, downtime: proxyDeathBound, apiMax: 150,
 			fault: healthFlapping,
 		},
-		chaosScenario{
+		{
 			name: "two-eips-two-lose-health", title: "Two EIPs on three members, then both holders lose health",
 			instances: 3, eips: 2, privateIPs: 2, downtime: proxyDeathBound, apiMax: 80,
 			fault: twoEIPsTwoLoseHealth,
 		},
-	)
+	}
 }
 
 // ---- helpers ----

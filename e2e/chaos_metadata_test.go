@@ -16,9 +16,9 @@ import (
 	"time"
 )
 
-func init() {
-	addChaos(
-		chaosScenario{
+func metadataScenarios() []chaosScenario {
+	return []chaosScenario{
+		{
 			name: "imds-lag-haproxy-killed", title: "5 s instance metadata lag, then HAProxy killed on the holder",
 			instances: 3, downtime: proxyDeathBound, apiMax: 60,
 			fault: func(x *chaosRun) {
@@ -29,7 +29,7 @@ func init() {
 				x.metadataTrails(x.holder)
 			},
 		},
-		chaosScenario{
+		{
 			name: "imds-lag-sigterm-handoff", title: "5 s instance metadata lag, then SIGTERM on the holder (planned handoff)",
 			instances: 3, apiMax: 60, // planned: not one request may fail
 			fault: func(x *chaosRun) {
@@ -47,7 +47,7 @@ func init() {
 				x.failoverReason(to, x.alloc(), "handoff-shutdown")
 			},
 		},
-		chaosScenario{
+		{
 			name: "imds-lag-holder-hung", title: "5 s instance metadata lag, then the holder hung (SIGSTOP), then thawed",
 			instances: 3, downtime: hungBound, apiMax: 60,
 			fault: func(x *chaosRun) {
@@ -55,39 +55,39 @@ func init() {
 				faultHolderHung(x)
 			},
 		},
-		chaosScenario{
+		{
 			name: "imds-lag-restart-all", title: "5 s instance metadata lag, then every daemon restarted at once (EIP stays)",
 			instances: 3, maxMoves: -1, apiMax: 80, // the proxies serve throughout: not one request may fail
 			fault: imdsLagRestartAll,
 		},
-		chaosScenario{
+		{
 			name: "imds-lag-fresh-claim", title: "5 s instance metadata lag while three daemons start on an unassociated EIP",
 			instances: 3, cold: true, apiMax: 80,
 			downtime: chaosBound("cold-start"), // as five-cold-start: from the start to the first association
 			setup:    func(x *chaosRun) { x.c.setFaults(map[string]any{"imds_lag": lagChaos.String()}) },
 			fault:    imdsLagFreshClaim,
 		},
-		chaosScenario{
+		{
 			name: "lost-answer-takeover", title: "The answer of the takeover's AssociateAddress lost (holder instance stopped)",
 			instances: 3, downtime: instanceGoneBound, apiMax: 80,
 			fault: lostAnswerTakeover,
 		},
-		chaosScenario{
+		{
 			name: "lost-answer-handoff", title: "The answer of the handoff's AssociateAddress lost (SIGTERM on the holder)",
 			instances: 3, apiMax: 80, // planned: not one request may fail
 			fault: lostAnswerHandoff,
 		},
-		chaosScenario{
+		{
 			name: "late-writes-handoff", title: "Writes applied 3 s late (late_writes: the record's CreateTags, the association) around a manual handoff",
 			instances: 3, apiMax: 60, // planned: not one request may fail
 			fault: lateWritesHandoff,
 		},
-		chaosScenario{
+		{
 			name: "mixed-reads-handoff", title: "Mixed reads (each address's association and tags from two moments of a 5 s lag) with a manual handoff",
 			instances: 3, apiMax: 60, // planned: not one request may fail
 			fault: mixedReadsHandoff,
 		},
-	)
+	}
 }
 
 // ---- instance metadata lag ----

@@ -22,16 +22,16 @@ import (
 	"github.com/eipd/eipd/eip"
 )
 
-func init() {
-	addChaos(
-		chaosScenario{
+func operatorScenarios() []chaosScenario {
+	return []chaosScenario{
+		{
 			name: "moved-by-hand", title: "Operator moves the EIP by hand to another member",
 			instances: 3, apiMax: 60,
 			// A move to a healthy member: its HAProxy serves from the first
 			// connection, so not one request may fail.
 			fault: movedByHand,
 		},
-		chaosScenario{
+		{
 			name: "disassociated-by-hand", title: "Operator disassociates the EIP by hand",
 			instances: 3, apiMax: 60,
 			// The holder's instance metadata shows the EIP gone within a
@@ -40,7 +40,7 @@ func init() {
 			downtime: chaosBound("disassociated"),
 			fault:    disassociatedByHand,
 		},
-		chaosScenario{
+		{
 			name: "released-by-hand", title: "Operator releases one of two EIPs",
 			// The client goes through the first EIP, which nothing touches:
 			// not one of its requests may fail.
@@ -50,12 +50,12 @@ func init() {
 			maxMoves: 1,
 			fault:    releasedByHand,
 		},
-		chaosScenario{
+		{
 			name: "tags-garbage", title: "Lease and record tags edited to garbage by hand",
 			instances: 3, maxMoves: -1, apiMax: 60,
 			fault: tagsGarbage,
 		},
-		chaosScenario{
+		{
 			name: "iam-denied-standby", title: "IAM denied to one member (the best priority), then the holder's HAProxy dies",
 			instances: 3, cold: true, apiMax: 80,
 			// A takeover, as in haproxy-killed.
@@ -69,7 +69,7 @@ func init() {
 			},
 			fault: iamDeniedStandby,
 		},
-		chaosScenario{
+		{
 			name: "imds-down-at-start", title: "Instance metadata down at a member's start",
 			instances: 3, cold: true, apiMax: 100,
 			downtime: proxyDeathBound, // the closing takeover, as haproxy-killed
@@ -77,7 +77,7 @@ func init() {
 		},
 		clockOff("clock-3s-ahead", "A member's clock 3 s ahead (the coordinator's lease stamps in the future)", 3*time.Second),
 		clockOff("clock-3s-behind", "A member's clock 3 s behind (the coordinator's lease stamps in the past)", -3*time.Second),
-	)
+	}
 }
 
 // ---- helpers ----

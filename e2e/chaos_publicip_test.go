@@ -17,9 +17,9 @@ import (
 // private IP its new auto-assigned public IPv4 address comes back.
 const publicIPRelease = 20 * time.Second
 
-func init() {
-	addChaos(
-		chaosScenario{
+func publicIPScenarios() []chaosScenario {
+	return []chaosScenario{
+		{
 			name: "public-ip-egress", title: "Public subnet, API through the public IP: handoff, then the new holder terminated (recovery once the old holder's public IP is back)",
 			instances: 2, autoAssignPublicIP: true, maxMoves: 2, apiMax: 150,
 			// The old holder cannot reach the API until its public IP comes
@@ -37,7 +37,7 @@ func init() {
 			},
 			fault: func(x *chaosRun) { publicIPHandoffThenTerminate(x, true) },
 		},
-		chaosScenario{
+		{
 			name: "public-ip-endpoints", title: "Public subnet with VPC endpoints: handoff, then the new holder terminated",
 			instances: 2, autoAssignPublicIP: true, maxMoves: 2, apiMax: 150,
 			// The new holder coordinated too: the survivor takes the role
@@ -49,7 +49,7 @@ func init() {
 			},
 			fault: func(x *chaosRun) { publicIPHandoffThenTerminate(x, false) },
 		},
-	)
+	}
 }
 
 // publicIP is an instance's public IPv4 address now, as EC2 has it.

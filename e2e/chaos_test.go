@@ -28,6 +28,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -136,11 +137,11 @@ const secondMoveWatch = dAddressPoll + dLease
 // both as holder in one round.
 const overlapTolerance = 250 * time.Millisecond
 
-// chaosScenarios is the suite, in the order it runs; the files
-// chaos_*_test.go add to it with addChaos.
-var chaosScenarios []chaosScenario
-
-func addChaos(sc ...chaosScenario) { chaosScenarios = append(chaosScenarios, sc...) }
+// chaosScenarios is the suite, in the order it runs: the scenarios of
+// the files chaos_*_test.go, the older ones first (the report keeps this
+// order).
+var chaosScenarios = slices.Concat(faultScenarios(), holderScenarios(), lifecycleScenarios(), operatorScenarios(),
+	coordinatorScenarios(), metadataScenarios(), publicIPScenarios())
 
 // chaosRun is one run of one scenario.
 type chaosRun struct {

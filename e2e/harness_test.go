@@ -256,6 +256,14 @@ func (p *proc) cont() {
 	p.mu.Unlock()
 }
 
+// isFrozen reports whether the harness holds it SIGSTOPped now.
+func (p *proc) isFrozen() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := len(p.frozen)
+	return n > 0 && p.frozen[n-1].to.IsZero()
+}
+
 // liveThrough reports whether the process ran, started at least settle
 // before from and neither exited nor was frozen, throughout [from, to]:
 // its status listener should have answered then.
@@ -1127,8 +1135,8 @@ func (c *cluster) tryCoordinator() (*node, daemonStatus, bool) {
 	var cs daemonStatus
 	var sts []daemonStatus
 	for _, n := range c.nodes {
-		if !n.running() {
-			continue
+		if !n.running() || n.eipd.isFrozen() {
+			continue // a frozen daemon answers nobody
 		}
 		s, err := n.status()
 		if err != nil {
