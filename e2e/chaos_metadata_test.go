@@ -200,7 +200,10 @@ func imdsLagFreshClaim(x *chaosRun) {
 	x.fault()
 	x.c.startAll()
 	h := x.c.heldBy(30*time.Second, alloc)[0]
-	e := x.firstAssoc(h)
+	e, ok := firstAssocAfter(x.c.events(), alloc, "", x.faultAt)
+	if !ok {
+		x.Fatalf("no association of %s since the start", alloc)
+	}
 	if ips, err := imdsPublicIPs(h); err != nil || (time.Since(e.Time) < lagChaos && slices.Contains(ips, x.c.info.EIPs[0].PublicIP)) {
 		x.Fatalf("the premise failed: %s after the association %s's instance metadata lists %v (%v): no lag", time.Since(e.Time).Round(time.Millisecond), h.id(), ips, err)
 	}
