@@ -425,8 +425,17 @@ func faultThrottlingBursts(x *chaosRun) {
 	h.killHAProxy()
 	e := x.waitFirstAssoc(h, 60*time.Second)
 	took := e.Time.Sub(killed)
+	inFailover := throttled(x.c.stats(), true) - throttled(atKill, true)
 	x.Logf("the EIP left the dead proxy %s after it died; meanwhile EC2 answered RequestLimitExceeded %d times to the daemons (%s)",
-		took.Round(time.Millisecond), throttled(x.c.stats(), true)-throttled(atKill, true), e)
+		took.Round(time.Millisecond), inFailover, e)
+	// The premise: the failover happened during a throttled burst, and
+	// the daemons' own calls for it were throttled.
+	if bursting := killed.Sub(op.start); bursting < burstOn+burstOff || bursting > 2*burstOn+burstOff {
+		x.Fatalf("the premise failed: the HAProxy died %s after the bursts began, not during the second burst", bursting.Round(time.Millisecond))
+	}
+	if inFailover == 0 {
+		x.Fatalf("the premise failed: EC2 throttled none of the daemons' calls between the HAProxy's death and the move")
+	}
 	if took > throttleBound {
 		x.Fatalf("the EIP left the dead proxy %s after it died, during a throttling burst; want within %s", took.Round(time.Millisecond), throttleBound)
 	}
@@ -481,8 +490,11 @@ func throttled(s simStats, daemons bool) int64 {
 	return n
 }
 
-// burster is the other client's bursts.
-type burster struct{ done chan struct{} }
+// burster is the other client's bursts, the first at start.
+type burster struct {
+	done  chan struct{}
+	start time.Time
+}
 
 // startBursts runs the operator's bursts in the background, the first at
 // once. Each burst, per action eipd uses, first spends a full bucket at
@@ -535,13 +547,13 @@ func startBursts(x *chaosRun) *burster {
 			return err
 		}},
 	}
-	b := &burster{done: make(chan struct{})}
+	b := &burster{done: make(chan struct{}), start: time.Now()}
 	one := func(call func(context.Context) error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = call(ctx) // what EC2 answered is in its stats
 	}
-	start := time.Now()
+	start := b.start
 	go func() {
 		defer close(b.done)
 		for i := range bursts {
