@@ -178,7 +178,11 @@ var hungBound = chaosBound("holder-hung")
 // coordinator takes the EIP over once another member confirms it cannot
 // reach it either; thawed, the old holder does not call itself holder
 // again and ends a standby: no fight.
-func faultHolderHung(x *chaosRun) {
+func faultHolderHung(x *chaosRun) { holderHung(x, nil) }
+
+// holderHung is faultHolderHung; moved, when set, runs as soon as the
+// takeover's association is seen.
+func holderHung(x *chaosRun, moved func(from *node)) {
 	h := x.holder
 	x.fault()
 	h.eipd.stop()
@@ -190,6 +194,9 @@ func faultHolderHung(x *chaosRun) {
 		return err == nil && m != nil && m.Probe == "down"
 	})
 	e := x.waitFirstAssoc(h, 40*time.Second)
+	if moved != nil {
+		moved(h)
+	}
 	x.requireFenced(h, e)
 	to := x.movedAway(h, 20*time.Second)
 	x.clientBack(30*time.Second, 25)

@@ -270,6 +270,7 @@ func handoffThenNewHolderDies(x *chaosRun) {
 	}
 	killed := time.Now()
 	b.killHAProxy()
+	x.healthFalls(b, 10*time.Second)
 	next := x.movedAway(b, 30*time.Second)
 	m := assocsIn(x.c.events(), alloc, killed)
 	if len(m) != 1 || m[0].To != next.id() || (m[0].From != b.id() && m[0].From != "") {
@@ -405,6 +406,8 @@ func twoEIPsTwoLoseHealth(x *chaosRun) {
 	x.fault()
 	h0.killHAProxy()
 	h1.killHAProxy()
+	x.healthFalls(h0, 10*time.Second)
+	x.healthFalls(h1, 10*time.Second)
 	waitFor(x, 30*time.Second, "both EIPs on "+free.id()+" on different private IPs", func() bool {
 		v0, v1 := x.c.address(a0), x.c.address(a1)
 		return v0.InstanceID == free.id() && v1.InstanceID == free.id() && v0.PrivateIP != "" && v0.PrivateIP != v1.PrivateIP &&

@@ -52,7 +52,7 @@ func metadataScenarios() []chaosScenario {
 			instances: 3, downtime: hungBound, apiMax: 60,
 			fault: func(x *chaosRun) {
 				x.imdsLag()
-				faultHolderHung(x)
+				holderHung(x, x.metadataTrails)
 			},
 		},
 		{

@@ -151,6 +151,10 @@ func disassociatedByHand(x *chaosRun) {
 		return ok
 	})
 	x.Logf("re-associated to %s by %q %s after the disassociation", e.To, e.Caller, e.Time.Sub(x.faultAt).Round(time.Millisecond))
+	// The premise: the operator's disassociation is what happened first.
+	if ch := x.changes(); len(ch) == 0 || ch[0].Action != "disassociate" || ch[0].Caller != "" || ch[0].From != h.id() {
+		x.Fatalf("the premise failed: the first change since the fault is not the operator's disassociation from %s:%s", h.id(), eventList(ch))
+	}
 	// Invariant 3 (checkInvariants) bounds the time unassociated by the
 	// lease; the design says more: the coordinator puts it back where it
 	// was (sticky), with the next term.
