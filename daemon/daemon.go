@@ -235,7 +235,10 @@ func runDaemon(ctx context.Context, cfg *config.Config, env cli.Env, log hclog.L
 		Now: now,
 	}, self, cloud, md, monitor, prober, m, log.Named("leader"))
 
-	goOwned("health gauge", func(c context.Context) error { return followHealth(c, monitor, m) })
+	// Subscribed here, not in the goroutine: Subscribe writes the list of
+	// subscribers that Changed (the loop's) reads without a lock.
+	gaugeChanged := monitor.Subscribe()
+	goOwned("health gauge", func(c context.Context) error { return followHealth(c, monitor, gaugeChanged, m) })
 	goOwned("systemd notify", func(c context.Context) error { return feedSystemd(c, notify, loop, log) })
 	var asg *autoscaling.Client
 	if cfg.LifecycleHook != "" || cfg.ASGHealth {
@@ -319,9 +322,8 @@ func othersServe(s leader.Status) bool {
 
 // followHealth mirrors the monitor's status into eipd_health_up and
 // eipd_ready (identity is known by the time this runs).
-func followHealth(ctx context.Context, mon *health.Monitor, m *metrics.Metrics) error {
-	// Its own subscription: Changed() is the election loop's.
-	changed := mon.Subscribe()
+// changed is its own subscription (Changed() is the election loop's).
+func followHealth(ctx context.Context, mon *health.Monitor, changed <-chan struct{}, m *metrics.Metrics) error {
 	for {
 		up := mon.Status() == health.Up
 		m.SetHealthUp(up)

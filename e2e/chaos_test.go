@@ -28,6 +28,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -69,6 +70,25 @@ type chaosScenario struct {
 	// cold: the fault happens at start (setup starts the daemons, or not);
 	// the run does not wait for a settled holder before the fault.
 	cold bool
+	// apiMax is the most EC2 calls the members' daemons may make from the
+	// fault to the end of the run (the emulator counts them by caller):
+	// every scenario sets one, about twice the most measured, so that a
+	// retry storm or a poll gone wild fails the run.
+	apiMax int64
+	// pick chooses, once the cluster is settled, which EIP the client goes
+	// through and the invariants focus on (x.alloc()); nil: the first.
+	pick func(x *chaosRun) int
+	// danglingMax is how long an EIP may stay unassociated after the fault
+	// (invariant 3); zero means one lease. Only scenarios that take away
+	// the coordinator itself while an EIP needs it may allow longer: the
+	// design bounds that by the election (docs/design.md).
+	danglingMax time.Duration
+	// readyAtSettle: how many members the coordinator sees ready before the
+	// fault (some may be cut off from it by the scenario); 0: all.
+	readyAtSettle int
+	// autoAssignPublicIP: the instances get auto-assigned public IPv4
+	// addresses (eipd sim --auto-assign-public-ip).
+	autoAssignPublicIP bool
 	// setup runs after the cluster's processes exist and before any
 	// daemon starts: environment, extra flags, or starting the daemons
 	// itself (cold scenarios). Optional.
@@ -79,16 +99,49 @@ type chaosScenario struct {
 	fault func(x *chaosRun)
 }
 
+// chaosBounds are the client-visible downtimes the failing scenarios
+// allow: about 1.5 to 2 times the slowest run measured on the coordinator
+// design (make chaos RUNS=3; the figure is given with each), rounded up
+// to the half second.
+var chaosBounds = map[string]time.Duration{
+	"proxy-death":          5 * time.Second,
+	"instance-gone":        8 * time.Second,
+	"holder-hung":          8 * time.Second,
+	"api-cut-haproxy-dies": 20 * time.Second,
+	"notice":               10 * time.Second,
+	"cold-start":           8 * time.Second,
+	"one-back":             10 * time.Second,
+	"disassociated":        3 * time.Second,
+	"mid-move":             25 * time.Second,
+	"public-ip-back":       15 * time.Second,
+	"coordinator-gone":     25 * time.Second,
+}
+
+// chaosBound is the bound named name; it panics at init when there is none.
+func chaosBound(name string) time.Duration {
+	d, ok := chaosBounds[name]
+	if !ok {
+		panic("no chaos bound named " + name)
+	}
+	return d
+}
+
+// secondMoveWatch is how long every run goes on after its outcome, every
+// invariant still judged: an address poll (the coordinator's next read of
+// the EIPs, which might show it something to act on) and a lease duration
+// (for anything judged on a stale view to run out).
+const secondMoveWatch = dAddressPoll + dLease
+
 // overlapTolerance is the sampler's own blur: two daemons answer one
 // sampling round at slightly different moments, so a clean handoff can show
 // both as holder in one round.
 const overlapTolerance = 250 * time.Millisecond
 
-// chaosScenarios is the suite, in the order it runs; the files
-// chaos_*_test.go add to it with addChaos.
-var chaosScenarios []chaosScenario
-
-func addChaos(sc ...chaosScenario) { chaosScenarios = append(chaosScenarios, sc...) }
+// chaosScenarios is the suite, in the order it runs: the scenarios of
+// the files chaos_*_test.go, the older ones first (the report keeps this
+// order).
+var chaosScenarios = slices.Concat(faultScenarios(), holderScenarios(), lifecycleScenarios(), operatorScenarios(),
+	coordinatorScenarios(), metadataScenarios(), publicIPScenarios())
 
 // chaosRun is one run of one scenario.
 type chaosRun struct {
@@ -100,8 +153,14 @@ type chaosRun struct {
 	started time.Time // the client's first request
 	faultAt time.Time // x.fault(); zero until then
 	ended   time.Time
-	// holder of the first EIP when the fault began (nil for cold runs).
-	holder   *node
+	// holder of the client's EIP when the fault began, and the
+	// coordinator then (nil for cold runs).
+	holder *node
+	coord  *node
+	// statsAtFlt: the emulator's counters at the fault.
+	statsAtFlt simStats
+	// focus is the index of the EIP the client goes through (pick).
+	focus    int
 	apiAtFlt int64
 	firstErr string
 	// downFrom, when set (x.measureFrom), is where the client's downtime
@@ -134,8 +193,9 @@ func (x *chaosRun) keep(format string, args ...any) {
 	}
 }
 
-// alloc is the first EIP, the one the client uses.
-func (x *chaosRun) alloc() string { return x.c.alloc(0) }
+// alloc is the EIP the client uses (the first, unless the scenario picked
+// another).
+func (x *chaosRun) alloc() string { return x.c.alloc(x.focus) }
 
 // daemonCalls counts the EC2 calls the members' daemons made so far (not
 // the operator's: some scenarios drain the throttling buckets by hand).
@@ -157,6 +217,7 @@ func (x *chaosRun) fault() {
 	if !x.faultAt.IsZero() {
 		x.Fatalf("fault() called twice")
 	}
+	x.statsAtFlt = x.c.stats()
 	x.apiAtFlt = x.daemonCalls()
 	x.faultAt = time.Now()
 }
@@ -206,6 +267,7 @@ type chaosResult struct {
 	FailedRequests int            `json:"failed_requests"`
 	Moves          int            `json:"moves"`
 	APICalls       int64          `json:"api_calls"`
+	APICallsBound  int64          `json:"api_calls_bound"`
 	Timeline       *chaosTimeline `json:"timeline,omitempty"`
 }
 
@@ -230,6 +292,9 @@ func TestChaos(t *testing.T) {
 			t.Fatalf("two chaos scenarios are named %q", sc.name)
 		}
 		seen[sc.name] = true
+		if sc.apiMax <= 0 {
+			t.Fatalf("chaos scenario %q sets no ceiling on the EC2 calls after its fault (apiMax)", sc.name)
+		}
 		t.Run(sc.name, func(t *testing.T) { runChaos(t, sc) })
 	}
 }
@@ -243,7 +308,8 @@ func runChaos(t *testing.T, sc *chaosScenario) {
 	runNo := chaosTally.runs[sc.name]
 	chaosTally.Unlock()
 
-	res := chaosResult{Scenario: sc.name, Title: sc.title, Run: runNo, Check: "http", DowntimeBoundS: sc.downtime.Seconds()}
+	res := chaosResult{Scenario: sc.name, Title: sc.title, Run: runNo, Check: "http", DowntimeBoundS: sc.downtime.Seconds(),
+		APICallsBound: sc.apiMax}
 	if sc.runtimeCheck {
 		res.Check = "runtime"
 	}
@@ -254,7 +320,8 @@ func runChaos(t *testing.T, sc *chaosScenario) {
 
 	eips := max(sc.eips, 1)
 	x.c = newCluster(x, clusterOpts{instances: sc.instances, eips: eips, flags: defaults,
-		privateIPs: sc.privateIPs, runtimeCheck: sc.runtimeCheck, asg: sc.asg, hook: sc.hook, alt: sc.alt})
+		privateIPs: sc.privateIPs, runtimeCheck: sc.runtimeCheck, asg: sc.asg, hook: sc.hook, alt: sc.alt,
+		autoAssignPublicIP: sc.autoAssignPublicIP})
 	x.s = startSampler(x.c)
 	// A failed run keeps every process's log (the test's own temp dir goes
 	// with it) where CHAOS_LOGS says; this runs before the processes go.
@@ -288,8 +355,17 @@ func runChaos(t *testing.T, sc *chaosScenario) {
 			allocs[i] = x.c.alloc(i)
 		}
 		x.c.heldBy(60*time.Second, allocs...)
-		x.holder = x.c.settled(x.alloc())
-		x.cl = startChaosClient(x.c, 0)
+		if sc.readyAtSettle > 0 {
+			x.c.settledWith(x.c.alloc(0), sc.readyAtSettle)
+		} else {
+			x.c.settled(x.c.alloc(0))
+		}
+		if sc.pick != nil {
+			x.focus = sc.pick(x)
+		}
+		x.holder = x.c.steady(x.alloc())
+		x.coord, _ = x.c.coordinator(30 * time.Second)
+		x.cl = startChaosClient(x.c, x.focus)
 		x.started = time.Now()
 		// A client that cannot get through before the fault would make
 		// every figure after it meaningless.
@@ -303,6 +379,10 @@ func runChaos(t *testing.T, sc *chaosScenario) {
 	if x.faultAt.IsZero() {
 		x.Fatalf("scenario %s never called fault()", sc.name)
 	}
+	// The outcome is in: watch for a second move (ping-pong) and a late
+	// two-holder window for an address poll and a lease more (the
+	// coordinator's next read, and a lease for a stale view to run out).
+	x.quiet(secondMoveWatch)
 	x.ended = time.Now()
 	x.cl.stop()
 	fillResult(x, &res)
@@ -381,22 +461,28 @@ func checkInvariants(x *chaosRun, res *chaosResult) {
 	if allowed == 0 {
 		allowed = overlapTolerance
 	}
+	dangling := sc.danglingMax
+	if dangling == 0 {
+		dangling = dLease
+	}
 	for i := range x.c.info.EIPs {
 		alloc := x.c.alloc(i)
-		// 1. One holder.
+		// 1. One holder, judged only where every running daemon answered
+		// right after each association.
+		x.c.requireJudged(t, rows, alloc, x.faultAt, x.ended)
 		if d, at, _ := overlap(rows, alloc); d > allowed {
 			t.Errorf("invariant 1 (one holder): two daemons reported holder of %s for %s from %s (allowed %s)",
 				alloc, d, at.Format("15:04:05.000"), allowed)
 		}
 		// 2. Terms only grow.
-		if drops := termDrops(x.c.tagHistory(alloc)); len(drops) > 0 {
+		if drops := termDrops(x.c.tagHistory(alloc), repairLimit); len(drops) > 0 {
 			t.Errorf("invariant 2 (terms only grow): the term of %s went down:\n  %s", alloc, strings.Join(drops, "\n  "))
 		}
 		// 3. Never dangling.
 		if !sc.dangling && !x.released[alloc] {
-			if u := unassociated(ev, alloc, x.faultAt, x.ended); u > dLease {
-				t.Errorf("invariant 3 (never dangling): %s was unassociated for %s after the fault (at most the lease, %s):%s",
-					alloc, u, dLease, eventList(changesSince(ev, alloc, x.faultAt)))
+			if u := unassociated(ev, alloc, x.faultAt, x.ended); u > dangling {
+				t.Errorf("invariant 3 (never dangling): %s was unassociated for %s after the fault (at most %s):%s",
+					alloc, u, dangling, eventList(changesSince(ev, alloc, x.faultAt)))
 			}
 		}
 		// 4. No ping-pong.
@@ -427,16 +513,39 @@ func checkInvariants(x *chaosRun, res *chaosResult) {
 	if res.Requests < int(x.ended.Sub(x.faultAt).Seconds()*20) {
 		t.Errorf("client: only %d requests in %s, want at least 20 a second", res.Requests, x.ended.Sub(x.faultAt).Round(time.Second))
 	}
-	// Nothing crashed.
+	// The API budget: no retry storm, no poll gone wild.
+	if res.APICalls > sc.apiMax {
+		t.Errorf("API: the daemons made %d EC2 calls from the fault to the end of the run, at most %d (%v)",
+			res.APICalls, sc.apiMax, x.daemonCallsByAction())
+	}
+	// Nothing crashed: no daemon exited unless the harness stopped it,
+	// and no log holds a Go crash or a data race (make chaos builds the
+	// daemons with -race).
 	for _, n := range x.c.nodes {
-		if n.eipd == nil {
-			continue
-		}
-		if bad := crashIn(n.c.dir); bad != "" {
-			t.Errorf("a process crashed: %s", bad)
-			break
+		for _, p := range n.daemons {
+			if why := p.unexpectedExit(); why != "" {
+				t.Errorf("nothing crashed: %s", why)
+			}
 		}
 	}
+	if bad := crashIn(x.c.dir); bad != "" {
+		t.Errorf("nothing crashed: %s", bad)
+	}
+}
+
+// daemonCallsByAction is what daemonCalls counts, by action, since the
+// fault (for the message of a broken ceiling).
+func (x *chaosRun) daemonCallsByAction() map[string]int64 {
+	out := map[string]int64{}
+	now := x.c.stats()
+	for _, nd := range x.c.nodes {
+		for a, c := range now.ByCaller[nd.id()] {
+			if d := c - x.statsAtFlt.ByCaller[nd.id()][a]; d > 0 {
+				out[a] += d
+			}
+		}
+	}
+	return out
 }
 
 var crashRE = regexp.MustCompile(`(?m)^(panic: |fatal error: |WARNING: DATA RACE)`)

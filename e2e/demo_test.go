@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/eipd/eipd/eip"
 )
 
 // `eipd demo` and `eipd status --watch`: the binary as a user runs it.
@@ -85,7 +87,7 @@ func assertGone(t *testing.T, dir, output string) {
 
 var (
 	movesHeader = regexp.MustCompile(`(?m)^time\s+phase\s+reason\s+from → to\s+term\s+decided → associated\s+fault → associated$`)
-	moveLine    = regexp.MustCompile(`^(\d\d:\d\d:\d\d\.\d{3})\s+(\S+)\s+(\S+)\s+(\S+) → (i-[0-9a-f]+)\s+(\d+|-)\s+(\S+)\s+(\S+)$`)
+	moveLine    = regexp.MustCompile(`^(\d\d:\d\d:\d\d\.\d{3})\s+(\S+)\s+(\S+)\s+(\S+) → (i-[0-9a-f]+)\s+(\d+\.\d+|-)\s+(\S+)\s+(\S+)$`)
 	phaseLine   = regexp.MustCompile(`(?m)^(steady|proxy-killed|spot-interruption|planned-handoff|terminate|recovery)\s+([\d.]+)s\s+(\d+)\s+(\d+)\s+`)
 	durationRE  = regexp.MustCompile(`^\d+(\.\d+)?(ms|s)$`)
 )
@@ -216,8 +218,10 @@ func TestDemoSummary(t *testing.T) {
 			t.Errorf("move %d starts from %s but the one before ended on %s", i, m.from, moves[i-1].to)
 		}
 		if i > 0 && m.term != "-" && moves[i-1].term != "-" {
-			if a, b := atoi(moves[i-1].term), atoi(m.term); b <= a {
-				t.Errorf("move %d has term %d after %d", i, b, a)
+			a, okA := eip.ParseTerm(moves[i-1].term)
+			b, okB := eip.ParseTerm(m.term)
+			if !okA || !okB || !a.Less(b) {
+				t.Errorf("move %d has term %s after %s", i, m.term, moves[i-1].term)
 			}
 		}
 	}
@@ -233,11 +237,6 @@ func TestDemoSummary(t *testing.T) {
 		t.Errorf("--keep-logs: %d daemon logs, want 3: %v", len(m), m)
 	}
 	assertGone(t, dir, out)
-}
-
-func atoi(s string) int {
-	n, _ := strconv.Atoi(s)
-	return n
 }
 
 // TestDemoStopsCleanly interrupts the demo during start-up (SIGTERM) and

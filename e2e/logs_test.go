@@ -14,7 +14,7 @@ import (
 // nature. Any other number in a JSON log line is suspect: most likely a
 // duration written as nanoseconds.
 var integerKeys = map[string]bool{
-	"term": true, "attempt": true, "rise": true, "fall": true, "health_rise": true, "health_fall": true,
+	"term": true, "epoch": true, "attempt": true, "rise": true, "fall": true, "health_rise": true, "health_fall": true,
 	"probe_fall": true, "api_rate": true, "api_burst": true, "instances": true, "eips": true,
 }
 

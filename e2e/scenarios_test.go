@@ -54,9 +54,33 @@ func TestHolderCheckFailsHandsOff(t *testing.T) {
 	})
 	waitFor(t, 10*time.Second, "the new holder to report itself holder", func() bool { return c.node(to).role(alloc) == "holder" })
 	time.Sleep(3 * fastLease)
-	if m := c.assocsSince(mark, alloc); len(m) != 1 || m[0].From != h.id() || m[0].Action != "move" {
-		t.Fatalf("want exactly one move (a handoff from %s), got:%s", h.id(), c.eventsSince(mark))
+	// An unhealthy holder serves nothing: its EIP is taken over, fenced
+	// (the coordinator disassociates the association it read, then
+	// associates): one association, after one disassociation from h.
+	if err := c.oneMoveFrom(mark, alloc, h.id()); err != nil {
+		t.Fatal(err)
 	}
+}
+
+// oneMoveFrom checks that alloc changed hands exactly once since mark,
+// away from `from`, made by a daemon: one association to another
+// instance, either a move straight from `from` (a handoff) or preceded by
+// one disassociation of `from` (a fenced takeover).
+func (c *cluster) oneMoveFrom(mark int, alloc, from string) error {
+	var ch []simEvent
+	for _, e := range c.events()[mark:] {
+		if e.AllocationID == alloc && isAssocChange(e) {
+			ch = append(ch, e)
+		}
+	}
+	switch {
+	case len(ch) == 1 && ch[0].Action == "move" && ch[0].From == from && ch[0].To != from && ch[0].Caller != "":
+		return nil
+	case len(ch) == 2 && ch[0].Action == "disassociate" && ch[0].From == from && ch[1].Action == "associate" &&
+		ch[1].To != from && ch[1].To != "" && ch[0].Caller != "" && ch[1].Caller == ch[0].Caller:
+		return nil
+	}
+	return fmt.Errorf("want exactly one move away from %s made by a daemon (a handoff, or a fenced takeover), got:%s", from, c.eventsSince(mark))
 }
 
 // TestHolderTerminatedTakeover: the holder instance is terminated (the
@@ -74,8 +98,8 @@ func TestHolderTerminatedTakeover(t *testing.T) {
 	waitFor(t, 20*time.Second, "a standby to take the EIP over", func() bool { return len(c.assocsSince(mark, alloc)) > 0 })
 	time.Sleep(3 * fastLease)
 	m := c.assocsSince(mark, alloc)
-	if len(m) != 1 || m[0].To == h.id() || m[0].Caller != m[0].To {
-		t.Fatalf("want one takeover by a survivor, got:%s", c.eventsSince(mark))
+	if len(m) != 1 || m[0].To == h.id() || m[0].Caller == "" || m[0].Caller == h.id() {
+		t.Fatalf("want one takeover made by a surviving coordinator, got:%s", c.eventsSince(mark))
 	}
 	if got := c.node(m[0].To).role(alloc); got != "holder" {
 		t.Fatalf("new holder %s reports role %q", m[0].To, got)
@@ -83,11 +107,14 @@ func TestHolderTerminatedTakeover(t *testing.T) {
 }
 
 // TestHolderHungTakeover: the holder's eipd and HAProxy are frozen
-// (SIGSTOP): no renewals, probes fail → takeover after lease expiry; when
-// they thaw, the old holder steps down without a fight.
+// (SIGSTOP): the coordinator's probes of it fail, another member confirms
+// it, and its EIP is taken over; never two daemons reporting holder, and
+// when they thaw the old holder does not call itself holder again and
+// there is no fight.
 func TestHolderHungTakeover(t *testing.T) {
 	c := newCluster(t, clusterOpts{instances: 3})
 	alloc := c.alloc(0)
+	smp := startSampler(c)
 	c.startAll()
 	h := c.steady(alloc)
 	mark := c.mark()
@@ -96,13 +123,12 @@ func TestHolderHungTakeover(t *testing.T) {
 	h.haproxy.stop()
 	waitFor(t, 20*time.Second, "a standby to take the EIP over", func() bool { return len(c.assocsSince(mark, alloc)) > 0 })
 	m := c.assocsSince(mark, alloc)
-	if m[0].To == h.id() || m[0].Caller != m[0].To {
-		t.Fatalf("want a takeover by a survivor, got:%s", c.eventsSince(mark))
+	if m[0].To == h.id() || m[0].Caller == "" || m[0].Caller == h.id() {
+		t.Fatalf("want a takeover made by a surviving coordinator, got:%s", c.eventsSince(mark))
 	}
-	// The lease was fresh when the holder froze: no takeover before it ran out.
-	if d := m[0].Time.Sub(frozen); d < fastLease-300*time.Millisecond-100*time.Millisecond {
-		t.Fatalf("takeover %s after the freeze, before the lease (%s) could have expired:%s", d, fastLease, c.eventsSince(mark))
-	}
+	to := c.node(m[0].To)
+	waitFor(t, 15*time.Second, "the new holder to report holder", func() bool { return to.role(alloc) == "holder" })
+	thawed := time.Now()
 	h.eipd.cont()
 	h.haproxy.cont()
 	waitFor(t, 15*time.Second, "the thawed old holder to step down", func() bool { return h.role(alloc) == "standby" })
@@ -112,14 +138,26 @@ func TestHolderHungTakeover(t *testing.T) {
 		}
 		return nil
 	})
+	end := time.Now()
+	rows := smp.requireSamples(t, frozen, end)
+	if d, at, _ := overlap(rows, alloc); d > 0 {
+		t.Errorf("two daemons reported holder for %s from %s", d, at.Format("15:04:05.000"))
+	}
+	if last := lastRole(smp.between(thawed, end), c.index(h), alloc, "holder"); !last.IsZero() {
+		t.Errorf("the thawed old holder reported holder at %s, %s after the thaw", last.Format("15:04:05.000"), last.Sub(thawed))
+	}
+	t.Logf("taken over by %s %s after the freeze", to.id(), m[0].Time.Sub(frozen).Round(time.Millisecond))
 }
 
-// TestHolderPartitionedFromPeersNoMove: the standbys cannot reach the
-// holder (their probes aim at ports the holder has nothing on) but the
-// holder renews: no move over several lease durations.
+// TestHolderPartitionedFromPeersNoMove: the standbys and the holder cannot
+// reach each other (their probes aim at ports the holder has nothing on),
+// but the holder, which started first and coordinates, renews the group
+// lease: the others see it fresh in the API and claim nothing; no move over
+// several lease durations.
 func TestHolderPartitionedFromPeersNoMove(t *testing.T) {
 	// Instance 0 uses the alternate HAProxy and status ports: the others
-	// probe it on theirs, where nothing listens on its IP.
+	// probe it on theirs, where nothing listens on its IP, and it probes
+	// them on its own.
 	c := newCluster(t, clusterOpts{instances: 3, alt: func(i int) bool { return i == 0 }})
 	alloc := c.alloc(0)
 	h := c.nodes[0]
@@ -131,56 +169,89 @@ func TestHolderPartitionedFromPeersNoMove(t *testing.T) {
 		n.waitUp()
 	}
 	c.steady(alloc)
+	_, cs := c.coordinator(10 * time.Second)
 	mark := c.mark()
-	// The standbys' probes of the holder must really fail, or this test
-	// proves nothing.
-	waitFor(t, 10*time.Second, "the standbys to see the holder unreachable", func() bool {
+	// The partition must be real, or this test proves nothing: the
+	// holder's probes of the others fail.
+	waitFor(t, 10*time.Second, "the coordinator to see the others unreachable", func() bool {
+		s, err := h.status()
+		if err != nil || !s.acting() {
+			return false
+		}
 		for _, n := range c.others(h) {
-			ss, err := n.scrape()
-			if err != nil || metricSum(ss, "eipd_peer_probe_up", map[string]string{"allocation_id": alloc}) != 0 ||
-				!hasSample(ss, "eipd_peer_probe_up", alloc) {
+			if m := s.member(n.id()); m == nil || m.Probe != "down" {
 				return false
 			}
 		}
 		return true
 	})
-	during(t, 5*fastLease, "holder partitioned from peers but renewing", c.noMoves(mark, alloc))
+	reads := c.stats()
+	during(t, 5*fastLease, "holder partitioned from peers but renewing", func() error {
+		if err := c.noMoves(mark, alloc)(); err != nil {
+			return err
+		}
+		for _, n := range c.others(h) {
+			s, err := n.status()
+			if err != nil {
+				continue
+			}
+			if s.Coordinator != h.id() || s.Epoch != cs.Epoch {
+				return fmt.Errorf("%s follows %s epoch %d, want %s epoch %d", n.id(), s.Coordinator, s.Epoch, h.id(), cs.Epoch)
+			}
+		}
+		return nil
+	})
+	// They watched the lease in the API: each read it more than once.
+	after := c.stats()
+	for _, n := range c.others(h) {
+		if d := after.ByCaller[n.id()]["DescribeAddresses"] - reads.ByCaller[n.id()]["DescribeAddresses"]; d < 2 {
+			t.Errorf("%s read the EIPs %d times in %s while it could not reach the coordinator: it did not watch the lease", n.id(), d, 5*fastLease)
+		}
+	}
 	if h.role(alloc) != "holder" {
 		t.Fatalf("holder no longer reports holder")
 	}
 }
 
-func hasSample(ss []sample, name, alloc string) bool {
-	for _, s := range ss {
-		if s.name == name && s.labels["allocation_id"] == alloc {
-			return true
-		}
-	}
-	return false
-}
-
-// TestHolderCutFromAPINoMove: the holder's EC2 calls hang (emulator
-// partition for its credentials) but its HAProxy answers peers: no move.
+// TestHolderCutFromAPINoMove: a member's EC2 calls hang (emulator
+// partition for its credentials) while every HAProxy serves: no move. Cut
+// off, the holder (which makes no EC2 call) changes nothing; cut off, the
+// coordinator stops acting once its lease is not confirmed, and another
+// member takes the role over, still moving nothing.
 func TestHolderCutFromAPINoMove(t *testing.T) {
-	c := newCluster(t, clusterOpts{instances: 3})
-	alloc := c.alloc(0)
-	c.startAll()
-	h := c.steady(alloc)
-	mark := c.mark()
-	c.setInstanceFaults(h.id(), map[string]any{"partition": true})
-	// The standbys must see the lease go stale, so they really decide
-	// against a takeover because the holder answers.
-	waitFor(t, 20*time.Second, "the lease to go stale in the emulator", func() bool {
-		r, err := time.Parse(time.RFC3339Nano, c.address(alloc).Tags["eipd:renewed"])
-		return err == nil && time.Since(r) > 3*fastLease
-	})
-	during(t, 5*fastLease, "holder cut from the EC2 API", c.noMoves(mark, alloc))
-	c.clearInstanceFaults(h.id())
-	during(t, 3*fastLease, "after the API partition healed", c.noMoves(mark, alloc))
-	waitFor(t, 15*time.Second, "the holder to renew again", func() bool {
-		r, err := time.Parse(time.RFC3339Nano, c.address(alloc).Tags["eipd:renewed"])
-		return err == nil && time.Since(r) < 2*time.Second && h.role(alloc) == "holder"
-	})
+	for _, who := range []string{"holder", "coordinator"} {
+		t.Run(who, func(t *testing.T) {
+			c := newCluster(t, clusterOpts{instances: 3})
+			alloc := c.alloc(0)
+			c.startAll()
+			h := c.steady(alloc)
+			c.roleHandedOver()
+			co, cs := c.coordinator(10 * time.Second)
+			cut := h
+			if who == "coordinator" {
+				cut = co
+			}
+			mark := c.mark()
+			before := c.stats()
+			c.setInstanceFaults(cut.id(), map[string]any{"partition": true})
+			if who == "coordinator" {
+				waitFor(t, 20*time.Second, "another member to coordinate", func() bool {
+					n, s, ok := c.tryCoordinator()
+					return ok && n != co && s.Epoch > cs.Epoch
+				})
+				if n := partitioned(c.stats()) - partitioned(before); n == 0 {
+					t.Fatalf("no call of the cut-off coordinator was held up: it was not cut off")
+				}
+			}
+			during(t, 5*fastLease, who+" cut from the EC2 API", c.noMoves(mark, alloc))
+			c.clearInstanceFaults(cut.id())
+			during(t, 3*fastLease, "after the API partition healed", c.noMoves(mark, alloc))
+			waitFor(t, 15*time.Second, "the lease to be renewed and the holder to report holder", func() bool {
+				r, err := time.Parse(time.RFC3339Nano, c.address(alloc).Tags["eipd:renewed"])
+				return err == nil && time.Since(r) < 2*time.Second && h.role(alloc) == "holder"
+			})
+		})
+	}
 }
 
 // TestThrottlingNoSpuriousMove: half of all EC2 calls are throttled for
@@ -268,7 +339,7 @@ func TestHolderRestartNoMove(t *testing.T) {
 	during(t, 3*fastLease, "after the holder restarted", c.noMoves(mark, alloc))
 	s2, _ := h.status()
 	if len(s.EIPs) == 1 && len(s2.EIPs) == 1 && s2.EIPs[0].Term != s.EIPs[0].Term {
-		t.Fatalf("term changed across a restart: %d → %d (a restart is not a change of holder)", s.EIPs[0].Term, s2.EIPs[0].Term)
+		t.Fatalf("term changed across a restart: %s → %s (a restart is not a change of holder)", s.EIPs[0].Term, s2.EIPs[0].Term)
 	}
 }
 
@@ -296,14 +367,23 @@ func TestAllUnhealthyStaysThenMoves(t *testing.T) {
 	alloc := c.alloc(0)
 	c.startAll()
 	h := c.steady(alloc)
-	mark := c.mark()
-	for _, n := range c.nodes {
+	c.allReady(3)
+	mark, logs := c.mark(), c.logMarks()
+	// The standbys' proxies first, until their health is down: the
+	// holder's falling first would rightly move the EIP to one of them.
+	for _, n := range c.others(h) {
 		n.killHAProxy()
 	}
-	waitFor(t, 15*time.Second, "the holder to report its handoff blocked", func() bool {
-		s, err := h.status()
-		return err == nil && len(s.EIPs) == 1 && s.EIPs[0].HandoffBlocked
+	waitFor(t, 10*time.Second, "the standbys' health to go down", func() bool {
+		for _, n := range c.others(h) {
+			if s, err := n.status(); err != nil || s.Health != "down" {
+				return false
+			}
+		}
+		return true
 	})
+	h.killHAProxy()
+	c.waitBlocked(t, alloc, logs, 15*time.Second)
 	during(t, 5*fastLease, "every instance unhealthy", c.noMoves(mark, alloc))
 	r := c.others(h)[0]
 	r.restartHAProxy()

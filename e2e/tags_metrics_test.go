@@ -11,6 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"github.com/eipd/eipd/eip"
 )
 
 // operatorEC2 is an EC2 client against the emulator with keys it does not
@@ -46,13 +48,17 @@ func (c *cluster) writeGarbageLease(alloc string) {
 	}
 }
 
-// validLease reports whether alloc carries a parseable, fresh lease held
-// by holder.
+// validLease reports whether alloc carries a fresh group lease (renewed
+// by an instance, within 3 s, epoch ≥ 1) and a record that parses and
+// names holder.
 func (c *cluster) validLease(alloc, holder string) error {
 	tags := c.address(alloc).Tags
-	term, err := strconv.ParseInt(tags["eipd:term"], 10, 64)
-	if err != nil || term < 1 {
+	term, ok := eip.ParseTerm(tags["eipd:term"])
+	if !ok || term.Epoch < 1 || term.Seq < 1 {
 		return fmt.Errorf("eipd:term %q", tags["eipd:term"])
+	}
+	if e, err := strconv.ParseInt(tags["eipd:epoch"], 10, 64); err != nil || e < 1 || tags["eipd:coordinator"] == "" {
+		return fmt.Errorf("eipd:coordinator %q eipd:epoch %q", tags["eipd:coordinator"], tags["eipd:epoch"])
 	}
 	r, err := time.Parse(time.RFC3339Nano, tags["eipd:renewed"])
 	if err != nil || time.Since(r) > 3*time.Second {
@@ -65,9 +71,10 @@ func (c *cluster) validLease(alloc, holder string) error {
 }
 
 // TestGarbageLeaseRecovers: an operator writes garbage into eipd:term and
-// eipd:renewed, once while the holder runs and once while its daemon is
-// down (so the restarted daemon must read and parse it): the holder
-// rewrites a valid lease each time; at most one move in all.
+// eipd:renewed, once while every daemon runs and once while the
+// coordinator's daemon is down (so that whichever coordinates next must
+// read and parse it): a valid lease and record are written again each
+// time; at most one move in all.
 func TestGarbageLeaseRecovers(t *testing.T) {
 	c := newCluster(t, clusterOpts{instances: 3})
 	alloc := c.alloc(0)
@@ -81,12 +88,13 @@ func TestGarbageLeaseRecovers(t *testing.T) {
 		return h2 != "" && c.validLease(alloc, h2) == nil
 	})
 
-	h := c.steady(alloc)
-	h.eipd.killWait(t)
+	c.steady(alloc)
+	co, _ := c.coordinator(10 * time.Second)
+	co.eipd.killWait(t)
 	c.writeGarbageLease(alloc)
-	h.startDaemon()
-	h.waitUp()
-	waitFor(t, 15*time.Second, "a valid lease after the restart over garbage", func() bool {
+	co.startDaemon()
+	co.waitUp()
+	waitFor(t, 15*time.Second, "a valid lease after the coordinator's restart over garbage", func() bool {
 		h2 := c.holder(alloc)
 		return h2 != "" && c.validLease(alloc, h2) == nil && c.node(h2).role(alloc) == "holder"
 	})
@@ -138,6 +146,38 @@ func TestMetricsThreeDaemons(t *testing.T) {
 	waitFor(t, 10*time.Second, "sum of eipd_is_holder to be 1", func() bool {
 		return sumOver(c.scrapeAll(), "eipd_is_holder", isHolder) == 1
 	})
+	// The coordinator's gauges: one coordinator; it sees the three
+	// members and reaches them; the others say 0. Every member reports
+	// the EIP's term as epoch × 1e6 + seq, and that it reaches the API.
+	co, _ := c.coordinator(10 * time.Second)
+	waitFor(t, 10*time.Second, "the coordinator's gauges", func() bool {
+		all := c.scrapeAll()
+		if sumOver(all, "eipd_is_coordinator", nil) != 1 || metricSum(all[co.id()], "eipd_is_coordinator", nil) != 1 {
+			return false
+		}
+		for id, ss := range all {
+			want := 0.0
+			if id == co.id() {
+				want = 3
+			}
+			if metricSum(ss, "eipd_members", nil) != want || metricSum(ss, "eipd_members_reachable", nil) != want {
+				return false
+			}
+		}
+		return true
+	})
+	term, ok := eip.ParseTerm(c.address(alloc).Tags["eipd:term"])
+	if !ok {
+		t.Fatalf("eipd:term %q does not parse", c.address(alloc).Tags["eipd:term"])
+	}
+	for id, ss := range c.scrapeAll() {
+		if got, want := metricSum(ss, "eipd_term", isHolder), float64(term.Epoch*1000000+term.Seq); got != want {
+			t.Errorf("eipd_term on %s = %v, want %v (term %s)", id, got, want, term)
+		}
+		if got := metricSum(ss, "eipd_aws_reachable", nil); got != 1 {
+			t.Errorf("eipd_aws_reachable on %s = %v, want 1", id, got)
+		}
+	}
 	during(t, 2*time.Second, "steady state", func() error {
 		all := c.scrapeAll()
 		if s := sumOver(all, "eipd_is_holder", isHolder); s != 1 {

@@ -18,8 +18,10 @@ case $runs in '' | *[!0-9]* | 0) echo "chaos: RUNS=$runs: want a positive number
 
 rm -rf chaos-results.jsonl chaos.out chaos-logs
 # About a minute per scenario run at most, with room to spare.
-timeout=$((runs * 30 + 10))m
-CHAOS_RESULTS=$PWD/chaos-results.jsonl CHAOS_LOGS=$PWD/chaos-logs "$go" test -count="$runs" -v -timeout "$timeout" \
+timeout=$((runs * 50 + 10))m
+# The harness and the daemons are built with the race detector
+# (E2E_RACE=1): a data race in either fails the run.
+E2E_RACE=1 CHAOS_RESULTS=$PWD/chaos-results.jsonl CHAOS_LOGS=$PWD/chaos-logs "$go" test -race -count="$runs" -v -timeout "$timeout" \
 	-run "TestChaos/($scenario)" ./e2e/ >chaos.out 2>&1 &
 pid=$!
 tail --pid="$pid" -n +1 -F chaos.out 2>/dev/null | grep --line-buffered -E '^chaos [a-z]' &

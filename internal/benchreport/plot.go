@@ -14,7 +14,7 @@ import (
 type faultKind struct {
 	Label  string
 	Bench  string
-	Target float64 // p99 target in seconds
+	Target float64 // p99 target in seconds; 0: none
 }
 
 var faultKinds = []faultKind{
@@ -23,6 +23,8 @@ var faultKinds = []faultKind{
 	{"instance\nstopped", "FailoverInstanceStopped", 5},
 	{"instance\nterminated", "FailoverInstanceTerminated", 5},
 	{"instance hung\n(SIGSTOP)", "FailoverInstanceDeath", 12},
+	{"HAProxy killed\non the coordinator", "FailoverHAProxyDeathCoordinator", 1.5},
+	{"coordinator hung\n(SIGSTOP)", "FailoverHungCoordinator", 0},
 }
 
 var (
@@ -71,6 +73,9 @@ func plotFailover(before, after *runOutput, path string) error {
 			bp.FillColor = side.col
 			p.Add(bp)
 			drawn = true
+		}
+		if k.Target == 0 {
+			continue
 		}
 		line, err := plotter.NewLine(plotter.XYs{{X: x - 0.42, Y: k.Target}, {X: x + 0.42, Y: k.Target}})
 		if err != nil {

@@ -29,6 +29,7 @@ type result struct {
 	FailedRequests int      `json:"failed_requests"`
 	Moves          int      `json:"moves"`
 	APICalls       int      `json:"api_calls"`
+	APICallsBound  int      `json:"api_calls_bound"` // 0: the scenario states none
 	Timeline       timeline `json:"timeline"`
 
 	// Where the line came from, for messages: "file:line".

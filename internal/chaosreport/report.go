@@ -54,7 +54,8 @@ type row struct {
 	Title, Check, Runs, Passed       string
 	DowntimeP50, DowntimeMax, Bound  string
 	FailedTotal, FailedMax, MovesMax string
-	APICallsMedian                   string
+	APICallsMedian, APICallsMax      string
+	APICeiling                       string
 }
 
 const none = "—"
@@ -63,14 +64,17 @@ const none = "—"
 // API calls are taken over the measured runs only (see result.measured).
 func summarize(s *scenario) row {
 	r := row{Title: s.Title, Runs: strconv.Itoa(len(s.Runs)), Check: none,
-		DowntimeP50: none, DowntimeMax: none, Bound: none, FailedTotal: none, FailedMax: none, MovesMax: none, APICallsMedian: none}
+		DowntimeP50: none, DowntimeMax: none, Bound: none, FailedTotal: none, FailedMax: none, MovesMax: none, APICallsMedian: none,
+		APICallsMax: none, APICeiling: none}
 	var down, calls []float64
 	var checks []string
 	passed, failedTotal, failedMax, movesMax := 0, 0, 0, 0
+	ceiling := 0
 	for _, run := range s.Runs {
 		if run.Passed {
 			passed++
 		}
+		ceiling = max(ceiling, run.APICallsBound)
 		if run.Check != "" && !slices.Contains(checks, run.Check) {
 			checks = append(checks, run.Check)
 		}
@@ -104,6 +108,10 @@ func summarize(s *scenario) row {
 		r.MovesMax = strconv.Itoa(movesMax)
 		m, _ := median(calls)
 		r.APICallsMedian = strconv.FormatFloat(m, 'f', -1, 64)
+		r.APICallsMax = strconv.FormatFloat(slices.Max(calls), 'f', -1, 64)
+	}
+	if ceiling > 0 {
+		r.APICeiling = strconv.Itoa(ceiling)
 	}
 	return r
 }
@@ -113,12 +121,12 @@ func seconds(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
 // table is the Markdown table of the scenarios.
 func table(ss []*scenario) string {
 	var b strings.Builder
-	b.WriteString("| scenario | check | runs | passed | downtime p50 (s) | downtime max (s) | bound (s) | failed requests, total | failed requests, max a run | moves, max a run | API calls after the fault, median |\n")
-	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	b.WriteString("| scenario | check | runs | passed | downtime p50 (s) | downtime max (s) | bound (s) | failed requests, total | failed requests, max a run | moves, max a run | API calls after the fault, median | API calls, max a run | API ceiling |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, s := range ss {
 		r := summarize(s)
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", cell(r.Title), r.Check, r.Runs, r.Passed,
-			r.DowntimeP50, r.DowntimeMax, r.Bound, r.FailedTotal, r.FailedMax, r.MovesMax, r.APICallsMedian)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", cell(r.Title), r.Check, r.Runs, r.Passed,
+			r.DowntimeP50, r.DowntimeMax, r.Bound, r.FailedTotal, r.FailedMax, r.MovesMax, r.APICallsMedian, r.APICallsMax, r.APICeiling)
 	}
 	return b.String()
 }

@@ -134,17 +134,22 @@ func TestSummarize(t *testing.T) {
 	for name, want := range map[string]row{
 		// Odd count: 1.1 1.25 1.3 1.6 6.2, failed run included (it reached its fault).
 		"haproxy-killed": {Title: "HAProxy killed on the holder", Check: "http", Runs: "5", Passed: "**4**", DowntimeP50: "1.30", DowntimeMax: "6.20",
-			Bound: "5.00", FailedTotal: "240", FailedMax: "131", MovesMax: "2", APICallsMedian: "46"},
+			Bound: "5.00", FailedTotal: "240", FailedMax: "131", MovesMax: "2", APICallsMedian: "46",
+			APICallsMax: "71", APICeiling: "60"},
 		"backend-down": {Title: "Its backend down while HAProxy runs (runtime-API check)", Check: "runtime", Runs: "5", Passed: "5", DowntimeP50: "1.40",
-			DowntimeMax: "1.50", Bound: "5.00", FailedTotal: "140", FailedMax: "30", MovesMax: "1", APICallsMedian: "43"},
+			DowntimeMax: "1.50", Bound: "5.00", FailedTotal: "140", FailedMax: "30", MovesMax: "1", APICallsMedian: "43",
+			APICallsMax: "45", APICeiling: none},
 		// Even count: API calls 13 12 13 12.
 		"eipd-killed": {Title: "Holder's eipd SIGKILLed while HAProxy serves (EIP must stay)", Check: "http", Runs: "4", Passed: "4", DowntimeP50: "0.00",
-			DowntimeMax: "0.00", Bound: "0 failed", FailedTotal: "0", FailedMax: "0", MovesMax: "0", APICallsMedian: "12.5"},
+			DowntimeMax: "0.00", Bound: "0 failed", FailedTotal: "0", FailedMax: "0", MovesMax: "0", APICallsMedian: "12.5",
+			APICallsMax: "13", APICeiling: none},
 		// The run that failed before its fault is not in the figures.
 		"holder-hung": {Title: "Holder hung (SIGSTOP eipd + HAProxy) | lease", Check: "http", Runs: "2", Passed: "**1**", DowntimeP50: "9.80",
-			DowntimeMax: "9.80", Bound: "12.00", FailedTotal: "196", FailedMax: "196", MovesMax: "1", APICallsMedian: "38"},
+			DowntimeMax: "9.80", Bound: "12.00", FailedTotal: "196", FailedMax: "196", MovesMax: "1", APICallsMedian: "38",
+			APICallsMax: "38", APICeiling: none},
 		"operator-released": {Title: "Operator releases the EIP", Check: "runtime", Runs: "1", Passed: "1", DowntimeP50: "0.00", DowntimeMax: "0.00",
-			Bound: none, FailedTotal: "0", FailedMax: "0", MovesMax: "0", APICallsMedian: "9"},
+			Bound: none, FailedTotal: "0", FailedMax: "0", MovesMax: "0", APICallsMedian: "9",
+			APICallsMax: "9", APICeiling: none},
 	} {
 		if got[name] != want {
 			t.Errorf("%s:\n got %+v\nwant %+v", name, got[name], want)
