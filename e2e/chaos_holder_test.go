@@ -14,10 +14,13 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 )
 
 func holderScenarios() []chaosScenario {
@@ -67,6 +70,14 @@ func holderScenarios() []chaosScenario {
 			instances: 3, eips: 3, privateIPs: 2, pick: coordinatorsEIP, overlap: dRenew,
 			downtime: apiCutBound, apiMax: 150,
 			fault: faultAPICutHAProxyDies,
+		},
+		{
+			name: "throttling-bursts", title: "Throttling bursts (AWS bucket sizes) from another client, failover during one",
+			instances: 3, downtime: throttleBound, apiMax: 200,
+			// AWS throttles all the time: the buckets are on from the
+			// start, so the daemons' own calls draw on them too.
+			setup: func(x *chaosRun) { x.c.setFaults(map[string]any{"throttle": true}) },
+			fault: faultThrottlingBursts,
 		},
 		{
 			name: "read-lag-steady", title: "5 s read lag (DescribeAddresses/Instances) in steady state",
@@ -381,6 +392,216 @@ func faultAPICutHAProxyDies(x *chaosRun) {
 		x.Fatalf("the EIP left %s after the heal (now on %q)", to.id(), got)
 	}
 }
+
+// ---- throttling bursts ----
+
+// The emulator's buckets are AWS's (ec2sim bucketFor; "Request token
+// bucket sizes and refill rates",
+// https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html):
+// non-mutating actions 100 tokens, 20 a second; mutating actions
+// (AssociateAddress, DisassociateAddress) 50, 5 a second; CreateTags 100,
+// 10 a second; all shared by every caller of the account.
+const (
+	burstOn, burstOff = 4 * time.Second, 4 * time.Second
+	bursts            = 3
+	// throttleBound: the proxy's death is seen within 1.4 s (health
+	// interval 1 s, then two fast intervals); the handoff's calls may be
+	// answered RequestLimitExceeded until the burst ends (at most 4 s
+	// later); eipd then waits out its own pause after a throttle, full
+	// jitter under a ceiling that doubles with each throttle in a row (1,
+	// 2, 4, 8 s, eip/limiter.go). Each eipd call is first retried by the
+	// SDK (three attempts, its own backoff), so a 4 s burst leaves it a
+	// few throttles in a row at most: 8 s of pause, and 2 s of margin.
+	// (Measured: 1.5 to 3 s; the buckets are never quite dry, as on AWS.)
+	throttleBound = 1400*time.Millisecond + burstOn + 8*time.Second + 2*time.Second
+)
+
+// faultThrottlingBursts: another client of the account (the operator's
+// keys) drains the shared buckets of every action eipd uses, in bursts of
+// 4 s every 8 s, three times. While healthy nothing moves; the holder's
+// HAProxy dies as the second burst starts: the EIP still moves once, in
+// bounded time; and EC2 really answered eipd RequestLimitExceeded.
+func faultThrottlingBursts(x *chaosRun) {
+	h := x.holder
+	before := x.c.stats()
+	x.fault()
+	op := startBursts(x)
+	during(x, burstOn+burstOff, "throttling bursts while every member is healthy", x.onHolder(h))
+	killed := time.Now()
+	atKill := x.c.stats()
+	h.killHAProxy()
+	e := x.waitFirstAssoc(h, 60*time.Second)
+	took := e.Time.Sub(killed)
+	inFailover := throttled(x.c.stats(), true) - throttled(atKill, true)
+	x.Logf("the EIP left the dead proxy %s after it died; meanwhile EC2 answered RequestLimitExceeded %d times to the daemons (%s)",
+		took.Round(time.Millisecond), inFailover, e)
+	// The premise: the failover happened during a throttled burst, and
+	// the daemons' own calls for it were throttled.
+	if bursting := killed.Sub(op.start); bursting < burstOn+burstOff || bursting > 2*burstOn+burstOff {
+		x.Fatalf("the premise failed: the HAProxy died %s after the bursts began, not during the second burst", bursting.Round(time.Millisecond))
+	}
+	if inFailover == 0 {
+		x.Fatalf("the premise failed: EC2 throttled none of the daemons' calls between the HAProxy's death and the move")
+	}
+	if took > throttleBound {
+		x.Fatalf("the EIP left the dead proxy %s after it died, during a throttling burst; want within %s", took.Round(time.Millisecond), throttleBound)
+	}
+	to := x.movedAway(h, 30*time.Second)
+	x.clientBack(30*time.Second, 25)
+	op.wait()
+	x.quiet(dRenew)
+	if got := x.c.holder(x.alloc()); got != to.id() {
+		x.Fatalf("the EIP left %s after the failover (now on %q)", to.id(), got)
+	}
+	// The throttling really hit: the operator's bursts drained the
+	// buckets, and EC2 answered the daemons themselves RequestLimitExceeded
+	// (eipd may not log it: the SDK retries a throttled call before eipd
+	// sees its outcome).
+	after := x.c.stats()
+	toOp := after.ByCallerOutcome[""]["RequestLimitExceeded"] - before.ByCallerOutcome[""]["RequestLimitExceeded"]
+	toEipd := throttled(after, true) - throttled(before, true)
+	x.Logf("RequestLimitExceeded: %d to the operator, %d to the daemons", toOp, toEipd)
+	if toOp == 0 {
+		x.Fatalf("the operator's bursts were never throttled: the buckets were not drained")
+	}
+	if toEipd == 0 {
+		x.Fatalf("EC2 answered RequestLimitExceeded %d times, all of them to the operator: eipd was never throttled", toOp)
+	}
+	x.logOverlaps()
+}
+
+// logOverlaps names the daemons of every sampling round since the fault
+// in which two or more reported holder of the first EIP (the invariant
+// check says only how long), for the lead's diagnosis.
+func (x *chaosRun) logOverlaps() {
+	for _, r := range x.s.between(x.faultAt, time.Now()) {
+		if hs := r.holders(x.alloc()); len(hs) >= 2 {
+			var ids []string
+			for _, i := range hs {
+				ids = append(ids, x.c.nodes[i].id())
+			}
+			x.Logf("%s: holders %s", r.at.Format("15:04:05.000"), strings.Join(ids, ", "))
+		}
+	}
+}
+
+// throttled counts the calls the emulator answered RequestLimitExceeded
+// to the daemons (daemons true: callers that are instances) or to anyone.
+func throttled(s simStats, daemons bool) int64 {
+	var n int64
+	for caller, o := range s.ByCallerOutcome {
+		if !daemons || caller != "" {
+			n += o["RequestLimitExceeded"]
+		}
+	}
+	return n
+}
+
+// burster is the other client's bursts, the first at start.
+type burster struct {
+	done  chan struct{}
+	start time.Time
+}
+
+// startBursts runs the operator's bursts in the background, the first at
+// once. Each burst, per action eipd uses, first spends a full bucket at
+// once (10 calls in flight) and then calls faster than the bucket refills
+// (twice for reads, four times for writes, eipd's failover path), so that
+// it stays empty to the end of the burst; then it rests, and the buckets
+// refill. Writes are DryRun: they draw on the same buckets as another
+// client's writes and change nothing here.
+func startBursts(x *chaosRun) *burster {
+	cl := ec2.New(ec2.Options{
+		Region:       x.c.info.Region,
+		BaseEndpoint: aws.String(x.c.info.EC2Endpoint),
+		Retryer:      aws.NopRetryer{}, // a hammering client: every call is one request
+		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+			return aws.Credentials{AccessKeyID: "AKIAOPERATOREXAMPLE", SecretAccessKey: "operator-secret", Source: "e2e"}, nil
+		}),
+	})
+	alloc, ip := x.alloc(), x.c.info.EIPs[0].PublicIP
+	group := []types.Filter{{Name: aws.String("tag:eipd:group"), Values: []string{x.c.info.Group}}}
+	eni := x.c.nodes[0].inst.ENIID
+	type action struct {
+		capacity int
+		// rate of calls once the bucket is empty: above the refill rate,
+		// so that a token seldom waits long for the operator to take it.
+		rate float64
+		call func(context.Context) error
+	}
+	actions := []action{
+		{100, 2 * 20, func(ctx context.Context) error {
+			_, err := cl.DescribeAddresses(ctx, &ec2.DescribeAddressesInput{Filters: group})
+			return err
+		}},
+		{100, 2 * 20, func(ctx context.Context) error {
+			_, err := cl.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: append(group,
+				types.Filter{Name: aws.String("instance-state-name"), Values: []string{"running"}})})
+			return err
+		}},
+		{100, 4 * 10, func(ctx context.Context) error {
+			_, err := cl.CreateTags(ctx, &ec2.CreateTagsInput{DryRun: aws.Bool(true), Resources: []string{alloc},
+				Tags: []types.Tag{{Key: aws.String("ops:audit"), Value: aws.String("1")}}})
+			return err
+		}},
+		{50, 4 * 5, func(ctx context.Context) error {
+			_, err := cl.AssociateAddress(ctx, &ec2.AssociateAddressInput{DryRun: aws.Bool(true), AllocationId: aws.String(alloc),
+				NetworkInterfaceId: aws.String(eni), AllowReassociation: aws.Bool(true)})
+			return err
+		}},
+		{50, 4 * 5, func(ctx context.Context) error {
+			_, err := cl.DisassociateAddress(ctx, &ec2.DisassociateAddressInput{DryRun: aws.Bool(true), PublicIp: aws.String(ip)})
+			return err
+		}},
+	}
+	b := &burster{done: make(chan struct{}), start: time.Now()}
+	one := func(call func(context.Context) error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = call(ctx) // what EC2 answered is in its stats
+	}
+	start := b.start
+	go func() {
+		defer close(b.done)
+		for i := range bursts {
+			at := start.Add(time.Duration(i) * (burstOn + burstOff))
+			time.Sleep(time.Until(at))
+			end := at.Add(burstOn)
+			var wg sync.WaitGroup
+			for _, a := range actions {
+				wg.Go(func() {
+					sem := make(chan struct{}, 10)
+					var inner sync.WaitGroup
+					fire := func() {
+						sem <- struct{}{}
+						inner.Go(func() {
+							defer func() { <-sem }()
+							one(a.call)
+						})
+					}
+					for range a.capacity {
+						fire()
+					}
+					tick := time.NewTicker(time.Duration(float64(time.Second) / a.rate))
+					defer tick.Stop()
+					for now := range tick.C {
+						if now.After(end) {
+							break
+						}
+						fire()
+					}
+					inner.Wait()
+				})
+			}
+			wg.Wait()
+		}
+	}()
+	x.Cleanup(func() { <-b.done })
+	return b
+}
+
+// wait waits for the last burst to end.
+func (b *burster) wait() { <-b.done }
 
 // ---- read lag ----
 
