@@ -178,3 +178,47 @@ func joinIDs(ds []*simDaemon) string {
 	}
 	return strings.Join(ids, " ")
 }
+
+// A coordinator throttled three times in a row gave the role up, in the
+// middle of a failover (chaos throttling-bursts, 1 run in 3): the
+// successor's claim and acceptance round delayed the move, and the
+// successor was throttled alike, since EC2 throttles the whole account.
+// Now only unanswered or unavailable calls count towards giving up.
+func TestReviewThrottledCoordinatorKeepsTheRole(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		throttle bool
+		wantKeep bool
+	}{
+		{"throttled", true, true},
+		{"unavailable", false, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := reviewSim(t, 3, 2, 0)
+			co := s.inv.acting()
+			epoch := co.loop.co.epoch
+			gaveUp := false
+			s.fault(co.id, "half of its AWS calls are %s", c.name)
+			if c.throttle {
+				co.api.throttleRatio = 0.5
+			} else {
+				co.api.errRatio = 0.5 // 503 Unavailable
+			}
+			for range 80 {
+				s.run(250 * time.Millisecond)
+				if co.loop.co == nil || co.loop.co.epoch != epoch || co.loop.co.giveUp != "" {
+					gaveUp = true
+				}
+			}
+			co.api.throttleRatio, co.api.errRatio = 0, 0
+			s.run(10 * time.Second)
+			requireNoViolation(t, s)
+			if c.wantKeep && gaveUp {
+				t.Fatalf("the throttled coordinator %s gave its role up:\n%s", co.id, s.report(t, true))
+			}
+			if !c.wantKeep && !gaveUp {
+				t.Fatalf("the coordinator %s whose calls failed 503 kept its role", co.id)
+			}
+		})
+	}
+}

@@ -338,15 +338,19 @@ func (l *Loop) troubled(err error) {
 	if errors.Is(err, eip.ErrUnauthorized) {
 		l.unfitUntil = now.Add(deniedPause)
 	}
-	if co := l.co; co != nil && (errors.Is(err, eip.ErrUnavailable) || errors.Is(err, eip.ErrThrottled)) {
+	// Only unanswered calls count towards giving up: they may be this
+	// member's own path to the API. Throttling is not: EC2 throttles the
+	// whole account in a Region, every member alike, and a hand-over in the
+	// middle of a failover would only delay it.
+	if co := l.co; co != nil && errors.Is(err, eip.ErrUnavailable) {
 		if co.failing++; co.failing >= failingGiveUp && co.giveUp == "" {
 			co.giveUp = "its AWS calls keep failing: " + err.Error()
 		}
 	}
 }
 
-// failingGiveUp: a coordinator whose AWS calls failed this many times in a
-// row gives the role up.
+// failingGiveUp: a coordinator whose AWS calls went unanswered this many
+// times in a row gives the role up.
 const failingGiveUp = 3
 
 // callOK notes an AWS call that went through.
