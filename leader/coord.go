@@ -128,7 +128,21 @@ func (l *Loop) coordinate(now time.Time) {
 	for _, mv := range pl.Moves {
 		l.startMove(mv, now)
 	}
+	if len(pl.Notes) > 0 {
+		l.listForBlocked(now)
+	}
 	l.maybeHandOver(now)
+}
+
+// listForBlocked asks for a member list at most every renew interval while
+// an EIP must move and no member can take it: a member launched since the
+// last list may, and its notice may never have come (the coordinator's
+// status port blocked, or the notice lost). Without it the coordinator
+// would learn of it only at the next member poll (§3).
+func (l *Loop) listForBlocked(now time.Time) {
+	if next := l.list.triedAt.Add(l.cfg.RenewInterval); l.listAt.IsZero() || next.Before(l.listAt) {
+		l.listAt = maxTime(next, now)
+	}
 }
 
 // renewLease renews the group lease every renew interval (sooner after a

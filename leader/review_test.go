@@ -222,3 +222,48 @@ func TestReviewThrottledCoordinatorKeepsTheRole(t *testing.T) {
 		})
 	}
 }
+
+// A member launched while the coordinator's status port was blocked (a
+// security group), in place of one whose proxy had died, sent its notice into the void and was never sent again:
+// an EIP left unassociated by the instance it replaced stayed so until the
+// next member poll, a minute, although the new member was ready (model
+// seeds 9266, 9982). Now a coordinator with an EIP that must move and
+// cannot lists the members every renew interval: a member launched since
+// the last list may take it.
+func TestReviewNewMemberFoundWhileAnEIPIsBlocked(t *testing.T) {
+	s := reviewSim(t, 3, 3, 0)
+	co := s.inv.acting()
+	var h *simDaemon
+	var alloc string
+	for _, a := range s.allocs {
+		if d := holderOf(s, a); d != nil && d != co {
+			h, alloc = d, a
+			break
+		}
+	}
+	if h == nil {
+		t.Fatalf("no EIP on a member other than the coordinator %s", co.id)
+	}
+	// Its proxy dies first: nobody has a free private IP to take the
+	// EIP, and the coordinator lists the members when the probes fall.
+	s.fault(h.id, "the proxy dies")
+	h.proxyOff = true
+	s.healthFollows(h)
+	s.run(5 * time.Second)
+	s.fault(co.id, "its status port is blocked")
+	co.statusBlocked = true
+	s.touch(co)
+	s.run(2 * time.Second)
+	s.fault(h.id, "the instance is terminated")
+	h.exit()
+	h.state = "terminated"
+	_ = s.world.setInstanceState("", h.id, "terminated")
+	_ = s.world.disassociateAddress("", s.world.current().addrs[alloc].AssociationID)
+	s.touch(h)
+	s.launch()
+	s.run(15 * time.Second)
+	requireNoViolation(t, s)
+	if s.world.current().addrs[alloc].AssociationID == "" {
+		t.Fatalf("%s is still unassociated 15s after a new member joined:\n%s", alloc, s.report(t, true))
+	}
+}
