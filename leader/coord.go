@@ -171,7 +171,7 @@ func (l *Loop) renewLease(now time.Time) {
 	if len(ids) == 0 {
 		return
 	}
-	lease := eip.GroupLease{Coordinator: l.self.InstanceID, Epoch: co.epoch, Renewed: l.wall()}
+	lease := eip.GroupLease{Coordinator: l.self.InstanceID, Epoch: co.epoch, Renewed: l.leaseStamp()}
 	co.renew.start(now)
 	co.renewing = ids
 	l.exec.start(op{name: "renew", mutates: true, timeout: l.renewTimeout(), deadline: co.deadline,
@@ -508,7 +508,7 @@ func (l *Loop) handOver(to string, now time.Time) {
 		return
 	}
 	co.handingTo = to
-	lease := eip.GroupLease{Coordinator: to, Epoch: co.epoch + 1, Renewed: l.wall()}
+	lease := eip.GroupLease{Coordinator: to, Epoch: co.epoch + 1, Renewed: l.leaseStamp()}
 	l.log.Info("handing the coordinator role over", "to", to, "epoch", lease.Epoch)
 	l.exec.start(op{name: "hand over", mutates: true, timeout: l.renewTimeout(), deadline: co.deadline,
 		run: func(ctx context.Context) func() {

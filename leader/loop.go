@@ -259,6 +259,12 @@ func New(cfg Config, self eip.Identity, cloud Cloud, meta Metadata, h Health, pr
 func (l *Loop) now() time.Time  { return l.t0.Add(l.cfg.Mono()) }
 func (l *Loop) wall() time.Time { return l.cfg.Now() }
 
+// leaseStamp is the wall clock as eipd:renewed keeps it (milliseconds,
+// eip.RenewedLayout): a lease this member writes must equal the copy a
+// read gives back, or a claim whose answer was lost never counts as landed
+// and a read of a stamp already seen counts as a renewal (§7).
+func (l *Loop) leaseStamp() time.Time { return l.wall().UTC().Truncate(time.Millisecond) }
+
 // LastReconcile is when the loop last completed a pass (wall clock); zero
 // before the first. The systemd watchdog is fed only while it advances.
 func (l *Loop) LastReconcile() time.Time {

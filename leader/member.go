@@ -106,7 +106,7 @@ func (l *Loop) claim(now time.Time) {
 		return
 	}
 	epoch := l.maxEpoch() + 1
-	lease := eip.GroupLease{Coordinator: l.self.InstanceID, Epoch: epoch, Renewed: l.wall()}
+	lease := eip.GroupLease{Coordinator: l.self.InstanceID, Epoch: epoch, Renewed: l.leaseStamp()}
 	l.claiming = true
 	l.log.Info("claiming the coordinator role", "epoch", epoch, "why", "no coordinator confirms")
 	l.exec.start(op{name: "claim", mutates: true, timeout: l.renewTimeout(), run: func(ctx context.Context) func() {
