@@ -60,6 +60,9 @@ type ElectObservation struct {
 	// yet); Rank its rank delay (RankDelay).
 	RankSince time.Time
 	Rank      time.Duration
+	// ClaimFailedAt: the start of this member's last claim that failed
+	// (zero: none since it last coordinated).
+	ClaimFailedAt time.Time
 }
 
 // ElectDecision is Elect's answer. Eligible: the member may claim once
@@ -94,7 +97,16 @@ func Elect(t Timing, o ElectObservation) ElectDecision {
 	if !stale {
 		if o.Lease.Lease.Coordinator == o.Self && o.Unfit == "" && !o.Troubled {
 			// A coordinator handed the role to this member (or this
-			// member held it before a restart): take it at once.
+			// member held it before a restart): take it at once (after
+			// a failed claim, once a read started after it).
+			if !o.ReadAt.After(o.ClaimFailedAt) {
+				d := watch(t, o, "the group lease names this member; reading again after a failed claim")
+				d.Eligible = true
+				if !o.ReadError {
+					d.Do = ElectRead
+				}
+				return d
+			}
 			return ElectDecision{Do: ElectClaim, Why: "the group lease names this member", Eligible: true}
 		}
 		return watch(t, o, "the coordinator "+o.Lease.Lease.Coordinator+" does not confirm; watching its lease")
@@ -105,7 +117,10 @@ func Elect(t Timing, o ElectObservation) ElectDecision {
 	if o.RankSince.IsZero() || o.Now.Sub(o.RankSince) < o.Rank {
 		return ElectDecision{Why: "no coordinator (" + why + "); waiting for the rank delay", Eligible: true}
 	}
-	if !o.ReadAt.After(o.RankSince.Add(o.Rank)) {
+	if !o.ReadAt.After(maxTime(o.RankSince.Add(o.Rank), o.ClaimFailedAt)) {
+		// Also after a failed claim: what refused it (an EIP released, a
+		// rival's claim) shows in a read, and a claim that fails at once
+		// must not be sent again on every pass.
 		d := watch(t, o, "no coordinator ("+why+"); reading again before claiming")
 		d.Eligible = true
 		if o.ReadError {

@@ -71,6 +71,17 @@ func TestElect(t *testing.T) {
 		{name: "a confirmation that ends now confirms nothing", base: staleBase,
 			o:    func(o *ElectObservation) { o.CoordinatorUntil = unitNow },
 			want: ElectClaim, eligible: true},
+		{name: "a claim failed after the last read: read before claiming again", base: staleBase,
+			o:    func(o *ElectObservation) { o.ClaimFailedAt = unitNow.Add(-50 * ms) },
+			want: ElectRead, eligible: true, why: "reading again"},
+		{name: "a read started after the failed claim: claim again", base: staleBase,
+			o:    func(o *ElectObservation) { o.ClaimFailedAt = unitNow.Add(-200 * ms) },
+			want: ElectClaim, eligible: true},
+		{name: "the lease names this member, its claim failed after the last read: read", base: electBase,
+			o: func(o *ElectObservation) {
+				o.Lease.Lease.Coordinator, o.ClaimFailedAt = "i-b", unitNow.Add(-50*ms)
+			},
+			want: ElectRead, eligible: true, why: "failed claim"},
 		{name: "first read", base: electBase,
 			o:    func(o *ElectObservation) { o.ReadAt, o.ReadTriedAt = time.Time{}, time.Time{} },
 			want: ElectRead, why: "first read"},

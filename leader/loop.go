@@ -62,6 +62,8 @@ type Loop struct {
 	rankSince  time.Time
 	claiming   bool
 	claimDoubt *claimDoubt
+	// claimFailedAt: the start of the last claim that failed (Elect).
+	claimFailedAt time.Time
 	// idleSince: the coordinator this member follows has answered without
 	// saying it acts since then (zero: it acts, or does not answer).
 	idleSince time.Time

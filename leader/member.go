@@ -32,6 +32,7 @@ func (l *Loop) elect(now time.Time) {
 		ReadAt: l.read.at, ReadTriedAt: l.read.triedAt, ReadError: l.read.failed,
 		MembersKnown: !l.list.at.IsZero(), Unfit: l.unfit(now), Troubled: l.awsTrouble(now) != "",
 		RankSince: l.rankSince, Rank: l.rankDelay(now), IdleSince: l.idleSince, IdleTroubled: l.idleTroubled,
+		ClaimFailedAt: l.claimFailedAt,
 	})
 	switch {
 	case d.Eligible && l.rankSince.IsZero():
@@ -124,6 +125,16 @@ func (l *Loop) onClaim(started time.Time, lease eip.GroupLease, err error) {
 			// It may have landed: a read showing it says so.
 			l.claimDoubt = &claimDoubt{lease: lease, started: started}
 		}
+		if errors.Is(err, eip.ErrNotFound) {
+			// An EIP was released: claim on the others (a read that
+			// lags would list it again), as a renewal does.
+			for _, id := range eip.Gone(err) {
+				if st := l.eips[id]; st != nil {
+					st.missing, st.goneAt = max(st.missing, 1), l.now()
+				}
+			}
+		}
+		l.claimFailedAt = started
 		l.read.wanted = true
 		return
 	}
