@@ -99,6 +99,8 @@ type ec2Change struct {
 	// Late: applied after the call was answered or its caller gave up;
 	// Acked: the caller got a success answer.
 	Late, Acked bool
+	// At: when EC2 applied it (the checks see it at their next step).
+	At time.Time
 }
 
 // ec2Error is an EC2 API error, classified by its code as eip does.
@@ -144,6 +146,7 @@ func (m *ec2Model) commit() {
 func (m *ec2Model) setUp() { m.past = []ec2Snapshot{{at: m.now(), state: m.cur.clone()}} }
 
 func (m *ec2Model) change(c ec2Change) {
+	c.At = m.now()
 	if m.onChange != nil {
 		m.onChange(c)
 	}

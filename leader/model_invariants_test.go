@@ -134,7 +134,7 @@ func (v *invariants) flush() {
 				v.checkTermsOnlyGrow(c)
 				if c.Caller != "" && (c.NewTags[eip.TagEpoch] != c.OldTags[eip.TagEpoch] ||
 					c.NewTags[eip.TagCoordinator] != c.OldTags[eip.TagCoordinator]) {
-					v.claimedAt[c.Caller] = v.s.now
+					v.claimedAt[c.Caller] = c.At // not the check's step: a fault may come in between
 				}
 			}
 		case "AssociateAddress", "DisassociateAddress":
