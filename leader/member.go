@@ -415,8 +415,11 @@ func (l *Loop) seeENI(started time.Time, as []eip.ENIAssociation) {
 		here := l.eni.lists(pub)
 		switch {
 		case here:
-			st.eniSeen, st.leftAt = true, time.Time{}
-		case st.eniSeen && st.leftAt.IsZero():
+			st.eniSeen = true
+		case st.eniSeen && (st.leftAt.IsZero() || prev.lists(pub)):
+			// Kept when metadata lists the EIP again: trailing
+			// metadata may show an older arrival after a leave, and
+			// only the coordinator's newer evidence outweighs that.
 			st.leftAt = started
 		}
 		if here != prev.lists(pub) && prev.ok {

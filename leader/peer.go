@@ -152,6 +152,9 @@ func (l *Loop) onProbe(p *peer, started time.Time, fresh bool, r health.PeerRepo
 			// Idle means "answers without acting": one that does not
 			// answer is judged by its lease alone.
 			l.idleSince, l.idleTroubled = time.Time{}, false
+			if l.co == nil {
+				l.dropHolderWord(l.now())
+			}
 		}
 		return
 	}
@@ -219,3 +222,16 @@ func (l *Loop) probeDue(p *peer, now time.Time) bool {
 
 // answering reports whether p's eipd answered its last probe.
 func (p *peer) answering() bool { return p.status != nil }
+
+// dropHolderWord: a probe of the coordinator got no usable answer. The
+// coordinator counts the ask itself as this member letting go of an EIP
+// it no longer names (§1, naming the holder): the lost answer may have
+// named nobody. So the older word no longer makes this member holder;
+// the next answer that names it does again.
+func (l *Loop) dropHolderWord(now time.Time) {
+	for _, st := range l.eips {
+		if st.word != nil && st.word.Holder == l.self.InstanceID {
+			st.wordUntil = minTime(st.wordUntil, now)
+		}
+	}
+}

@@ -268,8 +268,12 @@ func (l *Loop) lettingGo(p *peer, alloc string, since time.Time) bool {
 		e := p.status.eipOf(alloc)
 		return p.at.After(since) && (e == nil || e.Role != RoleHolder)
 	}
-	if p.viaAt.After(since) {
-		return !p.viaEIPD || !slices.Contains(p.viaHolding, alloc)
+	// Another member's probe reached its eipd. One whose eipd did not
+	// answer that probe may still hold the word (a blocked status port
+	// answers nobody, yet the member reads this coordinator's /status):
+	// it is judged as below.
+	if p.viaAt.After(since) && p.viaEIPD {
+		return !slices.Contains(p.viaHolding, alloc)
 	}
 	// Cut off from this coordinator (or its status port blocked), it may
 	// still read this coordinator's word: the last time it asked for this
@@ -278,8 +282,12 @@ func (l *Loop) lettingGo(p *peer, alloc string, since time.Time) bool {
 	// One that asked since this coordinator stopped naming anyone, and
 	// since it acts (a pass later: the /status it got was built after, and
 	// says it acts, so its word counts), read a word that names nobody,
-	// and let go.
-	if a := l.askedAt(p.id); !l.co.actingAt.IsZero() && a.After(maxTime(since, l.co.actingAt).Add(2*l.cfg.Tick)) {
+	// and let go: once that answer reached it, or its probe gave up on it
+	// (a probe timeout after the ask, and a pass to take it in; a member
+	// whose probe of its coordinator goes unanswered drops the word that
+	// named it holder). Until then it may still act on the older word.
+	if a := l.askedAt(p.id); !l.co.actingAt.IsZero() && a.After(maxTime(since, l.co.actingAt).Add(2*l.cfg.Tick)) &&
+		l.now().After(a.Add(l.cfg.ProbeTimeout+2*l.cfg.Tick)) {
 		return true
 	}
 	asked := maxTime(l.askedAt(p.id), p.answered)

@@ -21,8 +21,10 @@ type RoleObservation struct {
 	WordAt    time.Time
 	// OnENI: this member's last read of its instance metadata lists the
 	// EIP on its ENI; ENIAt is when that read started. LeftAt is the start
-	// of the first metadata read that no longer listed the EIP after one
-	// that did (zero while listed, or never seen listed).
+	// of the last metadata read that saw the EIP go (no longer listed after
+	// a read that listed it; kept when a later read lists it again, since
+	// metadata trails and that listing may be older than the leave; zero
+	// if it never went).
 	OnENI  bool
 	ENIAt  time.Time
 	LeftAt time.Time
@@ -33,12 +35,14 @@ type RoleObservation struct {
 // here and is not moving it (§1, §6). Instance metadata is a fast hint: its
 // seeing the EIP go (listed, then no longer) ends the holding at once,
 // unless the coordinator confirmed the association by evidence gathered
-// after that (the dated read wins). Metadata that never listed the EIP
-// here (it lags behind a move to this member) ends nothing.
+// after that (the dated read wins); metadata listing it again does not
+// undo that (it trails: the listing may predate the leave). Metadata that
+// never listed the EIP here (it lags behind a move to this member) ends
+// nothing.
 func Role(o RoleObservation) (role, why string) {
 	trusted := o.Word != nil && o.Now.Before(o.WordUntil)
 	named := trusted && o.Word.Holder == o.Self && !o.Word.Moving
-	left := !o.OnENI && !o.LeftAt.IsZero() && !o.WordAt.After(o.LeftAt)
+	left := !o.LeftAt.IsZero() && !o.WordAt.After(o.LeftAt)
 	switch {
 	case named && !left:
 		return RoleHolder, "the coordinator confirms the EIP is on this instance"

@@ -39,9 +39,10 @@ type eipState struct {
 	wordAt    time.Time
 	wordBy    string // the coordinator that gave it
 	// namedAt: a trusted word first named this member as the EIP's holder
-	// (zero when the last word did not). leftAt: the start of the first
-	// instance metadata read that no longer listed the EIP after one that
-	// did (zero while it is listed, or was never seen listed).
+	// (zero when the last word did not). leftAt: the start of the last
+	// instance metadata read that saw the EIP go (no longer listed after
+	// a read that listed it; kept when it is listed again; zero if it
+	// never went).
 	namedAt time.Time
 	eniSeen bool
 	leftAt  time.Time
