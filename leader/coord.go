@@ -87,6 +87,9 @@ func (l *Loop) coordinate(now time.Time) {
 		return
 	}
 	l.renewLease(now)
+	if !l.readAgainAt.IsZero() && !now.Before(l.readAgainAt) && !l.read.inFlight {
+		l.readAgainAt, l.read.wanted = time.Time{}, true
+	}
 	if l.read.due(now, l.cfg.AddressPoll) || (l.read.failed && l.read.due(now, l.cfg.ProbeInterval)) {
 		l.readAddresses(now, co.deadline)
 	}
