@@ -87,6 +87,9 @@ func (l *Loop) coordinate(now time.Time) {
 		return
 	}
 	l.renewLease(now)
+	if !l.readAgainAt.IsZero() && !now.Before(l.readAgainAt) && !l.read.inFlight {
+		l.readAgainAt, l.read.wanted = time.Time{}, true
+	}
 	if l.read.due(now, l.cfg.AddressPoll) || (l.read.failed && l.read.due(now, l.cfg.ProbeInterval)) {
 		l.readAddresses(now, co.deadline)
 	}
@@ -364,7 +367,7 @@ func (l *Loop) heartbeatCheckDue(now time.Time) bool {
 	}
 	for _, p := range l.peers {
 		if p.hist.Status() == health.Down && !p.answering() {
-			wait := p.downAt.Add(l.heartbeatWait())
+			wait := l.heartbeatDue(p)
 			if now.After(wait) && l.list.at.Before(wait) {
 				return true
 			}
@@ -380,6 +383,23 @@ func (l *Loop) heartbeatCheckDue(now time.Time) bool {
 // a probe interval of the coordinator noticing it (both probe each other
 // every interval), and writes its heartbeat at once.
 func (l *Loop) heartbeatWait() time.Duration { return 2 * l.cfg.ProbeInterval }
+
+// heartbeatDue is when a member list, started then or later, says whether
+// p, whose probe fell, wrote a heartbeat since: two probe intervals after
+// the fall (heartbeatWait), and two renew intervals after the list that
+// showed the heartbeat it is compared with. A member that already wrote
+// heartbeats (it saw no coordinator) writes the next one only a renew
+// interval after the last, each within a renewal timeout: the list taken
+// at the fall may already show the one written just after the fall, and
+// two probe intervals later the next one has not come yet (model seed
+// 2132).
+func (l *Loop) heartbeatDue(p *peer) time.Time {
+	due := p.downAt.Add(l.heartbeatWait())
+	if !p.hbListAt.IsZero() {
+		due = maxTime(due, p.hbListAt.Add(2*l.cfg.RenewInterval))
+	}
+	return due
+}
 
 // confirmFalls asks every other member that answers to probe each member
 // whose probe fell (groups of three or more): only a failure that none of

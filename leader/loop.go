@@ -39,6 +39,12 @@ type Loop struct {
 	list    callState
 	// listAt: a member list is wanted at or after this time (zero: none).
 	listAt time.Time
+	// readAgainAt, when set: a read ignored because, shortly after this
+	// coordinator's move, it did not show the association the move made
+	// (it may lag); the EIPs are read again once that no longer holds, not
+	// a whole address poll later (§3: the operator may have undone the
+	// move at once).
+	readAgainAt time.Time
 	// joining: instances that notices named and no member list showed yet,
 	// with when the first notice came (coordinator).
 	joining map[string]time.Time

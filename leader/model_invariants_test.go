@@ -127,6 +127,10 @@ func (v *invariants) flush() {
 	changes := v.pending
 	v.pending = nil
 	for _, c := range changes {
+		if c.Op == opFault {
+			v.faultOn(c.Resource)
+			continue
+		}
 		v.s.event("EC2", "%s", describeChange(c))
 		switch c.Op {
 		case "CreateTags":
@@ -485,13 +489,24 @@ func (v *invariants) freeSlot(d *simDaemon) bool {
 	return false
 }
 
-// faultOn marks a fault that concerns the given EIPs (§4).
+// faultOn marks a fault that concerns the given EIPs (§4). It takes its
+// place after the changes EC2 applied before it that the checks have not
+// seen yet (they see them at the end of the step): a move that landed
+// before the fault comes before it, not after.
 func (v *invariants) faultOn(allocs ...string) {
 	for _, a := range allocs {
+		if len(v.pending) > 0 {
+			v.pending = append(v.pending, ec2Change{Op: opFault, Resource: a})
+			continue
+		}
 		delete(v.moves, a)
 		delete(v.fence, a)
 	}
 }
+
+// opFault marks, among the changes waiting for the checks, a fault that
+// concerns the EIP (faultOn).
+const opFault = "fault"
 
 // trackServing keeps, for invariants 10 and 11, since when each member
 // serves, each pair reaches each other and each member could witness for

@@ -40,8 +40,10 @@ type peer struct {
 	viaEIPD    bool
 	viaHolding []string
 	// hbAtDown is its eipd:heartbeat as the member list showed it when the
-	// probe fell (groups of two: a new one means it is alive).
+	// probe fell (groups of two: a new one means it is alive), and
+	// hbListAt the start of that list.
 	hbAtDown time.Time
+	hbListAt time.Time
 	warned   string // the last warning logged about it (logged once)
 	// protocol: the protocol version it speaks when not this one's.
 	protocol int
@@ -134,8 +136,9 @@ func (l *Loop) onProbe(p *peer, started time.Time, fresh bool, r health.PeerRepo
 	if changed {
 		if status == health.Down {
 			p.downAt = started
+			p.hbAtDown, p.hbListAt = time.Time{}, time.Time{}
 			if m := l.member(p.id); m != nil {
-				p.hbAtDown = m.Heartbeat
+				p.hbAtDown, p.hbListAt = m.Heartbeat, l.listedAt[p.id]
 			}
 			l.log.Warn("member not reachable as healthy", "instance_id", p.id, "ip", p.ip, "error", err)
 			if l.co != nil {

@@ -1,8 +1,12 @@
 package leader
 
 import (
+	"errors"
 	"testing"
 	"time"
+
+	"github.com/eipd/eipd/eip"
+	"github.com/eipd/eipd/health"
 )
 
 // Regression tests for what the unit and property tests found in the
@@ -107,3 +111,53 @@ func TestTrustNeverPastLeaseMinusSkew(t *testing.T) {
 		t.Fatalf("Trust(start) = start + %v, after start + lease − skew = start + %v", until.Sub(unitNow), bound.Sub(unitNow))
 	}
 }
+
+// In a group of two, a member that already wrote heartbeats (it saw no
+// coordinator) and was then cut off from a new coordinator was taken for
+// down: the coordinator's first probe of it fell, the member list it read
+// after that probe started (its claim's) already showed the heartbeat the
+// member wrote just after, and two probe intervals later, before the next
+// heartbeat (a renew interval after the last) could land, a list showing
+// that same heartbeat counted as "no heartbeat since the fall" (model seed
+// 2132, invariant 11). Now the list that decides starts two renew
+// intervals after the one that gave the heartbeat it is compared with.
+func TestHeartbeatComparedOverARenewal(t *testing.T) {
+	l := New(Config{}, eip.Identity{InstanceID: "i-a", PrivateIP: "10.0.0.1"}, nil, nil, upHealth{}, nil, nil, nil)
+	t0 := l.t0.Add(time.Minute)
+	hb := time.Date(2026, 1, 1, 0, 2, 5, 401e6, time.UTC)
+	list := func(at time.Time, hb time.Time) {
+		l.onMembers(at, []eip.Instance{{InstanceID: "i-a", PrivateIP: "10.0.0.1"}, {InstanceID: "i-b", PrivateIP: "10.0.0.2", Heartbeat: hb}}, nil)
+	}
+	p := l.peer("i-b", "10.0.0.2")
+	// Its probes fail from t0; the list started 440 ms after the probe
+	// that falls shows the heartbeat written in between.
+	for i := range l.cfg.ProbeFall - 1 {
+		l.onProbe(p, t0.Add(time.Duration(i-2)*time.Second), false, health.PeerReport{}, errors.New("timeout"))
+	}
+	list(t0.Add(440*time.Millisecond), hb)
+	l.onProbe(p, t0, false, health.PeerReport{}, errors.New("timeout"))
+	if p.hist.Status() != health.Down || !p.downAt.Equal(t0) {
+		t.Fatalf("the probe did not fall at t0: %v at %v", p.hist.Status(), p.downAt)
+	}
+	// Two probe intervals and a bit after the fall: the member's next
+	// heartbeat is not due yet.
+	list(t0.Add(2*time.Second+200*time.Millisecond), hb)
+	if l.fallConfirmed(p, *l.member("i-b")) {
+		t.Fatalf("the fall counts %v after the list that showed the last heartbeat, less than a renew interval and its write", 1760*time.Millisecond)
+	}
+	// Two renew intervals after that list, still the same heartbeat: down.
+	list(t0.Add(440*time.Millisecond+2*l.cfg.RenewInterval), hb)
+	if !l.fallConfirmed(p, *l.member("i-b")) {
+		t.Fatalf("no heartbeat for two renew intervals and the fall does not count")
+	}
+	// A newer heartbeat by then: alive.
+	list(t0.Add(440*time.Millisecond+2*l.cfg.RenewInterval), hb.Add(3*time.Second))
+	if l.fallConfirmed(p, *l.member("i-b")) {
+		t.Fatalf("a new heartbeat and the fall counts")
+	}
+}
+
+type upHealth struct{}
+
+func (upHealth) Status() health.Status    { return health.Up }
+func (upHealth) Changed() <-chan struct{} { return nil }

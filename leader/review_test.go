@@ -267,3 +267,42 @@ func TestReviewNewMemberFoundWhileAnEIPIsBlocked(t *testing.T) {
 		t.Fatalf("%s is still unassociated 15s after a new member joined:\n%s", alloc, s.report(t, true))
 	}
 }
+
+// The operator disassociated an EIP by hand a few milliseconds after the
+// coordinator's takeover of it landed, before the checks saw that
+// takeover: the check of invariant 4 placed the fault before the move it
+// followed, and counted the coordinator's next takeover as a second move
+// with no fault in between (model seeds 5460, 5754; the operator moving
+// another EIP onto its private IP alike). Now a fault takes its place
+// after the changes EC2 applied before it.
+func TestReviewFaultRightAfterAMoveCounts(t *testing.T) {
+	s := reviewSim(t, 3, 1, 0)
+	alloc := s.allocs[0]
+	disassociate := func() {
+		a := s.world.current().addrs[alloc]
+		if a.AssociationID == "" {
+			return
+		}
+		s.fault("operator", "disassociates %s by hand", alloc)
+		s.inv.faultOn(alloc)
+		_ = s.world.disassociateAddress("", a.AssociationID)
+	}
+	again, moves := true, 0
+	prev := s.world.onChange
+	s.world.onChange = func(c ec2Change) {
+		prev(c)
+		if c.Op == "AssociateAddress" && c.Resource == alloc && c.Caller != "" {
+			moves++
+			if again {
+				again = false
+				s.after(time.Millisecond, disassociate)
+			}
+		}
+	}
+	disassociate()
+	s.run(20 * time.Second)
+	requireNoViolation(t, s)
+	if moves != 2 || s.world.current().addrs[alloc].AssociationID == "" {
+		t.Fatalf("%d takeovers of %s after two hand disassociations, want 2 and the EIP placed:\n%s", moves, alloc, s.report(t, true))
+	}
+}

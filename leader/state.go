@@ -170,6 +170,11 @@ func (l *Loop) onRead(started time.Time, addrs []eip.Address, err error) {
 			// Started before this coordinator's own last move of the EIP,
 			// shows an association it replaced, or, shortly after its
 			// move, not the association it made: it lags (§5).
+			if st.made != "" && a.AssociationID != st.made && !started.Before(st.moved) && !st.isDead(a.AssociationID) {
+				if again := st.madeAt.Add(l.cfg.AddressPoll); l.readAgainAt.IsZero() || again.Before(l.readAgainAt) {
+					l.readAgainAt = again
+				}
+			}
 			continue
 		}
 		if a.AssociationID == st.made {

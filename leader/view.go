@@ -203,5 +203,5 @@ func (l *Loop) fallConfirmed(p *peer, m eip.Instance) bool {
 		}
 		return asked > 0
 	}
-	return !l.list.at.Before(p.downAt.Add(l.heartbeatWait())) && m.Heartbeat.Equal(p.hbAtDown)
+	return !l.list.at.Before(l.heartbeatDue(p)) && m.Heartbeat.Equal(p.hbAtDown)
 }
