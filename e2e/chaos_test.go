@@ -100,21 +100,24 @@ type chaosScenario struct {
 }
 
 // chaosBounds are the client-visible downtimes the failing scenarios
-// allow: about 1.5 to 2 times the slowest run measured on the coordinator
-// design (make chaos RUNS=3; the figure is given with each), rounded up
-// to the half second.
+// allow: twice the slowest run measured on the coordinator design (make
+// chaos RUNS=2, docs/CHAOS.md at 34e77ef: every scenario that shares the
+// bound, 2 runs each), rounded up to the half second, and never under 2 s
+// (below that a loaded machine's scheduling is most of the figure). The
+// slowest run is given with each. Where a bound is kept tighter than twice,
+// the wait is mostly a fixed timer of the scenario, which says so.
 var chaosBounds = map[string]time.Duration{
-	"proxy-death":          5 * time.Second,
-	"instance-gone":        8 * time.Second,
-	"holder-hung":          8 * time.Second,
-	"api-cut-haproxy-dies": 20 * time.Second,
-	"notice":               10 * time.Second,
-	"cold-start":           8 * time.Second,
-	"one-back":             10 * time.Second,
-	"disassociated":        3 * time.Second,
-	"mid-move":             25 * time.Second,
-	"public-ip-back":       15 * time.Second,
-	"coordinator-gone":     25 * time.Second,
+	"proxy-death":          3 * time.Second,         // 1.40 s, handoff-then-new-holder-dies (10 scenarios)
+	"instance-gone":        5500 * time.Millisecond, // 2.72 s, instance-stopped (3 scenarios)
+	"holder-hung":          7500 * time.Millisecond, // 3.52 s, imds-lag-holder-hung (2 scenarios)
+	"api-cut-haproxy-dies": 20 * time.Second,        // 10.32 s (1.94×)
+	"notice":               10 * time.Second,        // not a downtime: notice → handoff; planned moves fail no request
+	"cold-start":           3500 * time.Millisecond, // 1.72 s, five-cold-start (2 scenarios)
+	"one-back":             4500 * time.Millisecond, // 2.04 s
+	"disassociated":        2 * time.Second,         // 0.56 s (the 2 s floor)
+	"mid-move":             25 * time.Second,        // 12.52 s (2.0×)
+	"public-ip-back":       15 * time.Second,        // 12.08 s (1.24×: most of it is the election waiting for a stale lease, lease + skew = 11 s)
+	"coordinator-gone":     5500 * time.Millisecond, // 2.60 s
 }
 
 // chaosBound is the bound named name; it panics at init when there is none.

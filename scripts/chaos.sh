@@ -16,6 +16,10 @@ scenario=${SCENARIO:-.}
 go=${GO:-go}
 case $runs in '' | *[!0-9]* | 0) echo "chaos: RUNS=$runs: want a positive number" >&2; exit 2 ;; esac
 
+# The page (REPORT=1) names the commit the runs were built from, not the
+# one checked out when they end.
+REVISION=${REVISION:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
+export REVISION
 rm -rf chaos-results.jsonl chaos.out chaos-logs
 # About a minute per scenario run at most, with room to spare.
 timeout=$((runs * 50 + 10))m
