@@ -19,7 +19,7 @@ package e2e
 // they do not share the two cores with each other) and writes one line per
 // run starting with "chaos " and, at the end of the binary, the closing line
 // "chaos: N passed, M failed". With CHAOS_RESULTS set, every run is appended
-// to that file as one JSON object (internal/chaosreport turns them into
+// to that file as one JSON object (tools/chaosreport turns them into
 // docs/CHAOS.md).
 
 import (
@@ -250,7 +250,7 @@ var chaosTally struct {
 }
 
 // chaosResult is one line of CHAOS_RESULTS (the input of
-// internal/chaosreport).
+// tools/chaosreport).
 type chaosResult struct {
 	Scenario       string         `json:"scenario"`
 	Title          string         `json:"title"`
