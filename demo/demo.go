@@ -24,6 +24,7 @@ import (
 
 	"github.com/eipd/eipd/ec2sim"
 	"github.com/eipd/eipd/groupview"
+	"github.com/eipd/eipd/internal/cluster"
 )
 
 // Limits of the options.
@@ -122,7 +123,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 		d.haproxy = bin
 	}
-	ips := instanceIPs(firstIP, o.Instances)
+	ips := cluster.InstanceIPs(firstIP, o.Instances)
 	if err := checkLoopback(ips); err != nil {
 		return err
 	}
@@ -192,26 +193,26 @@ func Run(ctx context.Context, o Options) error {
 func (d *demo) start(ctx context.Context, ips []string, stops *[]func()) error {
 	o := d.o
 	d.started = time.Now()
-	port, lns, err := commonPort(ips)
+	port, lns, err := cluster.ReservePort(ips)
 	if err != nil {
 		return fmt.Errorf("target port: %w", err)
 	}
 	d.tPort = port
 	if o.HAProxy {
-		closeAll(lns) // HAProxy binds them itself
+		cluster.CloseAll(lns) // HAProxy binds them itself
 		lns = nil
 	}
-	sPort, sLns, err := commonPort(ips)
+	sPort, sLns, err := cluster.ReservePort(ips)
 	if err != nil {
-		closeAll(lns)
+		cluster.CloseAll(lns)
 		return fmt.Errorf("status port: %w", err)
 	}
-	closeAll(sLns) // each daemon binds its own
+	cluster.CloseAll(sLns) // each daemon binds its own
 	d.sPort = sPort
 
 	simLog, err := os.Create(filepath.Join(d.logDir, "ec2sim.log"))
 	if err != nil {
-		closeAll(lns)
+		cluster.CloseAll(lns)
 		return fmt.Errorf("emulator log: %w", err)
 	}
 	*stops = append(*stops, func() { simLog.Close() })
@@ -220,7 +221,7 @@ func (d *demo) start(ctx context.Context, ips []string, stops *[]func()) error {
 		Logger: hclog.New(&hclog.LoggerOptions{Name: "ec2sim", Output: simLog, Level: hclog.Info, TimeFormat: "2006-01-02T15:04:05.000Z07:00"}),
 	})
 	if err != nil {
-		closeAll(lns)
+		cluster.CloseAll(lns)
 		return fmt.Errorf("start the EC2 emulator: %w", err)
 	}
 	d.sim = sim
@@ -252,7 +253,7 @@ func (d *demo) start(ctx context.Context, ips []string, stops *[]func()) error {
 			return ctx.Err()
 		}
 		if o.HAProxy {
-			hp, err := newHAProxy(d.haproxy, d.logDir, n.idx, n.inst.PrivateIP, port, n.id(), []string{"HOME=" + d.dir})
+			hp, err := newHAProxy(d.haproxy, d.logDir, n.idx, n.inst.PrivateIP, port, n.id(), cluster.Env(d.dir))
 			if err != nil {
 				return err
 			}
@@ -269,13 +270,13 @@ func (d *demo) start(ctx context.Context, ips []string, stops *[]func()) error {
 		args := []string{"run", "--group", group, "--health-check", "http://" + net.JoinHostPort(n.inst.PrivateIP, strconv.Itoa(port)) + "/healthz",
 			"--listen", listen, "--control", n.control, "--lease-duration", leaseDuration.String()}
 		n.logPath = filepath.Join(d.logDir, fmt.Sprintf("eipd-%s.log", n.id()))
-		c, err := startChild("eipd of "+n.id(), n.logPath, daemonEnv(d.dir, d.info.EC2Endpoint, n.inst.IMDSEndpoint, region), o.Exe, args...)
+		c, err := cluster.Start("eipd of "+n.id(), n.logPath, d.logDir, cluster.DaemonEnv(d.dir, d.info.EC2Endpoint, n.inst.IMDSEndpoint, region), o.Exe, args...)
 		if err != nil {
 			return err
 		}
 		n.daemon = c
-		*stops = append(*stops, func() { _ = c.kill() })
-		d.out.event("%s: eipd pid %d, status http://%s/status, control %s, log %s", n.id(), c.cmd.Process.Pid, listen, n.control, n.logPath)
+		*stops = append(*stops, func() { _ = c.KillWait(10 * time.Second) })
+		d.out.event("%s: eipd pid %d, status http://%s/status, control %s, log %s", n.id(), c.Pid(), listen, n.control, n.logPath)
 	}
 	d.out.event("watch it from another terminal: %s", d.watchHint())
 	return nil

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/eipd/eipd/internal/cluster"
 )
 
 // phaseSpec is one step of the timeline. weight is its length when the
@@ -127,7 +129,7 @@ func (d *demo) timeline(ctx context.Context, startClient func()) error {
 	h3.mu.Unlock()
 	// The instance vanishes: its processes with it, then EC2 disassociates
 	// the EIP (its ENI is deleted).
-	if err := h3.daemon.kill(); err != nil {
+	if err := h3.daemon.KillWait(10 * time.Second); err != nil {
 		return err
 	}
 	if err := h3.proxy.stop(); err != nil {
@@ -296,8 +298,8 @@ func (d *demo) waitFor(ctx context.Context, timeout time.Duration, what string, 
 // timeline cannot go on, and its log says why.
 func (d *demo) daemonsAlive() error {
 	for _, n := range d.nodes {
-		if !n.isGone() && n.daemon != nil && n.daemon.exited() {
-			return fmt.Errorf("eipd of %s exited (%v); the end of %s:\n%s", n.id(), n.daemon.err, n.logPath, logTail(n.logPath, 15))
+		if !n.isGone() && n.daemon != nil && n.daemon.Exited() {
+			return fmt.Errorf("eipd of %s exited (%v); the end of %s:\n%s", n.id(), n.daemon.Err, n.logPath, cluster.Tail(n.logPath, 15))
 		}
 	}
 	return nil
