@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/eipd/eipd/ec2sim"
-	"github.com/eipd/eipd/internal/cluster"
+	"github.com/eipd/eipd/internal/harness"
 )
 
 // proxy is an instance's health target: what eipd checks and what the
@@ -31,11 +31,11 @@ type webProxy struct {
 	addr       string // private IP:target port
 	instanceID string
 	mu         sync.Mutex
-	backend    *cluster.Backend // nil while stopped
+	backend    *harness.Backend // nil while stopped
 }
 
 func newWebProxy(ln net.Listener, instanceID string) *webProxy {
-	return &webProxy{addr: ln.Addr().String(), instanceID: instanceID, backend: cluster.ServeBackend(ln, instanceID)}
+	return &webProxy{addr: ln.Addr().String(), instanceID: instanceID, backend: harness.ServeBackend(ln, instanceID)}
 }
 
 func (p *webProxy) describe() string {
@@ -52,7 +52,7 @@ func (p *webProxy) start() error {
 	if err != nil {
 		return fmt.Errorf("restart the proxy of %s on %s: %w", p.instanceID, p.addr, err)
 	}
-	p.backend = cluster.ServeBackend(ln, p.instanceID)
+	p.backend = harness.ServeBackend(ln, p.instanceID)
 	return nil
 }
 
@@ -76,9 +76,9 @@ type haproxyProxy struct {
 	addr                       string
 	instanceID                 string
 	env                        []string
-	backend                    *cluster.Backend
+	backend                    *harness.Backend
 	mu                         sync.Mutex
-	proc                       *cluster.Proc
+	proc                       *harness.Proc
 }
 
 func newHAProxy(bin, dir string, idx int, ip string, port int, instanceID string, env []string) (*haproxyProxy, error) {
@@ -88,12 +88,12 @@ func newHAProxy(bin, dir string, idx int, ip string, port int, instanceID string
 	}
 	p := &haproxyProxy{bin: bin, dir: dir, addr: net.JoinHostPort(ip, strconv.Itoa(port)), instanceID: instanceID, env: env,
 		cfgPath: filepath.Join(dir, fmt.Sprintf("haproxy-%d.cfg", idx)), logPath: filepath.Join(dir, fmt.Sprintf("haproxy-%d.log", idx))}
-	cfg := cluster.HAProxyConfig{IP: ip, Port: port, BackendPort: bln.Addr().(*net.TCPAddr).Port, CheckInterval: 200 * time.Millisecond}
+	cfg := harness.HAProxyConfig{IP: ip, Port: port, BackendPort: bln.Addr().(*net.TCPAddr).Port, CheckInterval: 200 * time.Millisecond}
 	if err := os.WriteFile(p.cfgPath, []byte(cfg.String()), 0o644); err != nil {
 		bln.Close()
 		return nil, fmt.Errorf("haproxy config: %w", err)
 	}
-	p.backend = cluster.ServeBackend(bln, instanceID)
+	p.backend = harness.ServeBackend(bln, instanceID)
 	if err := p.start(); err != nil {
 		_ = p.close()
 		return nil, err
@@ -112,12 +112,12 @@ func (p *haproxyProxy) start() error {
 	if p.proc != nil && !p.proc.Exited() {
 		return nil
 	}
-	c, err := cluster.Start("haproxy of "+p.instanceID, p.logPath, p.dir, p.env, p.bin, cluster.HAProxyArgs(p.cfgPath)...)
+	c, err := harness.Start("haproxy of "+p.instanceID, p.logPath, p.dir, p.env, p.bin, harness.HAProxyArgs(p.cfgPath)...)
 	if err != nil {
 		return err
 	}
 	p.proc = c
-	return cluster.WaitAnswers("http://"+p.addr+"/healthz", c, 15*time.Second)
+	return harness.WaitAnswers("http://"+p.addr+"/healthz", c, 15*time.Second)
 }
 
 // stop kills HAProxy (SIGKILL, as a crash).
@@ -146,7 +146,7 @@ type node struct {
 	control string // unix:/path of the daemon's control socket
 	logPath string // the daemon's log
 	proxy   proxy
-	daemon  *cluster.Proc
+	daemon  *harness.Proc
 	mu      sync.Mutex
 	gone    bool // terminated: its processes are gone for good
 }
@@ -181,7 +181,7 @@ func checkLoopback(ips []string) error {
 // operator would, and returns its output.
 func handoff(ctx context.Context, exe, dir, logDir, control string) (string, error) {
 	logPath := filepath.Join(logDir, "handoff.log")
-	c, err := cluster.Start("eipd handoff", logPath, logDir, cluster.Env(dir), exe, "handoff", "--control", control)
+	c, err := harness.Start("eipd handoff", logPath, logDir, harness.Env(dir), exe, "handoff", "--control", control)
 	if err != nil {
 		return "", err
 	}
@@ -192,7 +192,7 @@ func handoff(ctx context.Context, exe, dir, logDir, control string) (string, err
 		return "", ctx.Err()
 	}
 	b, _ := os.ReadFile(logPath)
-	// The output of this run: after the last header cluster.Start wrote.
+	// The output of this run: after the last header harness.Start wrote.
 	out := string(b)
 	if i := strings.LastIndex(out, "=== "); i >= 0 {
 		if j := strings.IndexByte(out[i:], '\n'); j >= 0 {

@@ -24,7 +24,7 @@ import (
 
 	"github.com/eipd/eipd/ec2sim"
 	"github.com/eipd/eipd/groupview"
-	"github.com/eipd/eipd/internal/cluster"
+	"github.com/eipd/eipd/internal/harness"
 )
 
 // Limits of the options.
@@ -123,7 +123,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 		d.haproxy = bin
 	}
-	ips := cluster.InstanceIPs(firstIP, o.Instances)
+	ips := harness.InstanceIPs(firstIP, o.Instances)
 	if err := checkLoopback(ips); err != nil {
 		return err
 	}
@@ -193,26 +193,26 @@ func Run(ctx context.Context, o Options) error {
 func (d *demo) start(ctx context.Context, ips []string, stops *[]func()) error {
 	o := d.o
 	d.started = time.Now()
-	port, lns, err := cluster.ReservePort(ips)
+	port, lns, err := harness.ReservePort(ips)
 	if err != nil {
 		return fmt.Errorf("target port: %w", err)
 	}
 	d.tPort = port
 	if o.HAProxy {
-		cluster.CloseAll(lns) // HAProxy binds them itself
+		harness.CloseAll(lns) // HAProxy binds them itself
 		lns = nil
 	}
-	sPort, sLns, err := cluster.ReservePort(ips)
+	sPort, sLns, err := harness.ReservePort(ips)
 	if err != nil {
-		cluster.CloseAll(lns)
+		harness.CloseAll(lns)
 		return fmt.Errorf("status port: %w", err)
 	}
-	cluster.CloseAll(sLns) // each daemon binds its own
+	harness.CloseAll(sLns) // each daemon binds its own
 	d.sPort = sPort
 
 	simLog, err := os.Create(filepath.Join(d.logDir, "ec2sim.log"))
 	if err != nil {
-		cluster.CloseAll(lns)
+		harness.CloseAll(lns)
 		return fmt.Errorf("emulator log: %w", err)
 	}
 	*stops = append(*stops, func() { simLog.Close() })
@@ -221,7 +221,7 @@ func (d *demo) start(ctx context.Context, ips []string, stops *[]func()) error {
 		Logger: hclog.New(&hclog.LoggerOptions{Name: "ec2sim", Output: simLog, Level: hclog.Info, TimeFormat: "2006-01-02T15:04:05.000Z07:00"}),
 	})
 	if err != nil {
-		cluster.CloseAll(lns)
+		harness.CloseAll(lns)
 		return fmt.Errorf("start the EC2 emulator: %w", err)
 	}
 	d.sim = sim
@@ -253,7 +253,7 @@ func (d *demo) start(ctx context.Context, ips []string, stops *[]func()) error {
 			return ctx.Err()
 		}
 		if o.HAProxy {
-			hp, err := newHAProxy(d.haproxy, d.logDir, n.idx, n.inst.PrivateIP, port, n.id(), cluster.Env(d.dir))
+			hp, err := newHAProxy(d.haproxy, d.logDir, n.idx, n.inst.PrivateIP, port, n.id(), harness.Env(d.dir))
 			if err != nil {
 				return err
 			}
@@ -270,7 +270,7 @@ func (d *demo) start(ctx context.Context, ips []string, stops *[]func()) error {
 		args := []string{"run", "--group", group, "--health-check", "http://" + net.JoinHostPort(n.inst.PrivateIP, strconv.Itoa(port)) + "/healthz",
 			"--listen", listen, "--control", n.control, "--lease-duration", leaseDuration.String()}
 		n.logPath = filepath.Join(d.logDir, fmt.Sprintf("eipd-%s.log", n.id()))
-		c, err := cluster.Start("eipd of "+n.id(), n.logPath, d.logDir, cluster.DaemonEnv(d.dir, d.info.EC2Endpoint, n.inst.IMDSEndpoint, region), o.Exe, args...)
+		c, err := harness.Start("eipd of "+n.id(), n.logPath, d.logDir, harness.DaemonEnv(d.dir, d.info.EC2Endpoint, n.inst.IMDSEndpoint, region), o.Exe, args...)
 		if err != nil {
 			return err
 		}

@@ -14,7 +14,7 @@ import (
 	"github.com/eipd/eipd/ec2sim"
 	"github.com/eipd/eipd/eip"
 	"github.com/eipd/eipd/groupview"
-	"github.com/eipd/eipd/internal/cluster"
+	"github.com/eipd/eipd/internal/harness"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -187,7 +187,7 @@ func TestClient(t *testing.T) {
 }
 
 func TestInstanceIPsAndLoopbackHint(t *testing.T) {
-	ips := cluster.InstanceIPs("127.0.0.11", 3)
+	ips := harness.InstanceIPs("127.0.0.11", 3)
 	if strings.Join(ips, " ") != "127.0.0.11 127.0.0.12 127.0.0.13" {
 		t.Fatalf("InstanceIPs = %v", ips)
 	}

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/eipd/eipd/internal/cluster"
+	"github.com/eipd/eipd/internal/harness"
 )
 
 // phaseSpec is one step of the timeline. weight is its length when the
@@ -299,7 +299,7 @@ func (d *demo) waitFor(ctx context.Context, timeout time.Duration, what string, 
 func (d *demo) daemonsAlive() error {
 	for _, n := range d.nodes {
 		if !n.isGone() && n.daemon != nil && n.daemon.Exited() {
-			return fmt.Errorf("eipd of %s exited (%v); the end of %s:\n%s", n.id(), n.daemon.Err, n.logPath, cluster.Tail(n.logPath, 15))
+			return fmt.Errorf("eipd of %s exited (%v); the end of %s:\n%s", n.id(), n.daemon.Err, n.logPath, harness.Tail(n.logPath, 15))
 		}
 	}
 	return nil

@@ -21,6 +21,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"github.com/eipd/eipd/internal/harness"
 )
 
 func holderScenarios() []chaosScenario {
@@ -638,7 +640,7 @@ func (x *chaosRun) handoffCLI(n *node) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, eipdBin, "handoff", "--control", n.controlAddr)
-	cmd.Env = minimalEnv(x.c.dir)
+	cmd.Env = harness.Env(x.c.dir)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		x.Fatalf("eipd handoff: %v\n%s", err, out)
 	}

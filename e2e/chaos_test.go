@@ -801,7 +801,7 @@ func (x *chaosRun) movedAway(from *node, timeout time.Duration) *node {
 	var to *node
 	waitFor(x, timeout, "the EIP to move away from "+from.id()+" to a holder", func() bool {
 		to = x.c.node(x.c.holder(x.alloc()))
-		return to != nil && to != from && to.eipd != nil && !to.eipd.exited() && to.role(x.alloc()) == "holder"
+		return to != nil && to != from && to.eipd != nil && !to.eipd.Exited() && to.role(x.alloc()) == "holder"
 	})
 	return to
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/eipd/eipd/eip"
+	"github.com/eipd/eipd/internal/harness"
 )
 
 // `eipd demo` and `eipd status --watch`: the binary as a user runs it.
@@ -25,7 +26,7 @@ import (
 // the test's directory so that every path the demo creates (control
 // sockets) contains dir, which lets leftoverProcs find its children.
 func demoEnv(dir string, extra ...string) []string {
-	return minimalEnv(dir, append([]string{"TMPDIR=" + dir}, extra...)...)
+	return harness.Env(dir, append([]string{"TMPDIR=" + dir}, extra...)...)
 }
 
 // leftoverProcs lists the processes whose command line mentions dir.
@@ -133,16 +134,16 @@ func TestDemoSummary(t *testing.T) {
 	dir := t.TempDir()
 	logs := filepath.Join(dir, "logs")
 	p := startProc(t, dir, "demo", demoEnv(dir), eipdBin, "demo", "--duration", "40s", "--keep-logs", logs)
-	if !p.waitExit(4 * time.Minute) {
-		t.Fatalf("eipd demo --duration 40s still running after 4 minutes:\n%s", tail(p.logPath, 40))
+	if !p.WaitExit(4 * time.Minute) {
+		t.Fatalf("eipd demo --duration 40s still running after 4 minutes:\n%s", tail(p.LogPath, 40))
 	}
-	b, err := os.ReadFile(p.logPath)
+	b, err := os.ReadFile(p.LogPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := string(b)
-	if p.err != nil {
-		t.Fatalf("eipd demo: %v\n%s", p.err, out)
+	if p.Err != nil {
+		t.Fatalf("eipd demo: %v\n%s", p.Err, out)
 	}
 	if strings.Contains(out, "\x1b") {
 		t.Error("output to a file holds escape sequences")
@@ -258,21 +259,21 @@ func TestDemoStopsCleanly(t *testing.T) {
 			args := append([]string{"demo", "--duration", "40s", "--keep-logs", filepath.Join(dir, "logs")}, c.args...)
 			p := startProc(t, dir, "demo", demoEnv(dir), eipdBin, args...)
 			waitFor(t, 90*time.Second, "the demo to print "+c.after, func() bool {
-				if p.exited() {
-					t.Fatalf("demo exited early: %v\n%s", p.err, tail(p.logPath, 30))
+				if p.Exited() {
+					t.Fatalf("demo exited early: %v\n%s", p.Err, tail(p.LogPath, 30))
 				}
-				b, _ := os.ReadFile(p.logPath)
+				b, _ := os.ReadFile(p.LogPath)
 				return bytes.Contains(b, []byte(c.after))
 			})
-			p.signal(c.sig)
-			if !p.waitExit(20 * time.Second) {
+			p.Signal(c.sig)
+			if !p.WaitExit(20 * time.Second) {
 				t.Fatalf("demo still running 20s after %s", c.sig)
 			}
 			var ee *exec.ExitError
-			if !errors.As(p.err, &ee) || ee.ExitCode() != 1 {
-				t.Errorf("exit after %s: %v, want exit status 1 (interrupted)", c.sig, p.err)
+			if !errors.As(p.Err, &ee) || ee.ExitCode() != 1 {
+				t.Errorf("exit after %s: %v, want exit status 1 (interrupted)", c.sig, p.Err)
 			}
-			b, _ := os.ReadFile(p.logPath)
+			b, _ := os.ReadFile(p.LogPath)
 			out := string(b)
 			if !strings.Contains(out, "interrupted") {
 				t.Errorf("the demo does not say it was interrupted:\n%s", out)

@@ -1,11 +1,11 @@
-// Package cluster runs the pieces of an eipd group on this machine, on
+// Package harness runs the pieces of an eipd group on this machine, on
 // loopback: child processes (the daemons, HAProxy, the emulator as
 // `eipd sim`) started with exactly the environment they are given, the
 // health targets of the simulated instances, and the ports they listen on.
 // `eipd demo` (package demo) and the end-to-end tests, chaos suite and
 // benchmarks (package e2e) both run their groups with it, so that what
 // they start, and how, is written once.
-package cluster
+package harness
 
 import (
 	"fmt"
@@ -51,7 +51,7 @@ func Start(name, logPath, dir string, env []string, bin string, args ...string) 
 	}
 	fmt.Fprintf(f, "=== %s %s %s\n", time.Now().Format(time.RFC3339Nano), bin, strings.Join(args, " "))
 	cmd := exec.Command(bin, args...)
-	cmd.Env = env
+	cmd.Env = append([]string{}, env...) // never nil: nil would inherit everything
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Dir = dir
 	if err := start(cmd); err != nil {
