@@ -223,41 +223,25 @@ func (o *observer) view() groupview.View {
 }
 
 // moves are the associations of the EIP with an instance, from the
-// emulator's history: from is the instance it was last associated with
-// (before any disassociation or termination in between), to the new one.
+// emulator's history (ec2sim.Associations).
 // Reason, term and decision time come from the first lease naming the new
 // instance that was written after the association: the tags the mover
 // wrote with the move.
 func moves(events []ec2sim.Event, leases []leaseRecord, alloc string) []groupview.Move {
 	var out []groupview.Move
-	last := ""
 	var lastTerm eip.Term
-	for _, e := range events {
-		if e.AllocationID != alloc {
-			continue
-		}
-		if e.To == "" {
-			if e.From != "" {
-				last = e.From
-			}
-			continue
-		}
-		from := e.From
-		if from == "" {
-			from = last
-		}
-		m := groupview.Move{Time: e.Time, AllocationID: alloc, From: from, To: e.To, Duration: -1}
+	for _, a := range ec2sim.Associations(events, alloc) {
+		m := groupview.Move{Time: a.Time, AllocationID: alloc, From: a.From, To: a.To, Duration: -1}
 		for _, l := range leases {
-			if l.holder == e.To && lastTerm.Less(l.term) && !l.seen.Before(e.Time) {
+			if l.holder == a.To && lastTerm.Less(l.term) && !l.seen.Before(a.Time) {
 				m.Reason, m.Term = l.reason, l.term.String()
 				if !l.decided.IsZero() {
-					m.Duration = e.Time.Sub(l.decided)
+					m.Duration = a.Time.Sub(l.decided)
 				}
 				lastTerm = l.term
 				break
 			}
 		}
-		last = e.To
 		out = append(out, m)
 	}
 	return out

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eipd/eipd/ec2sim"
 	"github.com/eipd/eipd/eip"
 	"github.com/eipd/eipd/internal/harness"
 )
@@ -189,7 +190,7 @@ func TestDemoSummary(t *testing.T) {
 	}
 
 	// From → to and times are the emulator's association history.
-	var events []simEvent
+	var events []ec2sim.Event
 	if b, err := os.ReadFile(filepath.Join(logs, "ec2sim-events.json")); err != nil {
 		t.Fatalf("association history not kept: %v", err)
 	} else if err := json.Unmarshal(b, &events); err != nil {
@@ -197,20 +198,12 @@ func TestDemoSummary(t *testing.T) {
 	}
 	type assoc struct{ time, from, to string }
 	var want []assoc
-	last := "-"
-	for _, e := range events {
-		if e.To == "" {
-			if e.From != "" {
-				last = e.From
-			}
-			continue
-		}
-		from := e.From
+	for _, a := range ec2sim.Associations(events, "") { // the demo has one EIP
+		from := a.From
 		if from == "" {
-			from = last
+			from = "-"
 		}
-		want = append(want, assoc{e.Time.Local().Format("15:04:05.000"), from, e.To})
-		last = e.To
+		want = append(want, assoc{a.Time.Local().Format("15:04:05.000"), from, a.To})
 	}
 	var got []assoc
 	for i, m := range moves {
