@@ -178,33 +178,20 @@ func checkLoopback(ips []string) error {
 }
 
 // handoff runs `eipd handoff` against a daemon's control socket, as an
-// operator would, and returns its output.
+// operator would, and returns its output (also kept in handoff.log).
 func handoff(ctx context.Context, exe, dir, logDir, control string) (string, error) {
-	logPath := filepath.Join(logDir, "handoff.log")
-	c, err := harness.Start("eipd handoff", logPath, logDir, harness.Env(dir), exe, "handoff", "--control", control)
-	if err != nil {
-		return "", err
-	}
-	select {
-	case <-c.Done():
-	case <-ctx.Done():
-		_ = c.KillWait(10 * time.Second)
+	b, err := harness.Run(ctx, logDir, harness.Env(dir), exe, "handoff", "--control", control)
+	out := string(b)
+	_ = os.WriteFile(filepath.Join(logDir, "handoff.log"), b, 0o644)
+	if ctx.Err() != nil {
 		return "", ctx.Err()
 	}
-	b, _ := os.ReadFile(logPath)
-	// The output of this run: after the last header harness.Start wrote.
-	out := string(b)
-	if i := strings.LastIndex(out, "=== "); i >= 0 {
-		if j := strings.IndexByte(out[i:], '\n'); j >= 0 {
-			out = out[i+j+1:]
-		}
-	}
-	if c.Err != nil {
+	if err != nil {
 		var ee *exec.ExitError
-		if errors.As(c.Err, &ee) {
+		if errors.As(err, &ee) {
 			return out, fmt.Errorf("eipd handoff exited with %d: %s", ee.ExitCode(), lastLine(out))
 		}
-		return out, c.Err
+		return out, err
 	}
 	return out, nil
 }

@@ -16,7 +16,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
@@ -990,9 +989,7 @@ func TestSafetyHandoffUnderDescribeLag(t *testing.T) {
 	mark, mark0 := c.mark(), time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, eipdBin, "handoff", "--control", h.controlAddr)
-	cmd.Env = harness.Env(c.dir)
-	out, err := cmd.CombinedOutput()
+	out, err := harness.Run(ctx, c.dir, harness.Env(c.dir), eipdBin, "handoff", "--control", h.controlAddr)
 	if err != nil {
 		t.Fatalf("eipd handoff: %v\n%s", err, out)
 	}

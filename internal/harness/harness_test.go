@@ -1,6 +1,8 @@
 package harness
 
 import (
+	"context"
+	"errors"
 	"net"
 	"os"
 	"os/exec"
@@ -107,5 +109,22 @@ func TestBackend(t *testing.T) {
 	}
 	if Answers(u + "/healthz") {
 		t.Fatal("answers after Close")
+	}
+}
+
+func TestRun(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "leak")
+	dir := t.TempDir()
+	out, err := Run(context.Background(), dir, Env(dir), sh, "-c", "echo out; echo err >&2; env | grep -c AWS_SECRET; exit 3")
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Errorf("exit: %v", err)
+	}
+	if string(out) != "out\nerr\n0\n" {
+		t.Errorf("output %q", out)
 	}
 }

@@ -8,6 +8,8 @@
 package harness
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -147,4 +149,20 @@ func Tail(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// Run runs bin to completion with exactly env, as an operator runs a
+// command (`eipd handoff`, `eipd status`), and returns its output, stdout
+// and stderr together. The end of ctx kills it.
+func Run(ctx context.Context, dir string, env []string, bin string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append([]string{}, env...)
+	cmd.Dir = dir
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := start(cmd); err != nil {
+		return nil, err
+	}
+	err := cmd.Wait()
+	return out.Bytes(), err
 }
