@@ -235,9 +235,9 @@ func (d *demo) start(ctx context.Context, ips []string, stops *[]func()) error {
 	for i, in := range d.info.Instances {
 		n := &node{idx: i, inst: in, control: "unix:" + filepath.Join(d.dir, fmt.Sprintf("control-%d.sock", i))}
 		if lns != nil {
-			wp := newWebProxy(lns[i], in.InstanceID)
+			wp := harness.NewWebProxy(lns[i], in.InstanceID)
 			n.proxy = wp
-			*stops = append(*stops, func() { _ = wp.stop() })
+			*stops = append(*stops, func() { _ = wp.Close() })
 		}
 		d.nodes = append(d.nodes, n)
 	}
@@ -253,14 +253,15 @@ func (d *demo) start(ctx context.Context, ips []string, stops *[]func()) error {
 			return ctx.Err()
 		}
 		if o.HAProxy {
-			hp, err := newHAProxy(d.haproxy, d.logDir, n.idx, n.inst.PrivateIP, port, n.id(), harness.Env(d.dir))
+			cfg := harness.HAProxyConfig{IP: n.inst.PrivateIP, Port: port, CheckInterval: 200 * time.Millisecond}
+			hp, err := harness.NewHAProxy(d.haproxy, d.logDir, fmt.Sprintf("haproxy-%d", n.idx), cfg, n.id(), harness.Env(d.dir))
 			if err != nil {
 				return err
 			}
 			n.proxy = hp
-			*stops = append(*stops, func() { _ = hp.close() })
+			*stops = append(*stops, func() { _ = hp.Close() })
 		}
-		d.out.event("%s (%s, %s): proxy %s", n.id(), n.inst.AZ, n.inst.PrivateIP, n.proxy.describe())
+		d.out.event("%s (%s, %s): proxy %s", n.id(), n.inst.AZ, n.inst.PrivateIP, n.proxy.Describe())
 	}
 	for _, n := range d.nodes {
 		if ctx.Err() != nil {

@@ -67,7 +67,7 @@ func (d *demo) timeline(ctx context.Context, startClient func()) error {
 
 	// proxy-killed → failover, then the proxy comes back
 	start = d.beginPhase(ctx, 1, lengths[1])
-	if err := h0.proxy.stop(); err != nil {
+	if err := h0.proxy.Stop(); err != nil {
 		return fmt.Errorf("kill the proxy of %s: %w", h0.id(), err)
 	}
 	d.out.event("killed the proxy of holder %s", h0.id())
@@ -75,7 +75,7 @@ func (d *demo) timeline(ctx context.Context, startClient func()) error {
 	if err != nil {
 		return err
 	}
-	if err := h0.proxy.start(); err != nil {
+	if err := h0.proxy.Start(); err != nil {
 		return err
 	}
 	d.out.event("the proxy of %s is back; no preemption: %s keeps the EIP", h0.id(), h1.id())
@@ -132,7 +132,7 @@ func (d *demo) timeline(ctx context.Context, startClient func()) error {
 	if err := h3.daemon.KillWait(10 * time.Second); err != nil {
 		return err
 	}
-	if err := h3.proxy.stop(); err != nil {
+	if err := h3.proxy.Stop(); err != nil {
 		return err
 	}
 	if err := d.sim.TerminateInstance(h3.id()); err != nil {

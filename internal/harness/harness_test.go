@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -127,4 +128,46 @@ func TestRun(t *testing.T) {
 	if string(out) != "out\nerr\n0\n" {
 		t.Errorf("output %q", out)
 	}
+}
+
+// A proxy dies (Stop: refused) and comes back (Start) on the same address.
+func TestProxies(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := "http://" + ln.Addr().String() + "/healthz"
+	var p Proxy = NewWebProxy(ln, "i-1")
+	check := func(what string, p Proxy, u string) {
+		t.Helper()
+		if !Answers(u) {
+			t.Fatalf("%s: %s does not answer", what, p.Describe())
+		}
+		if err := p.Stop(); err != nil || Answers(u) {
+			t.Fatalf("%s: Stop: %v, answers %v", what, err, Answers(u))
+		}
+		if err := p.Start(); err != nil || !Answers(u) {
+			t.Fatalf("%s: Start: %v, answers %v", what, err, Answers(u))
+		}
+		if err := p.Close(); err != nil || Answers(u) {
+			t.Fatalf("%s: Close: %v", what, err)
+		}
+	}
+	check("built-in", p, u)
+
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		t.Skip("haproxy not installed")
+	}
+	port, lns, err := ReservePort([]string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	CloseAll(lns)
+	dir := t.TempDir()
+	hp, err := NewHAProxy(bin, dir, "haproxy-0", HAProxyConfig{IP: "127.0.0.1", Port: port, CheckInterval: 100 * time.Millisecond}, "i-1", Env(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("haproxy", hp, "http://127.0.0.1:"+strconv.Itoa(port)+"/healthz")
 }
