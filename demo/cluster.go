@@ -2,11 +2,9 @@ package demo
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -56,23 +54,10 @@ func checkLoopback(ips []string) error {
 // handoff runs `eipd handoff` against a daemon's control socket, as an
 // operator would, and returns its output (also kept in handoff.log).
 func handoff(ctx context.Context, exe, dir, logDir, control string) (string, error) {
-	b, err := harness.Run(ctx, logDir, harness.Env(dir), exe, "handoff", "--control", control)
-	out := string(b)
-	_ = os.WriteFile(filepath.Join(logDir, "handoff.log"), b, 0o644)
+	out, err := harness.Run(ctx, logDir, harness.Env(dir), exe, "handoff", "--control", control)
+	_ = os.WriteFile(filepath.Join(logDir, "handoff.log"), out, 0o644)
 	if ctx.Err() != nil {
 		return "", ctx.Err()
 	}
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return out, fmt.Errorf("eipd handoff exited with %d: %s", ee.ExitCode(), lastLine(out))
-		}
-		return out, err
-	}
-	return out, nil
-}
-
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return lines[len(lines)-1]
+	return string(out), err
 }

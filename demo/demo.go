@@ -13,7 +13,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -117,9 +116,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	d := &demo{o: o, out: &output{&groupview.Display{W: o.Out, Live: o.Live, Color: o.Color}}, phase: -1}
 	if o.HAProxy {
-		bin, err := exec.LookPath("haproxy")
+		bin, err := harness.FindHAProxy()
 		if err != nil {
-			return fmt.Errorf("--haproxy: haproxy is not installed (%v): install it (Debian/Ubuntu: apt-get install haproxy; macOS: brew install haproxy) or run without --haproxy to use the built-in stand-in", err)
+			return fmt.Errorf("--haproxy: %w, or run without --haproxy to use the built-in stand-in", err)
 		}
 		d.haproxy = bin
 	}

@@ -116,12 +116,12 @@ func unreaped() []string {
 // needHAProxy fails under CI and skips elsewhere when haproxy is missing.
 func needHAProxy(t testing.TB) string {
 	t.Helper()
-	path, err := exec.LookPath("haproxy")
+	path, err := harness.FindHAProxy()
 	if err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("haproxy is required under CI: %v", err)
 		}
-		t.Skipf("haproxy not installed: %v", err)
+		t.Skip(err)
 	}
 	return path
 }

@@ -122,7 +122,7 @@ func TestRun(t *testing.T) {
 	dir := t.TempDir()
 	out, err := Run(context.Background(), dir, Env(dir), sh, "-c", "echo out; echo err >&2; env | grep -c AWS_SECRET; exit 3")
 	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 || !strings.HasPrefix(err.Error(), "sh exited with 3: 0: ") {
 		t.Errorf("exit: %v", err)
 	}
 	if string(out) != "out\nerr\n0\n" {

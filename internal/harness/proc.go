@@ -10,10 +10,12 @@ package harness
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -153,7 +155,9 @@ func Tail(path string, n int) string {
 
 // Run runs bin to completion with exactly env, as an operator runs a
 // command (`eipd handoff`, `eipd status`), and returns its output, stdout
-// and stderr together. The end of ctx kills it.
+// and stderr together. An exit status other than 0 is an error that names
+// the command, the status and the output's last line (an *exec.ExitError
+// underneath). The end of ctx kills it.
 func Run(ctx context.Context, dir string, env []string, bin string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append([]string{}, env...)
@@ -164,5 +168,23 @@ func Run(ctx context.Context, dir string, env []string, bin string, args ...stri
 		return nil, err
 	}
 	err := cmd.Wait()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ctx.Err() == nil {
+		err = fmt.Errorf("%s exited with %d: %s: %w", commandName(bin, args), ee.ExitCode(), lastLine(out.String()), err)
+	}
 	return out.Bytes(), err
+}
+
+// commandName is how a person names the command: "eipd handoff".
+func commandName(bin string, args []string) string {
+	name := filepath.Base(bin)
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name += " " + args[0]
+	}
+	return name
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os/exec"
 	"time"
 )
 
@@ -78,6 +79,16 @@ backend be
     option httpchk GET /
     server app %[1]s:%[3]d check inter %[5]dms rise 1 fall 2
 `, c.IP, c.Port, c.BackendPort, stats, c.CheckInterval.Milliseconds())
+}
+
+// FindHAProxy is the path of the haproxy binary, or an error that says
+// how to install it.
+func FindHAProxy() (string, error) {
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		return "", fmt.Errorf("haproxy is not installed (%v): install it (Debian/Ubuntu: apt-get install haproxy; macOS: brew install haproxy)", err)
+	}
+	return bin, nil
 }
 
 // HAProxyArgs are the arguments that run HAProxy with the configuration
