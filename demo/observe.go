@@ -32,7 +32,10 @@ type leaseRecord struct {
 	decided time.Time
 }
 
-// readiness says whether some member was ready at a sample.
+// readiness says whether, at a sample, some member was ready and some
+// member said it coordinates: invariant 3 of docs/design.md bounds an
+// unassociated EIP only then (when the coordinator itself dies, invariant 7
+// bounds how long until another acts).
 type readiness struct {
 	at    time.Time
 	ready bool
@@ -131,7 +134,7 @@ func (o *observer) sampleDaemons(ctx context.Context) {
 	}
 	now := time.Now()
 	var holders []string
-	anyReady := false
+	anyReady, anyCoordinator := false, false
 	for i, r := range res {
 		if r.Err != nil {
 			continue
@@ -144,6 +147,9 @@ func (o *observer) sampleDaemons(ctx context.Context) {
 		if iv, ok := o.sim.Instance(live[i].id()); ok && iv.State == "running" && r.Status.Health == "up" && r.Status.Draining == "" {
 			anyReady = true
 		}
+		if r.Status.IsCoordinator {
+			anyCoordinator = true
+		}
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -151,7 +157,7 @@ func (o *observer) sampleDaemons(ctx context.Context) {
 	if len(holders) > 1 {
 		o.splits = append(o.splits, fmt.Sprintf("%s: %s all report holder", now.Format(groupview.Clock), strings.Join(holders, ", ")))
 	}
-	o.ready = append(o.ready, readiness{at: now, ready: anyReady})
+	o.ready = append(o.ready, readiness{at: now, ready: anyReady && anyCoordinator})
 	o.results = map[string]groupstate.Result{}
 	for i, r := range res {
 		o.results[live[i].id()] = r
