@@ -53,18 +53,18 @@ chaos:
 
 # Benchmarks: long (about 45 minutes on 2 cores), so not part of check. The
 # run's output is kept in bench.out, and docs/BENCHMARKS.md and
-# docs/benchmarks-failover.png are rewritten from it (internal/benchreport).
+# docs/benchmarks-failover.png are rewritten from it (tools/benchreport).
 # BENCH is a -bench pattern, e.g. make bench BENCH=Failover.
 BENCH ?= .
 bench:
 	@{ $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime 1x -timeout 120m ./e2e/ 2>&1; echo $$? > bench.rc; } | tee bench.out
 	@rc=$$(cat bench.rc); rm -f bench.rc; if [ "$$rc" != 0 ]; then echo "make bench: the benchmarks failed (exit $$rc); docs/BENCHMARKS.md is unchanged"; exit 1; fi
-	$(GO) run ./internal/benchreport -after bench.out -commit "$(REVISION)" -version "$(VERSION)" -out docs/BENCHMARKS.md -plot docs/benchmarks-failover.png
+	$(GO) run ./tools/benchreport -after bench.out -commit "$(REVISION)" -version "$(VERSION)" -out docs/BENCHMARKS.md -plot docs/benchmarks-failover.png
 
 # docs/CHAOS.md and its plots (docs/chaos-*.png) from chaos-results.jsonl,
-# the results `make chaos` saves (internal/chaosreport).
+# the results `make chaos` saves (tools/chaosreport).
 chaos-report:
-	$(GO) run ./internal/chaosreport -in chaos-results.jsonl -commit "$(REVISION)" -version "$(VERSION)" -out docs/CHAOS.md -plots docs/
+	$(GO) run ./tools/chaosreport -in chaos-results.jsonl -commit "$(REVISION)" -version "$(VERSION)" -out docs/CHAOS.md -plots docs/
 
 # A few minutes' proof that the benchmarks still run: one trial, short windows.
 bench-smoke:

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -183,9 +183,9 @@ func (c *client) view(now time.Time) *groupview.Client {
 // requests returns every recorded request, oldest start first.
 func (c *client) requests() []request {
 	c.mu.Lock()
-	out := append([]request(nil), c.reqs...)
-	c.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].start.Before(out[j].start) })
+	defer c.mu.Unlock()
+	out := slices.Clone(c.reqs)
+	slices.SortStableFunc(out, func(a, b request) int { return a.start.Compare(b.start) })
 	return out
 }
 

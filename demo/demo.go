@@ -13,7 +13,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/eipd/eipd/ec2sim"
 	"github.com/eipd/eipd/groupview"
+	"github.com/eipd/eipd/internal/harness"
 )
 
 // Limits of the options.
@@ -116,13 +116,13 @@ func Run(ctx context.Context, o Options) error {
 	}
 	d := &demo{o: o, out: &output{&groupview.Display{W: o.Out, Live: o.Live, Color: o.Color}}, phase: -1}
 	if o.HAProxy {
-		bin, err := exec.LookPath("haproxy")
+		bin, err := harness.FindHAProxy()
 		if err != nil {
-			return fmt.Errorf("--haproxy: haproxy is not installed (%v): install it (Debian/Ubuntu: apt-get install haproxy; macOS: brew install haproxy) or run without --haproxy to use the built-in stand-in", err)
+			return fmt.Errorf("--haproxy: %w, or run without --haproxy to use the built-in stand-in", err)
 		}
 		d.haproxy = bin
 	}
-	ips := instanceIPs(firstIP, o.Instances)
+	ips := harness.InstanceIPs(firstIP, o.Instances)
 	if err := checkLoopback(ips); err != nil {
 		return err
 	}
@@ -192,26 +192,26 @@ func Run(ctx context.Context, o Options) error {
 func (d *demo) start(ctx context.Context, ips []string, stops *[]func()) error {
 	o := d.o
 	d.started = time.Now()
-	port, lns, err := commonPort(ips)
+	port, lns, err := harness.ReservePort(ips)
 	if err != nil {
 		return fmt.Errorf("target port: %w", err)
 	}
 	d.tPort = port
 	if o.HAProxy {
-		closeAll(lns) // HAProxy binds them itself
+		harness.CloseAll(lns) // HAProxy binds them itself
 		lns = nil
 	}
-	sPort, sLns, err := commonPort(ips)
+	sPort, sLns, err := harness.ReservePort(ips)
 	if err != nil {
-		closeAll(lns)
+		harness.CloseAll(lns)
 		return fmt.Errorf("status port: %w", err)
 	}
-	closeAll(sLns) // each daemon binds its own
+	harness.CloseAll(sLns) // each daemon binds its own
 	d.sPort = sPort
 
 	simLog, err := os.Create(filepath.Join(d.logDir, "ec2sim.log"))
 	if err != nil {
-		closeAll(lns)
+		harness.CloseAll(lns)
 		return fmt.Errorf("emulator log: %w", err)
 	}
 	*stops = append(*stops, func() { simLog.Close() })
@@ -220,7 +220,7 @@ func (d *demo) start(ctx context.Context, ips []string, stops *[]func()) error {
 		Logger: hclog.New(&hclog.LoggerOptions{Name: "ec2sim", Output: simLog, Level: hclog.Info, TimeFormat: "2006-01-02T15:04:05.000Z07:00"}),
 	})
 	if err != nil {
-		closeAll(lns)
+		harness.CloseAll(lns)
 		return fmt.Errorf("start the EC2 emulator: %w", err)
 	}
 	d.sim = sim
@@ -234,9 +234,9 @@ func (d *demo) start(ctx context.Context, ips []string, stops *[]func()) error {
 	for i, in := range d.info.Instances {
 		n := &node{idx: i, inst: in, control: "unix:" + filepath.Join(d.dir, fmt.Sprintf("control-%d.sock", i))}
 		if lns != nil {
-			wp := newWebProxy(lns[i], in.InstanceID)
+			wp := harness.NewWebProxy(lns[i], in.InstanceID)
 			n.proxy = wp
-			*stops = append(*stops, func() { _ = wp.stop() })
+			*stops = append(*stops, func() { _ = wp.Close() })
 		}
 		d.nodes = append(d.nodes, n)
 	}
@@ -252,14 +252,15 @@ func (d *demo) start(ctx context.Context, ips []string, stops *[]func()) error {
 			return ctx.Err()
 		}
 		if o.HAProxy {
-			hp, err := newHAProxy(d.haproxy, d.logDir, n.idx, n.inst.PrivateIP, port, n.id(), []string{"HOME=" + d.dir})
+			cfg := harness.HAProxyConfig{IP: n.inst.PrivateIP, Port: port, CheckInterval: 200 * time.Millisecond}
+			hp, err := harness.NewHAProxy(d.haproxy, d.logDir, fmt.Sprintf("haproxy-%d", n.idx), cfg, n.id(), harness.Env(d.dir))
 			if err != nil {
 				return err
 			}
 			n.proxy = hp
-			*stops = append(*stops, func() { _ = hp.close() })
+			*stops = append(*stops, func() { _ = hp.Close() })
 		}
-		d.out.event("%s (%s, %s): proxy %s", n.id(), n.inst.AZ, n.inst.PrivateIP, n.proxy.describe())
+		d.out.event("%s (%s, %s): proxy %s", n.id(), n.inst.AZ, n.inst.PrivateIP, n.proxy.Describe())
 	}
 	for _, n := range d.nodes {
 		if ctx.Err() != nil {
@@ -269,13 +270,13 @@ func (d *demo) start(ctx context.Context, ips []string, stops *[]func()) error {
 		args := []string{"run", "--group", group, "--health-check", "http://" + net.JoinHostPort(n.inst.PrivateIP, strconv.Itoa(port)) + "/healthz",
 			"--listen", listen, "--control", n.control, "--lease-duration", leaseDuration.String()}
 		n.logPath = filepath.Join(d.logDir, fmt.Sprintf("eipd-%s.log", n.id()))
-		c, err := startChild("eipd of "+n.id(), n.logPath, daemonEnv(d.dir, d.info.EC2Endpoint, n.inst.IMDSEndpoint, region), o.Exe, args...)
+		c, err := harness.Start("eipd of "+n.id(), n.logPath, d.logDir, harness.DaemonEnv(d.dir, d.info.EC2Endpoint, n.inst.IMDSEndpoint, region), o.Exe, args...)
 		if err != nil {
 			return err
 		}
 		n.daemon = c
-		*stops = append(*stops, func() { _ = c.kill() })
-		d.out.event("%s: eipd pid %d, status http://%s/status, control %s, log %s", n.id(), c.cmd.Process.Pid, listen, n.control, n.logPath)
+		*stops = append(*stops, func() { _ = c.KillWait(10 * time.Second) })
+		d.out.event("%s: eipd pid %d, status http://%s/status, control %s, log %s", n.id(), c.Pid(), listen, n.control, n.logPath)
 	}
 	d.out.event("watch it from another terminal: %s", d.watchHint())
 	return nil

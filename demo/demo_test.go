@@ -14,6 +14,7 @@ import (
 	"github.com/eipd/eipd/ec2sim"
 	"github.com/eipd/eipd/eip"
 	"github.com/eipd/eipd/groupview"
+	"github.com/eipd/eipd/internal/harness"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -186,9 +187,9 @@ func TestClient(t *testing.T) {
 }
 
 func TestInstanceIPsAndLoopbackHint(t *testing.T) {
-	ips := instanceIPs("127.0.0.11", 3)
+	ips := harness.InstanceIPs("127.0.0.11", 3)
 	if strings.Join(ips, " ") != "127.0.0.11 127.0.0.12 127.0.0.13" {
-		t.Fatalf("instanceIPs = %v", ips)
+		t.Fatalf("InstanceIPs = %v", ips)
 	}
 	// 192.0.2.1 (TEST-NET-1) is on no interface here: binding it fails
 	// like 127.0.0.12 on a Mac without aliases.

@@ -32,7 +32,10 @@ type leaseRecord struct {
 	decided time.Time
 }
 
-// readiness says whether some member was ready at a sample.
+// readiness says whether, at a sample, some member was ready and some
+// member said it coordinates: invariant 3 of docs/design.md bounds an
+// unassociated EIP only then (when the coordinator itself dies, invariant 7
+// bounds how long until another acts).
 type readiness struct {
 	at    time.Time
 	ready bool
@@ -131,7 +134,7 @@ func (o *observer) sampleDaemons(ctx context.Context) {
 	}
 	now := time.Now()
 	var holders []string
-	anyReady := false
+	anyReady, anyCoordinator := false, false
 	for i, r := range res {
 		if r.Err != nil {
 			continue
@@ -144,6 +147,9 @@ func (o *observer) sampleDaemons(ctx context.Context) {
 		if iv, ok := o.sim.Instance(live[i].id()); ok && iv.State == "running" && r.Status.Health == "up" && r.Status.Draining == "" {
 			anyReady = true
 		}
+		if r.Status.IsCoordinator {
+			anyCoordinator = true
+		}
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -151,7 +157,7 @@ func (o *observer) sampleDaemons(ctx context.Context) {
 	if len(holders) > 1 {
 		o.splits = append(o.splits, fmt.Sprintf("%s: %s all report holder", now.Format(groupview.Clock), strings.Join(holders, ", ")))
 	}
-	o.ready = append(o.ready, readiness{at: now, ready: anyReady})
+	o.ready = append(o.ready, readiness{at: now, ready: anyReady && anyCoordinator})
 	o.results = map[string]groupstate.Result{}
 	for i, r := range res {
 		o.results[live[i].id()] = r
@@ -223,41 +229,25 @@ func (o *observer) view() groupview.View {
 }
 
 // moves are the associations of the EIP with an instance, from the
-// emulator's history: from is the instance it was last associated with
-// (before any disassociation or termination in between), to the new one.
+// emulator's history (ec2sim.Associations).
 // Reason, term and decision time come from the first lease naming the new
 // instance that was written after the association: the tags the mover
 // wrote with the move.
 func moves(events []ec2sim.Event, leases []leaseRecord, alloc string) []groupview.Move {
 	var out []groupview.Move
-	last := ""
 	var lastTerm eip.Term
-	for _, e := range events {
-		if e.AllocationID != alloc {
-			continue
-		}
-		if e.To == "" {
-			if e.From != "" {
-				last = e.From
-			}
-			continue
-		}
-		from := e.From
-		if from == "" {
-			from = last
-		}
-		m := groupview.Move{Time: e.Time, AllocationID: alloc, From: from, To: e.To, Duration: -1}
+	for _, a := range ec2sim.Associations(events, alloc) {
+		m := groupview.Move{Time: a.Time, AllocationID: alloc, From: a.From, To: a.To, Duration: -1}
 		for _, l := range leases {
-			if l.holder == e.To && lastTerm.Less(l.term) && !l.seen.Before(e.Time) {
+			if l.holder == a.To && lastTerm.Less(l.term) && !l.seen.Before(a.Time) {
 				m.Reason, m.Term = l.reason, l.term.String()
 				if !l.decided.IsZero() {
-					m.Duration = e.Time.Sub(l.decided)
+					m.Duration = a.Time.Sub(l.decided)
 				}
 				lastTerm = l.term
 				break
 			}
 		}
-		last = e.To
 		out = append(out, m)
 	}
 	return out

@@ -146,7 +146,7 @@ func (d *demo) summary(partial bool) error {
 	invs := []invariant{
 		{"one holder", len(splits) == 0, fmt.Sprintf("at most one daemon reported role holder in each of %d samples", samples)},
 		{"terms only grow", len(termDrops) == 0, fmt.Sprintf("eipd:term rose to %s and never went back", maxTerm)},
-		{"never dangling", longest <= leaseDuration, fmt.Sprintf("longest time the EIP was associated with nothing while a member was ready: %.2fs (limit %s, the lease duration)", longest.Seconds(), leaseDuration)},
+		{"never dangling", longest <= leaseDuration, fmt.Sprintf("longest time the EIP was associated with nothing while a coordinator acted and a member was ready: %.2fs (limit %s, the lease duration)", longest.Seconds(), leaseDuration)},
 		{"planned handoff without loss", failedIn[plannedPhase] == 0 && len(starts) > 3, fmt.Sprintf("%d failed requests in the %s phase", failedIn[plannedPhase], plannedPhase)},
 	}
 	if len(splits) > 0 {
@@ -218,7 +218,8 @@ func phaseAt(starts []time.Time, t time.Time) string {
 }
 
 // dangling is the longest time the EIP was associated with nothing while
-// some member was ready, and when that began. Spans come from the
+// some member was ready and a coordinator acted (readiness), and when that
+// began. Spans come from the
 // emulator's history; readiness from the daemons' samples.
 func dangling(events []ec2sim.Event, ready []readiness, alloc string, since, now time.Time) (time.Duration, time.Time) {
 	type span struct{ from, to time.Time }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/eipd/eipd/internal/harness"
 )
 
 // phaseSpec is one step of the timeline. weight is its length when the
@@ -65,7 +67,7 @@ func (d *demo) timeline(ctx context.Context, startClient func()) error {
 
 	// proxy-killed → failover, then the proxy comes back
 	start = d.beginPhase(ctx, 1, lengths[1])
-	if err := h0.proxy.stop(); err != nil {
+	if err := h0.proxy.Stop(); err != nil {
 		return fmt.Errorf("kill the proxy of %s: %w", h0.id(), err)
 	}
 	d.out.event("killed the proxy of holder %s", h0.id())
@@ -73,7 +75,7 @@ func (d *demo) timeline(ctx context.Context, startClient func()) error {
 	if err != nil {
 		return err
 	}
-	if err := h0.proxy.start(); err != nil {
+	if err := h0.proxy.Start(); err != nil {
 		return err
 	}
 	d.out.event("the proxy of %s is back; no preemption: %s keeps the EIP", h0.id(), h1.id())
@@ -127,10 +129,10 @@ func (d *demo) timeline(ctx context.Context, startClient func()) error {
 	h3.mu.Unlock()
 	// The instance vanishes: its processes with it, then EC2 disassociates
 	// the EIP (its ENI is deleted).
-	if err := h3.daemon.kill(); err != nil {
+	if err := h3.daemon.KillWait(10 * time.Second); err != nil {
 		return err
 	}
-	if err := h3.proxy.stop(); err != nil {
+	if err := h3.proxy.Stop(); err != nil {
 		return err
 	}
 	if err := d.sim.TerminateInstance(h3.id()); err != nil {
@@ -296,8 +298,8 @@ func (d *demo) waitFor(ctx context.Context, timeout time.Duration, what string, 
 // timeline cannot go on, and its log says why.
 func (d *demo) daemonsAlive() error {
 	for _, n := range d.nodes {
-		if !n.isGone() && n.daemon != nil && n.daemon.exited() {
-			return fmt.Errorf("eipd of %s exited (%v); the end of %s:\n%s", n.id(), n.daemon.err, n.logPath, logTail(n.logPath, 15))
+		if !n.isGone() && n.daemon != nil && n.daemon.Exited() {
+			return fmt.Errorf("eipd of %s exited (%v); the end of %s:\n%s", n.id(), n.daemon.Err, n.logPath, harness.Tail(n.logPath, 15))
 		}
 	}
 	return nil

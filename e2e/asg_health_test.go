@@ -60,11 +60,11 @@ func TestASGHealthReplacesAStandbyWhoseProxyStaysDown(t *testing.T) {
 	if act.Result != "CONTINUE" || act.Caller != h.id() {
 		t.Errorf("lifecycle action %+v", act)
 	}
-	b, _ := os.ReadFile(h.eipd.logPath)
+	b, _ := os.ReadFile(h.eipd.LogPath)
 	for _, want := range []string{"own health check down: this instance asks its Auto Scaling group to replace it",
 		"marked this instance Unhealthy in its Auto Scaling group"} {
 		if !strings.Contains(string(b), want) {
-			t.Errorf("%s's log lacks %q:\n%s", h.id(), want, tail(h.eipd.logPath, 30))
+			t.Errorf("%s's log lacks %q:\n%s", h.id(), want, tail(h.eipd.LogPath, 30))
 		}
 	}
 	if m := c.assocsSince(mark, alloc); len(m) != 1 {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/eipd/eipd/internal/harness"
 )
 
 // Benchmarks run the daemons at their DEFAULT settings (no timing flags)
@@ -575,7 +577,7 @@ func healthcheckRSS(b *testing.B, n *node, runs int) []float64 {
 	for range runs {
 		cmd := exec.Command(timeBin, "-f", "maxrss-kib=%M", eipdBin, "healthcheck",
 			"--listen", fmt.Sprintf("%s:%d", n.inst.PrivateIP, n.statusPort))
-		cmd.Env = minimalEnv(n.c.dir)
+		cmd.Env = harness.Env(n.c.dir)
 		msg, err := cmd.CombinedOutput()
 		if err != nil {
 			b.Fatalf("eipd healthcheck: %v\n%s", err, msg)
@@ -614,7 +616,7 @@ func BenchmarkIdle(b *testing.B) {
 	time.Sleep(10 * time.Second)
 	logLoad(b, "at start")
 	type m struct{ cpu0, rssMax float64 }
-	pids := []int{h.eipd.pid(), sb.eipd.pid(), co.eipd.pid()}
+	pids := []int{h.eipd.Pid(), sb.eipd.Pid(), co.eipd.Pid()}
 	ms := make([]m, len(pids))
 	for i, p := range pids {
 		cpu, err := procCPU(p)

@@ -32,14 +32,14 @@ func faultScenarios() []chaosScenario {
 			fault: func(x *chaosRun) {
 				h := x.holder
 				x.fault()
-				h.eipd.term()
+				h.eipd.Term()
 				to := x.movedAway(h, 30*time.Second)
 				x.requireHandoff(h, x.onlyMove(h), "handoff-shutdown")
-				if !h.eipd.waitExit(30 * time.Second) {
+				if !h.eipd.WaitExit(30 * time.Second) {
 					x.Fatalf("the old holder's eipd did not exit within 30 s of SIGTERM")
 				}
-				if h.eipd.err != nil {
-					x.Fatalf("the old holder's eipd exited with %v after its SIGTERM handoff, want 0", h.eipd.err)
+				if h.eipd.Err != nil {
+					x.Fatalf("the old holder's eipd exited with %v after its SIGTERM handoff, want 0", h.eipd.Err)
 				}
 				x.clientBack(30*time.Second, 25)
 				x.failoverReason(to, x.alloc(), "handoff-shutdown")

@@ -13,7 +13,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +20,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"github.com/eipd/eipd/internal/harness"
 )
 
 func holderScenarios() []chaosScenario {
@@ -637,9 +638,7 @@ func (x *chaosRun) handoffCLI(n *node) {
 	x.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, eipdBin, "handoff", "--control", n.controlAddr)
-	cmd.Env = minimalEnv(x.c.dir)
-	if out, err := cmd.CombinedOutput(); err != nil {
+	if out, err := harness.Run(ctx, x.c.dir, harness.Env(x.c.dir), eipdBin, "handoff", "--control", n.controlAddr); err != nil {
 		x.Fatalf("eipd handoff: %v\n%s", err, out)
 	}
 }

@@ -106,8 +106,8 @@ func (n *node) drainingReason() string {
 // once), HAProxy goes, the instance is terminated.
 func (x *chaosRun) instanceGoes(n *node) {
 	x.Helper()
-	n.eipd.term()
-	if !n.eipd.waitExit(10 * time.Second) {
+	n.eipd.Term()
+	if !n.eipd.WaitExit(10 * time.Second) {
 		x.Fatalf("eipd of %s, holding nothing, did not exit within 10 s of SIGTERM", n.id())
 	}
 	n.killHAProxy()
@@ -239,7 +239,7 @@ func rebalanceRecommendation(x *chaosRun) {
 		return err == nil && s.NoNewEIPs
 	})
 	if !strings.Contains(h.logOf(0), "rebalance recommendation received") {
-		x.Fatalf("%s did not log the rebalance recommendation:\n%s", h.id(), tail(h.eipd.logPath, 20))
+		x.Fatalf("%s did not log the rebalance recommendation:\n%s", h.id(), tail(h.eipd.LogPath, 20))
 	}
 	// It holds on: no handoff, and it is not draining its EIPs.
 	x.stays(h, 2*dRenew, "after a rebalance recommendation")
@@ -256,10 +256,10 @@ func rebalanceRecommendation(x *chaosRun) {
 func handoffThenNewHolderDies(x *chaosRun) {
 	a, alloc := x.holder, x.alloc()
 	x.fault()
-	a.eipd.term()
+	a.eipd.Term()
 	b := x.movedAway(a, 30*time.Second)
 	x.requireHandoff(a, x.onlyMove(a), "handoff-shutdown")
-	if !a.eipd.waitExit(30 * time.Second) {
+	if !a.eipd.WaitExit(30 * time.Second) {
 		x.Fatalf("%s's eipd did not exit within 30 s of SIGTERM", a.id())
 	}
 	x.clientBack(10*time.Second, 25)

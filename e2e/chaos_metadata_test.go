@@ -36,12 +36,12 @@ func metadataScenarios() []chaosScenario {
 				h := x.holder
 				x.imdsLag()
 				x.fault()
-				h.eipd.term()
+				h.eipd.Term()
 				to := x.movedAway(h, 30*time.Second)
 				x.requireHandoff(h, x.onlyMove(h), "handoff-shutdown")
 				x.metadataTrails(h)
-				if !h.eipd.waitExit(30*time.Second) || h.eipd.err != nil {
-					x.Fatalf("the old holder's eipd did not exit cleanly within 30 s of SIGTERM: %v", h.eipd.err)
+				if !h.eipd.WaitExit(30*time.Second) || h.eipd.Err != nil {
+					x.Fatalf("the old holder's eipd did not exit cleanly within 30 s of SIGTERM: %v", h.eipd.Err)
 				}
 				x.clientBack(30*time.Second, 25)
 				x.failoverReason(to, x.alloc(), "handoff-shutdown")
@@ -268,12 +268,12 @@ func lostAnswerHandoff(x *chaosRun) {
 	h := x.holder
 	x.loseNextAssociate()
 	x.fault()
-	h.eipd.term()
+	h.eipd.Term()
 	to := x.movedAway(h, 30*time.Second)
 	x.answerLost()
 	x.requireHandoff(h, x.onlyMove(h), "handoff-shutdown")
-	if !h.eipd.waitExit(30*time.Second) || h.eipd.err != nil {
-		x.Fatalf("the old holder's eipd did not exit cleanly within 30 s of SIGTERM: %v", h.eipd.err)
+	if !h.eipd.WaitExit(30*time.Second) || h.eipd.Err != nil {
+		x.Fatalf("the old holder's eipd did not exit cleanly within 30 s of SIGTERM: %v", h.eipd.Err)
 	}
 	waitFor(x, 2*dAddressPoll, "the record to name the new holder", func() bool {
 		return x.c.address(x.alloc()).Tags["eipd:holder"] == to.id()

@@ -131,7 +131,7 @@ func publicIPHandoffThenTerminate(x *chaosRun, egress bool) {
 		x.Fatalf("eipd_aws_reachable on %s = %v while its /status says the API does not answer, want 0", b.id(), v)
 	}
 	if len(linesWith(b.logOf(0), "the EC2 API does not answer")) == 0 {
-		x.Fatalf("%s did not log that the EC2 API does not answer:\n%s", b.id(), tail(b.eipd.logPath, 20))
+		x.Fatalf("%s did not log that the EC2 API does not answer:\n%s", b.id(), tail(b.eipd.LogPath, 20))
 	}
 	// Its address comes back publicIPRelease after the handoff; from then
 	// on the downtime counts.

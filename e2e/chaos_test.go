@@ -19,7 +19,7 @@ package e2e
 // they do not share the two cores with each other) and writes one line per
 // run starting with "chaos " and, at the end of the binary, the closing line
 // "chaos: N passed, M failed". With CHAOS_RESULTS set, every run is appended
-// to that file as one JSON object (internal/chaosreport turns them into
+// to that file as one JSON object (tools/chaosreport turns them into
 // docs/CHAOS.md).
 
 import (
@@ -253,7 +253,7 @@ var chaosTally struct {
 }
 
 // chaosResult is one line of CHAOS_RESULTS (the input of
-// internal/chaosreport).
+// tools/chaosreport).
 type chaosResult struct {
 	Scenario       string         `json:"scenario"`
 	Title          string         `json:"title"`
@@ -804,7 +804,7 @@ func (x *chaosRun) movedAway(from *node, timeout time.Duration) *node {
 	var to *node
 	waitFor(x, timeout, "the EIP to move away from "+from.id()+" to a holder", func() bool {
 		to = x.c.node(x.c.holder(x.alloc()))
-		return to != nil && to != from && to.eipd != nil && !to.eipd.exited() && to.role(x.alloc()) == "holder"
+		return to != nil && to != from && to.eipd != nil && !to.eipd.Exited() && to.role(x.alloc()) == "holder"
 	})
 	return to
 }

@@ -16,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eipd/eipd/ec2sim"
 	"github.com/eipd/eipd/eip"
+	"github.com/eipd/eipd/internal/harness"
 )
 
 // `eipd demo` and `eipd status --watch`: the binary as a user runs it.
@@ -25,7 +27,7 @@ import (
 // the test's directory so that every path the demo creates (control
 // sockets) contains dir, which lets leftoverProcs find its children.
 func demoEnv(dir string, extra ...string) []string {
-	return minimalEnv(dir, append([]string{"TMPDIR=" + dir}, extra...)...)
+	return harness.Env(dir, append([]string{"TMPDIR=" + dir}, extra...)...)
 }
 
 // leftoverProcs lists the processes whose command line mentions dir.
@@ -133,16 +135,16 @@ func TestDemoSummary(t *testing.T) {
 	dir := t.TempDir()
 	logs := filepath.Join(dir, "logs")
 	p := startProc(t, dir, "demo", demoEnv(dir), eipdBin, "demo", "--duration", "40s", "--keep-logs", logs)
-	if !p.waitExit(4 * time.Minute) {
-		t.Fatalf("eipd demo --duration 40s still running after 4 minutes:\n%s", tail(p.logPath, 40))
+	if !p.WaitExit(4 * time.Minute) {
+		t.Fatalf("eipd demo --duration 40s still running after 4 minutes:\n%s", tail(p.LogPath, 40))
 	}
-	b, err := os.ReadFile(p.logPath)
+	b, err := os.ReadFile(p.LogPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := string(b)
-	if p.err != nil {
-		t.Fatalf("eipd demo: %v\n%s", p.err, out)
+	if p.Err != nil {
+		t.Fatalf("eipd demo: %v\n%s", p.Err, out)
 	}
 	if strings.Contains(out, "\x1b") {
 		t.Error("output to a file holds escape sequences")
@@ -188,7 +190,7 @@ func TestDemoSummary(t *testing.T) {
 	}
 
 	// From → to and times are the emulator's association history.
-	var events []simEvent
+	var events []ec2sim.Event
 	if b, err := os.ReadFile(filepath.Join(logs, "ec2sim-events.json")); err != nil {
 		t.Fatalf("association history not kept: %v", err)
 	} else if err := json.Unmarshal(b, &events); err != nil {
@@ -196,20 +198,12 @@ func TestDemoSummary(t *testing.T) {
 	}
 	type assoc struct{ time, from, to string }
 	var want []assoc
-	last := "-"
-	for _, e := range events {
-		if e.To == "" {
-			if e.From != "" {
-				last = e.From
-			}
-			continue
-		}
-		from := e.From
+	for _, a := range ec2sim.Associations(events, "") { // the demo has one EIP
+		from := a.From
 		if from == "" {
-			from = last
+			from = "-"
 		}
-		want = append(want, assoc{e.Time.Local().Format("15:04:05.000"), from, e.To})
-		last = e.To
+		want = append(want, assoc{a.Time.Local().Format("15:04:05.000"), from, a.To})
 	}
 	var got []assoc
 	for i, m := range moves {
@@ -258,21 +252,21 @@ func TestDemoStopsCleanly(t *testing.T) {
 			args := append([]string{"demo", "--duration", "40s", "--keep-logs", filepath.Join(dir, "logs")}, c.args...)
 			p := startProc(t, dir, "demo", demoEnv(dir), eipdBin, args...)
 			waitFor(t, 90*time.Second, "the demo to print "+c.after, func() bool {
-				if p.exited() {
-					t.Fatalf("demo exited early: %v\n%s", p.err, tail(p.logPath, 30))
+				if p.Exited() {
+					t.Fatalf("demo exited early: %v\n%s", p.Err, tail(p.LogPath, 30))
 				}
-				b, _ := os.ReadFile(p.logPath)
+				b, _ := os.ReadFile(p.LogPath)
 				return bytes.Contains(b, []byte(c.after))
 			})
-			p.signal(c.sig)
-			if !p.waitExit(20 * time.Second) {
+			p.Signal(c.sig)
+			if !p.WaitExit(20 * time.Second) {
 				t.Fatalf("demo still running 20s after %s", c.sig)
 			}
 			var ee *exec.ExitError
-			if !errors.As(p.err, &ee) || ee.ExitCode() != 1 {
-				t.Errorf("exit after %s: %v, want exit status 1 (interrupted)", c.sig, p.err)
+			if !errors.As(p.Err, &ee) || ee.ExitCode() != 1 {
+				t.Errorf("exit after %s: %v, want exit status 1 (interrupted)", c.sig, p.Err)
 			}
-			b, _ := os.ReadFile(p.logPath)
+			b, _ := os.ReadFile(p.LogPath)
 			out := string(b)
 			if !strings.Contains(out, "interrupted") {
 				t.Errorf("the demo does not say it was interrupted:\n%s", out)

@@ -17,14 +17,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/eipd/eipd/internal/harness"
 )
 
 // eipdBin is the binary built once by TestMain.
@@ -86,20 +86,6 @@ func testMain(m *testing.M) int {
 	return code
 }
 
-// forkChild starts cmd in its own process group (a Ctrl-C on the test run
-// is not delivered twice) and tied to this test binary: the kernel kills it
-// when the binary dies, however it dies (an outer timeout's SIGKILL
-// included), so no daemon, HAProxy or emulator outlives a run.
-func forkChild(cmd *exec.Cmd) error {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	// Pdeathsig fires when the thread that forked the child exits, not the
-	// process: fork from a thread the runtime will not retire while this
-	// goroutine is locked to it, and unlocked it stays in the pool.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	return cmd.Start()
-}
-
 // moduleRoot is the directory of go.mod, found with `go env GOMOD`.
 func moduleRoot() (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
@@ -119,9 +105,9 @@ func unreaped() []string {
 	defer children.Unlock()
 	var left []string
 	for _, p := range children.procs {
-		if !p.exited() {
-			left = append(left, fmt.Sprintf("%s (pid %d)", p.name, p.cmd.Process.Pid))
-			_ = p.cmd.Process.Kill()
+		if !p.Exited() {
+			left = append(left, fmt.Sprintf("%s (pid %d)", p.Name, p.Pid()))
+			p.Kill()
 		}
 	}
 	return left
@@ -130,28 +116,20 @@ func unreaped() []string {
 // needHAProxy fails under CI and skips elsewhere when haproxy is missing.
 func needHAProxy(t testing.TB) string {
 	t.Helper()
-	path, err := exec.LookPath("haproxy")
+	path, err := harness.FindHAProxy()
 	if err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("haproxy is required under CI: %v", err)
 		}
-		t.Skipf("haproxy not installed: %v", err)
+		t.Skip(err)
 	}
 	return path
 }
 
-// proc is one child process with its output in a log file.
+// proc is one child process (harness.Proc) with what the chaos judges
+// need on top: when the harness held it frozen.
 type proc struct {
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-	err     error // valid after done
-	exitAt  time.Time
-	// told: the harness sent it SIGKILL or SIGTERM; an exit without it
-	// is a crash (unexpectedExit).
-	told    atomic.Bool
-	started time.Time
+	*harness.Proc
 	// frozen are the spans the harness kept it SIGSTOPped (to zero: not
 	// thawed yet).
 	mu     sync.Mutex
@@ -161,48 +139,24 @@ type proc struct {
 // span is a stretch of time; a zero to means "not over yet".
 type span struct{ from, to time.Time }
 
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
 // startProc starts bin with exactly env (nothing inherited), output in
 // dir/name.log. Cleanup kills it, reaps it and, when the test failed,
 // logs the tail of its output.
 func startProc(t testing.TB, dir, name string, env []string, bin string, args ...string) *proc {
 	t.Helper()
 	logPath := filepath.Join(dir, name+".log")
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	cp, err := harness.Start(name, logPath, dir, env, bin, args...)
 	if err != nil {
-		t.Fatalf("log file for %s: %v", name, err)
+		t.Fatal(err)
 	}
-	fmt.Fprintf(f, "=== %s %s %s\n", time.Now().Format(time.RFC3339Nano), bin, strings.Join(args, " "))
-	cmd := exec.Command(bin, args...)
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Dir = dir
-	if err := forkChild(cmd); err != nil {
-		f.Close()
-		t.Fatalf("start %s: %v", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{}), started: time.Now()}
+	p := &proc{Proc: cp}
 	children.Lock()
 	children.procs = append(children.procs, p)
 	children.Unlock()
-	go func() {
-		p.err = cmd.Wait()
-		p.exitAt = time.Now()
-		f.Close()
-		close(p.done)
-	}()
 	t.Cleanup(func() {
-		p.kill()
-		if !p.waitExit(15 * time.Second) {
-			t.Errorf("%s (pid %d) did not exit after SIGKILL", name, cmd.Process.Pid)
+		p.Kill()
+		if !p.WaitExit(15 * time.Second) {
+			t.Errorf("%s (pid %d) did not exit after SIGKILL", name, p.Pid())
 		}
 		if t.Failed() {
 			t.Logf("--- tail of %s ---\n%s", name, tail(logPath, 60))
@@ -212,30 +166,14 @@ func startProc(t testing.TB, dir, name string, env []string, bin string, args ..
 	return p
 }
 
-func (p *proc) signal(sig syscall.Signal) {
-	if !p.exited() {
-		_ = p.cmd.Process.Signal(sig)
-	}
-}
-
-func (p *proc) kill() {
-	p.told.Store(true)
-	p.signal(syscall.SIGKILL)
-}
-
-func (p *proc) term() {
-	p.told.Store(true)
-	p.signal(syscall.SIGTERM)
-}
-
 // unexpectedExit says how the process ended when it exited without the
 // harness telling it to (a crash, a fatal error, an exit of its own); ""
 // while it runs or when the harness stopped it.
 func (p *proc) unexpectedExit() string {
-	if !p.exited() || p.told.Load() {
+	if !p.Exited() || p.Told() {
 		return ""
 	}
-	return fmt.Sprintf("%s (pid %d) exited on its own at %s: %v\n%s", p.name, p.pid(), p.exitAt.Format("15:04:05.000"), p.err, tail(p.logPath, 15))
+	return fmt.Sprintf("%s (pid %d) exited on its own at %s: %v\n%s", p.Name, p.Pid(), p.ExitAt.Format("15:04:05.000"), p.Err, tail(p.LogPath, 15))
 }
 
 // stop freezes the process (SIGSTOP) and notes when.
@@ -243,12 +181,12 @@ func (p *proc) stop() {
 	p.mu.Lock()
 	p.frozen = append(p.frozen, span{from: time.Now()})
 	p.mu.Unlock()
-	p.signal(syscall.SIGSTOP)
+	p.Signal(syscall.SIGSTOP)
 }
 
 // cont thaws it (SIGCONT).
 func (p *proc) cont() {
-	p.signal(syscall.SIGCONT)
+	p.Signal(syscall.SIGCONT)
 	p.mu.Lock()
 	if n := len(p.frozen); n > 0 && p.frozen[n-1].to.IsZero() {
 		p.frozen[n-1].to = time.Now()
@@ -268,7 +206,7 @@ func (p *proc) isFrozen() bool {
 // before from and neither exited nor was frozen, throughout [from, to]:
 // its status listener should have answered then.
 func (p *proc) liveThrough(from, to time.Time, settle time.Duration) bool {
-	if p.started.After(from.Add(-settle)) || (p.exited() && !p.exitAt.After(to)) {
+	if p.Started.After(from.Add(-settle)) || (p.Exited() && !p.ExitAt.After(to)) {
 		return false
 	}
 	p.mu.Lock()
@@ -281,26 +219,11 @@ func (p *proc) liveThrough(from, to time.Time, settle time.Duration) bool {
 	return true
 }
 
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-// waitExit waits up to d for the process to exit.
-func (p *proc) waitExit(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-p.done:
-		return true
-	case <-t.C:
-		return false
-	}
-}
-
 // killWait kills the process and waits until it is reaped.
 func (p *proc) killWait(t testing.TB) {
 	t.Helper()
-	p.kill()
-	if !p.waitExit(15 * time.Second) {
-		t.Fatalf("%s did not exit after SIGKILL", p.name)
+	if err := p.KillWait(15 * time.Second); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -324,17 +247,8 @@ func keepLog(t testing.TB, path string) {
 	}
 }
 
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+// tail is the end of a log, for a failed test's output.
+func tail(path string, n int) string { return harness.Tail(path, n) }
 
 // waitFor polls cond every 50ms until it holds or timeout passes. Timeouts
 // are generous: a slow machine must not fail a test.
@@ -397,46 +311,20 @@ func reservePorts(t testing.TB, n int) (ports []int, release func()) {
 		held = nil
 	}
 	for len(ports) < n {
-		port, lns, ok := reservePort()
-		if !ok {
+		port, lns, err := harness.ReservePort(reservedIPs)
+		if err != nil {
 			release()
-			t.Fatalf("free port: no port free on every instance address in 50 tries")
+			t.Fatalf("free port: %v", err)
 		}
 		ports, held = append(ports, port), append(held, lns...)
 	}
 	return ports, release
 }
 
-// reservePort binds one ephemeral port on 127.0.0.1 and on every instance
-// address, retrying with another port where one of them is taken.
-func reservePort() (port int, held []net.Listener, ok bool) {
-	base := net.ParseIP("127.0.0.11").To4()
-	for try := 0; try < 50; try++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, nil, false
-		}
-		port = ln.Addr().(*net.TCPAddr).Port
-		held = append(held[:0], ln)
-		for i := 0; i < instanceIPs; i++ {
-			ip := net.IPv4(base[0], base[1], base[2], base[3]+byte(i))
-			l, err := net.Listen("tcp", net.JoinHostPort(ip.String(), strconv.Itoa(port)))
-			if err != nil {
-				break
-			}
-			held = append(held, l)
-		}
-		if len(held) == instanceIPs+1 {
-			return port, held, true
-		}
-		for _, l := range held {
-			l.Close()
-		}
-	}
-	return 0, nil, false
-}
+// reservedIPs are 127.0.0.1 and the addresses the emulator gives instances.
+var reservedIPs = append([]string{"127.0.0.1"}, harness.InstanceIPs("127.0.0.11", instanceIPs)...)
 
-// instanceIPs is how many emulator addresses reservePort binds: 127.0.0.11
+// instanceIPs is how many emulator addresses reservePorts binds: 127.0.0.11
 // up to the largest cluster of the benchmarks (100 instances) plus their
 // secondary IPs.
 const instanceIPs = 130
@@ -513,17 +401,6 @@ type simAddress struct {
 	Tags          map[string]string `json:"tags"`
 }
 
-// minimalEnv is the whole environment of a child: no credentials, no
-// profile, nothing that could reach real AWS or 169.254.169.254.
-func minimalEnv(home string, extra ...string) []string {
-	empty := filepath.Join(home, "empty")
-	_ = os.WriteFile(empty, nil, 0o600)
-	return append([]string{
-		"PATH=" + os.Getenv("PATH"), "HOME=" + home,
-		"AWS_CONFIG_FILE=" + empty, "AWS_SHARED_CREDENTIALS_FILE=" + empty,
-	}, extra...)
-}
-
 // simOpts configure startSim.
 type simOpts struct {
 	instances, eips, targetPort int
@@ -560,13 +437,13 @@ func startSim(t testing.TB, dir string, o simOpts) (*proc, simInfo) {
 	if o.autoAssignPublicIP {
 		args = append(args, "--auto-assign-public-ip")
 	}
-	p := startProc(t, dir, "sim", minimalEnv(dir), eipdBin, args...)
+	p := startProc(t, dir, "sim", harness.Env(dir), eipdBin, args...)
 	var info simInfo
 	waitFor(t, 20*time.Second, "eipd sim to print its endpoints", func() bool {
-		if p.exited() {
-			t.Fatalf("eipd sim exited early: %v\n%s", p.err, tail(p.logPath, 30))
+		if p.Exited() {
+			t.Fatalf("eipd sim exited early: %v\n%s", p.Err, tail(p.LogPath, 30))
 		}
-		f, err := os.Open(p.logPath)
+		f, err := os.Open(p.LogPath)
 		if err != nil {
 			return false
 		}
@@ -681,7 +558,7 @@ type node struct {
 	// env is added to the daemon's environment (e.g. a test clock offset).
 	env []string
 
-	backend  *http.Server
+	backend  *harness.Backend
 	tcpLn    net.Listener
 	haproxy  *proc
 	eipd     *proc
@@ -793,20 +670,9 @@ func (n *node) startBackend() {
 	if err != nil {
 		t.Fatalf("backend of %s: %v", n.id(), err)
 	}
-	id := n.id()
-	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprint(w, id)
-	})}
-	n.backend = srv
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		_ = srv.Close()
-		<-done
-	})
+	b := harness.ServeBackend(ln, n.id())
+	n.backend = b
+	t.Cleanup(func() { _ = b.Close() })
 }
 
 // startTCPTarget is the cheap health target: accept and close.
@@ -834,32 +700,15 @@ func (n *node) startTCPTarget() {
 	})
 }
 
-const haproxyConfig = `global
-    maxconn 200
-    stats socket ipv4@%[1]s:%[4]d level admin
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 10s
-    timeout server 10s
-frontend fe
-    bind %[1]s:%[2]d
-    monitor-uri /healthz
-    monitor fail if { nbsrv(be) lt 1 }
-    default_backend be
-backend be
-    option httpchk GET /
-    server app %[1]s:%[3]d check inter 100ms rise 1 fall 2
-`
-
 // startHAProxy runs a real HAProxy in the foreground on the instance's IP.
 func (n *node) startHAProxy() {
 	t := n.c.t
 	cfg := filepath.Join(n.c.dir, fmt.Sprintf("haproxy-%d.cfg", n.idx))
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(haproxyConfig, n.inst.PrivateIP, n.hapPort, n.backendPort, n.statsPort)), 0o644); err != nil {
+	conf := harness.HAProxyConfig{IP: n.inst.PrivateIP, Port: n.hapPort, BackendPort: n.backendPort, StatsPort: n.statsPort, CheckInterval: 100 * time.Millisecond}
+	if err := os.WriteFile(cfg, []byte(conf.String()), 0o644); err != nil {
 		t.Fatalf("haproxy config: %v", err)
 	}
-	n.haproxy = startProc(t, n.c.dir, fmt.Sprintf("haproxy-%d", n.idx), minimalEnv(n.c.dir), needHAProxy(t), "-f", cfg, "-db")
+	n.haproxy = startProc(t, n.c.dir, fmt.Sprintf("haproxy-%d", n.idx), harness.Env(n.c.dir), needHAProxy(t), harness.HAProxyArgs(cfg)...)
 }
 
 // waitHAProxy waits until the instance's /healthz answers 200.
@@ -869,8 +718,8 @@ func (n *node) waitHAProxy() {
 		url = fmt.Sprintf("http://%s:%d/healthz", n.inst.PrivateIP, n.hapPort)
 	}
 	waitFor(n.c.t, 20*time.Second, "haproxy of "+n.id()+" to answer "+url, func() bool {
-		if n.haproxy.exited() {
-			n.c.t.Fatalf("haproxy of %s exited: %v\n%s", n.id(), n.haproxy.err, tail(n.haproxy.logPath, 20))
+		if n.haproxy.Exited() {
+			n.c.t.Fatalf("haproxy of %s exited: %v\n%s", n.id(), n.haproxy.Err, tail(n.haproxy.LogPath, 20))
 		}
 		return doJSON("GET", url, nil, nil) == nil
 	})
@@ -899,9 +748,7 @@ func (n *node) startDaemon(extra ...string) {
 		"--listen", fmt.Sprintf("%s:%d", n.inst.PrivateIP, n.statusPort), "--control", n.controlAddr},
 		n.c.flags...)
 	args = append(args, extra...)
-	env := minimalEnv(n.c.dir, append([]string{"AWS_ENDPOINT_URL_EC2=" + n.c.info.EC2Endpoint,
-		"AWS_ENDPOINT_URL_AUTO_SCALING=" + n.c.info.EC2Endpoint,
-		"AWS_EC2_METADATA_SERVICE_ENDPOINT=" + n.inst.IMDSEndpoint, "AWS_REGION=" + n.c.info.Region}, n.env...)...)
+	env := harness.DaemonEnv(n.c.dir, n.c.info.EC2Endpoint, n.inst.IMDSEndpoint, n.c.info.Region, n.env...)
 	name := fmt.Sprintf("eipd-%d", n.idx)
 	if n.restarts > 0 {
 		name = fmt.Sprintf("eipd-%d.%d", n.idx, n.restarts)
@@ -925,8 +772,8 @@ func (n *node) daemonLiveThrough(from, to time.Time, settle time.Duration) bool 
 // waitUp waits until the daemon's /status answers.
 func (n *node) waitUp() {
 	waitFor(n.c.t, 30*time.Second, "eipd of "+n.id()+" to serve /status", func() bool {
-		if n.eipd.exited() {
-			n.c.t.Fatalf("eipd of %s exited: %v\n%s", n.id(), n.eipd.err, tail(n.eipd.logPath, 30))
+		if n.eipd.Exited() {
+			n.c.t.Fatalf("eipd of %s exited: %v\n%s", n.id(), n.eipd.Err, tail(n.eipd.LogPath, 30))
 		}
 		_, err := n.status()
 		return err == nil
@@ -1061,7 +908,7 @@ func (n *node) role(alloc string) string {
 }
 
 // running reports whether n's daemon was started and has not exited.
-func (n *node) running() bool { return n.eipd != nil && !n.eipd.exited() }
+func (n *node) running() bool { return n.eipd != nil && !n.eipd.Exited() }
 
 // coordinator waits until exactly one running daemon says it coordinates
 // and may act, and every other running daemon follows it (same

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/eipd/eipd/internal/harness"
 )
 
 func TestChaosJudges(t *testing.T) {
@@ -96,19 +98,19 @@ func TestChaosJudges(t *testing.T) {
 
 	t.Run("unexpected exit", func(t *testing.T) {
 		dir := t.TempDir()
-		p := startProc(t, dir, "exits", minimalEnv(dir), "/bin/sh", "-c", "exit 3")
-		if !p.waitExit(10 * time.Second) {
+		p := startProc(t, dir, "exits", harness.Env(dir), "/bin/sh", "-c", "exit 3")
+		if !p.WaitExit(10 * time.Second) {
 			t.Fatal("sh did not exit")
 		}
 		if why := p.unexpectedExit(); !strings.Contains(why, "exited on its own") {
 			t.Errorf("unexpectedExit of a process that exited by itself = %q", why)
 		}
-		q := startProc(t, dir, "killed", minimalEnv(dir), "/bin/sh", "-c", "sleep 60")
+		q := startProc(t, dir, "killed", harness.Env(dir), "/bin/sh", "-c", "sleep 60")
 		q.killWait(t)
 		if why := q.unexpectedExit(); why != "" {
 			t.Errorf("unexpectedExit of a process the harness killed = %q, want none", why)
 		}
-		r := startProc(t, dir, "frozen", minimalEnv(dir), "/bin/sh", "-c", "sleep 60")
+		r := startProc(t, dir, "frozen", harness.Env(dir), "/bin/sh", "-c", "sleep 60")
 		time.Sleep(10 * time.Millisecond)
 		from := time.Now()
 		r.stop()

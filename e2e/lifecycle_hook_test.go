@@ -112,9 +112,9 @@ func TestLifecycleHookCompletedAfterHandoff(t *testing.T) {
 		return nil
 	})
 	for _, n := range []*node{h, standby} {
-		b, _ := os.ReadFile(n.eipd.logPath)
+		b, _ := os.ReadFile(n.eipd.LogPath)
 		if strings.Count(string(b), "completed the lifecycle hook (CONTINUE)") != 1 {
-			t.Errorf("%s: want one 'completed the lifecycle hook' log line:\n%s", n.id(), tail(n.eipd.logPath, 20))
+			t.Errorf("%s: want one 'completed the lifecycle hook' log line:\n%s", n.id(), tail(n.eipd.LogPath, 20))
 		}
 	}
 }

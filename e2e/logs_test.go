@@ -53,14 +53,14 @@ func TestJSONLogsThreeDaemons(t *testing.T) {
 		s, err := standby.status()
 		return err == nil && s.Health == "down"
 	})
-	h2.eipd.term()
-	if !h2.eipd.waitExit(20 * time.Second) {
+	h2.eipd.Term()
+	if !h2.eipd.WaitExit(20 * time.Second) {
 		t.Fatal("holder did not exit after SIGTERM")
 	}
 
 	durations, states := 0, 0
 	for _, n := range c.nodes {
-		for _, line := range eipdLogLines(t, n.eipd.logPath) {
+		for _, line := range eipdLogLines(t, n.eipd.LogPath) {
 			var m map[string]any
 			if err := json.Unmarshal([]byte(line), &m); err != nil {
 				t.Errorf("%s: not one JSON object: %q: %v", n.id(), line, err)

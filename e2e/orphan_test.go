@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/eipd/eipd/internal/harness"
 )
 
 // orphanParentEnv turns the test binary into a parent that forks one child
@@ -18,12 +20,12 @@ import (
 const orphanParentEnv = "EIPD_E2E_ORPHAN_PARENT"
 
 func orphanParent() int {
-	cmd := exec.Command("sleep", "300")
-	if err := forkChild(cmd); err != nil {
+	p, err := harness.Start("sleep", os.DevNull, "", nil, "sleep", "300")
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "fork:", err)
 		return 1
 	}
-	fmt.Println(cmd.Process.Pid)
+	fmt.Println(p.Pid())
 	select {}
 }
 

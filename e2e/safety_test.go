@@ -16,7 +16,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
@@ -29,6 +28,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/eipd/eipd/eip"
+	"github.com/eipd/eipd/internal/harness"
 )
 
 // Default timings of the daemon, as the tests rely on them.
@@ -568,7 +568,7 @@ func (c *cluster) index(n *node) int {
 
 // logOf is the daemon's log (its current run) from byte offset on.
 func (n *node) logOf(offset int) string {
-	b, err := os.ReadFile(n.eipd.logPath)
+	b, err := os.ReadFile(n.eipd.LogPath)
 	if err != nil || offset > len(b) {
 		return ""
 	}
@@ -576,7 +576,7 @@ func (n *node) logOf(offset int) string {
 }
 
 func (n *node) logSize() int {
-	b, _ := os.ReadFile(n.eipd.logPath)
+	b, _ := os.ReadFile(n.eipd.LogPath)
 	return len(b)
 }
 
@@ -590,7 +590,7 @@ func (c *cluster) heldBy(timeout time.Duration, allocs ...string) []*node {
 	waitFor(c.t, timeout, fmt.Sprintf("%d EIP(s) held", len(allocs)), func() bool {
 		for i, a := range allocs {
 			hs[i] = c.node(c.holder(a))
-			if hs[i] == nil || hs[i].eipd == nil || hs[i].eipd.exited() || hs[i].role(a) != "holder" {
+			if hs[i] == nil || hs[i].eipd == nil || hs[i].eipd.Exited() || hs[i].role(a) != "holder" {
 				return false
 			}
 		}
@@ -989,9 +989,7 @@ func TestSafetyHandoffUnderDescribeLag(t *testing.T) {
 	mark, mark0 := c.mark(), time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, eipdBin, "handoff", "--control", h.controlAddr)
-	cmd.Env = minimalEnv(c.dir)
-	out, err := cmd.CombinedOutput()
+	out, err := harness.Run(ctx, c.dir, harness.Env(c.dir), eipdBin, "handoff", "--control", h.controlAddr)
 	if err != nil {
 		t.Fatalf("eipd handoff: %v\n%s", err, out)
 	}

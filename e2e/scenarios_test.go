@@ -424,22 +424,22 @@ func TestSIGTERMHandsOffBeforeExit(t *testing.T) {
 	h := c.steady(alloc)
 	mark := c.mark()
 	sent := time.Now()
-	h.eipd.term()
+	h.eipd.Term()
 	// --stop-timeout is 5 s; the margin is for a slow machine.
-	if !h.eipd.waitExit(20 * time.Second) {
+	if !h.eipd.WaitExit(20 * time.Second) {
 		t.Fatalf("holder did not exit after SIGTERM")
 	}
-	if h.eipd.err != nil {
-		t.Fatalf("holder exited with %v after SIGTERM, want 0", h.eipd.err)
+	if h.eipd.Err != nil {
+		t.Fatalf("holder exited with %v after SIGTERM, want 0", h.eipd.Err)
 	}
 	m := c.assocsSince(mark, alloc)
 	if len(m) != 1 || m[0].From != h.id() || m[0].Action != "move" {
 		t.Fatalf("want exactly one handoff before exit, got:%s", c.eventsSince(mark))
 	}
-	if m[0].Time.After(h.eipd.exitAt) {
-		t.Fatalf("the move (%s) came after the exit (%s)", m[0].Time, h.eipd.exitAt)
+	if m[0].Time.After(h.eipd.ExitAt) {
+		t.Fatalf("the move (%s) came after the exit (%s)", m[0].Time, h.eipd.ExitAt)
 	}
-	t.Logf("handoff %s after SIGTERM, exit %s after SIGTERM", m[0].Time.Sub(sent), h.eipd.exitAt.Sub(sent))
+	t.Logf("handoff %s after SIGTERM, exit %s after SIGTERM", m[0].Time.Sub(sent), h.eipd.ExitAt.Sub(sent))
 	waitFor(t, 10*time.Second, "the target to report itself holder", func() bool { return c.node(m[0].To).role(alloc) == "holder" })
 	during(t, 3*fastLease, "after the shutdown handoff", func() error {
 		if m := c.assocsSince(mark, alloc); len(m) != 1 {

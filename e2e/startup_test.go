@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/eipd/eipd/internal/harness"
 )
 
 // get returns the status code and body of GET url.
@@ -91,15 +93,15 @@ func TestListenersBeforeIMDS(t *testing.T) {
 			if mode == "hangs" {
 				control = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 			}
-			env := minimalEnv(dir, "AWS_ENDPOINT_URL_EC2="+refusedURL(t), "AWS_EC2_METADATA_SERVICE_ENDPOINT="+imds,
+			env := harness.Env(dir, "AWS_ENDPOINT_URL_EC2="+refusedURL(t), "AWS_EC2_METADATA_SERVICE_ENDPOINT="+imds,
 				"AWS_REGION=us-east-1")
 			p := startProc(t, dir, "eipd", env, eipdBin, "run", "--group", "e2e",
 				"--health-check", fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t)), "--listen", listen, "--control", control)
 
 			var readyBody string
 			waitFor(t, 20*time.Second, "/readyz to answer 503", func() bool {
-				if p.exited() {
-					t.Fatalf("eipd exited: %v\n%s", p.err, tail(p.logPath, 30))
+				if p.Exited() {
+					t.Fatalf("eipd exited: %v\n%s", p.Err, tail(p.LogPath, 30))
 				}
 				code, body, err := get("http://" + listen + "/readyz")
 				readyBody = body
@@ -136,7 +138,7 @@ func TestListenersBeforeIMDS(t *testing.T) {
 				want = 1 // each attempt waits for its timeout
 			}
 			waitFor(t, 30*time.Second, fmt.Sprintf("%d logged IMDS retries", want), func() bool {
-				b, _ := os.ReadFile(p.logPath)
+				b, _ := os.ReadFile(p.LogPath)
 				m := attempt.FindAllStringSubmatch(string(b), -1)
 				for i, a := range m {
 					if a[1] != fmt.Sprint(i+1) {
@@ -146,12 +148,12 @@ func TestListenersBeforeIMDS(t *testing.T) {
 				return len(m) >= want
 			})
 
-			p.term()
-			if !p.waitExit(10 * time.Second) {
+			p.Term()
+			if !p.WaitExit(10 * time.Second) {
 				t.Fatalf("eipd did not stop within 10s of SIGTERM while waiting for IMDS")
 			}
-			if p.err != nil {
-				t.Errorf("eipd exited with %v after SIGTERM, want 0\n%s", p.err, tail(p.logPath, 10))
+			if p.Err != nil {
+				t.Errorf("eipd exited with %v after SIGTERM, want 0\n%s", p.Err, tail(p.LogPath, 10))
 			}
 		})
 	}

@@ -113,7 +113,7 @@ func TestGarbageLeaseRecovers(t *testing.T) {
 func (c *cluster) scrapeAll() map[string][]sample {
 	out := map[string][]sample{}
 	for _, n := range c.nodes {
-		if n.eipd == nil || n.eipd.exited() {
+		if n.eipd == nil || n.eipd.Exited() {
 			continue
 		}
 		ss, err := n.scrape()

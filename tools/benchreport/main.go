@@ -3,12 +3,11 @@
 // column is the run in before.txt: the figures the page gave before
 // issue 10.
 //
-// The plot is drawn with gonum.org/v1/plot, used by this command only (it is
-// not linked into eipd).
+// The plot is drawn with gonum.org/v1/plot, used by the report commands
+// only (it is not linked into eipd).
 package main
 
 import (
-	"bytes"
 	_ "embed"
 	"errors"
 	"flag"
@@ -16,10 +15,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"text/template"
-	"time"
 
-	"github.com/eipd/eipd/internal/machine"
+	"github.com/eipd/eipd/tools/report"
 )
 
 //go:embed before.txt
@@ -28,20 +25,14 @@ var beforeText string
 //go:embed report.md.tmpl
 var reportTemplate string
 
-func main() {
-	if err := benchreport(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "benchreport:", err)
-		os.Exit(1)
-	}
-}
+func main() { report.Main("benchreport", benchreport) }
 
 func benchreport(args []string) error {
 	fs := flag.NewFlagSet("benchreport", flag.ContinueOnError)
 	afterPath := fs.String("after", "", "output of `go test -bench` of this run (required)")
 	out := fs.String("out", "docs/BENCHMARKS.md", "the page to write")
 	plotPath := fs.String("plot", "docs/benchmarks-failover.png", "the failover plot to write (PNG); the page links it by its base name")
-	commit := fs.String("commit", "unknown", "commit the run measured")
-	version := fs.String("version", "", "git describe of that commit (says -dirty for uncommitted changes)")
+	stamp := report.StampFlags(fs)
 	note := fs.String("note", "", "a paragraph under the commit, for a run pieced together from several (which benchmarks were re-run, at which commit)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -68,34 +59,17 @@ func benchreport(args []string) error {
 	if err := plotFailover(before, after, *plotPath); err != nil {
 		return fmt.Errorf("plot: %w", err)
 	}
-	page, err := render(pageData{
-		Commit: *commit, Version: *version, Note: strings.TrimSpace(*note), Date: time.Now().UTC().Format("2006-01-02 15:04 MST"),
-		Machine: machine.Describe(), Table: table(rows(before, after)), Plot: filepath.Base(*plotPath),
+	return report.Write(*out, reportTemplate, pageData{
+		Stamp: stamp(), Note: strings.TrimSpace(*note),
+		Table: table(rows(before, after)), Plot: filepath.Base(*plotPath),
 		After: strings.TrimSpace(after.Raw), Before: strings.TrimSpace(before.Raw),
 	})
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(*out, page, 0o644)
 }
 
 // pageData fills report.md.tmpl.
 type pageData struct {
-	Commit, Version, Date string
-	Note                  string
-	Machine               machine.Machine
-	Table, Plot           string
-	After, Before         string
-}
-
-func render(d pageData) ([]byte, error) {
-	t, err := template.New("report").Parse(reportTemplate)
-	if err != nil {
-		return nil, err
-	}
-	var b bytes.Buffer
-	if err := t.Execute(&b, d); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
+	report.Stamp
+	Note          string
+	Table, Plot   string
+	After, Before string
 }

@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"image/color"
 
+	"github.com/eipd/eipd/tools/report"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
-	"gonum.org/v1/plot/vg/draw"
 )
 
 // faultKind is one box group of the failover plot.
@@ -32,13 +32,6 @@ var (
 	afterColor  = color.RGBA{R: 70, G: 130, B: 200, A: 255}
 	targetColor = color.RGBA{R: 200, G: 40, B: 40, A: 255}
 )
-
-// swatch is a legend entry for box plots, which have no thumbnail.
-type swatch struct{ c color.Color }
-
-func (s swatch) Thumbnail(c *draw.Canvas) {
-	c.FillPolygon(s.c, []vg.Point{{X: c.Min.X, Y: c.Min.Y}, {X: c.Min.X, Y: c.Max.Y}, {X: c.Max.X, Y: c.Max.Y}, {X: c.Max.X, Y: c.Min.Y}})
-}
 
 // plotFailover draws, per fault kind, the distribution of the trials
 // before and after, and the p99 target, to a PNG file.
@@ -77,17 +70,14 @@ func plotFailover(before, after *runOutput, path string) error {
 		if k.Target == 0 {
 			continue
 		}
-		line, err := plotter.NewLine(plotter.XYs{{X: x - 0.42, Y: k.Target}, {X: x + 0.42, Y: k.Target}})
+		line, err := report.DashedLine(plotter.XYs{{X: x - 0.42, Y: k.Target}, {X: x + 0.42, Y: k.Target}}, targetColor)
 		if err != nil {
 			return err
 		}
-		line.Color = targetColor
-		line.Width = vg.Points(1.5)
-		line.Dashes = []vg.Length{vg.Points(5), vg.Points(3)}
 		p.Add(line)
 		if i == 0 {
-			p.Legend.Add("before", swatch{beforeColor})
-			p.Legend.Add("after", swatch{afterColor})
+			p.Legend.Add("before", report.Swatch{Color: beforeColor})
+			p.Legend.Add("after", report.Swatch{Color: afterColor})
 			p.Legend.Add("p99 target", line)
 		}
 	}

@@ -4,10 +4,9 @@ import (
 	"fmt"
 	"image/color"
 	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 
+	"github.com/eipd/eipd/tools/report"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
@@ -49,13 +48,6 @@ func roleColor(role string) color.Color {
 	return otherRoleCol
 }
 
-// swatch is a legend entry drawn as a filled square.
-type swatch struct{ c color.Color }
-
-func (s swatch) Thumbnail(c *draw.Canvas) {
-	c.FillPolygon(s.c, []vg.Point{{X: c.Min.X, Y: c.Min.Y}, {X: c.Min.X, Y: c.Max.Y}, {X: c.Max.X, Y: c.Max.Y}, {X: c.Max.X, Y: c.Min.Y}})
-}
-
 // thickCross is draw.CrossGlyph with a line wide enough to be seen among
 // the filled circles of the passed runs.
 type thickCross struct{}
@@ -71,16 +63,6 @@ func (thickCross) DrawGlyph(c *draw.Canvas, sty draw.GlyphStyle, pt vg.Point) {
 	}
 }
 
-// format is the image format a plot path asks for.
-func format(path string) (string, error) {
-	switch ext := strings.ToLower(filepath.Ext(path)); ext {
-	case ".png", ".svg":
-		return ext[1:], nil
-	default:
-		return "", fmt.Errorf("%s: a plot is written as .png or .svg", path)
-	}
-}
-
 // boxMin is how many measured runs a scenario needs for a box: with fewer,
 // quartiles mean nothing and the runs are shown as points alone.
 const boxMin = 5
@@ -90,7 +72,7 @@ const boxMin = 5
 // crosses), a box of the quartiles when there are at least boxMin runs, and
 // the scenario's bound as an orange bar.
 func plotDowntime(ss []*scenario, path string) error {
-	if _, err := format(path); err != nil {
+	if _, err := report.Format(path); err != nil {
 		return err
 	}
 	p := plot.New()
@@ -102,7 +84,7 @@ func plotDowntime(ss []*scenario, path string) error {
 	drawn := false
 	for i, s := range ss {
 		y := float64(len(ss) - 1 - i)
-		names[len(ss)-1-i] = oneLine(s.Title)
+		names[len(ss)-1-i] = report.OneLine(s.Title)
 		var vals []float64
 		for _, r := range s.Runs {
 			if r.measured() {
@@ -174,7 +156,7 @@ func plotDowntime(ss []*scenario, path string) error {
 	if boundLine != nil {
 		p.Legend.Add("the scenario's bound", boundLine)
 	}
-	p.Legend.Add(fmt.Sprintf("quartiles, whiskers 1.5 IQR (≥ %d runs)", boxMin), swatch{boxColor})
+	p.Legend.Add(fmt.Sprintf("quartiles, whiskers 1.5 IQR (≥ %d runs)", boxMin), report.Swatch{Color: boxColor})
 	p.Legend.Top = true
 	p.Legend.TextStyle.Font.Size = vg.Points(10)
 	p.NominalY(names...)
@@ -282,7 +264,7 @@ func rect(x0, x1, y0, y1 float64, c color.Color) (*plotter.Polygon, error) {
 // with it (upper band). Time is in seconds from the fault (from the start of
 // the timeline when the run has no fault time), the fault a dashed red line.
 func plotTimeline(r *result, path string) error {
-	fm, err := format(path)
+	fm, err := report.Format(path)
 	if err != nil {
 		return err
 	}
@@ -299,7 +281,7 @@ func plotTimeline(r *result, path string) error {
 	n := t.buckets()
 
 	client := plot.New()
-	client.Title.Text = fmt.Sprintf("%s, run %d: what a client and the daemons saw (buckets of %d ms)", oneLine(r.Title), r.Run, t.BucketMS)
+	client.Title.Text = fmt.Sprintf("%s, run %d: what a client and the daemons saw (buckets of %d ms)", report.OneLine(r.Title), r.Run, t.BucketMS)
 	client.Y.Label.Text = "requests that succeeded"
 	client.Y.Min, client.Y.Max = 0, 1.05
 	client.Y.Tick.Marker = plot.ConstantTicks([]plot.Tick{{Value: 0, Label: "0 %"}, {Value: 0.5, Label: "50 %"}, {Value: 1, Label: "100 %"}})
@@ -376,13 +358,10 @@ func plotTimeline(r *result, path string) error {
 		p.X.Min, p.X.Max = xmin, xmax
 		p.Add(plotter.NewGrid())
 		if !r.FaultTime.IsZero() {
-			l, err := plotter.NewLine(plotter.XYs{{X: 0, Y: p.Y.Min}, {X: 0, Y: p.Y.Max}})
+			l, err := report.DashedLine(plotter.XYs{{X: 0, Y: p.Y.Min}, {X: 0, Y: p.Y.Max}}, failColor)
 			if err != nil {
 				return err
 			}
-			l.Color = failColor
-			l.Width = vg.Points(1.5)
-			l.Dashes = []vg.Length{vg.Points(5), vg.Points(3)}
 			p.Add(l)
 			fault = l
 		}
@@ -397,12 +376,12 @@ func plotTimeline(r *result, path string) error {
 	if fault != nil {
 		legend.Add("the fault", fault)
 	}
-	legend.Add("EIP associated here", swatch{heldColor})
+	legend.Add("EIP associated here", report.Swatch{Color: heldColor})
 	for _, rc := range roleColors {
-		legend.Add("role: "+rc.Role, swatch{rc.Color})
+		legend.Add("role: "+rc.Role, report.Swatch{Color: rc.Color})
 	}
-	legend.Add("role: other", swatch{otherRoleCol})
-	legend.Add("no answer", swatch{noRoleColor})
+	legend.Add("role: other", report.Swatch{Color: otherRoleCol})
+	legend.Add("no answer", report.Swatch{Color: noRoleColor})
 
 	w, h := 11*vg.Inch, 3*vg.Inch+vg.Length(len(ids))*vg.Points(40)
 	cw, err := draw.NewFormattedCanvas(w, h, fm)

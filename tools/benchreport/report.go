@@ -1,9 +1,9 @@
 package main
 
 import (
-	"fmt"
 	"strconv"
-	"strings"
+
+	"github.com/eipd/eipd/tools/report"
 )
 
 // target is one figure of issue 10 with its limit. A ratio target divides
@@ -115,10 +115,9 @@ func rows(before, after *runOutput) []row {
 }
 
 func table(rs []row) string {
-	var b strings.Builder
-	b.WriteString("| figure | before | after | target | |\n|---|---|---|---|---|\n")
-	for _, r := range rs {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", r.Label, r.Before, r.After, r.Target, r.Verdict)
+	cells := make([][]string, len(rs))
+	for i, r := range rs {
+		cells[i] = []string{r.Label, r.Before, r.After, r.Target, r.Verdict}
 	}
-	return b.String()
+	return report.Table([]report.Column{{Name: "figure"}, {Name: "before"}, {Name: "after"}, {Name: "target"}, {Name: ""}}, cells)
 }

@@ -1,10 +1,11 @@
 package main
 
 import (
-	"fmt"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/eipd/eipd/tools/report"
 )
 
 // scenario is every run of one scenario, in input order.
@@ -118,27 +119,24 @@ func summarize(s *scenario) row {
 
 func seconds(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
 
+// columns are the table's columns, figures right-aligned.
+var columns = []report.Column{
+	{Name: "scenario"}, {Name: "check"}, {Name: "runs", Right: true}, {Name: "passed", Right: true},
+	{Name: "downtime p50 (s)", Right: true}, {Name: "downtime max (s)", Right: true}, {Name: "bound (s)", Right: true},
+	{Name: "failed requests, total", Right: true}, {Name: "failed requests, max a run", Right: true}, {Name: "moves, max a run", Right: true},
+	{Name: "API calls after the fault, median", Right: true}, {Name: "API calls, max a run", Right: true}, {Name: "API ceiling", Right: true},
+}
+
 // table is the Markdown table of the scenarios.
 func table(ss []*scenario) string {
-	var b strings.Builder
-	b.WriteString("| scenario | check | runs | passed | downtime p50 (s) | downtime max (s) | bound (s) | failed requests, total | failed requests, max a run | moves, max a run | API calls after the fault, median | API calls, max a run | API ceiling |\n")
-	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	var rows [][]string
 	for _, s := range ss {
 		r := summarize(s)
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", cell(r.Title), r.Check, r.Runs, r.Passed,
-			r.DowntimeP50, r.DowntimeMax, r.Bound, r.FailedTotal, r.FailedMax, r.MovesMax, r.APICallsMedian, r.APICallsMax, r.APICeiling)
+		rows = append(rows, []string{report.Cell(r.Title), r.Check, r.Runs, r.Passed,
+			r.DowntimeP50, r.DowntimeMax, r.Bound, r.FailedTotal, r.FailedMax, r.MovesMax, r.APICallsMedian, r.APICallsMax, r.APICeiling})
 	}
-	return b.String()
+	return report.Table(columns, rows)
 }
-
-// cell makes text safe inside a table cell.
-func cell(s string) string {
-	return strings.ReplaceAll(oneLine(s), "|", `\|`)
-}
-
-// oneLine collapses every run of white space, newlines included, into one
-// space.
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // failure is one failed run, for the list under the table.
 type failure struct {
@@ -155,11 +153,11 @@ func failures(ss []*scenario) []failure {
 			if r.Passed {
 				continue
 			}
-			msg := oneLine(r.Error)
+			msg := report.OneLine(r.Error)
 			if msg == "" {
 				msg = "(no error message recorded)"
 			}
-			out = append(out, failure{Title: oneLine(s.Title), Run: r.Run, Source: r.Source, Error: codeSpan(msg)})
+			out = append(out, failure{Title: report.OneLine(s.Title), Run: r.Run, Source: r.Source, Error: codeSpan(msg)})
 		}
 	}
 	return out

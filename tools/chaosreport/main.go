@@ -8,7 +8,6 @@
 package main
 
 import (
-	"bytes"
 	_ "embed"
 	"errors"
 	"flag"
@@ -17,10 +16,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"text/template"
-	"time"
 
-	"github.com/eipd/eipd/internal/machine"
+	"github.com/eipd/eipd/tools/report"
 )
 
 //go:embed report.md.tmpl
@@ -29,12 +26,7 @@ var reportTemplate string
 // howToRun is what to do when there are no results to report.
 const howToRun = "run the suite first: make chaos RUNS=5 REPORT=1"
 
-func main() {
-	if err := chaosreport(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "chaosreport:", err)
-		os.Exit(1)
-	}
-}
+func main() { report.Main("chaosreport", chaosreport) }
 
 func chaosreport(args []string) error {
 	fset := flag.NewFlagSet("chaosreport", flag.ContinueOnError)
@@ -51,8 +43,7 @@ func chaosreport(args []string) error {
 	plots := fset.String("plots", "", "directory for the plots chaos-downtime.png and chaos-timeline.png (default: the directory of -out)")
 	downtimePath := fset.String("downtime-plot", "", "path of the downtime plot, .png or .svg (overrides -plots)")
 	timelinePath := fset.String("timeline-plot", "", "path of the timeline plot, .png or .svg (overrides -plots)")
-	commit := fset.String("commit", "unknown", "commit the suite ran")
-	version := fset.String("version", "", "git describe of that commit (says -dirty for uncommitted changes)")
+	stamp := report.StampFlags(fset)
 	if err := fset.Parse(args); err != nil {
 		return err
 	}
@@ -73,7 +64,7 @@ func chaosreport(args []string) error {
 		*timelinePath = filepath.Join(dir, "chaos-timeline.png")
 	}
 	for _, p := range []string{*downtimePath, *timelinePath} {
-		if _, err := format(p); err != nil {
+		if _, err := report.Format(p); err != nil {
 			return err
 		}
 	}
@@ -86,10 +77,7 @@ func chaosreport(args []string) error {
 	if err := plotDowntime(ss, *downtimePath); err != nil {
 		return fmt.Errorf("downtime plot: %w", err)
 	}
-	d := pageData{
-		Commit: *commit, Version: *version, Date: time.Now().UTC().Format("2006-01-02 15:04 MST"),
-		Machine: machine.Describe(), Inputs: inputs,
-	}
+	d := pageData{Stamp: stamp(), Inputs: inputs}
 	d.fill(ss)
 	if d.DowntimePlot, err = link(*out, *downtimePath); err != nil {
 		return err
@@ -107,11 +95,7 @@ func chaosreport(args []string) error {
 		// stay beside a page that does not describe it.
 		return err
 	}
-	page, err := render(d)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(*out, page, 0o644)
+	return report.Write(*out, reportTemplate, d)
 }
 
 // readAll reads every results file; a missing or empty input is an error
@@ -158,8 +142,7 @@ func link(page, plot string) (string, error) {
 
 // pageData fills report.md.tmpl.
 type pageData struct {
-	Commit, Version, Date  string
-	Machine                machine.Machine
+	report.Stamp
 	Inputs                 []string
 	Runs, Passed, Failed   int
 	Scenarios              int
@@ -200,17 +183,5 @@ func describeTimelineRun(r *result) string {
 	default:
 		why = "no passed run with a move had a timeline, so the first run with a move (it failed)"
 	}
-	return fmt.Sprintf("run %d of **%s** (`%s`, %s): %s", r.Run, oneLine(r.Title), r.Scenario, r.Source, why)
-}
-
-func render(d pageData) ([]byte, error) {
-	t, err := template.New("report").Parse(reportTemplate)
-	if err != nil {
-		return nil, err
-	}
-	var b bytes.Buffer
-	if err := t.Execute(&b, d); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
+	return fmt.Sprintf("run %d of **%s** (`%s`, %s): %s", r.Run, report.OneLine(r.Title), r.Scenario, r.Source, why)
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"flag"
 	"image/color"
-	"image/png"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"github.com/eipd/eipd/internal/machine"
 	"github.com/eipd/eipd/internal/markdown"
 	"github.com/eipd/eipd/leader"
+	"github.com/eipd/eipd/tools/report"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/CHAOS.golden.md from the fixture")
@@ -228,14 +228,15 @@ func testPage(t *testing.T) []byte {
 	t.Helper()
 	ss := group(mustRead(t))
 	d := pageData{
-		Commit: "abc1234", Version: "v0.9.0-12-gabc1234", Date: "2026-11-30 20:15 UTC", Inputs: []string{fixture},
-		Machine: machine.Machine{CPUs: 2, CPU: "Example CPU", RAM: "24 GiB", OS: "Linux 6.1.0 amd64", Go: "go1.26.8",
-			HAProxy: "HAProxy version 2.6.12", Load: "1.00 0.90 0.80"},
+		Stamp: report.Stamp{Commit: "abc1234", Version: "v0.9.0-12-gabc1234", Date: "2026-11-30 20:15 UTC",
+			Machine: machine.Machine{CPUs: 2, CPU: "Example CPU", RAM: "24 GiB", OS: "Linux 6.1.0 amd64", Go: "go1.26.8",
+				HAProxy: "HAProxy version 2.6.12", Load: "1.00 0.90 0.80"}},
+		Inputs:       []string{fixture},
 		DowntimePlot: "chaos-downtime.png", TimelinePlot: "chaos-timeline.png",
 	}
 	d.fill(ss)
 	d.Timeline = describeTimelineRun(timelineRun(ss))
-	page, err := render(d)
+	page, err := report.Render(reportTemplate, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +244,7 @@ func testPage(t *testing.T) []byte {
 }
 
 // The page, table included, against the golden file (go test
-// ./internal/chaosreport -update rewrites it; review the diff).
+// ./tools/chaosreport -update rewrites it; review the diff).
 func TestGoldenPage(t *testing.T) {
 	page := testPage(t)
 	path := filepath.Join("testdata", "CHAOS.golden.md")
@@ -254,7 +255,7 @@ func TestGoldenPage(t *testing.T) {
 	}
 	want, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("read golden (go test ./internal/chaosreport -run TestGoldenPage -update writes it): %v", err)
+		t.Fatalf("read golden (go test ./tools/chaosreport -run TestGoldenPage -update writes it): %v", err)
 	}
 	if !bytes.Equal(page, want) {
 		t.Errorf("page differs from %s (run with -update and review the diff):\n%s", path, page)
@@ -302,16 +303,11 @@ func TestPageLinks(t *testing.T) {
 
 func decodePNG(t *testing.T, path string) (w, h int) {
 	t.Helper()
-	f, err := os.Open(path)
+	w, h, err := report.PNGSize(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatalf("%s is not a PNG: %v", path, err)
-	}
-	return img.Bounds().Dx(), img.Bounds().Dy()
+	return w, h
 }
 
 // The whole command: page and plots written, the same bytes for the same
