@@ -133,17 +133,25 @@ func (l *Loop) coordinate(now time.Time) {
 	}
 	if len(pl.Notes) > 0 {
 		l.listForBlocked(now)
+	} else {
+		l.blockedSince = time.Time{}
 	}
 	l.maybeHandOver(now)
 }
 
-// listForBlocked asks for a member list at most every renew interval while
-// an EIP must move and no member can take it: a member launched since the
-// last list may, and its notice may never have come (the coordinator's
-// status port blocked, or the notice lost). Without it the coordinator
-// would learn of it only at the next member poll (§3).
+// listForBlocked asks for a member list while an EIP must move and no
+// member can take it: a member launched since the last list may, and its
+// notice may never have come (the coordinator's status port blocked, or
+// the notice lost). Without it the coordinator would learn of it only at
+// the next member poll (§3). The lists back off: a renew interval apart at
+// first, then half the time blocked so far, up to the member poll, so
+// that a lasting block (no free private IP, every proxy down) costs little.
 func (l *Loop) listForBlocked(now time.Time) {
-	if next := l.list.triedAt.Add(l.cfg.RenewInterval); l.listAt.IsZero() || next.Before(l.listAt) {
+	if l.blockedSince.IsZero() {
+		l.blockedSince = now
+	}
+	gap := min(max(l.cfg.RenewInterval, now.Sub(l.blockedSince)/2), l.cfg.MemberPoll)
+	if next := l.list.triedAt.Add(gap); l.listAt.IsZero() || next.Before(l.listAt) {
 		l.listAt = maxTime(next, now)
 	}
 }

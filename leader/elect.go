@@ -61,7 +61,7 @@ type ElectObservation struct {
 	RankSince time.Time
 	Rank      time.Duration
 	// ClaimFailedAt: the start of this member's last claim that failed
-	// (zero: none since it last coordinated).
+	// (zero: none yet); a read started after it allows the next claim.
 	ClaimFailedAt time.Time
 }
 

@@ -39,6 +39,9 @@ type Loop struct {
 	list    callState
 	// listAt: a member list is wanted at or after this time (zero: none).
 	listAt time.Time
+	// blockedSince: since when an EIP must move and no member can take it
+	// (zero: none); the lists asked for meanwhile back off from it.
+	blockedSince time.Time
 	// readAgainAt, when set: a read ignored because, shortly after this
 	// coordinator's move, it did not show the association the move made
 	// (it may lag); the EIPs are read again once that no longer holds, not

@@ -270,6 +270,9 @@ func (l *Loop) hearCoordinator(started time.Time, s *Status) {
 			l.idleSince = started
 		}
 		l.idleTroubled = s.AWSTrouble != ""
+		// An answer that is not taken in: the coordinator that gave it may
+		// still count the ask as this member letting go (§1).
+		l.dropWordsOf(s.InstanceID, l.now())
 		return
 	}
 	l.idleSince, l.idleTroubled = time.Time{}, false

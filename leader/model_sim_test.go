@@ -741,13 +741,15 @@ func (c simCloud) WriteLease(ctx context.Context, ids []string, l eip.GroupLease
 		c.d.s.inv.renewCall(c.d, ids)
 	}
 	before := c.d.s.world.current().addrs
+	claim := c.d.loop != nil && c.d.loop.co == nil // not a renewal nor a hand-over
 	err := c.tags(ctx, ids, l.Tags())
 	if err == nil {
 		c.d.s.inv.leaseWritten(c.d, l, ticketOf(ctx))
-	} else if errors.Is(err, errModelNoAnswer) && len(ids) > 0 && before[ids[0]] != nil &&
+	} else if claim && errors.Is(err, errModelNoAnswer) && len(ids) > 0 && before[ids[0]] != nil &&
 		landed(eip.ParseGroupLease(c.d.s.world.current().addrs[ids[0]].Tags), l) {
-		// Its answer was lost but it landed: a claim a later read shows
-		// counts from its start (design: electing, step 6).
+		// Its answer was lost but it landed: a claim (only a claim) a
+		// later read shows counts from its start (design: electing, step
+		// 6); a renewal whose answer was lost extends nothing.
 		c.d.s.inv.leaseWritten(c.d, l, ticketOf(ctx))
 	}
 	return eip.GoneIn(err, ids)

@@ -104,7 +104,14 @@ func (l *Loop) probe(p *peer, now time.Time) {
 func (l *Loop) onProbe(p *peer, started time.Time, fresh bool, r health.PeerReport, err error) {
 	p.call.done(started, err == nil)
 	if l.peers[p.id] != p {
-		return // no longer a member
+		// No longer a member, or no longer the coordinator this member
+		// follows: the answer is thrown away, yet that coordinator may
+		// count the ask as this member letting go (§1), so its older word
+		// no longer makes this member holder.
+		if l.co == nil {
+			l.dropWordsOf(p.id, l.now())
+		}
+		return
 	}
 	var st *Status
 	p.protocol = 0
@@ -225,6 +232,17 @@ func (l *Loop) probeDue(p *peer, now time.Time) bool {
 
 // answering reports whether p's eipd answered its last probe.
 func (p *peer) answering() bool { return p.status != nil }
+
+// dropWordsOf ends, as of now, the words that coordinator id gave naming
+// this member holder (an answer of id's that this member ignores: id may
+// count the ask behind it as this member letting go).
+func (l *Loop) dropWordsOf(id string, now time.Time) {
+	for _, st := range l.eips {
+		if st.word != nil && st.wordBy == id && st.word.Holder == l.self.InstanceID {
+			st.wordUntil = minTime(st.wordUntil, now)
+		}
+	}
+}
 
 // dropHolderWord: a probe of the coordinator got no usable answer. The
 // coordinator counts the ask itself as this member letting go of an EIP

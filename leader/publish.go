@@ -285,9 +285,12 @@ func (l *Loop) lettingGo(p *peer, alloc string, since time.Time) bool {
 	// and let go: once that answer reached it, or its probe gave up on it
 	// (a probe timeout after the ask, and a pass to take it in; a member
 	// whose probe of its coordinator goes unanswered drops the word that
-	// named it holder). Until then it may still act on the older word.
+	// named it holder). Until then it may still act on the older word. A
+	// member whose loop stalls with the answer unread stops reporting
+	// holder on its own a probe interval and a pass after its last
+	// publish (Status): the wait covers that too.
 	if a := l.askedAt(p.id); !l.co.actingAt.IsZero() && a.After(maxTime(since, l.co.actingAt).Add(2*l.cfg.Tick)) &&
-		l.now().After(a.Add(l.cfg.ProbeTimeout+2*l.cfg.Tick)) {
+		l.now().After(a.Add(max(l.cfg.ProbeTimeout, l.cfg.ProbeInterval+l.cfg.Tick)+2*l.cfg.Tick)) {
 		return true
 	}
 	asked := maxTime(l.askedAt(p.id), p.answered)
