@@ -306,7 +306,12 @@ func (l *Loop) repairRecords(started time.Time) {
 		// well after that write: a late write landed over it.
 		lowered := r.Term.Less(st.wrote) && started.After(st.wroteAt.Add(l.cfg.AddressPoll))
 		matches := r.Holder == m.InstanceID && len(r.Invalid) == 0 && !r.Term.IsZero()
-		if (matches && !lowered) || st.recording || !started.After(st.wroteAt) ||
+		// The association this coordinator recorded, with an older record:
+		// a read that soon after the write may mix the new association
+		// with the old tags (EC2 gives no snapshot across them); it is
+		// judged by a read made well after the write, as a lowered term is.
+		mixed := st.wroteHolder == m.InstanceID && r.Term.Less(st.wrote) && !lowered
+		if (matches && !lowered) || mixed || st.recording || !started.After(st.wroteAt) ||
 			(!st.repaired.IsZero() && !started.After(st.repaired)) {
 			// One record write at a time, and a repair only from a read
 			// started after the last write returned: two in flight could
@@ -357,7 +362,7 @@ func (l *Loop) writeRecord(st *eipState, rec eip.Record, why string) {
 				return
 			}
 			if st := l.eips[alloc]; st != nil {
-				st.wrote, st.wroteAt = rec.Term, l.now()
+				st.wrote, st.wroteHolder, st.wroteAt = rec.Term, rec.Holder, l.now()
 				if st.addr.Record.Term.Less(rec.Term) {
 					st.addr.Record = rec
 				}

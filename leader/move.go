@@ -466,7 +466,7 @@ func (l *Loop) record(m *move, now time.Time) {
 				return
 			}
 			st.denied = ""
-			st.wrote, st.wroteAt = rec.Term, l.now()
+			st.wrote, st.wroteHolder, st.wroteAt = rec.Term, rec.Holder, l.now()
 			if st.addr.Record.Term.Less(rec.Term) {
 				st.addr.Record = rec
 			}

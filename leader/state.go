@@ -66,10 +66,11 @@ type eipState struct {
 	doubt    *doubt    // a move whose outcome is unknown
 	repaired time.Time // start of the last record write made to repair it
 	seq      int64     // the last sequence this coordinator wrote in its epoch
-	// wrote is the last term this coordinator wrote on the record, and
-	// wroteAt when that write returned.
-	wrote   eip.Term
-	wroteAt time.Time
+	// wrote is the last term this coordinator wrote on the record, for
+	// the holder wroteHolder, and wroteAt when that write returned.
+	wrote       eip.Term
+	wroteHolder string
+	wroteAt     time.Time
 	// avoid: the target of a move of it abandoned while being prepared,
 	// not picked again before avoidUntil.
 	avoid      string
