@@ -452,6 +452,7 @@ func faultManualHandoff(s *sim) {
 	default:
 	}
 	s.fault(d.id, "eipd handoff --to %q", to)
+	s.inv.handoffAsked[d.id] = s.now
 	d.manual = req
 	s.touch(d)
 	d.pass()

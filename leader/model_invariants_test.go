@@ -88,10 +88,12 @@ type invariants struct {
 	// daemon's last move call of an EIP (daemon|EIP) was a rebalance.
 	lastMove  map[string]time.Time
 	rebalance map[string]bool
-	// handMoved: when the operator last moved each EIP by hand.
-	handMoved   map[string]time.Time
-	overlapFrom time.Time
-	noCoordFrom time.Time
+	// handMoved: when the operator last moved each EIP by hand;
+	// handoffAsked: when the operator last ran eipd handoff on a member.
+	handMoved    map[string]time.Time
+	handoffAsked map[string]time.Time
+	overlapFrom  time.Time
+	noCoordFrom  time.Time
 	// 8: released EIPs; when each daemon's calls last had a fault.
 	released map[string]time.Time
 	dirtyAt  map[string]time.Time
@@ -104,7 +106,7 @@ func newInvariants(s *sim) *invariants {
 		danglingSince: map[string]time.Time{}, moves: map[string][]string{}, fence: map[string]string{},
 		moveEnd: map[string]time.Time{}, moveOf: map[string]*move{}, leaseOK: map[string]time.Time{}, cleanFrom: map[string]time.Time{},
 		actingSince: map[string]time.Time{}, released: map[string]time.Time{}, dirtyAt: map[string]time.Time{},
-		claimedAt: map[string]time.Time{}, faultAt: map[string]time.Time{}, lastMove: map[string]time.Time{}, rebalance: map[string]bool{}, handMoved: map[string]time.Time{},
+		claimedAt: map[string]time.Time{}, faultAt: map[string]time.Time{}, lastMove: map[string]time.Time{}, rebalance: map[string]bool{}, handMoved: map[string]time.Time{}, handoffAsked: map[string]time.Time{},
 		serving: map[string]time.Time{}, seen: map[string]time.Time{}, witness: map[string]time.Time{}}
 }
 
@@ -554,12 +556,17 @@ var neededWindow = time.Duration(simTiming.ProbeFall+2)*simTiming.ProbeInterval 
 // moves off a member that serves (its eipd may be dead or paused) while
 // the coordinator reaches it, nor, when the coordinator does not, while
 // another live member reaches it (three or more) or, in a group of two,
-// while it reaches the API to write its heartbeat. Rebalances are planned
-// and exempt; a group of two whose reads lag is exempt (a lagging member
+// while it reaches the API to write its heartbeat. Rebalances and manual
+// handoffs are planned and exempt; a group of two whose reads lag is exempt (a lagging member
 // list may miss a heartbeat: two faults).
 func (v *invariants) checkNeeded(c ec2Change) {
 	m, co := v.s.daemon(strings.Split(c.From, "/")[0]), v.s.daemon(c.Caller)
 	if m == nil || co == nil || m == co || v.rebalance[c.Caller+"|"+c.Resource] || !v.steady(v.serving, m.id) {
+		return
+	}
+	if at, ok := v.handoffAsked[m.id]; ok && v.s.now.Sub(at) < neededWindow {
+		// The operator asked for it (eipd handoff on m): a planned move,
+		// even when the request ended before the check saw the move.
 		return
 	}
 	if v.pairSteady(co, m) {
